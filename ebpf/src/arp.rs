@@ -1,0 +1,81 @@
+//! The ARP responder: the datapath knows every address of a network, so it answers requests
+//! itself instead of flooding them (there is no bridge to flood through).
+
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
+use network_types::{arp::ArpHdr, eth::EthHdr};
+use xnet_common::{DropReason, Endpoint};
+
+use crate::{maps, parse};
+
+const HTYPE_ETHERNET: u16 = 1;
+const PTYPE_IPV4: u16 = 0x0800;
+const OPER_REQUEST: u16 = 1;
+const OPER_REPLY: u16 = 2;
+
+/// Handles an ARP frame sent by `endpoint`: requests for the gateway or for another endpoint of
+/// its network are answered in place and sent back into the container; replies (to the host's
+/// own requests) go to the host stack; anything else is dropped.
+#[inline(always)]
+pub fn answer_from_container(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+) -> Result<i32, DropReason> {
+    let arp: *mut ArpHdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked that a whole ArpHdr lies inside the packet, and the eth header
+    // before it; nothing else holds a pointer into the frame.
+    let arp = unsafe { &mut *arp };
+    if arp.htype() != HTYPE_ETHERNET || arp.ptype() != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4
+    {
+        return Err(DropReason::MalformedArp);
+    }
+    if arp.sha != endpoint.mac {
+        return Err(DropReason::SpoofedMac);
+    }
+    if arp.spa != endpoint.ipv4 {
+        return Err(DropReason::SpoofedIp);
+    }
+    match arp.oper() {
+        OPER_REPLY => Ok(TC_ACT_OK),
+        OPER_REQUEST => {
+            let target = arp.tpa;
+            if target == endpoint.ipv4 {
+                return Err(DropReason::GratuitousArp);
+            }
+            let answer_mac = if target == endpoint.gateway {
+                endpoint.host_mac
+            } else {
+                maps::neighbor(endpoint.network_id, target)
+                    .ok_or(DropReason::UnknownArpTarget)?
+                    .mac
+            };
+            turn_into_reply(ctx, arp, answer_mac)?;
+            // Out of the same host-side veth, i.e. back into the container that asked.
+            // SAFETY: plain helper call; flags 0 means egress of `ifindex`.
+            Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+        }
+        _ => Err(DropReason::MalformedArp),
+    }
+}
+
+/// Rewrites a request into the reply `answer_mac` would send, Ethernet header included.
+#[inline(always)]
+fn turn_into_reply(
+    ctx: &TcContext,
+    arp: &mut ArpHdr,
+    answer_mac: [u8; 6],
+) -> Result<(), DropReason> {
+    let (asker_mac, asker_ip, answered_ip) = (arp.sha, arp.spa, arp.tpa);
+    arp.set_oper(OPER_REPLY);
+    arp.sha = answer_mac;
+    arp.spa = answered_ip;
+    arp.tha = asker_mac;
+    arp.tpa = asker_ip;
+    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // SAFETY: the ARP header after it is in bounds, so the eth header is too.
+    unsafe {
+        (*eth).dst_addr = asker_mac;
+        (*eth).src_addr = answer_mac;
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Entry points on a container's host-side veth.
+//!
+//! Ingress of the host-side veth is where every frame a container sends first meets the host,
+//! so this is where the datapath decides: answer ARP itself, deliver to another container of the
+//! same network with `bpf_redirect_peer` (the skb keeps GSO and checksum offload, which is why
+//! this is TC and not XDP), hand frames for the gateway to the host stack, or drop.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    programs::TcContext,
+};
+use network_types::eth::{EthHdr, EtherType};
+use xnet_common::DropReason;
+
+use crate::{arp, forward, maps, parse, stats};
+
+/// tcx ingress of a container's host-side veth: frames the container sends.
+#[classifier]
+pub fn endpoint_ingress(ctx: TcContext) -> i32 {
+    let ifindex = ingress_ifindex(&ctx);
+    match from_container(&ctx, ifindex) {
+        Ok(action) => action,
+        Err(reason) => {
+            stats::count_drop(ifindex, reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+/// tcx egress of a container's host-side veth: frames the host stack sends to the container.
+/// Frames from other containers arrive by `bpf_redirect_peer` and never pass here; they are
+/// counted where they are redirected.
+#[classifier]
+pub fn endpoint_egress(ctx: TcContext) -> i32 {
+    stats::count_rx(ingress_ifindex(&ctx), ctx.len());
+    TC_ACT_OK
+}
+
+/// The device the hook runs on (for the test runner: loopback, unless the test says otherwise).
+#[inline(always)]
+fn ingress_ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed in; `ifindex` is readable for TC.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+    // Fail closed: a veth we have no endpoint for (mid-setup, mid-teardown) forwards nothing.
+    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
+    let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked that a whole EthHdr lies inside the packet.
+    let (src_mac, ether_type) = unsafe { ((*eth).src_addr, (*eth).ether_type) };
+    if src_mac != endpoint.mac {
+        return Err(DropReason::SpoofedMac);
+    }
+    let action = if ether_type == EtherType::Arp as u16 {
+        arp::answer_from_container(ctx, ifindex, &endpoint)?
+    } else if ether_type == EtherType::Ipv4 as u16 {
+        forward::ipv4_from_container(ctx, ifindex, &endpoint)?
+    } else {
+        return Err(DropReason::UnsupportedEtherType);
+    };
+    stats::count_tx(ifindex, ctx.len());
+    Ok(action)
+}

@@ -1,0 +1,44 @@
+//! IPv4 delivery between the endpoints of one network, and to the host through the gateway.
+
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use xnet_common::{DropReason, Endpoint};
+
+use crate::{maps, parse, stats};
+
+/// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`).
+#[inline(always)]
+pub fn ipv4_from_container(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+) -> Result<i32, DropReason> {
+    let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked that a whole Ipv4Hdr lies inside the packet.
+    let (vihl, src, dst) = unsafe { ((*ip).vihl, (*ip).src_addr, (*ip).dst_addr) };
+    if vihl >> 4 != 4 || vihl & 0x0f < 5 {
+        return Err(DropReason::MalformedIp);
+    }
+    if src != endpoint.ipv4 {
+        return Err(DropReason::SpoofedIp);
+    }
+    if dst == endpoint.gateway {
+        // The host itself: its stack owns the gateway address.
+        return Ok(TC_ACT_OK);
+    }
+    let peer = maps::neighbor(endpoint.network_id, dst).ok_or(DropReason::NoRoute)?;
+    if peer.ifindex == ifindex {
+        // A container reaches its own address through its loopback, never through us.
+        return Err(DropReason::NoRoute);
+    }
+    // A sender with a stale or gateway-addressed frame still reaches the owner of the IP; the
+    // receiver then sees its own MAC as destination, as it would behind a bridge.
+    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // SAFETY: the IPv4 header after it is in bounds, so the eth header is too.
+    unsafe { (*eth).dst_addr = peer.mac };
+    stats::count_rx(peer.ifindex, ctx.len());
+    // Straight into the peer container's eth0 ingress, skipping the host-side veth's egress
+    // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
+    // SAFETY: plain helper call; flags must be 0.
+    Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
+}

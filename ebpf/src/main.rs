@@ -1,0 +1,29 @@
+//! xnet's kernel-side programs, arranged by attach point (where a packet enters):
+//!
+//! - [`endpoint`]: the tcx hooks of each container's host-side veth.
+//!
+//! and one module per concern that those entry points share:
+//! [`parse`] (bounds-checked header access), [`arp`] (the ARP responder), [`forward`]
+//! (IPv4 delivery between endpoints), [`maps`] (the maps, typed by `xnet-common`) and
+//! [`stats`] (counters).
+#![no_std]
+#![no_main]
+
+mod arp;
+mod endpoint;
+mod forward;
+mod maps;
+mod parse;
+mod stats;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach a panic, so this is never entered.
+    loop {}
+}
+
+/// GPL-compatible licence, required for helpers such as bpf_redirect_peer.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,136 @@
+//! HTTP routes over the Unix socket; thin: decode, call the daemon, encode.
+
+use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    extract::{Path as UrlPath, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, put},
+};
+
+use super::types::{ContainerCreate, ContainerProcess, ErrorBody, NetworkCreate, RemoveOptions};
+use crate::{daemon::Daemon, error::XnetError};
+
+impl IntoResponse for XnetError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            XnetError::NotFound(_) => StatusCode::NOT_FOUND,
+            XnetError::Conflict(_) => StatusCode::CONFLICT,
+            XnetError::Invalid(_) => StatusCode::BAD_REQUEST,
+            XnetError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+type Shared = State<Arc<Daemon>>;
+type ApiResult<T> = Result<Json<T>, XnetError>;
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/networks", get(list_networks).post(create_network))
+        .route(
+            "/networks/{name}",
+            get(inspect_network).delete(remove_network),
+        )
+        .route("/containers", get(list_containers).post(create_container))
+        .route(
+            "/containers/{name}",
+            get(inspect_container).delete(remove_container),
+        )
+        .route("/containers/{name}/process", put(set_process))
+        .route("/stats", get(stats))
+        .with_state(daemon)
+}
+
+/// Serves the API on `socket` until `shutdown` resolves. The socket is root-only (0600): the
+/// API creates namespaces and attaches kernel programs.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    socket: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        anyhow::bail!("another xnetd is already serving {}", socket.display());
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    axum::serve(listener, router(daemon))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the API")
+}
+
+async fn list_networks(State(d): Shared) -> ApiResult<Vec<super::types::NetworkInspect>> {
+    Ok(Json(d.networks().await?))
+}
+
+async fn create_network(
+    State(d): Shared,
+    Json(req): Json<NetworkCreate>,
+) -> ApiResult<super::types::NetworkInspect> {
+    Ok(Json(d.create_network(req).await?))
+}
+
+async fn inspect_network(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<super::types::NetworkInspect> {
+    Ok(Json(d.network(&name).await?))
+}
+
+async fn remove_network(State(d): Shared, UrlPath(name): UrlPath<String>) -> ApiResult<()> {
+    Ok(Json(d.remove_network(&name).await?))
+}
+
+async fn list_containers(State(d): Shared) -> ApiResult<Vec<super::types::ContainerInspect>> {
+    Ok(Json(d.containers().await))
+}
+
+async fn create_container(
+    State(d): Shared,
+    Json(req): Json<ContainerCreate>,
+) -> ApiResult<super::types::ContainerInspect> {
+    Ok(Json(d.create_container(req).await?))
+}
+
+async fn inspect_container(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<super::types::ContainerInspect> {
+    Ok(Json(d.container(&name).await?))
+}
+
+async fn remove_container(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Query(opts): Query<RemoveOptions>,
+) -> ApiResult<()> {
+    Ok(Json(d.remove_container(&name, opts.force).await?))
+}
+
+async fn set_process(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<ContainerProcess>,
+) -> ApiResult<()> {
+    Ok(Json(d.set_process(&name, req.pid).await?))
+}
+
+async fn stats(State(d): Shared) -> ApiResult<super::types::StatsReport> {
+    Ok(Json(d.stats().await))
+}

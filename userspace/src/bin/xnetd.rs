@@ -1,0 +1,65 @@
+//! `xnetd`: owns the eBPF datapath and serves the xnet API on a Unix socket.
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use xnet::{
+    api::server,
+    daemon::{Config, Daemon},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xnetd",
+    version,
+    about = "The xnet daemon: container networking on an eBPF datapath"
+)]
+struct Args {
+    /// Unix socket to serve the API on (root-only).
+    #[arg(long, default_value = "/run/xnet/xnet.sock")]
+    socket: PathBuf,
+    /// Where the state file lives.
+    #[arg(long, default_value = "/var/lib/xnet")]
+    state_dir: PathBuf,
+    /// bpffs directory for this daemon's pinned maps and links.
+    #[arg(long, default_value = "/sys/fs/bpf/xnet")]
+    bpffs: PathBuf,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = serve(Args::parse()).await {
+        eprintln!("xnetd: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("xnetd must run as root (it creates namespaces and loads eBPF programs)");
+    }
+    let config = Config {
+        socket: args.socket,
+        state_dir: args.state_dir,
+        bpffs: args.bpffs,
+    };
+    xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
+    let daemon = Arc::new(Daemon::start(&config).await?);
+    println!("xnetd: serving on unix://{}", config.socket.display());
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        // Nothing is torn down: the datapath keeps forwarding from its pins until the next start.
+        println!("xnetd: stopping; the datapath keeps forwarding");
+    };
+    server::serve(daemon, &config.socket, shutdown)
+        .await
+        .context("API server")?;
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! What each command does: API calls, then printing. Every failure becomes one line on stderr
+//! and a non-zero exit in `bin/xnet.rs`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{
+    Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, RmArgs, RunArgs,
+    output::{print_inspect, print_rows, short_id},
+    process::{Mode, spawn_failure_code, spawn_in, wait_exit_code},
+};
+use crate::api::{
+    client::Client,
+    types::{
+        ContainerCreate, ContainerInspect, ContainerProcess, NetworkCreate, NetworkInspect,
+        StatsReport,
+    },
+};
+
+/// Runs one CLI invocation; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let client = Client::new(&cli.host)?;
+    match cli.command {
+        Command::Network(cmd) => network(&client, cmd).await.map(|()| 0),
+        Command::Run(args) => run_container(&client, args).await,
+        Command::Exec(args) => exec(&client, args).await,
+        Command::Ps(args) => ps(&client, args).await.map(|()| 0),
+        Command::Inspect(args) => {
+            let mut found = Vec::new();
+            for name in &args.names {
+                found.push(
+                    client
+                        .get::<ContainerInspect>(&container_path(name))
+                        .await?,
+                );
+            }
+            print_inspect(&found);
+            Ok(0)
+        }
+        Command::Rm(args) => rm(&client, args).await,
+        Command::Stats(args) => stats(&client, args).await.map(|()| 0),
+    }
+}
+
+async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
+    match cmd {
+        NetworkCommand::Create(args) => {
+            let created: NetworkInspect = client
+                .post(
+                    "/networks",
+                    &NetworkCreate {
+                        name: args.name,
+                        driver: Some(args.driver),
+                        subnet: args.subnet,
+                        gateway: args.gateway,
+                    },
+                )
+                .await?;
+            println!("{}", created.id);
+        }
+        NetworkCommand::Ls(FormatArgs { format }) => {
+            let nets: Vec<NetworkInspect> = client.get("/networks").await?;
+            let rows: Vec<_> = nets
+                .iter()
+                .map(|n| {
+                    let subnet = n.ipam.config.first().map(|c| c.subnet.clone()).unwrap_or_default();
+                    (
+                        vec![short_id(&n.id), n.name.clone(), n.driver.clone(), n.scope.clone(), subnet.clone()],
+                        json!({"ID": short_id(&n.id), "Name": n.name, "Driver": n.driver,
+                               "Scope": n.scope, "Subnet": subnet, "Internal": n.internal.to_string(),
+                               "IPv6": n.enable_ipv6.to_string(), "CreatedAt": n.created}),
+                    )
+                })
+                .collect();
+            print_rows(
+                format,
+                &["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"],
+                &rows,
+            );
+        }
+        NetworkCommand::Inspect(args) => {
+            let mut found = Vec::new();
+            for name in &args.names {
+                found.push(client.get::<NetworkInspect>(&network_path(name)).await?);
+            }
+            print_inspect(&found);
+        }
+        NetworkCommand::Rm(args) => {
+            for name in &args.names {
+                client.delete(&network_path(name)).await?;
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the container, then starts the command in it. If the command cannot even start,
+/// the container is removed again: a failed `run` leaves nothing behind.
+async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
+    let created: ContainerInspect = client
+        .post(
+            "/containers",
+            &ContainerCreate {
+                name: args.name.clone(),
+                network: Some(args.network),
+                ip: args.ip,
+                command: args.command.clone(),
+            },
+        )
+        .await?;
+    let path = container_path(&args.name);
+    let mode = if args.detach {
+        Mode::Detached
+    } else {
+        Mode::Foreground
+    };
+    let child = match spawn_in(
+        Path::new(&created.network_settings.sandbox_key),
+        &args.command,
+        mode,
+    ) {
+        Ok(child) => child,
+        Err(err) => {
+            client.delete(&format!("{path}?force=true")).await?;
+            eprintln!("xnet: failed to start {:?}: {err}", args.command[0]);
+            return Ok(spawn_failure_code(&err));
+        }
+    };
+    client
+        .put(
+            &format!("{path}/process"),
+            &ContainerProcess { pid: child.id() },
+        )
+        .await?;
+    if args.detach {
+        println!("{}", created.id);
+        return Ok(0);
+    }
+    let code = tokio::task::spawn_blocking(move || wait_exit_code(child)).await??;
+    if args.rm {
+        client.delete(&format!("{path}?force=true")).await?;
+    }
+    Ok(code)
+}
+
+async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<i32> {
+    let container: ContainerInspect = client.get(&container_path(&args.name)).await?;
+    let sandbox = container.network_settings.sandbox_key;
+    match spawn_in(Path::new(&sandbox), &args.command, Mode::Foreground) {
+        Ok(child) => tokio::task::spawn_blocking(move || wait_exit_code(child)).await?,
+        Err(err) => {
+            eprintln!("xnet: failed to start {:?}: {err}", args.command[0]);
+            Ok(spawn_failure_code(&err))
+        }
+    }
+}
+
+async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {
+    let containers: Vec<ContainerInspect> = client.get("/containers").await?;
+    let rows: Vec<_> = containers
+        .iter()
+        .map(|c| {
+            let name = c.name.trim_start_matches('/').to_string();
+            let (network, ip) = c
+                .network_settings
+                .networks
+                .iter()
+                .next()
+                .map(|(n, e)| (n.clone(), e.ip_address.clone()))
+                .unwrap_or_default();
+            let command = std::iter::once(c.path.clone())
+                .chain(c.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (
+                vec![
+                    short_id(&c.id),
+                    name.clone(),
+                    network.clone(),
+                    ip.clone(),
+                    c.state.status.clone(),
+                    command.clone(),
+                ],
+                json!({"ID": short_id(&c.id), "Names": name, "Networks": network, "IPAddress": ip,
+                       "State": c.state.status, "Status": c.state.status, "Command": command,
+                       "CreatedAt": c.created}),
+            )
+        })
+        .collect();
+    print_rows(
+        format,
+        &[
+            "CONTAINER ID",
+            "NAME",
+            "NETWORK",
+            "IP ADDRESS",
+            "STATUS",
+            "COMMAND",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Like Docker: tries every name, reports each failure on its own line, and exits 1 if any
+/// failed.
+async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
+    let force = if args.force { "?force=true" } else { "" };
+    let mut code = 0;
+    for name in &args.names {
+        match client
+            .delete(&format!("{}{force}", container_path(name)))
+            .await
+        {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+async fn stats(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {
+    let report: StatsReport = client.get("/stats").await?;
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("encoding stats")?
+        );
+        return Ok(());
+    }
+    let rows: Vec<_> = report
+        .containers
+        .iter()
+        .map(|c| {
+            let cells = [
+                &c.rx_packets,
+                &c.rx_bytes,
+                &c.tx_packets,
+                &c.tx_bytes,
+                &c.drops,
+            ]
+            .map(u64::to_string);
+            (
+                std::iter::once(c.name.clone())
+                    .chain([c.network.clone()])
+                    .chain(cells)
+                    .collect(),
+                (),
+            )
+        })
+        .collect();
+    print_rows(
+        Format::Table,
+        &[
+            "NAME",
+            "NETWORK",
+            "RX PACKETS",
+            "RX BYTES",
+            "TX PACKETS",
+            "TX BYTES",
+            "DROPS",
+        ],
+        &rows,
+    );
+    let drops: Vec<String> = report
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r}={n}"))
+        .collect();
+    if !drops.is_empty() {
+        println!("datapath drops: {}", drops.join(" "));
+    }
+    Ok(())
+}
+
+fn container_path(name: &str) -> String {
+    format!("/containers/{}", encode(name))
+}
+
+fn network_path(name: &str) -> String {
+    format!("/networks/{}", encode(name))
+}
+
+/// Names are validated by the daemon; this only keeps a stray `/`, `?` or `%` from changing
+/// the request's meaning before it gets there.
+fn encode(segment: &str) -> String {
+    segment
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+        .replace(' ', "%20")
+}

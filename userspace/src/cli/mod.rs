@@ -1,0 +1,243 @@
+//! The `xnet` command line: Docker's command names and flags, talking to xnetd over its socket.
+
+mod commands;
+mod output;
+mod process;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use commands::run;
+
+/// Default socket of xnetd (also `xnetd --socket`'s default).
+pub const DEFAULT_HOST: &str = "unix:///run/xnet/xnet.sock";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xnet",
+    version,
+    about = "Docker-style container networking on an eBPF datapath"
+)]
+pub struct Cli {
+    /// Daemon socket to connect to.
+    #[arg(short = 'H', long, env = "XNET_HOST", default_value = DEFAULT_HOST, global = true)]
+    pub host: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Create a container (a network namespace attached to a network) and run a command in it.
+    Run(RunArgs),
+    /// Run a command in a running container's network namespace.
+    Exec(ExecArgs),
+    /// List containers.
+    Ps(FormatArgs),
+    /// Show containers in Docker's JSON shape.
+    Inspect(NamesArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Show per-container packet and byte counters, and datapath drops by reason.
+    Stats(FormatArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(FormatArgs),
+    /// Show networks in Docker's JSON shape.
+    Inspect(NamesArgs),
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm(NamesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// Driver that manages the network.
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    /// Subnet in CIDR form; chosen from the default pools when omitted.
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Gateway address (the host's address in the subnet); the first address when omitted.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Container name.
+    #[arg(long)]
+    pub name: String,
+    /// Network to attach to.
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// Static IPv4 address on that network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Run the command in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the container when the command exits (foreground only).
+    #[arg(long, conflicts_with = "detach")]
+    pub rm: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub name: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill the container's process if it is still running.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line (as Docker's `--format json`).
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xnet").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_takes_dockers_flags_and_the_command_after_them() {
+        let cli = parse(&[
+            "run",
+            "--name",
+            "web",
+            "--network",
+            "n1",
+            "--ip",
+            "10.1.0.5",
+            "-d",
+            "--",
+            "sleep",
+            "-x",
+            "9",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.name, "web");
+        assert_eq!(run.network, "n1");
+        assert_eq!(run.ip.as_deref(), Some("10.1.0.5"));
+        assert!(run.detach);
+        assert_eq!(run.command, ["sleep", "-x", "9"]);
+    }
+
+    #[test]
+    fn run_defaults_to_the_bridge_network() {
+        let Command::Run(run) = parse(&["run", "--name", "a", "--", "true"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(run.network, "bridge");
+        assert!(!run.detach);
+    }
+
+    #[test]
+    fn run_needs_a_name_and_a_command() {
+        assert!(parse(&["run", "--", "true"]).is_err());
+        assert!(parse(&["run", "--name", "a"]).is_err());
+        assert!(parse(&["run", "--name", "a", "-d", "--rm", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn network_create_uses_dockers_flags() {
+        let cli = parse(&[
+            "network",
+            "create",
+            "-d",
+            "bridge",
+            "--subnet",
+            "10.9.0.0/24",
+            "--gateway",
+            "10.9.0.254",
+            "n9",
+        ])
+        .unwrap();
+        let Command::Network(NetworkCommand::Create(c)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(c.driver, "bridge");
+        assert_eq!(c.subnet.as_deref(), Some("10.9.0.0/24"));
+        assert_eq!(c.gateway.as_deref(), Some("10.9.0.254"));
+        assert_eq!(c.name, "n9");
+        assert!(parse(&["network", "create"]).is_err());
+    }
+
+    #[test]
+    fn host_comes_from_flag_or_default_and_formats_parse() {
+        assert_eq!(parse(&["ps"]).unwrap().host, DEFAULT_HOST);
+        let cli = parse(&[
+            "--host",
+            "unix:///tmp/x.sock",
+            "network",
+            "ls",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.host, "unix:///tmp/x.sock");
+        let Command::Network(NetworkCommand::Ls(f)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(f.format, Format::Json);
+        assert!(parse(&["ps", "--format", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn rm_and_inspect_take_several_names() {
+        let Command::Rm(rm) = parse(&["rm", "-f", "a", "b"]).unwrap().command else {
+            panic!()
+        };
+        assert!(rm.force);
+        assert_eq!(rm.names, ["a", "b"]);
+        assert!(parse(&["rm"]).is_err());
+        assert!(parse(&["network", "inspect"]).is_err());
+    }
+}

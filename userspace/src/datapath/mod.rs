@@ -1,0 +1,285 @@
+//! The kernel side as the daemon sees it: load the programs, pin and adopt the maps and links,
+//! and write typed map entries. Maps are pinned by name under `<bpffs>/maps` and every attach
+//! is a tcx link pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
+//! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{
+        SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+    },
+    util::nr_cpus,
+};
+use xnet_common::{
+    DropReason, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
+    MAP_NEIGHBORS, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+};
+
+/// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xnet"));
+
+/// Everything the datapath needs to serve one container endpoint.
+pub struct EndpointEntry {
+    pub ifindex: u32,
+    pub ifname: String,
+    pub endpoint: Endpoint,
+}
+
+pub struct Datapath {
+    /// Holds the loaded programs (for new attaches) and nothing else; maps are taken out.
+    ebpf: Ebpf,
+    endpoints: HashMap<MapData, u32, Endpoint>,
+    neighbors: HashMap<MapData, NeighborKey, Neighbor>,
+    endpoint_stats: PerCpuHashMap<MapData, u32, EndpointCounters>,
+    drop_stats: PerCpuArray<MapData, u64>,
+    links_dir: PathBuf,
+}
+
+impl Datapath {
+    /// Loads the programs, reusing the maps pinned under `bpffs` (or pinning new ones there).
+    pub fn load(bpffs: &Path) -> anyhow::Result<Self> {
+        let maps_dir = bpffs.join("maps");
+        let links_dir = bpffs.join("links");
+        for dir in [&maps_dir, &links_dir] {
+            fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating {} (is bpffs mounted at /sys/fs/bpf?)",
+                    dir.display()
+                )
+            })?;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF programs (kernel too old, or not root?)")?;
+        for name in [PROG_ENDPOINT_INGRESS, PROG_ENDPOINT_EGRESS] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading program {name}"))?;
+        }
+        Ok(Self {
+            endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
+            neighbors: take_map(&mut ebpf, MAP_NEIGHBORS)?,
+            endpoint_stats: take_map(&mut ebpf, MAP_ENDPOINT_STATS)?,
+            drop_stats: take_map(&mut ebpf, MAP_DROP_STATS)?,
+            ebpf,
+            links_dir,
+        })
+    }
+
+    /// Publishes an endpoint in the maps, then attaches the programs to its host-side veth.
+    /// Map entries go first: a program that runs before them would drop (fail closed), never
+    /// misforward.
+    pub fn add_endpoint(&mut self, entry: &EndpointEntry) -> anyhow::Result<()> {
+        let ep = entry.endpoint;
+        self.endpoints
+            .insert(entry.ifindex, ep, 0)
+            .context("writing ENDPOINTS")?;
+        let key = NeighborKey {
+            network_id: ep.network_id,
+            ipv4: ep.ipv4,
+        };
+        let neighbor = Neighbor {
+            ifindex: entry.ifindex,
+            mac: ep.mac,
+            _pad: [0; 2],
+        };
+        self.neighbors
+            .insert(key, neighbor, 0)
+            .context("writing NEIGHBORS")?;
+        if self.endpoint_stats.get(&entry.ifindex, 0).is_err() {
+            let zero = PerCpuValues::try_from(vec![
+                EndpointCounters::default();
+                nr_cpus().map_err(|(_, e)| e)?
+            ])?;
+            self.endpoint_stats
+                .insert(entry.ifindex, zero, 0)
+                .context("writing ENDPOINT_STATS")?;
+        }
+        for (program, hook) in hooks() {
+            self.attach(program, hook, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches `program` at `hook` of the endpoint's veth. A link already pinned for it (from
+    /// an earlier run of the daemon) is adopted: its program is replaced atomically by the one
+    /// just loaded, so traffic never stops and an upgraded daemon runs upgraded programs.
+    fn attach(
+        &mut self,
+        program: &str,
+        hook: TcAttachType,
+        entry: &EndpointEntry,
+    ) -> anyhow::Result<()> {
+        let pin = self.link_pin(entry.ifindex, hook);
+        let prog = classifier(&mut self.ebpf, program)?;
+        let link_id = match PinnedLink::from_pin(&pin) {
+            Ok(pinned) => {
+                let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                    .with_context(|| format!("adopting {}", pin.display()))?;
+                prog.attach_to_link(link)
+                    .with_context(|| format!("replacing the program of {}", pin.display()))?
+            }
+            Err(_) => prog
+                .attach(&entry.ifname, hook)
+                .with_context(|| format!("attaching {program} to {}", entry.ifname))?,
+        };
+        let link = FdLink::try_from(prog.take_link(link_id)?).context("tcx link expected")?;
+        remove_file_if_exists(&pin)?;
+        link.pin(&pin)
+            .with_context(|| format!("pinning {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// Detaches the endpoint's programs and forgets it in the maps. Every step tolerates a part
+    /// that is already gone, so this also cleans up after a half-finished add.
+    pub fn remove_endpoint(
+        &mut self,
+        ifindex: u32,
+        network_id: u32,
+        ipv4: [u8; 4],
+    ) -> anyhow::Result<()> {
+        for (_, hook) in hooks() {
+            // The pin is the link's only holder: removing it detaches the program.
+            remove_file_if_exists(&self.link_pin(ifindex, hook))?;
+        }
+        let key = NeighborKey { network_id, ipv4 };
+        if self
+            .neighbors
+            .get(&key, 0)
+            .is_ok_and(|n| n.ifindex == ifindex)
+        {
+            self.neighbors
+                .remove(&key)
+                .context("removing from NEIGHBORS")?;
+        }
+        ignore_missing(self.endpoints.remove(&ifindex)).context("removing from ENDPOINTS")?;
+        ignore_missing(self.endpoint_stats.remove(&ifindex))
+            .context("removing from ENDPOINT_STATS")?;
+        Ok(())
+    }
+
+    /// Host-side ifindexes the maps hold an endpoint for (to reconcile with the state).
+    pub fn endpoint_ifindexes(&self) -> Vec<u32> {
+        self.endpoints.keys().filter_map(Result::ok).collect()
+    }
+
+    /// Every neighbor entry (to reconcile with the state).
+    pub fn neighbor_keys(&self) -> Vec<NeighborKey> {
+        self.neighbors.keys().filter_map(Result::ok).collect()
+    }
+
+    pub fn remove_neighbor(&mut self, key: &NeighborKey) -> anyhow::Result<()> {
+        self.neighbors
+            .remove(key)
+            .context("removing from NEIGHBORS")
+    }
+
+    /// Link pins whose endpoint is not in `keep` (left by a crash mid-removal).
+    pub fn stale_link_pins(&self, keep: &[u32]) -> anyhow::Result<Vec<PathBuf>> {
+        let mut stale = Vec::new();
+        for entry in fs::read_dir(&self.links_dir)? {
+            let path = entry?.path();
+            let ifindex = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.parse::<u32>().ok());
+            if ifindex.is_none_or(|i| !keep.contains(&i)) {
+                stale.push(path);
+            }
+        }
+        Ok(stale)
+    }
+
+    /// The endpoint's counters, summed over CPUs.
+    pub fn counters(&self, ifindex: u32) -> EndpointCounters {
+        let mut total = EndpointCounters::default();
+        if let Ok(per_cpu) = self.endpoint_stats.get(&ifindex, 0) {
+            for c in per_cpu.iter() {
+                total.rx_packets += c.rx_packets;
+                total.rx_bytes += c.rx_bytes;
+                total.tx_packets += c.tx_packets;
+                total.tx_bytes += c.tx_bytes;
+                total.drops += c.drops;
+            }
+        }
+        total
+    }
+
+    /// Drops by reason, summed over CPUs.
+    pub fn drop_counts(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|&reason| {
+                let count = self
+                    .drop_stats
+                    .get(&(reason as u32), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (reason, count)
+            })
+            .collect()
+    }
+
+    fn link_pin(&self, ifindex: u32, hook: TcAttachType) -> PathBuf {
+        let hook = match hook {
+            TcAttachType::Ingress => "ingress",
+            _ => "egress",
+        };
+        self.links_dir.join(format!("{ifindex}-{hook}"))
+    }
+}
+
+/// Which program goes on which hook of a container's host-side veth.
+fn hooks() -> [(&'static str, TcAttachType); 2] {
+    [
+        (PROG_ENDPOINT_INGRESS, TcAttachType::Ingress),
+        (PROG_ENDPOINT_EGRESS, TcAttachType::Egress),
+    ]
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a TC classifier"))
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+fn remove_file_if_exists(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A removal of a key that is already gone succeeded as far as we are concerned.
+fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

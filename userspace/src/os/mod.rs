@@ -1,0 +1,8 @@
+//! OS plumbing: network namespaces and the links, addresses and routes inside them, all
+//! through netlink (rtnetlink) and namespace syscalls (nix). No shelling out to `ip`.
+
+pub mod bpffs;
+pub mod link;
+pub mod netns;
+
+pub use link::Netlink;

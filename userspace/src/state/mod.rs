@@ -1,0 +1,10 @@
+//! The desired world: networks, containers and their addresses. This is the single place where
+//! rules such as "no overlapping subnets" or "names are unique" live; the daemon asks it first,
+//! then plumbs the OS and the datapath to match.
+
+pub mod ipam;
+mod model;
+mod store;
+
+pub use model::{Container, Endpoint, Mac, Network, State};
+pub use store::Store;

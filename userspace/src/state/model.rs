@@ -1,0 +1,171 @@
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::PathBuf, str::FromStr};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, XnetError};
+
+/// Everything xnetd has promised, persisted as one JSON document.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// By name.
+    pub networks: BTreeMap<String, Network>,
+    /// By name.
+    pub containers: BTreeMap<String, Container>,
+    /// Next datapath id; ids are never reused so a stale map entry can't alias a new network.
+    pub next_network_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Network {
+    /// Docker-style 64-hex id.
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The small integer the datapath keys this network by.
+    pub datapath_id: u32,
+    /// RFC 3339.
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The network namespace, a bind-mounted nsfs file (Docker's SandboxKey).
+    pub sandbox_key: PathBuf,
+    pub created: String,
+    /// The command `xnet run` started in it, for `ps`.
+    pub command: Vec<String>,
+    /// The process `xnet run` started, while it may still run.
+    pub pid: Option<u32>,
+    pub endpoint: Endpoint,
+}
+
+/// A container's attachment to a network: its veth pair and address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    /// Network name.
+    pub network: String,
+    pub ipv4: Ipv4Addr,
+    pub mac: Mac,
+    /// Host-side veth (in xnetd's namespace; the container side is `eth0`).
+    pub host_ifname: String,
+    pub host_ifindex: u32,
+    pub host_mac: Mac,
+}
+
+impl State {
+    /// A network by name, full id or unique id prefix, as Docker resolves them.
+    pub fn network(&self, name_or_id: &str) -> Result<&Network> {
+        if let Some(net) = self.networks.get(name_or_id) {
+            return Ok(net);
+        }
+        let mut by_id = self
+            .networks
+            .values()
+            .filter(|n| !name_or_id.is_empty() && n.id.starts_with(name_or_id));
+        match (by_id.next(), by_id.next()) {
+            (Some(net), None) => Ok(net),
+            _ => Err(XnetError::not_found(format!(
+                "network {name_or_id} not found"
+            ))),
+        }
+    }
+
+    /// A container by name, full id or unique id prefix.
+    pub fn container(&self, name_or_id: &str) -> Result<&Container> {
+        if let Some(c) = self.containers.get(name_or_id) {
+            return Ok(c);
+        }
+        let mut by_id = self
+            .containers
+            .values()
+            .filter(|c| !name_or_id.is_empty() && c.id.starts_with(name_or_id));
+        match (by_id.next(), by_id.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(XnetError::not_found(format!(
+                "No such container: {name_or_id}"
+            ))),
+        }
+    }
+
+    /// Containers attached to `network` (by name).
+    pub fn containers_on<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Container> {
+        self.containers
+            .values()
+            .filter(move |c| c.endpoint.network == network)
+    }
+}
+
+/// A MAC address, kept and shown as `02:42:ac:11:00:02`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// Docker's scheme: 02:42 (locally administered) followed by the IPv4 address, so a MAC is
+    /// unique within a network exactly when the address is.
+    pub fn for_ipv4(ip: Ipv4Addr) -> Self {
+        let [a, b, c, d] = ip.octets();
+        Mac([0x02, 0x42, a, b, c, d])
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut mac = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut mac {
+            let part = parts.next().ok_or_else(|| format!("invalid MAC {s}"))?;
+            *byte = u8::from_str_radix(part, 16).map_err(|_| format!("invalid MAC {s}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("invalid MAC {s}"));
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl From<Mac> for String {
+    fn from(mac: Mac) -> String {
+        mac.to_string()
+    }
+}
+
+impl TryFrom<String> for Mac {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trips_and_follows_dockers_scheme() {
+        let mac = Mac::for_ipv4(Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(mac.to_string(), "02:42:ac:12:00:02");
+        assert_eq!("02:42:ac:12:00:02".parse::<Mac>(), Ok(mac));
+        assert!("02:42:ac:12:00".parse::<Mac>().is_err());
+        assert!("02:42:ac:12:00:02:03".parse::<Mac>().is_err());
+        assert!("zz:42:ac:12:00:02".parse::<Mac>().is_err());
+    }
+}

@@ -1,0 +1,319 @@
+//! A simulated host for integration tests: its own network namespace with a real xnetd inside
+//! (started with `nsenter --net`, which keeps the root bpffs), private socket, state and pin
+//! paths, and a `Drop` that removes everything it made even when the test panics. Hosts never
+//! share a name, a path or a pin, so tests run in parallel.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const XNET: &str = env!("CARGO_BIN_EXE_xnet");
+pub const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
+
+pub struct Host {
+    /// Name of the host's network namespace under /run/netns.
+    pub ns: String,
+    pub dir: PathBuf,
+    pub bpffs: PathBuf,
+    daemon: Option<Child>,
+    /// Background commands a test started (servers); killed on drop.
+    background: Vec<Child>,
+}
+
+impl Host {
+    /// A host with a running daemon.
+    pub fn start() -> Self {
+        let mut host = Self::without_daemon();
+        host.start_daemon();
+        host
+    }
+
+    /// A host namespace with loopback up and no daemon yet.
+    pub fn without_daemon() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let ns = format!(
+            "xt{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("xnet-test-{ns}"));
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/xnet-test-{ns}"));
+        let host = Self {
+            ns,
+            dir,
+            bpffs,
+            daemon: None,
+            background: Vec::new(),
+        };
+        fs::create_dir_all(&host.dir).unwrap();
+        sh(&["ip", "netns", "add", &host.ns]);
+        sh(&["ip", "-n", &host.ns, "link", "set", "lo", "up"]);
+        host
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("xnet.sock")
+    }
+
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = fs::File::create(self.dir.join("xnetd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(XNETD)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            let exited = self.daemon.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!("xnetd did not come up:\n{}", self.daemon_log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon as an operator would (SIGTERM) and waits for it.
+    pub fn stop_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("daemon not running");
+        terminate(&mut child);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "xnetd exited with {status}:\n{}",
+            self.daemon_log()
+        );
+    }
+
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.dir.join("xnetd.log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this host's daemon.
+    pub fn xnet(&self, args: &[&str]) -> Output {
+        Command::new(XNET)
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.xnet(args);
+        assert!(
+            out.status.success(),
+            "xnet {args:?} failed ({}): {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI and insists it fails with exactly one line on stderr; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.xnet(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !out.status.success(),
+            "xnet {args:?} succeeded unexpectedly"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "xnet {args:?}: not one line: {stderr:?}"
+        );
+        stderr.trim_end().to_string()
+    }
+
+    /// `xnet inspect NAME` as JSON (the first element).
+    pub fn inspect(&self, name: &str) -> Value {
+        let all: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        all[0].clone()
+    }
+
+    pub fn ip_of(&self, container: &str) -> String {
+        let c = self.inspect(container);
+        let nets = c["NetworkSettings"]["Networks"].as_object().unwrap();
+        nets.values().next().unwrap()["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn sandbox(&self, container: &str) -> String {
+        self.inspect(container)["NetworkSettings"]["SandboxKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Starts a detached container that just sleeps.
+    pub fn run_sleeper(&self, name: &str, extra: &[&str]) {
+        let mut args = vec!["run", "--name", name, "-d"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sleep", "600"]);
+        self.ok(&args);
+    }
+
+    /// Runs a command in a container's namespace directly (works while xnetd is down).
+    pub fn in_container(&self, container_sandbox: &str, cmd: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net={container_sandbox}"))
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command in the host namespace.
+    pub fn in_host(&self, cmd: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Starts a background command in a namespace (`--net=PATH`), e.g. a server; killed on drop.
+    pub fn spawn_in(&mut self, netns: &str, cmd: &[&str]) {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.background.push(child);
+    }
+
+    pub fn host_netns(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    /// Links in the host namespace other than loopback.
+    pub fn host_links(&self) -> Vec<String> {
+        let out = self.in_host(&["ip", "-o", "link", "show"]);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap().to_string())
+            .filter(|name| name != "lo")
+            .collect()
+    }
+
+    /// Files under a directory (empty when it does not exist).
+    pub fn entries(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn netns_dir(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for mut child in self.background.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut child) = self.daemon.take() {
+            terminate(&mut child);
+            let _ = child.wait();
+        }
+        // Processes left in our container namespaces are ours (started by `xnet run -d`).
+        for name in Self::entries(&self.netns_dir()) {
+            let path = self.netns_dir().join(name);
+            kill_processes_in(&path);
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = fs::remove_dir_all(&self.bpffs);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+}
+
+/// SIGKILLs every process whose network namespace is the one pinned at `netns`.
+fn kill_processes_in(netns: &Path) {
+    let Ok(target) = fs::metadata(netns).map(|m| (m.dev(), m.ino())) else {
+        return;
+    };
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let ns = fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| (m.dev(), m.ino()));
+        if ns.ok() == Some(target) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Runs a setup command that must succeed.
+pub fn sh(cmd: &[&str]) {
+    let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn succeeded(out: &Output) -> bool {
+    out.status.success()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Retries `check` for up to `timeout` (servers take a moment to listen).
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,203 @@
+//! `cargo xtask <task>`: one entry point for preparing a machine, building, running, linting
+//! and testing xnet, so that CI and developers run the same steps.
+
+mod cmd;
+mod setup;
+
+use std::{
+    env, fs,
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+
+/// Where xnetd listens unless given --socket.
+const DEFAULT_SOCKET: &str = "/run/xnet/xnet.sock";
+/// Name prefixes of the network namespaces and bpffs pins that tests create, which is how
+/// leftovers are told apart from what else runs on the machine.
+const TEST_NETNS_PREFIX: &str = "xt";
+const TEST_PIN_PREFIX: &str = "xnet-test-";
+
+#[derive(Parser)]
+#[command(bin_name = "cargo xtask", about = "xnet developer tasks")]
+enum Task {
+    /// Check the kernel, tools and toolchain without changing anything
+    Doctor,
+    /// Install what is missing, then build xnet and xnetd (release)
+    Build,
+    /// Build, then run xnetd in the foreground
+    Run {
+        /// Arguments for xnetd, e.g. --socket PATH
+        #[arg(last = true)]
+        xnetd_args: Vec<String>,
+    },
+    /// Install what is missing, then check formatting and run clippy (host and eBPF crates)
+    Lint,
+    /// Lint, run the tests, then fail if they left network namespaces or bpffs pins behind
+    Test {
+        /// Arguments for cargo test, e.g. a test name filter
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Task::parse() {
+        Task::Doctor => setup::doctor(),
+        Task::Build => build(),
+        Task::Run { xnetd_args } => run(&xnetd_args),
+        Task::Lint => setup::ensure_installed().and_then(|()| lint()),
+        Task::Test { cargo_test_args } => test(&cargo_test_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line naming the failed step; the commands' own output above has the details.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ sits in the workspace root")
+}
+
+/// Cargo, started in the workspace root whichever directory xtask was started from.
+fn cargo(args: &[&str]) -> Command {
+    let mut cargo = cmd::command("cargo", args);
+    cargo.current_dir(workspace_root());
+    cargo
+}
+
+fn build() -> Result<()> {
+    setup::ensure_installed()?;
+    cmd::run(&mut cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "xnet",
+        "--bins",
+    ]))
+    .context("build")
+}
+
+fn run(xnetd_args: &[String]) -> Result<()> {
+    build()?;
+    // As for cargo, which ran the build in the workspace root, a relative CARGO_TARGET_DIR is
+    // relative to the workspace root.
+    let target = env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+    let release = workspace_root().join(target).join("release");
+    let cwd = env::current_dir().context("run: cannot read the current directory")?;
+    let xnet = release.join("xnet");
+    let xnet = xnet.strip_prefix(&cwd).unwrap_or(&xnet).display();
+
+    println!("xnetd's socket: {}", socket(xnetd_args));
+    println!("try it (as root, in another shell):");
+    println!("  {xnet} network ls");
+    println!("  {xnet} run --name web -d -- sleep infinity");
+    println!("  {xnet} run --name client -- ping -c 3 <web's IP, from `{xnet} inspect web`>");
+
+    let mut xnetd = Command::new(release.join("xnetd"));
+    xnetd.args(xnetd_args);
+    println!("==> {}", cmd::display(&xnetd));
+    // exec: xnetd replaces this process, so Ctrl-C reaches it alone and its exit status is ours.
+    Err(xnetd.exec()).context("run: cannot start xnetd")
+}
+
+/// The socket xnetd will listen on: its last --socket argument, as for any clap parser.
+fn socket(xnetd_args: &[String]) -> &str {
+    let mut socket = DEFAULT_SOCKET;
+    let mut args = xnetd_args.iter();
+    while let Some(arg) = args.next() {
+        if let Some(path) = arg.strip_prefix("--socket=") {
+            socket = path;
+        } else if arg == "--socket"
+            && let Some(path) = args.next()
+        {
+            socket = path;
+        }
+    }
+    socket
+}
+
+fn lint() -> Result<()> {
+    cmd::run(&mut cargo(&["fmt", "--all", "--", "--check"])).context("lint: rustfmt")?;
+    cmd::run(&mut cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "xnet-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("lint: clippy")?;
+    // The eBPF crate only builds for the BPF target, whose core is compiled from rust-src;
+    // RUSTC_BOOTSTRAP lets the stable toolchain accept -Z build-std.
+    cmd::run(
+        cargo(&[
+            "clippy",
+            "--package",
+            "xnet-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1"),
+    )
+    .context("lint: clippy (eBPF)")
+}
+
+fn test(cargo_test_args: &[String]) -> Result<()> {
+    setup::ensure_installed()?;
+    lint()?;
+    let tested =
+        cmd::run(cargo(&["test", "--workspace", "--exclude", "xnet-ebpf"]).args(cargo_test_args))
+            .context("test");
+    // Also after failed tests: that is when their cleanup is most likely to have been skipped.
+    let clean = check_leaks().context("test: leak check");
+    tested.and(clean)
+}
+
+/// Tests must remove their namespaces and pins even when they fail: leftovers break later
+/// runs and clutter the machine.
+fn check_leaks() -> Result<()> {
+    let netns = cmd::probe("ip", ["netns", "list"]).context("`ip netns list` failed")?;
+    // Lines look like "xt-a1b2 (id: 3)".
+    let mut leaked: Vec<String> = netns
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(TEST_NETNS_PREFIX))
+        .map(|name| format!("network namespace {name}"))
+        .collect();
+    let pins =
+        fs::read_dir(setup::BPFFS).with_context(|| format!("cannot list {}", setup::BPFFS))?;
+    for pin in pins {
+        let path = pin?.path();
+        if path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with(TEST_PIN_PREFIX))
+        {
+            leaked.push(format!("bpffs pin {}", path.display()));
+        }
+    }
+    if leaked.is_empty() {
+        println!("no leaked network namespaces or bpffs pins");
+        return Ok(());
+    }
+    for leak in &leaked {
+        println!("leaked: {leak}");
+    }
+    bail!("the tests left {} thing(s) behind", leaked.len())
+}
