@@ -37,6 +37,11 @@ const BRIDGE_DRIVER: &str = "bridge";
 const HOST_VETH_PREFIX: &str = "xv";
 const PEER_VETH_PREFIX: &str = "xp";
 
+/// Networks are IPv4-only so far: like Docker on such networks, the container's eth0 gets no
+/// IPv6 (it inherits `default` when it moves in), so it sends no router solicitations or ND
+/// that the datapath would only drop.
+const CONTAINER_SYSCTLS: &[(&str, &str)] = &[("ipv6/conf/default/disable_ipv6", "1")];
+
 /// Where one daemon keeps everything; several daemons with different paths coexist.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -429,7 +434,7 @@ impl Inner {
     async fn plumb(&mut self, container: &mut Container, net: &Network) -> anyhow::Result<()> {
         let ep = &mut container.endpoint;
         let peer_name = format!("{PEER_VETH_PREFIX}{}", &container.id[..11]);
-        netns::create(&container.sandbox_key)?;
+        netns::create(&container.sandbox_key, CONTAINER_SYSCTLS)?;
         self.netlink
             .create_veth(&ep.host_ifname, &peer_name)
             .await?;

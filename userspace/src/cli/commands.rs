@@ -23,7 +23,7 @@ use crate::api::{
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let client = Client::new(&cli.host)?;
     match cli.command {
-        Command::Network(cmd) => network(&client, cmd).await.map(|()| 0),
+        Command::Network(cmd) => network(&client, cmd).await,
         Command::Run(args) => run_container(&client, args).await,
         Command::Exec(args) => exec(&client, args).await,
         Command::Ps(args) => ps(&client, args).await.map(|()| 0),
@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
+async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
     match cmd {
         NetworkCommand::Create(args) => {
             let created: NetworkInspect = client
@@ -88,13 +88,10 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
             print_inspect(&found);
         }
         NetworkCommand::Rm(args) => {
-            for name in &args.names {
-                client.delete(&network_path(name)).await?;
-                println!("{name}");
-            }
+            return Ok(remove_each(client, &args.names, |name| network_path(name)).await);
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Creates the container, then starts the command in it. If the command cannot even start,
@@ -205,16 +202,17 @@ async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Resul
     Ok(())
 }
 
-/// Like Docker: tries every name, reports each failure on its own line, and exits 1 if any
-/// failed.
 async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
     let force = if args.force { "?force=true" } else { "" };
+    Ok(remove_each(client, &args.names, |name| format!("{}{force}", container_path(name))).await)
+}
+
+/// Like Docker: tries every name, prints each one removed, reports each failure on its own
+/// line, and returns exit code 1 if any failed.
+async fn remove_each(client: &Client, names: &[String], path: impl Fn(&str) -> String) -> i32 {
     let mut code = 0;
-    for name in &args.names {
-        match client
-            .delete(&format!("{}{force}", container_path(name)))
-            .await
-        {
+    for name in names {
+        match client.delete(&path(name)).await {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -222,7 +220,7 @@ async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(code)
+    code
 }
 
 async fn stats(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {

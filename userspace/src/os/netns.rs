@@ -15,8 +15,9 @@ use nix::{
     sched::{CloneFlags, setns, unshare},
 };
 
-/// Creates a fresh network namespace and pins it at `path` (which must not exist yet).
-pub fn create(path: &Path) -> anyhow::Result<()> {
+/// Creates a fresh network namespace, sets `sysctls` (paths under /proc/sys/net, values) in
+/// it, and pins it at `path` (which must not exist yet).
+pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -26,6 +27,11 @@ pub fn create(path: &Path) -> anyhow::Result<()> {
     // own that ends right after; the bind mount keeps the namespace alive without it.
     let result = std::thread::spawn(move || -> anyhow::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+        // /proc/sys/net shows the namespace of the thread that opens it: this one, now.
+        for (key, value) in sysctls {
+            fs::write(Path::new("/proc/sys/net").join(key), value)
+                .with_context(|| format!("setting net.{key}"))?;
+        }
         mount(
             Some("/proc/thread-self/ns/net"),
             &target,
