@@ -99,7 +99,10 @@ fn inspect_and_ps_speak_dockers_json() {
     // The container really has that address and MAC on eth0, and its default route.
     let addr = stdout(&host.in_container(sandbox, &["ip", "-o", "addr", "show", "eth0"]));
     assert!(addr.contains("10.70.0.10/24"), "{addr}");
-    assert!(!addr.contains("inet6"), "IPv4-only network, yet eth0 has IPv6: {addr}");
+    assert!(
+        !addr.contains("inet6"),
+        "IPv4-only network, yet eth0 has IPv6: {addr}"
+    );
     let link = stdout(&host.in_container(sandbox, &["ip", "-o", "link", "show", "eth0"]));
     assert!(link.contains("02:42:0a:46:00:0a"), "{link}");
     let route = stdout(&host.in_container(sandbox, &["ip", "route", "show", "default"]));
