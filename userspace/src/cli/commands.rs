@@ -204,7 +204,10 @@ async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Resul
 
 async fn rm(client: &Client, args: RmArgs) -> anyhow::Result<i32> {
     let force = if args.force { "?force=true" } else { "" };
-    Ok(remove_each(client, &args.names, |name| format!("{}{force}", container_path(name))).await)
+    Ok(remove_each(client, &args.names, |name| {
+        format!("{}{force}", container_path(name))
+    })
+    .await)
 }
 
 /// Like Docker: tries every name, prints each one removed, reports each failure on its own
