@@ -41,7 +41,15 @@ pub struct Endpoint {
     /// The host-side veth's MAC: the answer to ARP for the gateway, so frames for the host
     /// arrive addressed to the device they enter on.
     pub host_mac: [u8; 6],
+    /// `ENDPOINT_*` flags: the policy of the endpoint's network, copied into every endpoint so
+    /// the hot path needs no second lookup (network options cannot change after creation).
+    pub flags: u32,
 }
+
+/// Inter-container communication is off on the endpoint's network
+/// (`com.docker.network.bridge.enable_icc=false`): it may talk to the gateway only, at L2
+/// (no ARP answers for peers) as well as at L3.
+pub const ENDPOINT_ICC_OFF: u32 = 1 << 0;
 
 /// Key of `NEIGHBORS`. The network id is part of the key, so a lookup made on behalf of one
 /// network can never find an endpoint of another: isolation by construction.
@@ -101,11 +109,13 @@ pub enum DropReason {
     /// no other owner to answer for, and broadcasting it to the network comes with broadcast
     /// support.
     GratuitousArp = 9,
+    /// Container-to-container traffic (or ARP) on a network with ICC off.
+    IccBlocked = 10,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -116,6 +126,7 @@ impl DropReason {
         DropReason::UnsupportedEtherType,
         DropReason::MalformedIp,
         DropReason::GratuitousArp,
+        DropReason::IccBlocked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -130,6 +141,7 @@ impl DropReason {
             DropReason::UnsupportedEtherType => "unsupported-ethertype",
             DropReason::MalformedIp => "malformed-ip",
             DropReason::GratuitousArp => "gratuitous-arp",
+            DropReason::IccBlocked => "icc-blocked",
         }
     }
 }
@@ -145,7 +157,7 @@ mod pod {
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 24);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 28);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 12);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);

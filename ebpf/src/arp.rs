@@ -3,7 +3,7 @@
 
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use network_types::{arp::ArpHdr, eth::EthHdr};
-use xnet_common::{DropReason, Endpoint};
+use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint};
 
 use crate::{maps, parse};
 
@@ -45,9 +45,12 @@ pub fn answer_from_container(
             let answer_mac = if target == endpoint.gateway {
                 endpoint.host_mac
             } else {
-                maps::neighbor(endpoint.network_id, target)
-                    .ok_or(DropReason::UnknownArpTarget)?
-                    .mac
+                let peer = maps::neighbor(endpoint.network_id, target)
+                    .ok_or(DropReason::UnknownArpTarget)?;
+                if endpoint.flags & ENDPOINT_ICC_OFF != 0 {
+                    return Err(DropReason::IccBlocked);
+                }
+                peer.mac
             };
             turn_into_reply(ctx, arp, answer_mac)?;
             // Out of the same host-side veth, i.e. back into the container that asked.

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
-use xnet_common::{DropReason, Endpoint};
+use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint};
 
 use crate::{maps, parse, stats};
 
@@ -30,6 +30,9 @@ pub fn ipv4_from_container(
     if peer.ifindex == ifindex {
         // A container reaches its own address through its loopback, never through us.
         return Err(DropReason::NoRoute);
+    }
+    if endpoint.flags & ENDPOINT_ICC_OFF != 0 {
+        return Err(DropReason::IccBlocked);
     }
     // A sender with a stale or gateway-addressed frame still reaches the owner of the IP; the
     // receiver then sees its own MAC as destination, as it would behind a bridge.

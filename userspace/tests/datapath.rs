@@ -12,8 +12,9 @@ use aya::{
 };
 use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
-    MAP_NEIGHBORS, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+    DropReason, ENDPOINT_ICC_OFF, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
+    MAP_ENDPOINTS, MAP_NEIGHBORS, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -60,13 +61,7 @@ impl Datapath {
             prog(&mut ebpf, name).load().unwrap();
         }
         let mut dp = Self { ebpf, pin_dir };
-        dp.set_me(Some(Endpoint {
-            network_id: NET,
-            ipv4: ME_IP,
-            gateway: GATEWAY,
-            mac: ME_MAC,
-            host_mac: HOST_MAC,
-        }));
+        dp.set_me(Some(me(0)));
         let mut neighbors: HashMap<&mut MapData, NeighborKey, Neighbor> =
             HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS).unwrap()).unwrap();
         for (network_id, ipv4, ifindex, mac) in [
@@ -151,6 +146,18 @@ impl Datapath {
 impl Drop for Datapath {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+/// The endpoint under test, with `flags`.
+fn me(flags: u32) -> Endpoint {
+    Endpoint {
+        network_id: NET,
+        ipv4: ME_IP,
+        gateway: GATEWAY,
+        mac: ME_MAC,
+        host_mac: HOST_MAC,
+        flags,
     }
 }
 
@@ -347,4 +354,14 @@ fn egress_passes_host_traffic_and_counts_it() {
     assert_eq!(verdict, TC_ACT_OK);
     assert_eq!(out, frame);
     assert_eq!(dp.counters(LOOPBACK).rx_packets, 1);
+}
+
+#[test]
+fn icc_off_blocks_peers_at_l2_and_l3_but_not_the_gateway() {
+    let mut dp = Datapath::new();
+    dp.set_me(Some(me(ENDPOINT_ICC_OFF)));
+    dp.assert_dropped(&arp_request(PEER_IP), DropReason::IccBlocked);
+    dp.assert_dropped(&udp_from_me(PEER_MAC, PEER_IP), DropReason::IccBlocked);
+    assert_eq!(dp.ingress(&arp_request(GATEWAY)).0, TC_ACT_REDIRECT);
+    assert_eq!(dp.ingress(&udp_from_me(HOST_MAC, GATEWAY)).0, TC_ACT_OK);
 }

@@ -8,10 +8,13 @@ use axum::{
     extract::{Path as UrlPath, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, put},
+    routing::{delete, get, post, put},
 };
 
-use super::types::{ContainerCreate, ContainerProcess, ErrorBody, NetworkCreate, RemoveOptions};
+use super::types::{
+    AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
+    RemoveOptions,
+};
 use crate::{daemon::Daemon, error::XnetError};
 
 impl IntoResponse for XnetError {
@@ -49,6 +52,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         )
         .route("/containers/{name}/process", put(set_process))
         .route("/stats", get(stats))
+        .route("/networks/{name}/connect", post(connect))
+        .route("/networks/{name}/disconnect", post(disconnect))
+        .route("/attached", post(attach))
+        .route("/attached/{name}", delete(detach))
         .with_state(daemon)
 }
 
@@ -95,6 +102,33 @@ async fn inspect_network(
 
 async fn remove_network(State(d): Shared, UrlPath(name): UrlPath<String>) -> ApiResult<()> {
     Ok(Json(d.remove_network(&name).await?))
+}
+
+async fn connect(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<NetworkConnect>,
+) -> ApiResult<()> {
+    Ok(Json(d.connect(&name, req).await?))
+}
+
+async fn disconnect(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<NetworkConnect>,
+) -> ApiResult<()> {
+    Ok(Json(d.disconnect(&name, req).await?))
+}
+
+async fn attach(
+    State(d): Shared,
+    Json(req): Json<AttachRequest>,
+) -> ApiResult<super::types::ContainerInspect> {
+    Ok(Json(d.attach(req).await?))
+}
+
+async fn detach(State(d): Shared, UrlPath(name): UrlPath<String>) -> ApiResult<()> {
+    Ok(Json(d.detach(&name).await?))
 }
 
 async fn list_containers(State(d): Shared) -> ApiResult<Vec<super::types::ContainerInspect>> {

@@ -5,12 +5,37 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetworkCreate {
     pub name: String,
     pub driver: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+    /// `-o KEY=VALUE` driver options.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `network connect` / `network disconnect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkConnect {
+    pub container: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// `xnet attach`: give a namespace that something else created an endpoint on a network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub name: String,
+    /// A network namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`, ...).
+    pub netns: String,
+    pub network: Option<String>,
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +98,8 @@ pub struct Ipam {
 pub struct IpamConfig {
     pub subnet: String,
     pub gateway: String,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use super::{
 use crate::api::{
     client::Client,
     types::{
-        ContainerCreate, ContainerInspect, ContainerProcess, NetworkCreate, NetworkInspect,
-        StatsReport,
+        AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
+        NetworkCreate, NetworkInspect, StatsReport,
     },
 };
 
@@ -41,6 +41,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Rm(args) => rm(&client, args).await,
         Command::Stats(args) => stats(&client, args).await.map(|()| 0),
+        Command::Attach(args) => {
+            let netns = match (args.netns, args.pid) {
+                (Some(path), _) => path,
+                (None, Some(pid)) => format!("/proc/{pid}/ns/net"),
+                (None, None) => unreachable!("clap requires --netns or --pid"),
+            };
+            let req = AttachRequest {
+                name: args.name,
+                netns,
+                network: Some(args.network),
+                ip: args.ip,
+            };
+            let attached: ContainerInspect = client.post("/attached", &req).await?;
+            println!("{}", attached.id);
+            Ok(0)
+        }
+        Command::Detach(args) => Ok(remove_each(&client, &args.names, |name| {
+            format!("/attached/{}", encode(name))
+        })
+        .await),
     }
 }
 
@@ -55,6 +75,9 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                         driver: Some(args.driver),
                         subnet: args.subnet,
                         gateway: args.gateway,
+                        ip_range: args.ip_range,
+                        internal: args.internal,
+                        options: args.opt.into_iter().collect(),
                     },
                 )
                 .await?;
@@ -87,8 +110,26 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
             }
             print_inspect(&found);
         }
+        NetworkCommand::Connect(args) => {
+            let req = NetworkConnect {
+                container: args.container,
+                ip: args.ip,
+            };
+            client
+                .post::<_, ()>(&format!("{}/connect", network_path(&args.network)), &req)
+                .await?;
+        }
+        NetworkCommand::Disconnect(args) => {
+            let req = NetworkConnect {
+                container: args.container,
+                ip: None,
+            };
+            client
+                .post::<_, ()>(&format!("{}/disconnect", network_path(&args.network)), &req)
+                .await?;
+        }
         NetworkCommand::Rm(args) => {
-            return Ok(remove_each(client, &args.names, |name| network_path(name)).await);
+            return Ok(remove_each(client, &args.names, network_path).await);
         }
     }
     Ok(0)
@@ -161,13 +202,15 @@ async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Resul
         .iter()
         .map(|c| {
             let name = c.name.trim_start_matches('/').to_string();
-            let (network, ip) = c
-                .network_settings
-                .networks
-                .iter()
-                .next()
-                .map(|(n, e)| (n.clone(), e.ip_address.clone()))
-                .unwrap_or_default();
+            // One entry per network, as Docker's `ps` joins them.
+            let networks = &c.network_settings.networks;
+            let network = networks.keys().cloned().collect::<Vec<_>>().join(",");
+            let ip = networks
+                .values()
+                .map(|e| e.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
             let command = std::iter::once(c.path.clone())
                 .chain(c.args.iter().cloned())
                 .collect::<Vec<_>>()

@@ -42,6 +42,11 @@ pub enum Command {
     Rm(RmArgs),
     /// Show per-container packet and byte counters, and datapath drops by reason.
     Stats(FormatArgs),
+    /// Give a network namespace that something else created (a Docker, containerd or podman
+    /// container) an endpoint on an xnet network.
+    Attach(AttachArgs),
+    /// Remove what `attach` added (the endpoints); the namespace itself is left alone.
+    Detach(NamesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +61,45 @@ pub enum NetworkCommand {
     /// Remove networks.
     #[command(alias = "remove")]
     Rm(NamesArgs),
+    /// Connect a container to a network (one more interface, `ethN`).
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Static IPv4 address on that network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("namespace").required(true).args(["netns", "pid"])))]
+pub struct AttachArgs {
+    /// Name to manage it by.
+    #[arg(long)]
+    pub name: String,
+    /// Its network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`, ...).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// A process in it (e.g. `docker inspect -f '{{.State.Pid}}' NAME`).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Network to attach to.
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// Static IPv4 address on that network.
+    #[arg(long)]
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +113,23 @@ pub struct NetworkCreateArgs {
     /// Gateway address (the host's address in the subnet); the first address when omitted.
     #[arg(long)]
     pub gateway: Option<String>,
+    /// Hand out addresses from this sub-range of the subnet only.
+    #[arg(long)]
+    pub ip_range: Option<String>,
+    /// No way out of the network and no way in.
+    #[arg(long)]
+    pub internal: bool,
+    /// Driver options: com.docker.network.bridge.enable_icc=false,
+    /// com.docker.network.driver.mtu=N.
+    #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub opt: Vec<(String, String)>,
     pub name: String,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +268,65 @@ mod tests {
         assert_eq!(c.gateway.as_deref(), Some("10.9.0.254"));
         assert_eq!(c.name, "n9");
         assert!(parse(&["network", "create"]).is_err());
+        let cli = parse(&[
+            "network",
+            "create",
+            "--internal",
+            "--ip-range",
+            "10.9.0.128/25",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+            "--opt",
+            "com.docker.network.driver.mtu=1400",
+            "n9",
+        ])
+        .unwrap();
+        let Command::Network(NetworkCommand::Create(c)) = cli.command else {
+            panic!()
+        };
+        assert!(c.internal);
+        assert_eq!(c.ip_range.as_deref(), Some("10.9.0.128/25"));
+        assert_eq!(
+            c.opt,
+            [
+                (
+                    "com.docker.network.bridge.enable_icc".to_string(),
+                    "false".to_string()
+                ),
+                (
+                    "com.docker.network.driver.mtu".to_string(),
+                    "1400".to_string()
+                )
+            ]
+        );
+        assert!(parse(&["network", "create", "-o", "novalue", "n9"]).is_err());
+    }
+
+    #[test]
+    fn connect_attach_and_detach_parse() {
+        let cli = parse(&["network", "connect", "--ip", "10.1.0.9", "n1", "web"]).unwrap();
+        let Command::Network(NetworkCommand::Connect(c)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (c.network.as_str(), c.container.as_str(), c.ip.as_deref()),
+            ("n1", "web", Some("10.1.0.9"))
+        );
+        assert!(parse(&["network", "disconnect", "n1"]).is_err());
+        let Command::Attach(a) = parse(&["attach", "--name", "d", "--pid", "42"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.pid, a.netns.as_deref(), a.network.as_str()),
+            (Some(42), None, "bridge")
+        );
+        // Exactly one of --netns and --pid.
+        assert!(parse(&["attach", "--name", "d"]).is_err());
+        assert!(parse(&["attach", "--name", "d", "--pid", "1", "--netns", "/x"]).is_err());
+        assert!(parse(&["detach", "d"]).is_ok());
     }
 
     #[test]

@@ -141,23 +141,23 @@ impl Datapath {
         Ok(())
     }
 
-    /// Detaches the endpoint's programs and forgets it in the maps. Every step tolerates a part
-    /// that is already gone, so this also cleans up after a half-finished add.
+    /// Detaches the endpoint's programs and forgets it in the maps, including its `neighbor`
+    /// entry if that still points at this endpoint. Every step tolerates a part that is already
+    /// gone, so this also cleans up after a half-finished add.
     pub fn remove_endpoint(
         &mut self,
         ifindex: u32,
-        network_id: u32,
-        ipv4: [u8; 4],
+        neighbor: Option<NeighborKey>,
     ) -> anyhow::Result<()> {
         for (_, hook) in hooks() {
             // The pin is the link's only holder: removing it detaches the program.
             remove_file_if_exists(&self.link_pin(ifindex, hook))?;
         }
-        let key = NeighborKey { network_id, ipv4 };
-        if self
-            .neighbors
-            .get(&key, 0)
-            .is_ok_and(|n| n.ifindex == ifindex)
+        if let Some(key) = neighbor
+            && self
+                .neighbors
+                .get(&key, 0)
+                .is_ok_and(|n| n.ifindex == ifindex)
         {
             self.neighbors
                 .remove(&key)

@@ -120,18 +120,37 @@ impl Netlink {
             .with_context(|| format!("moving link {index} into {}", netns_path.display()))
     }
 
-    /// Renames link `index` and sets its MAC (the link must be down).
-    pub async fn rename(&self, index: u32, name: &str, mac: [u8; 6]) -> anyhow::Result<()> {
-        let msg = LinkUnspec::new_with_index(index)
+    /// Names link `index` and sets its MAC and, if given, its MTU (the link must be down).
+    pub async fn configure(
+        &self,
+        index: u32,
+        name: &str,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let mut msg = LinkUnspec::new_with_index(index)
             .name(name.to_string())
-            .address(mac.to_vec())
-            .build();
+            .address(mac.to_vec());
+        if let Some(mtu) = mtu {
+            msg = msg.mtu(mtu);
+        }
+        let msg = msg.build();
         self.handle
             .link()
             .set(msg)
             .execute()
             .await
             .with_context(|| format!("naming link {index} {name}"))
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| format!("setting the MTU of link {index} to {mtu}"))
     }
 
     pub async fn set_up(&self, index: u32) -> anyhow::Result<()> {
@@ -224,6 +243,14 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("adding default route via {gateway}"))
+    }
+
+    pub async fn has_default_route(&self) -> anyhow::Result<bool> {
+        Ok(self
+            .routes()
+            .await?
+            .iter()
+            .any(|r| r.destination.prefix_len() == 0))
     }
 
     /// IPv4 routes of the main table.

@@ -32,14 +32,7 @@ pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> 
             fs::write(Path::new("/proc/sys/net").join(key), value)
                 .with_context(|| format!("setting net.{key}"))?;
         }
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .with_context(|| format!("bind-mounting the namespace at {}", target.display()))
+        bind(Path::new("/proc/thread-self/ns/net"), &target)
     })
     .join()
     .map_err(|_| anyhow!("namespace thread panicked"))
@@ -48,6 +41,36 @@ pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> 
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Pins the existing namespace `source` (e.g. `/proc/PID/ns/net`) at `path`.
+pub fn pin(source: &Path, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::File::create_new(path).with_context(|| format!("creating {}", path.display()))?;
+    let result = bind(source, path);
+    if result.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+fn bind(source: &Path, target: &Path) -> anyhow::Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "bind-mounting namespace {} at {}",
+            source.display(),
+            target.display()
+        )
+    })
 }
 
 /// Unpins the namespace at `path`; it dies with the last process inside it. Missing is fine.

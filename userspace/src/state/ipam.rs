@@ -79,10 +79,31 @@ pub fn gateway(subnet: Ipv4Net, text: Option<&str>) -> Result<Ipv4Addr> {
     Ok(gw)
 }
 
-/// An address for a new endpoint: `requested` if it is free and usable, else the lowest free
-/// host address. `used` holds the addresses of existing endpoints.
+/// Parses and checks `--ip-range`: a CIDR inside the subnet.
+pub fn parse_ip_range(text: &str, subnet: Ipv4Net) -> Result<Ipv4Net> {
+    let range: Ipv4Net = text
+        .parse()
+        .map_err(|_| XnetError::invalid(format!("invalid ip-range {text:?}: not an IPv4 CIDR")))?;
+    if range.network() != range.addr() {
+        return Err(XnetError::invalid(format!(
+            "invalid ip-range {text}: it should be {}",
+            range.trunc()
+        )));
+    }
+    if !subnet.contains(&range) {
+        return Err(XnetError::invalid(format!(
+            "ip-range {range} is not inside subnet {subnet}"
+        )));
+    }
+    Ok(range)
+}
+
+/// An address for a new endpoint: `requested` if it is free and usable (anywhere in the
+/// subnet), else the lowest free host address of `range` (the whole subnet when `None`).
+/// `used` holds the addresses of existing endpoints.
 pub fn allocate(
     subnet: Ipv4Net,
+    range: Option<Ipv4Net>,
     gateway: Ipv4Addr,
     used: &BTreeSet<Ipv4Addr>,
     requested: Option<&str>,
@@ -103,10 +124,10 @@ pub fn allocate(
         }
         return Ok(ip);
     }
-    subnet
-        .hosts()
-        .find(|ip| *ip != gateway && !used.contains(ip))
-        .ok_or_else(|| XnetError::conflict(format!("no available IPv4 address in {subnet}")))
+    let pool = range.unwrap_or(subnet);
+    pool.hosts()
+        .find(|ip| is_host_address(subnet, *ip) && *ip != gateway && !used.contains(ip))
+        .ok_or_else(|| XnetError::conflict(format!("no available IPv4 address in {pool}")))
 }
 
 fn first_host(subnet: Ipv4Net) -> Ipv4Addr {
@@ -195,43 +216,71 @@ mod tests {
     }
 
     #[test]
+    fn ip_range_limits_dynamic_allocation_only() {
+        let s = net("10.6.0.0/24");
+        let gw = Ipv4Addr::new(10, 6, 0, 1);
+        let range = parse_ip_range("10.6.0.128/25", s).unwrap();
+        let used = BTreeSet::new();
+        assert_eq!(
+            allocate(s, Some(range), gw, &used, None).unwrap(),
+            Ipv4Addr::new(10, 6, 0, 129)
+        );
+        // A static address outside the range but inside the subnet is fine, as in Docker.
+        assert_eq!(
+            allocate(s, Some(range), gw, &used, Some("10.6.0.7")).unwrap(),
+            Ipv4Addr::new(10, 6, 0, 7)
+        );
+        // The subnet's broadcast address is never handed out, even at the end of a range.
+        let tail = parse_ip_range("10.6.0.254/31", s).unwrap();
+        assert_eq!(
+            allocate(s, Some(tail), gw, &used, None).unwrap(),
+            Ipv4Addr::new(10, 6, 0, 254)
+        );
+        let full: BTreeSet<_> = [Ipv4Addr::new(10, 6, 0, 254)].into();
+        assert!(allocate(s, Some(tail), gw, &full, None).is_err());
+        for bad in ["10.7.0.0/25", "10.6.0.0/23", "10.6.0.5/25", "x"] {
+            assert!(parse_ip_range(bad, s).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
     fn allocation_skips_gateway_and_used_and_checks_requests() {
         let s = net("10.5.0.0/29"); // hosts .1 - .6
         let gw = Ipv4Addr::new(10, 5, 0, 1);
         let mut used = BTreeSet::new();
         assert_eq!(
-            allocate(s, gw, &used, None).unwrap(),
+            allocate(s, None, gw, &used, None).unwrap(),
             Ipv4Addr::new(10, 5, 0, 2)
         );
         used.insert(Ipv4Addr::new(10, 5, 0, 2));
         assert_eq!(
-            allocate(s, gw, &used, None).unwrap(),
+            allocate(s, None, gw, &used, None).unwrap(),
             Ipv4Addr::new(10, 5, 0, 3)
         );
         assert_eq!(
-            allocate(s, gw, &used, Some("10.5.0.6")).unwrap(),
+            allocate(s, None, gw, &used, Some("10.5.0.6")).unwrap(),
             Ipv4Addr::new(10, 5, 0, 6)
         );
         assert!(matches!(
-            allocate(s, gw, &used, Some("10.5.0.2")),
+            allocate(s, None, gw, &used, Some("10.5.0.2")),
             Err(XnetError::Conflict(_))
         ));
         assert!(matches!(
-            allocate(s, gw, &used, Some("10.5.0.1")),
+            allocate(s, None, gw, &used, Some("10.5.0.1")),
             Err(XnetError::Conflict(_))
         ));
         for bad in ["10.5.0.7", "10.5.0.0", "10.6.0.2", "x"] {
             assert!(matches!(
-                allocate(s, gw, &used, Some(bad)),
+                allocate(s, None, gw, &used, Some(bad)),
                 Err(XnetError::Invalid(_))
             ));
         }
         // Released addresses are reused: allocation only looks at what is used now.
         used.extend((3..=6).map(|i| Ipv4Addr::new(10, 5, 0, i)));
-        assert!(allocate(s, gw, &used, None).is_err());
+        assert!(allocate(s, None, gw, &used, None).is_err());
         used.remove(&Ipv4Addr::new(10, 5, 0, 4));
         assert_eq!(
-            allocate(s, gw, &used, None).unwrap(),
+            allocate(s, None, gw, &used, None).unwrap(),
             Ipv4Addr::new(10, 5, 0, 4)
         );
     }

@@ -14,6 +14,11 @@ pub struct State {
     pub containers: BTreeMap<String, Container>,
     /// Next datapath id; ids are never reused so a stale map entry can't alias a new network.
     pub next_network_id: u32,
+    /// Ids of the pre-defined `host` and `none` networks (made on first start).
+    #[serde(default)]
+    pub host_network_id: String,
+    #[serde(default)]
+    pub none_network_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +33,40 @@ pub struct Network {
     pub datapath_id: u32,
     /// RFC 3339.
     pub created: String,
+    /// Addresses are handed out from here only (`--ip-range`); static addresses may be
+    /// anywhere in the subnet, as in Docker.
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    /// No way out, no way in (`--internal`).
+    #[serde(default)]
+    pub internal: bool,
+    /// The `-o KEY=VALUE` options as given (shown by inspect); their effect is in the fields.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Inter-container communication (`com.docker.network.bridge.enable_icc`).
+    #[serde(default = "default_true")]
+    pub icc: bool,
+    /// MTU of the veths on this network (`com.docker.network.driver.mtu`); the kernel's
+    /// default when unset.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Whose network namespace a container lives in, which decides what removing it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sandbox {
+    /// Created by xnet for the container; removed with it.
+    Owned,
+    /// Someone else's (a Docker, containerd or podman container), attached with `xnet attach`;
+    /// xnet holds it with a bind mount of its own and removes only that and its veths.
+    Attached,
+    /// The host namespace (`--network host`); nothing to create or remove.
+    Host,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +80,10 @@ pub struct Container {
     pub command: Vec<String>,
     /// The process `xnet run` started, while it may still run.
     pub pid: Option<u32>,
-    pub endpoint: Endpoint,
+    pub sandbox: Sandbox,
+    /// One per network, in the order they were connected; the first one's gateway is the
+    /// container's default route.
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// A container's attachment to a network: its veth pair and address.
@@ -52,7 +94,9 @@ pub struct Endpoint {
     pub network: String,
     pub ipv4: Ipv4Addr,
     pub mac: Mac,
-    /// Host-side veth (in xnetd's namespace; the container side is `eth0`).
+    /// The interface inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    /// Host-side veth, in xnetd's namespace.
     pub host_ifname: String,
     pub host_ifindex: u32,
     pub host_mac: Mac,
@@ -93,11 +137,17 @@ impl State {
         }
     }
 
-    /// Containers attached to `network` (by name).
-    pub fn containers_on<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Container> {
-        self.containers
-            .values()
-            .filter(move |c| c.endpoint.network == network)
+    /// The endpoints on `network` (by name), with their containers.
+    pub fn endpoints_on<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = (&'a Container, &'a Endpoint)> {
+        self.containers.values().flat_map(move |c| {
+            c.endpoints
+                .iter()
+                .filter(move |e| e.network == network)
+                .map(move |e| (c, e))
+        })
     }
 }
 

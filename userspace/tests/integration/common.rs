@@ -26,6 +26,8 @@ pub struct Host {
     daemon: Option<Child>,
     /// Background commands a test started (servers); killed on drop.
     background: Vec<Child>,
+    /// Namespaces made by the test itself (stand-ins for other runtimes' containers).
+    foreign: Vec<String>,
 }
 
 impl Host {
@@ -52,6 +54,7 @@ impl Host {
             bpffs,
             daemon: None,
             background: Vec::new(),
+            foreign: Vec::new(),
         };
         fs::create_dir_all(&host.dir).unwrap();
         sh(&["ip", "netns", "add", &host.ns]);
@@ -209,6 +212,16 @@ impl Host {
         self.background.push(child);
     }
 
+    /// A namespace that some other runtime could have made (loopback up); removed on drop.
+    /// Returns its path.
+    pub fn foreign_netns(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.ns);
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        self.foreign.push(name.clone());
+        format!("/run/netns/{name}")
+    }
+
     pub fn host_netns(&self) -> String {
         format!("/run/netns/{}", self.ns)
     }
@@ -238,6 +251,14 @@ impl Host {
     pub fn netns_dir(&self) -> PathBuf {
         self.dir.join("netns")
     }
+
+    /// Container namespaces the daemon has pinned (not its pin of the host's own, `default`).
+    pub fn container_namespaces(&self) -> Vec<String> {
+        Self::entries(&self.netns_dir())
+            .into_iter()
+            .filter(|name| name != "default")
+            .collect()
+    }
 }
 
 impl Drop for Host {
@@ -251,12 +272,19 @@ impl Drop for Host {
             let _ = child.wait();
         }
         // Processes left in our container namespaces are ours (started by `xnet run -d`).
-        for name in Self::entries(&self.netns_dir()) {
-            let path = self.netns_dir().join(name);
-            kill_processes_in(&path);
-            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        for name in self.container_namespaces() {
+            kill_processes_in(&self.netns_dir().join(name));
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        for name in Self::entries(&self.netns_dir()) {
+            let _ = nix::mount::umount2(
+                &self.netns_dir().join(name),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
+        }
+        for name in self.foreign.iter().chain([&self.ns]) {
+            kill_processes_in(Path::new(&format!("/run/netns/{name}")));
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
         let _ = fs::remove_dir_all(&self.bpffs);
         let _ = fs::remove_dir_all(&self.dir);
     }

@@ -18,10 +18,13 @@ fn json_lines(text: &str) -> Vec<Value> {
 #[test]
 fn the_default_bridge_network_exists_from_the_first_start() {
     let host = Host::start();
+    // As in Docker: bridge, plus host and none.
     let nets = json_lines(&host.ok(&["network", "ls", "--format", "json"]));
-    assert_eq!(nets.len(), 1);
-    assert_eq!(nets[0]["Name"], "bridge");
+    let names: Vec<&str> = nets.iter().map(|n| n["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bridge", "host", "none"]);
     assert_eq!(nets[0]["Driver"], "bridge");
+    assert_eq!(nets[1]["Driver"], "host");
+    assert_eq!(nets[2]["Driver"], "null");
     let net: Value = serde_json::from_str(&host.ok(&["network", "inspect", "bridge"])).unwrap();
     assert_eq!(net[0]["Name"], "bridge");
     assert_eq!(net[0]["Id"].as_str().unwrap().len(), 64);
@@ -239,10 +242,7 @@ fn rm_and_failed_runs_leave_nothing_behind() {
         "veth left: {:?}",
         host.host_links()
     );
-    assert!(
-        Host::entries(&host.netns_dir()).is_empty(),
-        "namespace left"
-    );
+    assert!(host.container_namespaces().is_empty(), "namespace left");
     assert!(
         Host::entries(&host.bpffs.join("links")).is_empty(),
         "link pins left"

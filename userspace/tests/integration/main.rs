@@ -5,3 +5,4 @@ mod bridge;
 mod common;
 mod errors;
 mod lifecycle;
+mod networks;

@@ -1,0 +1,321 @@
+//! xnetd's core. A request flows state (validate, allocate) -> os (plumb) -> datapath (maps,
+//! links) -> state (persist); a failure at any step undoes the earlier ones, so nothing is left
+//! half-created. One lock serialises all changes: they are rare and short, and it keeps the
+//! maps, the kernel and the state file in step.
+//!
+//! - [`networks`]: create, remove, the pre-defined `bridge`, `host` and `none`;
+//! - [`containers`]: create, remove, connect, disconnect, attach, detach, and the plumbing of
+//!   one endpoint (veth pair, addresses, routes, datapath) and its teardown;
+//! - [`inspect`]: the Docker-shaped views;
+//! - `reconcile` (here): adopting what survived a restart.
+
+mod containers;
+mod inspect;
+mod networks;
+
+use std::{collections::BTreeSet, path::PathBuf, time::SystemTime};
+
+use anyhow::Context as _;
+use tokio::sync::Mutex;
+
+use crate::{
+    api::types::{
+        AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, NetworkConnect,
+        NetworkCreate, NetworkInspect, StatsReport,
+    },
+    datapath::Datapath,
+    error::{Result, XnetError},
+    os::{Netlink, netns},
+    state::{Sandbox, State, Store},
+};
+
+pub use networks::{DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK};
+
+/// Where one daemon keeps everything; several daemons with different paths coexist.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+}
+
+pub struct Daemon {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    state: State,
+    store: Store,
+    datapath: Datapath,
+    netlink: Netlink,
+    /// Where container namespaces are pinned (beside the socket).
+    netns_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Loads (or adopts) the datapath, reconciles it with the persisted state, and makes sure
+    /// the pre-defined networks exist.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating {}", config.state_dir.display()))?;
+        let store = Store::new(&config.state_dir);
+        let state = store.load()?;
+        let datapath = Datapath::load(&config.bpffs)?;
+        let netlink = Netlink::current()?;
+        let mut inner = Inner {
+            state,
+            store,
+            datapath,
+            netlink,
+            netns_dir: netns::dir_for_socket(&config.socket),
+        };
+        inner.pin_host_namespace()?;
+        inner.reconcile().await?;
+        inner
+            .ensure_predefined_networks()
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the pre-defined networks: {e}"))?;
+        inner.store.save(&inner.state)?;
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<NetworkInspect> {
+        let mut inner = self.inner.lock().await;
+        let name = inner.create_network(req).await?;
+        inner.network_inspect(&name)
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        self.inner.lock().await.remove_network(name).await
+    }
+
+    pub async fn networks(&self) -> Result<Vec<NetworkInspect>> {
+        let inner = self.inner.lock().await;
+        inner
+            .network_names()
+            .iter()
+            .map(|name| inner.network_inspect(name))
+            .collect()
+    }
+
+    pub async fn network(&self, name: &str) -> Result<NetworkInspect> {
+        self.inner.lock().await.network_inspect(name)
+    }
+
+    pub async fn connect(&self, network: &str, req: NetworkConnect) -> Result<()> {
+        self.inner.lock().await.connect(network, req).await
+    }
+
+    pub async fn disconnect(&self, network: &str, req: NetworkConnect) -> Result<()> {
+        self.inner
+            .lock()
+            .await
+            .disconnect(network, &req.container)
+            .await
+    }
+
+    pub async fn create_container(&self, req: ContainerCreate) -> Result<ContainerInspect> {
+        let mut inner = self.inner.lock().await;
+        let name = inner.create_container(req).await?;
+        Ok(inner.container_inspect(&inner.state.containers[&name]))
+    }
+
+    pub async fn attach(&self, req: AttachRequest) -> Result<ContainerInspect> {
+        let mut inner = self.inner.lock().await;
+        let name = inner.attach(req).await?;
+        Ok(inner.container_inspect(&inner.state.containers[&name]))
+    }
+
+    pub async fn remove_container(&self, name: &str, force: bool) -> Result<()> {
+        self.inner.lock().await.remove_container(name, force).await
+    }
+
+    pub async fn detach(&self, name: &str) -> Result<()> {
+        self.inner.lock().await.detach(name).await
+    }
+
+    pub async fn containers(&self) -> Vec<ContainerInspect> {
+        let inner = self.inner.lock().await;
+        inner
+            .state
+            .containers
+            .values()
+            .map(|c| inner.container_inspect(c))
+            .collect()
+    }
+
+    pub async fn container(&self, name: &str) -> Result<ContainerInspect> {
+        let inner = self.inner.lock().await;
+        Ok(inner.container_inspect(inner.state.container(name)?))
+    }
+
+    /// Records the process `xnet run` started in the container.
+    pub async fn set_process(&self, name: &str, pid: u32) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let name = inner.state.container(name)?.name.clone();
+        inner
+            .state
+            .containers
+            .get_mut(&name)
+            .expect("just found")
+            .pid = Some(pid);
+        inner.store.save(&inner.state)?;
+        Ok(())
+    }
+
+    pub async fn stats(&self) -> StatsReport {
+        let inner = self.inner.lock().await;
+        let containers = inner
+            .state
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(move |e| (c, e)))
+            .map(|(c, e)| {
+                let counters = inner.datapath.counters(e.host_ifindex);
+                ContainerStats {
+                    name: c.name.clone(),
+                    network: e.network.clone(),
+                    rx_packets: counters.rx_packets,
+                    rx_bytes: counters.rx_bytes,
+                    tx_packets: counters.tx_packets,
+                    tx_bytes: counters.tx_bytes,
+                    drops: counters.drops,
+                }
+            })
+            .collect();
+        let drops = inner
+            .datapath
+            .drop_counts()
+            .into_iter()
+            .map(|(reason, count)| (reason.name().to_string(), count))
+            .collect();
+        StatsReport { containers, drops }
+    }
+}
+
+impl Inner {
+    /// Makes the kernel match the state after a restart: endpoints whose namespace and veth
+    /// survived are re-published and their pinned links adopted; what vanished (a reboot, a
+    /// removed attached container) is forgotten; map entries and pins the state doesn't know
+    /// are removed.
+    async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let lo = self.loopback().await?;
+        for net in self.state.networks.values() {
+            self.netlink.add_address(lo, net.gateway, 32).await?;
+        }
+        let names: Vec<String> = self.state.containers.keys().cloned().collect();
+        for name in names {
+            let container = self.state.containers[&name].clone();
+            if container.sandbox != Sandbox::Host && !netns::is_pinned(&container.sandbox_key) {
+                eprintln!("xnetd: container {name}'s namespace is gone; forgetting it");
+                self.teardown(&container).await?;
+                self.state.containers.remove(&name);
+                continue;
+            }
+            let mut kept = Vec::new();
+            for ep in &container.endpoints {
+                let link = self.netlink.link_by_name(&ep.host_ifname).await?;
+                if link.is_some_and(|l| l.index == ep.host_ifindex) {
+                    self.datapath.add_endpoint(&self.endpoint_entry(ep)?)?;
+                    kept.push(ep.clone());
+                } else {
+                    eprintln!(
+                        "xnetd: {name}'s endpoint on {} is gone; forgetting it",
+                        ep.network
+                    );
+                    self.teardown_endpoint(ep).await?;
+                }
+            }
+            self.state
+                .containers
+                .get_mut(&name)
+                .expect("listed")
+                .endpoints = kept;
+        }
+        let live: Vec<u32> = self.all_endpoints().map(|e| e.host_ifindex).collect();
+        for ifindex in self.datapath.endpoint_ifindexes() {
+            if !live.contains(&ifindex) {
+                self.datapath.remove_endpoint(ifindex, None)?;
+            }
+        }
+        let live_neighbors: BTreeSet<(u32, [u8; 4])> = self
+            .all_endpoints()
+            .filter_map(|e| {
+                let net = self.state.networks.get(&e.network)?;
+                Some((net.datapath_id, e.ipv4.octets()))
+            })
+            .collect();
+        for key in self.datapath.neighbor_keys() {
+            if !live_neighbors.contains(&(key.network_id, key.ipv4)) {
+                self.datapath.remove_neighbor(&key)?;
+            }
+        }
+        for pin in self.datapath.stale_link_pins(&live)? {
+            std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+        }
+        self.store.save(&self.state)
+    }
+
+    fn all_endpoints(&self) -> impl Iterator<Item = &crate::state::Endpoint> {
+        self.state.containers.values().flat_map(|c| &c.endpoints)
+    }
+
+    async fn loopback(&self) -> anyhow::Result<u32> {
+        Ok(self
+            .netlink
+            .link_by_name("lo")
+            .await?
+            .context("the host namespace has no loopback")?
+            .index)
+    }
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn validate_name(name: &str, what: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(XnetError::invalid(format!(
+            "invalid {what} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )))
+    }
+}
+
+/// A Docker-style 64-hex-digit id.
+fn random_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in ["web", "a", "db-1", "x_y.z", "9lives"] {
+            assert!(validate_name(ok, "container").is_ok(), "{ok}");
+        }
+        for bad in ["", "-web", ".x", "a b", "a/b", "é"] {
+            assert!(validate_name(bad, "container").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_64_hex_and_differ() {
+        let a = random_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, random_id().unwrap());
+    }
+}
