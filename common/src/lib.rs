@@ -14,6 +14,10 @@ pub const PROG_ENDPOINT_INGRESS: &str = "endpoint_ingress";
 /// stack sends to the container (frames redirected from other containers skip this hook).
 pub const PROG_ENDPOINT_EGRESS: &str = "endpoint_egress";
 
+/// Program attached to the tcx ingress hook of the uplink (`xnetd --uplink`): replies to
+/// containers' outgoing connections, reverse-translated back to the container.
+pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
+
 /// `ENDPOINTS`: host-side veth ifindex (`u32`) -> [`Endpoint`].
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network.
@@ -22,6 +26,24 @@ pub const MAP_NEIGHBORS: &str = "NEIGHBORS";
 pub const MAP_ENDPOINT_STATS: &str = "ENDPOINT_STATS";
 /// `DROP_STATS`: [`DropReason`] as `u32` -> per-CPU `u64` count.
 pub const MAP_DROP_STATS: &str = "DROP_STATS";
+
+/// `UPLINK`: array of one [`Uplink`]; ifindex 0 means no uplink (no egress).
+pub const MAP_UPLINK: &str = "UPLINK";
+/// `SUBNETS`: LPM trie of every xnet subnet (`[u8; 4]` keys) -> network id. An address inside
+/// any of them is never "outside", so egress can't become a path between networks.
+pub const MAP_SUBNETS: &str = "SUBNETS";
+/// `NAT_FLOWS`: LRU, [`FlowKey`] as the container sees the flow -> [`NatFlow`].
+pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
+/// `NAT_REPLIES`: LRU, [`FlowKey`] as the outside sees the flow (local = the uplink's address,
+/// local port = the NAT port) -> [`NatReply`].
+pub const MAP_NAT_REPLIES: &str = "NAT_REPLIES";
+
+/// Capacity of the NAT maps (flows): LRU, so the oldest flow makes room under pressure.
+pub const MAX_NAT_FLOWS: u32 = 65536;
+/// Source ports the NAT hands out: above Linux's ephemeral range (32768-60999), so they never
+/// collide with the host's own connections from the uplink's address.
+pub const NAT_PORT_FIRST: u16 = 61000;
+pub const NAT_PORT_COUNT: u16 = 4536;
 
 /// Capacity of the per-endpoint maps: containers one daemon can attach.
 pub const MAX_ENDPOINTS: u32 = 4096;
@@ -50,6 +72,51 @@ pub struct Endpoint {
 /// (`com.docker.network.bridge.enable_icc=false`): it may talk to the gateway only, at L2
 /// (no ARP answers for peers) as well as at L3.
 pub const ENDPOINT_ICC_OFF: u32 = 1 << 0;
+/// The endpoint's network is `--internal`: no egress.
+pub const ENDPOINT_INTERNAL: u32 = 1 << 1;
+
+/// The host's uplink: where egress leaves, and the address it is source-NATed to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uplink {
+    pub ifindex: u32,
+    pub ipv4: [u8; 4],
+}
+
+/// One direction of a NATed flow. Ports are in network byte order; ICMP echo uses its
+/// identifier as the local port and 0 as the remote port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub local: [u8; 4],
+    pub remote: [u8; 4],
+    pub local_port: [u8; 2],
+    pub remote_port: [u8; 2],
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// The NAT port a container's flow was given.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatFlow {
+    pub nat_port: [u8; 2],
+    pub _pad: [u8; 6],
+    /// `bpf_ktime_get_ns` of the flow's last packet either way.
+    pub last_seen: u64,
+}
+
+/// Where replies of a NATed flow go back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatReply {
+    /// The container endpoint's host-side veth.
+    pub ifindex: u32,
+    pub ipv4: [u8; 4],
+    pub port: [u8; 2],
+    pub _pad: [u8; 6],
+    pub last_seen: u64,
+}
 
 /// Key of `NEIGHBORS`. The network id is part of the key, so a lookup made on behalf of one
 /// network can never find an endpoint of another: isolation by construction.
@@ -99,7 +166,7 @@ pub enum DropReason {
     MalformedArp = 4,
     /// ARP request for an address that no endpoint of the network owns.
     UnknownArpTarget = 5,
-    /// IPv4 destination is neither the gateway nor an endpoint of the same network.
+    /// IPv4 to the sender's own address (its loopback handles that, never the datapath).
     NoRoute = 6,
     /// An EtherType the datapath does not forward (IPv6, VLAN tags, ...).
     UnsupportedEtherType = 7,
@@ -111,11 +178,22 @@ pub enum DropReason {
     GratuitousArp = 9,
     /// Container-to-container traffic (or ARP) on a network with ICC off.
     IccBlocked = 10,
+    /// Egress from an `--internal` network.
+    Internal = 11,
+    /// Egress to an address inside another xnet network (isolation).
+    OtherNetwork = 12,
+    /// Egress with nothing to NAT it to: no uplink configured.
+    NoUplink = 13,
+    /// Egress of a protocol the NAT does not translate (only TCP, UDP and ICMP echo), or a
+    /// non-first fragment.
+    UnsupportedNat = 14,
+    /// Every NAT port for this destination is taken.
+    NatExhausted = 15,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -127,6 +205,11 @@ impl DropReason {
         DropReason::MalformedIp,
         DropReason::GratuitousArp,
         DropReason::IccBlocked,
+        DropReason::Internal,
+        DropReason::OtherNetwork,
+        DropReason::NoUplink,
+        DropReason::UnsupportedNat,
+        DropReason::NatExhausted,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -142,18 +225,27 @@ impl DropReason {
             DropReason::MalformedIp => "malformed-ip",
             DropReason::GratuitousArp => "gratuitous-arp",
             DropReason::IccBlocked => "icc-blocked",
+            DropReason::Internal => "internal",
+            DropReason::OtherNetwork => "other-network",
+            DropReason::NoUplink => "no-uplink",
+            DropReason::UnsupportedNat => "unsupported-nat",
+            DropReason::NatExhausted => "nat-exhausted",
         }
     }
 }
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four are repr(C), made only of integers and byte arrays, with no implicit
+    // SAFETY: all are repr(C), made only of integers and byte arrays, with no implicit
     // padding (checked by the size assertions below), so any bit pattern is a valid value.
     unsafe impl aya::Pod for super::Endpoint {}
     unsafe impl aya::Pod for super::NeighborKey {}
     unsafe impl aya::Pod for super::Neighbor {}
     unsafe impl aya::Pod for super::EndpointCounters {}
+    unsafe impl aya::Pod for super::Uplink {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::NatFlow {}
+    unsafe impl aya::Pod for super::NatReply {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -161,3 +253,7 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() == 28);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 12);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);
+const _: () = assert!(core::mem::size_of::<Uplink>() == 8);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);
+const _: () = assert!(core::mem::size_of::<NatFlow>() == 16);
+const _: () = assert!(core::mem::size_of::<NatReply>() == 24);

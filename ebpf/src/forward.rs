@@ -2,9 +2,9 @@
 
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
-use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint};
+use xnet_common::{DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint};
 
-use crate::{maps, parse, stats};
+use crate::{maps, nat, parse, stats};
 
 /// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`).
 #[inline(always)]
@@ -14,8 +14,10 @@ pub fn ipv4_from_container(
     endpoint: &Endpoint,
 ) -> Result<i32, DropReason> {
     let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
-    // SAFETY: `header` checked that a whole Ipv4Hdr lies inside the packet.
-    let (vihl, src, dst) = unsafe { ((*ip).vihl, (*ip).src_addr, (*ip).dst_addr) };
+    // SAFETY: `header` checked that a whole Ipv4Hdr lies inside the packet; copied out before
+    // anything rewrites the packet.
+    let ip = unsafe { *ip };
+    let (vihl, src, dst) = (ip.vihl, ip.src_addr, ip.dst_addr);
     if vihl >> 4 != 4 || vihl & 0x0f < 5 {
         return Err(DropReason::MalformedIp);
     }
@@ -26,7 +28,9 @@ pub fn ipv4_from_container(
         // The host itself: its stack owns the gateway address.
         return Ok(TC_ACT_OK);
     }
-    let peer = maps::neighbor(endpoint.network_id, dst).ok_or(DropReason::NoRoute)?;
+    let Some(peer) = maps::neighbor(endpoint.network_id, dst) else {
+        return to_outside(ctx, ifindex, endpoint, &ip);
+    };
     if peer.ifindex == ifindex {
         // A container reaches its own address through its loopback, never through us.
         return Err(DropReason::NoRoute);
@@ -44,4 +48,29 @@ pub fn ipv4_from_container(
     // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
     // SAFETY: plain helper call; flags must be 0.
     Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
+}
+
+/// A destination outside the container's network: egress through the uplink, source-NATed,
+/// unless policy says otherwise.
+#[inline(always)]
+fn to_outside(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    ip: &Ipv4Hdr,
+) -> Result<i32, DropReason> {
+    if endpoint.flags & ENDPOINT_INTERNAL != 0 {
+        return Err(DropReason::Internal);
+    }
+    // Another network's containers and gateway are never "outside": isolation holds even
+    // though the host could route there.
+    if maps::in_any_subnet(ip.dst_addr) {
+        return Err(DropReason::OtherNetwork);
+    }
+    let uplink = maps::uplink().ok_or(DropReason::NoUplink)?;
+    if ip.dst_addr == uplink.ipv4 {
+        // The host itself, by its uplink address: its stack answers, replies route back.
+        return Ok(TC_ACT_OK);
+    }
+    nat::to_outside(ctx, ifindex, ip, &uplink)
 }

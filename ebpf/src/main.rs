@@ -1,11 +1,12 @@
 //! xnet's kernel-side programs, arranged by attach point (where a packet enters):
 //!
-//! - [`endpoint`]: the tcx hooks of each container's host-side veth.
+//! - [`endpoint`]: the tcx hooks of each container's host-side veth;
+//! - [`uplink`]: the tcx ingress hook of the host's uplink;
 //!
 //! and one module per concern that those entry points share:
 //! [`parse`] (bounds-checked header access), [`arp`] (the ARP responder), [`forward`]
-//! (IPv4 delivery between endpoints), [`maps`] (the maps, typed by `xnet-common`) and
-//! [`stats`] (counters).
+//! (IPv4 delivery between endpoints and to the outside), [`nat`] (source NAT for egress and
+//! its reverse), [`maps`] (the maps, typed by `xnet-common`) and [`stats`] (counters).
 #![no_std]
 #![no_main]
 
@@ -13,8 +14,10 @@ mod arp;
 mod endpoint;
 mod forward;
 mod maps;
+mod nat;
 mod parse;
 mod stats;
+mod uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,9 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
 };
-use xnet_common::{DropReason, Endpoint, EndpointCounters, MAX_ENDPOINTS, Neighbor, NeighborKey};
+use xnet_common::{
+    DropReason, Endpoint, EndpointCounters, FlowKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, NatFlow,
+    NatReply, Neighbor, NeighborKey, Uplink,
+};
 
 #[map]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
@@ -33,4 +36,28 @@ pub fn endpoint(ifindex: u32) -> Option<Endpoint> {
 pub fn neighbor(network_id: u32, ipv4: [u8; 4]) -> Option<Neighbor> {
     // SAFETY: as for `endpoint`.
     unsafe { NEIGHBORS.get(NeighborKey { network_id, ipv4 }).copied() }
+}
+
+#[map]
+pub static UPLINK: Array<Uplink> = Array::pinned(1, 0);
+
+#[map]
+pub static SUBNETS: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static NAT_FLOWS: LruHashMap<FlowKey, NatFlow> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+/// The uplink, if the daemon was given one.
+#[inline(always)]
+pub fn uplink() -> Option<Uplink> {
+    UPLINK.get(0).copied().filter(|u| u.ifindex != 0)
+}
+
+/// Whether `ipv4` lies inside any xnet network.
+#[inline(always)]
+pub fn in_any_subnet(ipv4: [u8; 4]) -> bool {
+    SUBNETS.get(Key::new(32, ipv4)).is_some()
 }

@@ -6,15 +6,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
     util::nr_cpus,
 };
 use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
-    DropReason, ENDPOINT_ICC_OFF, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
-    MAP_ENDPOINTS, MAP_NEIGHBORS, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS,
-    PROG_ENDPOINT_INGRESS,
+    DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, EndpointCounters, MAP_DROP_STATS,
+    MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, NAT_PORT_COUNT,
+    NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+    PROG_UPLINK_INGRESS, Uplink,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -57,7 +61,11 @@ impl Datapath {
             .default_map_pin_directory(&pin_dir)
             .load(EBPF_OBJECT)
             .unwrap();
-        for name in [PROG_ENDPOINT_INGRESS, PROG_ENDPOINT_EGRESS] {
+        for name in [
+            PROG_ENDPOINT_INGRESS,
+            PROG_ENDPOINT_EGRESS,
+            PROG_UPLINK_INGRESS,
+        ] {
             prog(&mut ebpf, name).load().unwrap();
         }
         let mut dp = Self { ebpf, pin_dir };
@@ -78,6 +86,13 @@ impl Datapath {
                 .insert(NeighborKey { network_id, ipv4 }, value, 0)
                 .unwrap();
         }
+        // Both networks' addresses lie in 10.0.0.0/24 (on purpose: only the network id
+        // separates them); the subnet registry marks it as never-outside.
+        let mut subnets: LpmTrie<&mut MapData, [u8; 4], u32> =
+            LpmTrie::try_from(dp.ebpf.map_mut(MAP_SUBNETS).unwrap()).unwrap();
+        subnets
+            .insert(&Key::new(24, [10, 0, 0, 0]), NET, 0)
+            .unwrap();
         let mut stats: PerCpuHashMap<&mut MapData, u32, EndpointCounters> =
             PerCpuHashMap::try_from(dp.ebpf.map_mut(MAP_ENDPOINT_STATS).unwrap()).unwrap();
         for ifindex in [LOOPBACK, PEER_IFINDEX] {
@@ -96,6 +111,12 @@ impl Datapath {
             Some(ep) => endpoints.insert(LOOPBACK, ep, 0).unwrap(),
             None => endpoints.remove(&LOOPBACK).unwrap(),
         }
+    }
+
+    fn set_uplink(&mut self, uplink: Uplink) {
+        let mut map: Array<&mut MapData, Uplink> =
+            Array::try_from(self.ebpf.map_mut(MAP_UPLINK).unwrap()).unwrap();
+        map.set(0, uplink, 0).unwrap();
     }
 
     /// Runs `program` on `frame`; returns the verdict and the frame as the program left it.
@@ -188,7 +209,8 @@ fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
     arp(1, ME_MAC, ME_IP, tpa)
 }
 
-/// An IPv4/UDP frame (checksums are irrelevant to the datapath's decisions).
+/// An IPv4/UDP frame (checksums are irrelevant to the datapath's forwarding decisions; the NAT
+/// tests use `udp_with_checksums`).
 fn udp(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     let mut f = eth(dst_mac, src_mac, 0x0800);
     f.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0]);
@@ -289,10 +311,14 @@ fn ipv4_to_the_gateway_goes_to_the_host_stack() {
 #[test]
 fn ipv4_to_another_network_or_nowhere_is_dropped() {
     let mut dp = Datapath::new();
-    dp.assert_dropped(&udp_from_me(STRANGER_MAC, STRANGER_IP), DropReason::NoRoute);
+    dp.assert_dropped(
+        &udp_from_me(STRANGER_MAC, STRANGER_IP),
+        DropReason::OtherNetwork,
+    );
+    // Outside, but no uplink configured.
     dp.assert_dropped(
         &udp_from_me(HOST_MAC, [192, 168, 1, 1]),
-        DropReason::NoRoute,
+        DropReason::NoUplink,
     );
     dp.assert_dropped(&udp_from_me(ME_MAC, ME_IP), DropReason::NoRoute);
     assert_eq!(dp.counters(LOOPBACK).drops, 3);
@@ -364,4 +390,128 @@ fn icc_off_blocks_peers_at_l2_and_l3_but_not_the_gateway() {
     dp.assert_dropped(&udp_from_me(PEER_MAC, PEER_IP), DropReason::IccBlocked);
     assert_eq!(dp.ingress(&arp_request(GATEWAY)).0, TC_ACT_REDIRECT);
     assert_eq!(dp.ingress(&udp_from_me(HOST_MAC, GATEWAY)).0, TC_ACT_OK);
+}
+
+const UPLINK_IP: [u8; 4] = [10, 200, 0, 1];
+const REMOTE_IP: [u8; 4] = [10, 201, 0, 1];
+
+/// RFC 1071 ones'-complement sum, folded.
+fn csum(chunks: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in chunks {
+        for pair in chunk.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4/UDP frame with valid IP and UDP checksums.
+fn udp_with_checksums(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let payload = b"xnet nat";
+    let udp_len = (8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let ip_check = csum(&[&ip]);
+    ip[10..12].copy_from_slice(&ip_check.to_be_bytes());
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let pseudo = [&src[..], &dst[..], &[0, 17], &udp_len.to_be_bytes()[..]].concat();
+    let udp_check = csum(&[&pseudo, &udp]);
+    udp[6..8].copy_from_slice(&udp_check.to_be_bytes());
+    let mut f = eth(HOST_MAC, ME_MAC, 0x0800);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// Asserts the frame's IP and UDP checksums verify; returns (src, sport, dst, dport).
+fn checked_udp(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let ip = &frame[14..34];
+    assert_eq!(csum(&[ip]), 0, "bad IP checksum");
+    let (src, dst): ([u8; 4], [u8; 4]) = (
+        ip[12..16].try_into().unwrap(),
+        ip[16..20].try_into().unwrap(),
+    );
+    let udp = &frame[34..];
+    let pseudo = [
+        &src[..],
+        &dst[..],
+        &[0, 17],
+        &(udp.len() as u16).to_be_bytes()[..],
+    ]
+    .concat();
+    assert_eq!(csum(&[&pseudo, udp]), 0, "bad UDP checksum");
+    let port = |at: usize| u16::from_be_bytes([udp[at], udp[at + 1]]);
+    (src, port(0), dst, port(2))
+}
+
+#[test]
+fn egress_is_source_natted_to_the_uplink_and_replies_come_back() {
+    let mut dp = Datapath::new();
+    dp.set_uplink(Uplink {
+        ifindex: 7,
+        ipv4: UPLINK_IP,
+    });
+    let (verdict, out) = dp.ingress(&udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "sent out of the uplink");
+    let (src, nat_port, dst, dport) = checked_udp(&out);
+    assert_eq!((src, dst, dport), (UPLINK_IP, REMOTE_IP, 53));
+    let nat_range =
+        u32::from(NAT_PORT_FIRST)..u32::from(NAT_PORT_FIRST) + u32::from(NAT_PORT_COUNT);
+    assert!(nat_range.contains(&u32::from(nat_port)), "{nat_port}");
+    // The same flow keeps its port.
+    let (_, again) = dp.ingress(&udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53));
+    assert_eq!(checked_udp(&again).1, nat_port);
+
+    // The reply, as it arrives on the uplink, goes back to the container.
+    let (verdict, back) = dp.run(
+        PROG_UPLINK_INGRESS,
+        &udp_with_checksums(REMOTE_IP, 53, UPLINK_IP, nat_port),
+    );
+    assert_eq!(verdict, TC_ACT_REDIRECT, "redirected into the container");
+    assert_eq!(checked_udp(&back), (REMOTE_IP, 53, ME_IP, 40000));
+    assert_eq!(&back[0..6], &ME_MAC);
+    assert_eq!(&back[6..12], &HOST_MAC);
+
+    // Traffic for the uplink's address that belongs to no flow is the host's: untouched.
+    let host_traffic = udp_with_checksums(REMOTE_IP, 53, UPLINK_IP, nat_port + 1);
+    assert_eq!(
+        dp.run(PROG_UPLINK_INGRESS, &host_traffic),
+        (TC_ACT_OK, host_traffic)
+    );
+}
+
+#[test]
+fn egress_respects_internal_networks_other_networks_and_missing_uplinks() {
+    let mut dp = Datapath::new();
+    let frame = udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53);
+    dp.assert_dropped(&frame, DropReason::NoUplink);
+    dp.set_uplink(Uplink {
+        ifindex: 7,
+        ipv4: UPLINK_IP,
+    });
+    dp.set_me(Some(me(ENDPOINT_INTERNAL)));
+    dp.assert_dropped(&frame, DropReason::Internal);
+    dp.set_me(Some(me(0)));
+    // The host by its uplink address: its own stack answers.
+    assert_eq!(
+        dp.ingress(&udp_with_checksums(ME_IP, 40000, UPLINK_IP, 53))
+            .0,
+        TC_ACT_OK
+    );
+    // GRE is not translated.
+    let mut gre = udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53);
+    gre[23] = 47;
+    dp.assert_dropped(&gre, DropReason::UnsupportedNat);
 }

@@ -25,6 +25,10 @@ struct Args {
     /// bpffs directory for this daemon's pinned maps and links.
     #[arg(long, default_value = "/sys/fs/bpf/xnet")]
     bpffs: PathBuf,
+    /// The host's uplink: containers' traffic to the outside leaves through it, source-NATed to
+    /// its IPv4 address. Without it containers reach only their networks and the host.
+    #[arg(long, value_name = "IFACE")]
+    uplink: Option<String>,
 }
 
 #[tokio::main]
@@ -43,6 +47,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         socket: args.socket,
         state_dir: args.state_dir,
         bpffs: args.bpffs,
+        uplink: args.uplink,
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);

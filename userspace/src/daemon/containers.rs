@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, net::Ipv4Addr, os::unix::fs::MetadataExt as _, path::Path};
 
 use anyhow::Context as _;
-use xnet_common::{ENDPOINT_ICC_OFF, Endpoint as DatapathEndpoint, NeighborKey};
+use xnet_common::{ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint as DatapathEndpoint, NeighborKey};
 
 use super::{
     Inner,
@@ -452,6 +452,9 @@ fn endpoint_entry(ep: &Endpoint, net: &Network) -> EndpointEntry {
     let mut flags = 0;
     if !net.icc {
         flags |= ENDPOINT_ICC_OFF;
+    }
+    if net.internal {
+        flags |= ENDPOINT_INTERNAL;
     }
     EndpointEntry {
         ifindex: ep.host_ifindex,

@@ -37,6 +37,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub bpffs: PathBuf,
+    /// The interface egress leaves through (source-NATed to its address); none: no egress.
+    pub uplink: Option<String>,
 }
 
 pub struct Daemon {
@@ -70,6 +72,7 @@ impl Daemon {
             netns_dir: netns::dir_for_socket(&config.socket),
         };
         inner.pin_host_namespace()?;
+        inner.set_uplink(config.uplink.as_deref()).await?;
         inner.reconcile().await?;
         inner
             .ensure_predefined_networks()
@@ -204,6 +207,13 @@ impl Inner {
         let lo = self.loopback().await?;
         for net in self.state.networks.values() {
             self.netlink.add_address(lo, net.gateway, 32).await?;
+            self.datapath.add_subnet(net.subnet, net.datapath_id)?;
+        }
+        let known: Vec<_> = self.state.networks.values().map(|n| n.subnet).collect();
+        for subnet in self.datapath.subnets() {
+            if !known.contains(&subnet) {
+                self.datapath.remove_subnet(subnet)?;
+            }
         }
         let names: Vec<String> = self.state.containers.keys().cloned().collect();
         for name in names {
@@ -256,6 +266,26 @@ impl Inner {
             std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
         }
         self.store.save(&self.state)
+    }
+
+    /// Points egress at `uplink` (by name, in the daemon's namespace), or turns it off.
+    async fn set_uplink(&mut self, uplink: Option<&str>) -> anyhow::Result<()> {
+        let Some(name) = uplink else {
+            return self.datapath.clear_uplink();
+        };
+        let link = self
+            .netlink
+            .link_by_name(name)
+            .await?
+            .with_context(|| format!("--uplink {name}: no such interface"))?;
+        let address = self
+            .netlink
+            .ipv4_addresses(link.index)
+            .await?
+            .into_iter()
+            .next()
+            .with_context(|| format!("--uplink {name}: the interface has no IPv4 address"))?;
+        self.datapath.set_uplink(name, link.index, address.octets())
     }
 
     fn all_endpoints(&self) -> impl Iterator<Item = &crate::state::Endpoint> {

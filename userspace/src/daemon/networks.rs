@@ -198,9 +198,11 @@ impl Inner {
             mtu: options.mtu,
         };
         self.state.next_network_id += 1;
+        let registered = self.datapath.add_subnet(subnet, network.datapath_id);
         self.state.networks.insert(req.name.clone(), network);
-        if let Err(e) = self.store.save(&self.state) {
+        if let Err(e) = registered.and_then(|()| self.store.save(&self.state)) {
             self.state.networks.remove(&req.name);
+            let _ = self.datapath.remove_subnet(subnet);
             let _ = self.netlink.delete_address(lo, gateway).await;
             return Err(e.into());
         }
@@ -233,6 +235,7 @@ impl Inner {
         }
         let lo = self.loopback().await?;
         self.netlink.delete_address(lo, net.gateway).await?;
+        self.datapath.remove_subnet(net.subnet)?;
         self.state.networks.remove(&net.name);
         self.store.save(&self.state)?;
         Ok(())

@@ -12,7 +12,10 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{
         SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
@@ -20,9 +23,11 @@ use aya::{
     },
     util::nr_cpus,
 };
+use ipnet::Ipv4Net;
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
-    MAP_NEIGHBORS, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+    MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -42,8 +47,13 @@ pub struct Datapath {
     neighbors: HashMap<MapData, NeighborKey, Neighbor>,
     endpoint_stats: PerCpuHashMap<MapData, u32, EndpointCounters>,
     drop_stats: PerCpuArray<MapData, u64>,
+    uplink: Array<MapData, Uplink>,
+    subnets: LpmTrie<MapData, [u8; 4], u32>,
     links_dir: PathBuf,
 }
+
+/// The pin of the uplink's link (endpoint links are named by ifindex).
+const UPLINK_LINK_PIN: &str = "uplink-ingress";
 
 impl Datapath {
     /// Loads the programs, reusing the maps pinned under `bpffs` (or pinning new ones there).
@@ -62,7 +72,11 @@ impl Datapath {
             .default_map_pin_directory(&maps_dir)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs (kernel too old, or not root?)")?;
-        for name in [PROG_ENDPOINT_INGRESS, PROG_ENDPOINT_EGRESS] {
+        for name in [
+            PROG_ENDPOINT_INGRESS,
+            PROG_ENDPOINT_EGRESS,
+            PROG_UPLINK_INGRESS,
+        ] {
             classifier(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("loading program {name}"))?;
@@ -72,6 +86,8 @@ impl Datapath {
             neighbors: take_map(&mut ebpf, MAP_NEIGHBORS)?,
             endpoint_stats: take_map(&mut ebpf, MAP_ENDPOINT_STATS)?,
             drop_stats: take_map(&mut ebpf, MAP_DROP_STATS)?,
+            uplink: take_map(&mut ebpf, MAP_UPLINK)?,
+            subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
             ebpf,
             links_dir,
         })
@@ -107,23 +123,63 @@ impl Datapath {
                 .context("writing ENDPOINT_STATS")?;
         }
         for (program, hook) in hooks() {
-            self.attach(program, hook, entry)?;
+            let pin = self.link_pin(entry.ifindex, hook);
+            self.attach(program, hook, &entry.ifname, &pin)?;
         }
         Ok(())
     }
 
-    /// Attaches `program` at `hook` of the endpoint's veth. A link already pinned for it (from
-    /// an earlier run of the daemon) is adopted: its program is replaced atomically by the one
-    /// just loaded, so traffic never stops and an upgraded daemon runs upgraded programs.
+    /// Makes `ifname` the uplink: egress is source-NATed to `ipv4` and leaves through it, and
+    /// replies are picked up at its tcx ingress.
+    pub fn set_uplink(&mut self, ifname: &str, ifindex: u32, ipv4: [u8; 4]) -> anyhow::Result<()> {
+        self.uplink
+            .set(0, Uplink { ifindex, ipv4 }, 0)
+            .context("writing UPLINK")?;
+        let pin = self.links_dir.join(UPLINK_LINK_PIN);
+        self.attach(PROG_UPLINK_INGRESS, TcAttachType::Ingress, ifname, &pin)
+    }
+
+    /// No uplink: egress is refused (`no-uplink`), and a previous run's uplink hook goes.
+    pub fn clear_uplink(&mut self) -> anyhow::Result<()> {
+        self.uplink
+            .set(0, Uplink::default(), 0)
+            .context("writing UPLINK")?;
+        remove_file_if_exists(&self.links_dir.join(UPLINK_LINK_PIN))
+    }
+
+    /// Registers a network's subnet: addresses inside it are never egress.
+    pub fn add_subnet(&mut self, subnet: Ipv4Net, network_id: u32) -> anyhow::Result<()> {
+        self.subnets
+            .insert(&subnet_key(subnet), network_id, 0)
+            .context("writing SUBNETS")
+    }
+
+    pub fn remove_subnet(&mut self, subnet: Ipv4Net) -> anyhow::Result<()> {
+        ignore_missing(self.subnets.remove(&subnet_key(subnet))).context("removing from SUBNETS")
+    }
+
+    /// Every registered subnet (to reconcile with the state).
+    pub fn subnets(&self) -> Vec<Ipv4Net> {
+        self.subnets
+            .keys()
+            .filter_map(Result::ok)
+            .filter_map(|key| Ipv4Net::new(key.data().into(), key.prefix_len() as u8).ok())
+            .collect()
+    }
+
+    /// Attaches `program` at `hook` of `ifname` and pins the link at `pin`. A link already
+    /// pinned there (from an earlier run of the daemon) is adopted: its program is replaced
+    /// atomically by the one just loaded, so traffic never stops and an upgraded daemon runs
+    /// upgraded programs.
     fn attach(
         &mut self,
         program: &str,
         hook: TcAttachType,
-        entry: &EndpointEntry,
+        ifname: &str,
+        pin: &Path,
     ) -> anyhow::Result<()> {
-        let pin = self.link_pin(entry.ifindex, hook);
         let prog = classifier(&mut self.ebpf, program)?;
-        let link_id = match PinnedLink::from_pin(&pin) {
+        let link_id = match PinnedLink::from_pin(pin) {
             Ok(pinned) => {
                 let link = SchedClassifierLink::try_from(FdLink::from(pinned))
                     .with_context(|| format!("adopting {}", pin.display()))?;
@@ -131,12 +187,12 @@ impl Datapath {
                     .with_context(|| format!("replacing the program of {}", pin.display()))?
             }
             Err(_) => prog
-                .attach(&entry.ifname, hook)
-                .with_context(|| format!("attaching {program} to {}", entry.ifname))?,
+                .attach(ifname, hook)
+                .with_context(|| format!("attaching {program} to {ifname}"))?,
         };
         let link = FdLink::try_from(prog.take_link(link_id)?).context("tcx link expected")?;
-        remove_file_if_exists(&pin)?;
-        link.pin(&pin)
+        remove_file_if_exists(pin)?;
+        link.pin(pin)
             .with_context(|| format!("pinning {}", pin.display()))?;
         Ok(())
     }
@@ -185,7 +241,7 @@ impl Datapath {
             .context("removing from NEIGHBORS")
     }
 
-    /// Link pins whose endpoint is not in `keep` (left by a crash mid-removal).
+    /// Endpoint link pins whose endpoint is not in `keep` (left by a crash mid-removal).
     pub fn stale_link_pins(&self, keep: &[u32]) -> anyhow::Result<Vec<PathBuf>> {
         let mut stale = Vec::new();
         for entry in fs::read_dir(&self.links_dir)? {
@@ -195,7 +251,7 @@ impl Datapath {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.split('-').next())
                 .and_then(|n| n.parse::<u32>().ok());
-            if ifindex.is_none_or(|i| !keep.contains(&i)) {
+            if ifindex.is_some_and(|i| !keep.contains(&i)) {
                 stale.push(path);
             }
         }
@@ -247,6 +303,10 @@ fn hooks() -> [(&'static str, TcAttachType); 2] {
         (PROG_ENDPOINT_INGRESS, TcAttachType::Ingress),
         (PROG_ENDPOINT_EGRESS, TcAttachType::Egress),
     ]
+}
+
+fn subnet_key(subnet: Ipv4Net) -> Key<[u8; 4]> {
+    Key::new(u32::from(subnet.prefix_len()), subnet.network().octets())
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {

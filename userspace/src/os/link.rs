@@ -182,6 +182,27 @@ impl Netlink {
         }
     }
 
+    /// The IPv4 addresses of link `index`, primary first.
+    pub async fn ipv4_addresses(&self, index: u32) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let addresses: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .context("listing addresses")?;
+        Ok(addresses
+            .iter()
+            .flat_map(|msg| &msg.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Removes `ip` from link `index`; an address already gone is fine.
     pub async fn delete_address(&self, index: u32, ip: Ipv4Addr) -> anyhow::Result<()> {
         let addresses: Vec<AddressMessage> = self

@@ -28,6 +28,8 @@ pub struct Host {
     background: Vec<Child>,
     /// Namespaces made by the test itself (stand-ins for other runtimes' containers).
     foreign: Vec<String>,
+    /// Extra xnetd arguments.
+    daemon_args: Vec<String>,
 }
 
 impl Host {
@@ -36,6 +38,75 @@ impl Host {
         let mut host = Self::without_daemon();
         host.start_daemon();
         host
+    }
+
+    /// A host whose daemon has an uplink to a simulated outside: a namespace `<ns>-ext`
+    /// ("the internet") behind the veth `uplink0`. The outside answers on 10.200.0.2 (its end
+    /// of the link) and 10.201.0.1 (one routed hop away); the host is 10.200.0.1 and routes
+    /// everything there by default. Its frames carry real checksums (tx offload off), as on a
+    /// wire.
+    pub fn with_uplink() -> Self {
+        let mut host = Self::without_daemon();
+        let ext = host.foreign_netns("ext");
+        let ext_name = ext.trim_start_matches("/run/netns/").to_string();
+        let ns = host.ns.clone();
+        sh(&[
+            "ip", "-n", &ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "ext0",
+            "netns", &ext_name,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "10.200.0.1/24",
+            "dev",
+            "uplink0",
+        ]);
+        sh(&["ip", "-n", &ns, "link", "set", "uplink0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.200.0.2",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &ext_name,
+            "addr",
+            "add",
+            "10.200.0.2/24",
+            "dev",
+            "ext0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &ext_name,
+            "addr",
+            "add",
+            "10.201.0.1/32",
+            "dev",
+            "lo",
+        ]);
+        sh(&["ip", "-n", &ext_name, "link", "set", "ext0", "up"]);
+        sh(&[
+            "ip", "netns", "exec", &ext_name, "ethtool", "-K", "ext0", "tx", "off",
+        ]);
+        host.daemon_args = vec!["--uplink".into(), "uplink0".into()];
+        host.start_daemon();
+        host
+    }
+
+    /// The simulated outside of a host made by `with_uplink`.
+    pub fn outside(&self) -> String {
+        format!("/run/netns/{}-ext", self.ns)
     }
 
     /// A host namespace with loopback up and no daemon yet.
@@ -55,6 +126,7 @@ impl Host {
             daemon: None,
             background: Vec::new(),
             foreign: Vec::new(),
+            daemon_args: Vec::new(),
         };
         fs::create_dir_all(&host.dir).unwrap();
         sh(&["ip", "netns", "add", &host.ns]);
@@ -78,6 +150,7 @@ impl Host {
             .arg(self.dir.join("state"))
             .arg("--bpffs")
             .arg(&self.bpffs)
+            .args(&self.daemon_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -3,6 +3,7 @@
 
 mod bridge;
 mod common;
+mod egress;
 mod errors;
 mod lifecycle;
 mod networks;

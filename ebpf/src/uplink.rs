@@ -1,0 +1,60 @@
+//! Entry point on the host's uplink (`xnetd --uplink IFACE`): frames arriving from the wire.
+//!
+//! tcx ingress, not XDP: replies are delivered with `bpf_redirect_peer` straight into the
+//! container's namespace as skbs, the same path as container-to-container traffic; an XDP
+//! redirect into a veth would need an XDP program (or GRO) on the container's side.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect_peer,
+    macros::classifier,
+    programs::TcContext,
+};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
+};
+use xnet_common::DropReason;
+
+use crate::{maps, nat, parse, stats};
+
+/// tcx ingress of the uplink: replies of containers' NATed flows go back to them; everything
+/// else is the host's and passes untouched.
+#[classifier]
+pub fn uplink_ingress(ctx: TcContext) -> i32 {
+    match from_outside(&ctx) {
+        Ok(action) => action,
+        Err(_) => TC_ACT_SHOT,
+    }
+}
+
+fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
+    let Some(uplink) = maps::uplink() else {
+        return Ok(TC_ACT_OK);
+    };
+    let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked the bounds.
+    if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
+        return Ok(TC_ACT_OK);
+    }
+    let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked the bounds; copied out before the packet is rewritten.
+    let ip = unsafe { *ip };
+    if ip.dst_addr != uplink.ipv4 || ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+        return Ok(TC_ACT_OK);
+    }
+    let Some(ifindex) = nat::from_outside(ctx, &ip, &uplink)? else {
+        return Ok(TC_ACT_OK);
+    };
+    // The flow is ours; if its container is gone, nobody on the host should see it either.
+    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
+    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked the bounds.
+    unsafe {
+        (*eth).dst_addr = endpoint.mac;
+        (*eth).src_addr = endpoint.host_mac;
+    }
+    stats::count_rx(ifindex, ctx.len());
+    // SAFETY: plain helper call; flags must be 0.
+    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
+}
