@@ -38,6 +38,14 @@ pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
 /// local port = the NAT port) -> [`NatReply`].
 pub const MAP_NAT_REPLIES: &str = "NAT_REPLIES";
 
+/// `MEMBERS`: [`MemberKey`] -> host-side ifindex (`u32`): the endpoints of each network in
+/// dense slots `0..MEMBER_COUNT[network]`, the fan-out list of broadcast and multicast.
+pub const MAP_MEMBERS: &str = "MEMBERS";
+/// `MEMBER_COUNT`: network id (`u32`) -> number of slots in use in `MEMBERS` (`u32`).
+pub const MAP_MEMBER_COUNT: &str = "MEMBER_COUNT";
+/// How many members a broadcast reaches at most (the fan-out is a bounded loop).
+pub const MAX_FLOOD: u32 = 64;
+
 /// Capacity of the NAT maps (flows): LRU, so the oldest flow makes room under pressure.
 pub const MAX_NAT_FLOWS: u32 = 65536;
 /// Source ports the NAT hands out: above Linux's ephemeral range (32768-60999), so they never
@@ -127,6 +135,14 @@ pub struct NeighborKey {
     pub ipv4: [u8; 4],
 }
 
+/// Key of `MEMBERS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemberKey {
+    pub network_id: u32,
+    pub slot: u32,
+}
+
 /// Where an address of a network lives.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,28 +188,24 @@ pub enum DropReason {
     UnsupportedEtherType = 7,
     /// Malformed IPv4 header (version, header length).
     MalformedIp = 8,
-    /// ARP about the sender's own address (gratuitous ARP, duplicate-address probes): there is
-    /// no other owner to answer for, and broadcasting it to the network comes with broadcast
-    /// support.
-    GratuitousArp = 9,
     /// Container-to-container traffic (or ARP) on a network with ICC off.
-    IccBlocked = 10,
+    IccBlocked = 9,
     /// Egress from an `--internal` network.
-    Internal = 11,
+    Internal = 10,
     /// Egress to an address inside another xnet network (isolation).
-    OtherNetwork = 12,
+    OtherNetwork = 11,
     /// Egress with nothing to NAT it to: no uplink configured.
-    NoUplink = 13,
+    NoUplink = 12,
     /// Egress of a protocol the NAT does not translate (only TCP, UDP and ICMP echo), or a
     /// non-first fragment.
-    UnsupportedNat = 14,
+    UnsupportedNat = 13,
     /// Every NAT port for this destination is taken.
-    NatExhausted = 15,
+    NatExhausted = 14,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -203,7 +215,6 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::UnsupportedEtherType,
         DropReason::MalformedIp,
-        DropReason::GratuitousArp,
         DropReason::IccBlocked,
         DropReason::Internal,
         DropReason::OtherNetwork,
@@ -223,7 +234,6 @@ impl DropReason {
             DropReason::NoRoute => "no-route",
             DropReason::UnsupportedEtherType => "unsupported-ethertype",
             DropReason::MalformedIp => "malformed-ip",
-            DropReason::GratuitousArp => "gratuitous-arp",
             DropReason::IccBlocked => "icc-blocked",
             DropReason::Internal => "internal",
             DropReason::OtherNetwork => "other-network",
@@ -243,6 +253,7 @@ mod pod {
     unsafe impl aya::Pod for super::Neighbor {}
     unsafe impl aya::Pod for super::EndpointCounters {}
     unsafe impl aya::Pod for super::Uplink {}
+    unsafe impl aya::Pod for super::MemberKey {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::NatFlow {}
     unsafe impl aya::Pod for super::NatReply {}

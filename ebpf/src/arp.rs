@@ -5,7 +5,7 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use network_types::{arp::ArpHdr, eth::EthHdr};
 use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint};
 
-use crate::{maps, parse};
+use crate::{flood, maps, parse};
 
 const HTYPE_ETHERNET: u16 = 1;
 const PTYPE_IPV4: u16 = 0x0800;
@@ -40,7 +40,9 @@ pub fn answer_from_container(
         OPER_REQUEST => {
             let target = arp.tpa;
             if target == endpoint.ipv4 {
-                return Err(DropReason::GratuitousArp);
+                // Gratuitous ARP (an announcement, or a duplicate-address probe): there is no
+                // other owner to answer for; the network's members hear it, as on a bridge.
+                return flood::to_members(ctx, ifindex, endpoint);
             }
             let answer_mac = if target == endpoint.gateway {
                 endpoint.host_mac

@@ -49,14 +49,17 @@ fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole EthHdr lies inside the packet.
-    let (src_mac, ether_type) = unsafe { ((*eth).src_addr, (*eth).ether_type) };
+    let (dst_mac, src_mac, ether_type) =
+        unsafe { ((*eth).dst_addr, (*eth).src_addr, (*eth).ether_type) };
     if src_mac != endpoint.mac {
         return Err(DropReason::SpoofedMac);
     }
+    // The group bit: broadcast or multicast.
+    let to_group = dst_mac[0] & 1 != 0;
     let action = if ether_type == EtherType::Arp as u16 {
         arp::answer_from_container(ctx, ifindex, &endpoint)?
     } else if ether_type == EtherType::Ipv4 as u16 {
-        forward::ipv4_from_container(ctx, ifindex, &endpoint)?
+        forward::ipv4_from_container(ctx, ifindex, &endpoint, to_group)?
     } else {
         return Err(DropReason::UnsupportedEtherType);
     };

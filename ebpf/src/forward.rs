@@ -4,14 +4,16 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcCont
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use xnet_common::{DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint};
 
-use crate::{maps, nat, parse, stats};
+use crate::{flood, maps, nat, parse, stats};
 
-/// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`).
+/// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`);
+/// `to_group` when it was sent to a broadcast or multicast MAC.
 #[inline(always)]
 pub fn ipv4_from_container(
     ctx: &TcContext,
     ifindex: u32,
     endpoint: &Endpoint,
+    to_group: bool,
 ) -> Result<i32, DropReason> {
     let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole Ipv4Hdr lies inside the packet; copied out before
@@ -23,6 +25,10 @@ pub fn ipv4_from_container(
     }
     if src != endpoint.ipv4 {
         return Err(DropReason::SpoofedIp);
+    }
+    if to_group {
+        // Subnet broadcast, mDNS, any IPv4 multicast: the network's members, no one else.
+        return flood::to_members(ctx, ifindex, endpoint);
     }
     if dst == endpoint.gateway {
         // The host itself: its stack owns the gateway address.

@@ -5,13 +5,15 @@
 //!
 //! and one module per concern that those entry points share:
 //! [`parse`] (bounds-checked header access), [`arp`] (the ARP responder), [`forward`]
-//! (IPv4 delivery between endpoints and to the outside), [`nat`] (source NAT for egress and
+//! (IPv4 delivery between endpoints and to the outside), [`flood`] (broadcast and multicast
+//! to a network's members), [`nat`] (source NAT for egress and
 //! its reverse), [`maps`] (the maps, typed by `xnet-common`) and [`stats`] (counters).
 #![no_std]
 #![no_main]
 
 mod arp;
 mod endpoint;
+mod flood;
 mod forward;
 mod maps;
 mod nat;

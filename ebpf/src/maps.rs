@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
 };
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, FlowKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, NatFlow,
-    NatReply, Neighbor, NeighborKey, Uplink,
+    DropReason, Endpoint, EndpointCounters, FlowKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MemberKey,
+    NatFlow, NatReply, Neighbor, NeighborKey, Uplink,
 };
 
 #[map]
@@ -60,4 +60,24 @@ pub fn uplink() -> Option<Uplink> {
 #[inline(always)]
 pub fn in_any_subnet(ipv4: [u8; 4]) -> bool {
     SUBNETS.get(Key::new(32, ipv4)).is_some()
+}
+
+#[map]
+pub static MEMBERS: HashMap<MemberKey, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static MEMBER_COUNT: HashMap<u32, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// How many slots of `MEMBERS` network `network_id` uses.
+#[inline(always)]
+pub fn member_count(network_id: u32) -> u32 {
+    // SAFETY: as for `endpoint`.
+    unsafe { MEMBER_COUNT.get(network_id).copied() }.unwrap_or(0)
+}
+
+/// The host-side ifindex in `slot` of network `network_id`.
+#[inline(always)]
+pub fn member(network_id: u32, slot: u32) -> Option<u32> {
+    // SAFETY: as for `endpoint`.
+    unsafe { MEMBERS.get(MemberKey { network_id, slot }).copied() }
 }

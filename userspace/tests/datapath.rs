@@ -266,7 +266,32 @@ fn arp_is_never_answered_for_unknown_or_foreign_addresses() {
     dp.assert_dropped(&arp_request([10, 0, 0, 99]), DropReason::UnknownArpTarget);
     // The stranger exists, but on another network: no answer, no leak of its MAC.
     dp.assert_dropped(&arp_request(STRANGER_IP), DropReason::UnknownArpTarget);
-    dp.assert_dropped(&arp_request(ME_IP), DropReason::GratuitousArp);
+}
+
+#[test]
+fn broadcasts_go_to_the_members_and_are_never_forwarded_as_unicast() {
+    let mut dp = Datapath::new();
+    // Gratuitous ARP and a subnet broadcast: fanned out to the members (none are registered
+    // here), the original consumed, nothing counted as a drop.
+    let mut broadcast = udp_from_me([0xff; 6], [10, 0, 0, 255]);
+    let mut mdns = udp_from_me([0x01, 0x00, 0x5e, 0, 0, 0xfb], [224, 0, 0, 251]);
+    for frame in [&arp_request(ME_IP), &broadcast, &mdns] {
+        assert_eq!(dp.ingress(frame).0, TC_ACT_SHOT);
+    }
+    assert_eq!(dp.counters(LOOPBACK).drops, 0);
+    assert_eq!(dp.counters(LOOPBACK).tx_packets, 3);
+    // A broadcast MAC does not launder a peer's unicast address into a unicast redirect.
+    let sneaky = udp_from_me([0xff; 6], PEER_IP);
+    assert_eq!(dp.ingress(&sneaky).0, TC_ACT_SHOT);
+    // ICC off: members don't hear each other's broadcasts either; anti-spoofing still holds.
+    dp.set_me(Some(me(ENDPOINT_ICC_OFF)));
+    dp.assert_dropped(&broadcast, DropReason::IccBlocked);
+    dp.assert_dropped(&arp_request(ME_IP), DropReason::IccBlocked);
+    dp.set_me(Some(me(0)));
+    broadcast[26..30].copy_from_slice(&[10, 0, 0, 77]);
+    dp.assert_dropped(&broadcast, DropReason::SpoofedIp);
+    mdns[6..12].copy_from_slice(&STRANGER_MAC);
+    dp.assert_dropped(&mdns, DropReason::SpoofedMac);
 }
 
 #[test]

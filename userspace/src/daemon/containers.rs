@@ -198,6 +198,7 @@ impl Inner {
             .expect("found above");
         stored.endpoints.push(ep);
         self.store.save(&self.state)?;
+        self.sync_members(&net.name)?;
         Ok(())
     }
 
@@ -237,6 +238,7 @@ impl Inner {
             }
         }
         self.store.save(&self.state)?;
+        self.sync_members(&net.name)?;
         Ok(())
     }
 
@@ -263,9 +265,7 @@ impl Inner {
             .ok();
         }
         self.teardown(&container).await?;
-        self.state.containers.remove(&container.name);
-        self.store.save(&self.state)?;
-        Ok(())
+        self.forget(&container)
     }
 
     /// Removes only what `attach` added: the endpoints and xnet's pin of the namespace. The
@@ -279,9 +279,7 @@ impl Inner {
             )));
         }
         self.teardown(&container).await?;
-        self.state.containers.remove(&container.name);
-        self.store.save(&self.state)?;
-        Ok(())
+        self.forget(&container)
     }
 
     fn check_new_name(&self, name: &str) -> Result<()> {
@@ -298,13 +296,35 @@ impl Inner {
     /// state cannot be written).
     async fn keep(&mut self, container: Container) -> Result<String> {
         let name = container.name.clone();
+        let networks: Vec<String> = container
+            .endpoints
+            .iter()
+            .map(|e| e.network.clone())
+            .collect();
         self.state.containers.insert(name.clone(), container);
-        if let Err(e) = self.store.save(&self.state) {
+        let kept = self
+            .store
+            .save(&self.state)
+            .and_then(|()| networks.iter().try_for_each(|net| self.sync_members(net)));
+        if let Err(e) = kept {
             let container = self.state.containers.remove(&name).expect("just inserted");
             self.teardown_logged(&container).await;
+            for net in &networks {
+                let _ = self.sync_members(net);
+            }
             return Err(e.into());
         }
         Ok(name)
+    }
+
+    /// Forgets a torn-down container and updates its networks' member lists.
+    fn forget(&mut self, container: &Container) -> Result<()> {
+        self.state.containers.remove(&container.name);
+        self.store.save(&self.state)?;
+        for ep in &container.endpoints {
+            self.sync_members(&ep.network)?;
+        }
+        Ok(())
     }
 
     /// An endpoint on `net` with an address from its IPAM, not yet plumbed.
@@ -415,6 +435,13 @@ async fn plumb_endpoint(
         .context("host-side veth vanished")?;
     ep.host_ifindex = host.index;
     ep.host_mac = Mac(host.mac);
+    // The host side needs no IPv6 of its own; without it the host sends the container no
+    // router solicitations or MLD reports (noise in its counters, and in tests).
+    std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_ifname),
+        "1",
+    )
+    .with_context(|| format!("disabling IPv6 on {}", ep.host_ifname))?;
     let peer = netlink
         .link_by_name(&peer_name)
         .await?

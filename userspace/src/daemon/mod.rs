@@ -262,6 +262,21 @@ impl Inner {
                 self.datapath.remove_neighbor(&key)?;
             }
         }
+        let networks: Vec<String> = self.state.networks.keys().cloned().collect();
+        for name in &networks {
+            self.sync_members(name)?;
+        }
+        let known_ids: Vec<u32> = self
+            .state
+            .networks
+            .values()
+            .map(|n| n.datapath_id)
+            .collect();
+        for id in self.datapath.networks_with_members() {
+            if !known_ids.contains(&id) {
+                self.datapath.set_members(id, &[])?;
+            }
+        }
         for pin in self.datapath.stale_link_pins(&live)? {
             std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
         }
@@ -286,6 +301,19 @@ impl Inner {
             .next()
             .with_context(|| format!("--uplink {name}: the interface has no IPv4 address"))?;
         self.datapath.set_uplink(name, link.index, address.octets())
+    }
+
+    /// Rewrites network `name`'s member list (its broadcast fan-out) from the state.
+    fn sync_members(&mut self, name: &str) -> anyhow::Result<()> {
+        let Some(net) = self.state.networks.get(name) else {
+            return Ok(());
+        };
+        let members: Vec<u32> = self
+            .state
+            .endpoints_on(name)
+            .map(|(_, e)| e.host_ifindex)
+            .collect();
+        self.datapath.set_members(net.datapath_id, &members)
     }
 
     fn all_endpoints(&self) -> impl Iterator<Item = &crate::state::Endpoint> {

@@ -26,8 +26,8 @@ use aya::{
 use ipnet::Ipv4Net;
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
-    MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS,
-    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink,
+    MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, MemberKey, Neighbor,
+    NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -49,6 +49,8 @@ pub struct Datapath {
     drop_stats: PerCpuArray<MapData, u64>,
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
+    members: HashMap<MapData, MemberKey, u32>,
+    member_count: HashMap<MapData, u32, u32>,
     links_dir: PathBuf,
 }
 
@@ -88,6 +90,8 @@ impl Datapath {
             drop_stats: take_map(&mut ebpf, MAP_DROP_STATS)?,
             uplink: take_map(&mut ebpf, MAP_UPLINK)?,
             subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
+            members: take_map(&mut ebpf, MAP_MEMBERS)?,
+            member_count: take_map(&mut ebpf, MAP_MEMBER_COUNT)?,
             ebpf,
             links_dir,
         })
@@ -156,6 +160,37 @@ impl Datapath {
 
     pub fn remove_subnet(&mut self, subnet: Ipv4Net) -> anyhow::Result<()> {
         ignore_missing(self.subnets.remove(&subnet_key(subnet))).context("removing from SUBNETS")
+    }
+
+    /// Sets the members of network `network_id`, the fan-out list of its broadcasts. Slots are
+    /// written before the count grows and dropped after it shrinks, so a reader never sees a
+    /// slot past the count that is not a member.
+    pub fn set_members(&mut self, network_id: u32, members: &[u32]) -> anyhow::Result<()> {
+        let old = self.member_count.get(&network_id, 0).unwrap_or(0);
+        let new = u32::try_from(members.len())?;
+        for (slot, ifindex) in (0..).zip(members) {
+            self.members
+                .insert(MemberKey { network_id, slot }, ifindex, 0)
+                .context("writing MEMBERS")?;
+        }
+        if new == 0 {
+            ignore_missing(self.member_count.remove(&network_id))
+                .context("removing from MEMBER_COUNT")?;
+        } else {
+            self.member_count
+                .insert(network_id, new, 0)
+                .context("writing MEMBER_COUNT")?;
+        }
+        for slot in new..old {
+            ignore_missing(self.members.remove(&MemberKey { network_id, slot }))
+                .context("removing from MEMBERS")?;
+        }
+        Ok(())
+    }
+
+    /// Networks that have members in the maps (to reconcile with the state).
+    pub fn networks_with_members(&self) -> Vec<u32> {
+        self.member_count.keys().filter_map(Result::ok).collect()
     }
 
     /// Every registered subnet (to reconcile with the state).

@@ -262,6 +262,19 @@ impl Host {
             .unwrap()
     }
 
+    /// Whether `ip` answers pings from the namespace at `sandbox`, retrying for a few seconds:
+    /// a busy machine (benchmarks, parallel tests) can delay the first answer past a timeout.
+    pub fn reaches(&self, sandbox: &str, ip: &str) -> bool {
+        eventually(Duration::from_secs(5), || {
+            succeeded(&self.in_container(sandbox, &["ping", "-c", "1", "-W", "1", ip]))
+        })
+    }
+
+    /// Whether two pings from the namespace at `sandbox` to `ip` both go unanswered.
+    pub fn cannot_reach(&self, sandbox: &str, ip: &str) -> bool {
+        !succeeded(&self.in_container(sandbox, &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]))
+    }
+
     /// Runs a command in the host namespace.
     pub fn in_host(&self, cmd: &[&str]) -> Output {
         Command::new("nsenter")

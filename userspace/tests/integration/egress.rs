@@ -7,10 +7,6 @@ use serde_json::Value;
 
 use crate::common::{Host, eventually, succeeded};
 
-fn ping(host: &Host, sandbox: &str, ip: &str) -> bool {
-    succeeded(&host.in_container(sandbox, &["ping", "-c", "1", "-W", "1", ip]))
-}
-
 fn drops(host: &Host, reason: &str) -> u64 {
     let stats: Value = serde_json::from_str(&host.ok(&["stats", "--format", "json"])).unwrap();
     stats["drops"][reason].as_u64().unwrap()
@@ -57,8 +53,11 @@ fn containers_reach_the_outside_source_natted_to_the_uplink() {
     host.run_sleeper("a", &[]);
     let a = host.sandbox("a");
     let outside = host.outside();
-    assert!(ping(&host, &a, "10.200.0.2"), "ICMP to the outside failed");
-    assert!(ping(&host, &a, "10.201.0.1"), "ICMP one hop further failed");
+    assert!(host.reaches(&a, "10.200.0.2"), "ICMP to the outside failed");
+    assert!(
+        host.reaches(&a, "10.201.0.1"),
+        "ICMP one hop further failed"
+    );
     // The outside sees the uplink's address, never the container's.
     let tcp =
         iperf_seen_by_server(&mut host, &outside, &a, "10.200.0.2", false).expect("TCP failed");
@@ -85,17 +84,17 @@ fn containers_reach_the_outside_source_natted_to_the_uplink() {
         "ICMP port unreachable not delivered: {err}"
     );
     // The host itself stays reachable by its uplink address, without NAT.
-    assert!(ping(&host, &a, "10.200.0.1"));
+    assert!(host.reaches(&a, "10.200.0.1"));
 
     // Outgoing flows keep working while the daemon is down, and after it comes back.
     host.stop_daemon();
     assert!(
-        ping(&host, &a, "10.201.0.1"),
+        host.reaches(&a, "10.201.0.1"),
         "egress stopped with the daemon"
     );
     host.start_daemon();
     assert!(
-        ping(&host, &a, "10.201.0.1"),
+        host.reaches(&a, "10.201.0.1"),
         "egress broken after the restart"
     );
 }
@@ -117,21 +116,21 @@ fn internal_networks_and_other_networks_are_never_reached_through_the_uplink() {
     host.run_sleeper("far", &["--network", "other"]);
     let sealed = host.sandbox("in");
     assert!(
-        !ping(&host, &sealed, "10.201.0.1"),
+        host.cannot_reach(&sealed, "10.201.0.1"),
         "an internal network reached the outside"
     );
     assert!(drops(&host, "internal") > 0);
     // Still reaches its own gateway, like Docker's internal networks.
-    assert!(ping(&host, &sealed, "10.67.0.1"));
+    assert!(host.reaches(&sealed, "10.67.0.1"));
     let out = host.sandbox("out");
-    assert!(ping(&host, &out, "10.201.0.1"));
+    assert!(host.reaches(&out, "10.201.0.1"));
     // Egress is no back door between networks: the host could route there, xnet won't.
     assert!(
-        !ping(&host, &out, &host.ip_of("far")),
+        host.cannot_reach(&out, &host.ip_of("far")),
         "egress reached another network"
     );
     assert!(
-        !ping(&host, &out, "10.68.0.1"),
+        host.cannot_reach(&out, "10.68.0.1"),
         "egress reached another network's gateway"
     );
     assert!(drops(&host, "other-network") > 0);
@@ -141,6 +140,6 @@ fn internal_networks_and_other_networks_are_never_reached_through_the_uplink() {
 fn without_an_uplink_nothing_leaves() {
     let host = Host::start();
     host.run_sleeper("a", &[]);
-    assert!(!ping(&host, &host.sandbox("a"), "10.201.0.1"));
+    assert!(host.cannot_reach(&host.sandbox("a"), "10.201.0.1"));
     assert!(drops(&host, "no-uplink") > 0);
 }

@@ -7,10 +7,6 @@ use serde_json::Value;
 
 use crate::common::{Host, stdout, succeeded};
 
-fn ping(host: &Host, sandbox: &str, ip: &str) -> bool {
-    succeeded(&host.in_container(sandbox, &["ping", "-c", "1", "-W", "1", ip]))
-}
-
 fn network(host: &Host, name: &str) -> Value {
     let all: Value = serde_json::from_str(&host.ok(&["network", "inspect", name])).unwrap();
     all[0].clone()
@@ -33,10 +29,10 @@ fn icc_off_blocks_containers_at_l2_and_l3_but_not_the_gateway() {
     let a = host.sandbox("a");
     let b_ip = host.ip_of("b");
     assert!(
-        ping(&host, &a, "10.61.0.1"),
+        host.reaches(&a, "10.61.0.1"),
         "the gateway must stay reachable"
     );
-    assert!(!ping(&host, &a, &b_ip), "ICC off, yet a reached b");
+    assert!(host.cannot_reach(&a, &b_ip), "ICC off, yet a reached b");
     // Not even ARP gets an answer: b's MAC never reaches a.
     let neigh = stdout(&host.in_container(&a, &["ip", "neigh", "show", &b_ip]));
     assert!(!neigh.contains("lladdr"), "a learnt b's MAC: {neigh}");
@@ -209,7 +205,7 @@ fn running_containers_connect_to_and_disconnect_from_networks() {
     host.run_sleeper("b", &["--network", "n2"]);
     let a = host.sandbox("a");
     let b_ip = host.ip_of("b");
-    assert!(!ping(&host, &a, &b_ip));
+    assert!(host.cannot_reach(&a, &b_ip));
 
     host.ok(&["network", "connect", "--ip", "10.66.0.50", "n2", "a"]);
     let nets = host.inspect("a")["NetworkSettings"]["Networks"].clone();
@@ -218,7 +214,7 @@ fn running_containers_connect_to_and_disconnect_from_networks() {
     let eth1 = stdout(&host.in_container(&a, &["ip", "-o", "addr", "show", "eth1"]));
     assert!(eth1.contains("10.66.0.50/24"), "{eth1}");
     assert!(
-        ping(&host, &a, &b_ip),
+        host.reaches(&a, &b_ip),
         "a cannot reach b after connecting to n2"
     );
     let ps = host.ok(&["ps"]);
@@ -238,8 +234,8 @@ fn running_containers_connect_to_and_disconnect_from_networks() {
     assert!(!links.contains("eth0"), "{links}");
     let route = stdout(&host.in_container(&a, &["ip", "route", "show", "default"]));
     assert!(route.contains("via 10.66.0.1"), "{route}");
-    assert!(ping(&host, &a, &b_ip));
-    assert!(!ping(&host, &a, "10.65.0.1"), "still on n1");
+    assert!(host.reaches(&a, &b_ip));
+    assert!(host.cannot_reach(&a, "10.65.0.1"), "still on n1");
     assert!(
         host.fails(&["network", "disconnect", "n1", "a"])
             .contains("not connected")
@@ -265,7 +261,7 @@ fn namespaces_made_elsewhere_are_attached_and_detached() {
     let addrs = stdout(&host.in_container(&by_path, &["ip", "-o", "addr", "show", "eth1"]));
     assert!(addrs.contains(&d1_ip), "{addrs}");
     assert!(
-        ping(&host, &web, &d1_ip),
+        host.reaches(&web, &d1_ip),
         "web cannot reach the attached namespace"
     );
 
@@ -285,7 +281,7 @@ fn namespaces_made_elsewhere_are_attached_and_detached() {
         "--ip",
         "172.17.0.77",
     ]);
-    assert!(ping(&host, &web, "172.17.0.77"));
+    assert!(host.reaches(&web, "172.17.0.77"));
     assert!(host.fails(&["rm", "d2"]).contains("xnet detach"));
     assert!(host.fails(&["detach", "web"]).contains("xnet rm"));
     assert!(
@@ -303,9 +299,67 @@ fn namespaces_made_elsewhere_are_attached_and_detached() {
     let links = stdout(&host.in_container(&by_path, &["ip", "-o", "link", "show"]));
     assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
     assert!(std::path::Path::new(&format!("/proc/{}", sleeper.id())).exists());
-    assert!(!ping(&host, &web, &d1_ip));
+    assert!(host.cannot_reach(&web, &d1_ip));
     assert_eq!(host.host_links().len(), 1, "{:?}", host.host_links());
     let mut sleeper = sleeper;
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
+}
+
+#[test]
+fn broadcasts_reach_exactly_the_other_members_of_the_network() {
+    let host = Host::start();
+    host.ok(&["network", "create", "--subnet", "10.69.0.0/24", "lan"]);
+    host.ok(&["network", "create", "--subnet", "10.70.0.0/24", "elsewhere"]);
+    for (name, net) in [("a", "lan"), ("b", "lan"), ("c", "lan"), ("x", "elsewhere")] {
+        host.run_sleeper(name, &["--network", net]);
+        // Let them answer broadcast pings (Linux ignores them by default).
+        let sandbox = host.sandbox(name);
+        let out = host.in_container(
+            &sandbox,
+            &["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_broadcasts=0"],
+        );
+        assert!(succeeded(&out));
+    }
+    let rx_of = |name: &str| -> u64 {
+        let stats: Value = serde_json::from_str(&host.ok(&["stats", "--format", "json"])).unwrap();
+        stats["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Name"] == name)
+            .unwrap()["RxPackets"]
+            .as_u64()
+            .unwrap()
+    };
+    let x_before = rx_of("x");
+    let out = host.in_container(
+        &host.sandbox("a"),
+        &[
+            "ping",
+            "-b",
+            "-c",
+            "2",
+            "-i",
+            "0.3",
+            "-W",
+            "1",
+            "10.69.0.255",
+        ],
+    );
+    let replies = stdout(&out);
+    assert!(
+        replies.contains(&format!("from {}", host.ip_of("b"))),
+        "{replies}"
+    );
+    assert!(
+        replies.contains(&format!("from {}", host.ip_of("c"))),
+        "{replies}"
+    );
+    assert!(!replies.contains("10.70.0."), "{replies}");
+    assert_eq!(
+        rx_of("x"),
+        x_before,
+        "a broadcast leaked into another network"
+    );
 }
