@@ -71,29 +71,13 @@ impl Inner {
             Some(_) => None,
             None => Some(self.state.network(network)?.clone()),
         };
-        let plumbed = async {
-            create_sandbox(&container.sandbox_key).await?;
-            if let Some(net) = &net {
-                let ep = self.new_endpoint(net, req.ip.as_deref(), "eth0".into())?;
-                container.endpoints.push(ep);
-                let ep = container.endpoints.last_mut().expect("just pushed");
-                plumb_endpoint(
-                    &mut self.datapath,
-                    &self.netlink,
-                    &container.sandbox_key,
-                    ep,
-                    net,
-                )
-                .await?;
-            }
-            Ok::<_, XnetError>(())
-        }
-        .await;
-        if let Err(e) = plumbed {
-            self.teardown_logged(&container).await;
-            return Err(e);
-        }
-        self.keep(container).await
+        self.build(
+            container,
+            NewSandbox::Fresh,
+            net.as_ref(),
+            req.ip.as_deref(),
+        )
+        .await
     }
 
     /// `xnet attach`: an endpoint for a namespace that something else made (a Docker,
@@ -121,7 +105,7 @@ impl Inner {
             ));
         }
         let id = random_id()?;
-        let mut container = Container {
+        let container = Container {
             sandbox_key: self.netns_dir.join(&id[..12]),
             created: now(),
             command: Vec::new(),
@@ -131,24 +115,47 @@ impl Inner {
             name: req.name.clone(),
             id,
         };
-        let plumbed = async {
-            netns::pin(source, &container.sandbox_key)?;
-            let ifname = free_ifname(&container.sandbox_key).await?;
-            let ep = self.new_endpoint(&net, req.ip.as_deref(), ifname)?;
-            container.endpoints.push(ep);
-            let ep = container.endpoints.last_mut().expect("just pushed");
-            plumb_endpoint(
-                &mut self.datapath,
-                &self.netlink,
-                &container.sandbox_key,
-                ep,
-                &net,
-            )
-            .await?;
+        self.build(
+            container,
+            NewSandbox::Pin(source),
+            Some(&net),
+            req.ip.as_deref(),
+        )
+        .await
+    }
+
+    /// Makes the container's namespace and, given a network, its first endpoint; keeps the
+    /// container, or undoes everything on any failure.
+    async fn build(
+        &mut self,
+        mut container: Container,
+        sandbox: NewSandbox<'_>,
+        net: Option<&Network>,
+        ip: Option<&str>,
+    ) -> Result<String> {
+        let built = async {
+            match sandbox {
+                NewSandbox::Fresh => create_sandbox(&container.sandbox_key).await?,
+                NewSandbox::Pin(source) => netns::pin(source, &container.sandbox_key)?,
+            }
+            if let Some(net) = net {
+                let ifname = free_ifname(&container.sandbox_key).await?;
+                let ep = self.new_endpoint(net, ip, ifname)?;
+                container.endpoints.push(ep);
+                let ep = container.endpoints.last_mut().expect("just pushed");
+                plumb_endpoint(
+                    &mut self.datapath,
+                    &self.netlink,
+                    &container.sandbox_key,
+                    ep,
+                    net,
+                )
+                .await?;
+            }
             Ok::<_, XnetError>(())
         }
         .await;
-        if let Err(e) = plumbed {
+        if let Err(e) = built {
             self.teardown_logged(&container).await;
             return Err(e);
         }
@@ -390,6 +397,14 @@ impl Inner {
             eprintln!("xnetd: cleaning up after a failed create: {e:#}");
         }
     }
+}
+
+/// Where a container's namespace comes from.
+enum NewSandbox<'a> {
+    /// A new one, made by xnet.
+    Fresh,
+    /// An existing one (another runtime's), pinned from this path.
+    Pin(&'a Path),
 }
 
 /// A new namespace with loopback up.

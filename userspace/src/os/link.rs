@@ -112,12 +112,10 @@ impl Netlink {
         let msg = LinkUnspec::new_with_index(index)
             .setns_by_fd(ns.as_raw_fd())
             .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .with_context(|| format!("moving link {index} into {}", netns_path.display()))
+        self.set_link(msg, || {
+            format!("moving link {index} into {}", netns_path.display())
+        })
+        .await
     }
 
     /// Names link `index` and sets its MAC and, if given, its MTU (the link must be down).
@@ -135,32 +133,20 @@ impl Netlink {
             msg = msg.mtu(mtu);
         }
         let msg = msg.build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
+        self.set_link(msg, || format!("naming link {index} {name}"))
             .await
-            .with_context(|| format!("naming link {index} {name}"))
     }
 
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> anyhow::Result<()> {
         let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
+        self.set_link(msg, || format!("setting the MTU of link {index} to {mtu}"))
             .await
-            .with_context(|| format!("setting the MTU of link {index} to {mtu}"))
     }
 
     pub async fn set_up(&self, index: u32) -> anyhow::Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
+        self.set_link(msg, || format!("setting link {index} up"))
             .await
-            .with_context(|| format!("setting link {index} up"))
     }
 
     /// Adds `ip/prefix_len` to link `index`; an address already there is fine.
@@ -305,6 +291,22 @@ impl Netlink {
                     .map(|destination| RouteInfo { destination, oif })
             })
             .collect())
+    }
+}
+
+impl Netlink {
+    /// `RTM_SETLINK` with `msg`; `what` describes it for the error.
+    async fn set_link(
+        &self,
+        msg: LinkMessage,
+        what: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(what)
     }
 }
 

@@ -105,36 +105,14 @@ pub struct Endpoint {
 impl State {
     /// A network by name, full id or unique id prefix, as Docker resolves them.
     pub fn network(&self, name_or_id: &str) -> Result<&Network> {
-        if let Some(net) = self.networks.get(name_or_id) {
-            return Ok(net);
-        }
-        let mut by_id = self
-            .networks
-            .values()
-            .filter(|n| !name_or_id.is_empty() && n.id.starts_with(name_or_id));
-        match (by_id.next(), by_id.next()) {
-            (Some(net), None) => Ok(net),
-            _ => Err(XnetError::not_found(format!(
-                "network {name_or_id} not found"
-            ))),
-        }
+        resolve(&self.networks, name_or_id, |n| &n.id)
+            .ok_or_else(|| XnetError::not_found(format!("network {name_or_id} not found")))
     }
 
     /// A container by name, full id or unique id prefix.
     pub fn container(&self, name_or_id: &str) -> Result<&Container> {
-        if let Some(c) = self.containers.get(name_or_id) {
-            return Ok(c);
-        }
-        let mut by_id = self
-            .containers
-            .values()
-            .filter(|c| !name_or_id.is_empty() && c.id.starts_with(name_or_id));
-        match (by_id.next(), by_id.next()) {
-            (Some(c), None) => Ok(c),
-            _ => Err(XnetError::not_found(format!(
-                "No such container: {name_or_id}"
-            ))),
-        }
+        resolve(&self.containers, name_or_id, |c| &c.id)
+            .ok_or_else(|| XnetError::not_found(format!("No such container: {name_or_id}")))
     }
 
     /// The endpoints on `network` (by name), with their containers.
@@ -148,6 +126,25 @@ impl State {
                 .filter(move |e| e.network == network)
                 .map(move |e| (c, e))
         })
+    }
+}
+
+/// The value named `name_or_id`: by name first, else the one whose id starts with it (only if
+/// exactly one does, as Docker resolves id prefixes).
+fn resolve<'a, T>(
+    by_name: &'a BTreeMap<String, T>,
+    name_or_id: &str,
+    id: impl Fn(&T) -> &String,
+) -> Option<&'a T> {
+    if let Some(value) = by_name.get(name_or_id) {
+        return Some(value);
+    }
+    let mut by_id = by_name
+        .values()
+        .filter(|v| !name_or_id.is_empty() && id(v).starts_with(name_or_id));
+    match (by_id.next(), by_id.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
     }
 }
 
