@@ -7,7 +7,7 @@ mod setup;
 use std::{
     env, fs,
     os::unix::process::CommandExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, ExitCode},
 };
 
@@ -20,6 +20,11 @@ const DEFAULT_SOCKET: &str = "/run/xnet/xnet.sock";
 /// leftovers are told apart from what else runs on the machine.
 const TEST_NETNS_PREFIX: &str = "xt";
 const TEST_PIN_PREFIX: &str = "xnet-test-";
+/// The same for the benchmarks (perf/).
+const BENCH_NETNS_PREFIX: &str = "xb";
+const BENCH_PIN_PREFIX: &str = "xnet-bench-";
+/// Crates that only build for the BPF target: left out of host builds, lints and tests.
+const EBPF_CRATES: &[&str] = &["xnet-ebpf", "xnet-perf-ebpf"];
 
 #[derive(Parser)]
 #[command(bin_name = "cargo xtask", about = "xnet developer tasks")]
@@ -36,11 +41,26 @@ enum Task {
     },
     /// Install what is missing, then check formatting and run clippy (host and eBPF crates)
     Lint,
-    /// Lint, run the tests, then fail if they left network namespaces or bpffs pins behind
+    /// Lint, run the tests and a smoke run of the benchmarks, then fail if they left network
+    /// namespaces or bpffs pins behind
     Test {
         /// Arguments for cargo test, e.g. a test name filter
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
+    },
+    /// Build (release), then benchmark xnet against Docker's bridge datapath (see perf/README.md)
+    Bench {
+        /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr
+        scenarios: Vec<String>,
+        /// One round of short measurements
+        #[arg(long)]
+        quick: bool,
+        /// Rounds per scenario (default 3, or 1 with --quick)
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// JSON results file (default: target/bench/results.json)
+        #[arg(long)]
+        json: Option<String>,
     },
 }
 
@@ -51,6 +71,12 @@ fn main() -> ExitCode {
         Task::Run { xnetd_args } => run(&xnetd_args),
         Task::Lint => setup::ensure_installed().and_then(|()| lint()),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
+        Task::Bench {
+            scenarios,
+            quick,
+            rounds,
+            json,
+        } => bench(&scenarios, quick, rounds, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,12 +113,16 @@ fn build() -> Result<()> {
     .context("build")
 }
 
+/// Cargo's target directory: as for cargo, which runs the builds in the workspace root, a
+/// relative CARGO_TARGET_DIR is relative to the workspace root.
+fn target_dir() -> PathBuf {
+    let target = env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+    workspace_root().join(target)
+}
+
 fn run(xnetd_args: &[String]) -> Result<()> {
     build()?;
-    // As for cargo, which ran the build in the workspace root, a relative CARGO_TARGET_DIR is
-    // relative to the workspace root.
-    let target = env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
-    let release = workspace_root().join(target).join("release");
+    let release = target_dir().join("release");
     let cwd = env::current_dir().context("run: cannot read the current directory")?;
     let xnet = release.join("xnet");
     let xnet = xnet.strip_prefix(&cwd).unwrap_or(&xnet).display();
@@ -128,24 +158,21 @@ fn socket(xnetd_args: &[String]) -> &str {
 
 fn lint() -> Result<()> {
     cmd::run(&mut cargo(&["fmt", "--all", "--", "--check"])).context("lint: rustfmt")?;
-    cmd::run(&mut cargo(&[
-        "clippy",
-        "--workspace",
-        "--exclude",
-        "xnet-ebpf",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))
+    cmd::run(
+        cargo(&["clippy", "--workspace", "--all-targets"])
+            .args(exclude_ebpf_crates())
+            .args(["--", "-D", "warnings"]),
+    )
     .context("lint: clippy")?;
-    // The eBPF crate only builds for the BPF target, whose core is compiled from rust-src;
+    // The eBPF crates only build for the BPF target, whose core is compiled from rust-src;
     // RUSTC_BOOTSTRAP lets the stable toolchain accept -Z build-std.
     cmd::run(
         cargo(&[
             "clippy",
             "--package",
             "xnet-ebpf",
+            "--package",
+            "xnet-perf-ebpf",
             "--target",
             "bpfel-unknown-none",
             "-Z",
@@ -159,15 +186,80 @@ fn lint() -> Result<()> {
     .context("lint: clippy (eBPF)")
 }
 
+fn exclude_ebpf_crates() -> impl Iterator<Item = &'static str> {
+    EBPF_CRATES.iter().flat_map(|name| ["--exclude", name])
+}
+
 fn test(cargo_test_args: &[String]) -> Result<()> {
     setup::ensure_installed()?;
     lint()?;
-    let tested =
-        cmd::run(cargo(&["test", "--workspace", "--exclude", "xnet-ebpf"]).args(cargo_test_args))
-            .context("test");
+    let tested = cmd::run(
+        cargo(&["test", "--workspace"])
+            .args(exclude_ebpf_crates())
+            .args(cargo_test_args),
+    )
+    .context("test")
+    .and_then(|()| bench_smoke().context("test: benchmark smoke run"));
     // Also after failed tests: that is when their cleanup is most likely to have been skipped.
     let clean = check_leaks().context("test: leak check");
     tested.and(clean)
+}
+
+/// Every benchmark scenario once at tiny counts, with the debug binaries `cargo test` just
+/// built: checks that frames arrive and the JSON is complete, not how fast anything is.
+fn bench_smoke() -> Result<()> {
+    // `cargo test` builds the test harnesses, not necessarily the tools themselves.
+    cmd::run(&mut cargo(&[
+        "build",
+        "--package",
+        "xnet",
+        "--package",
+        "xnet-perf",
+        "--bins",
+    ]))?;
+    let out = target_dir().join("bench-smoke");
+    cmd::run(
+        cmd::command(
+            target_dir().join("debug/xnet-bench"),
+            ["--smoke", "--out-dir"],
+        )
+        .arg(&out)
+        .current_dir(workspace_root()),
+    )
+}
+
+fn bench(
+    scenarios: &[String],
+    quick: bool,
+    rounds: Option<usize>,
+    json: Option<String>,
+) -> Result<()> {
+    setup::ensure_installed()?;
+    cmd::run(&mut cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "xnet",
+        "--package",
+        "xnet-perf",
+        "--bins",
+    ]))
+    .context("bench: build")?;
+    let mut bench = cmd::command(target_dir().join("release/xnet-bench"), scenarios);
+    bench
+        .arg("--out-dir")
+        .arg(target_dir().join("bench"))
+        .current_dir(workspace_root());
+    if quick {
+        bench.arg("--quick");
+    }
+    if let Some(rounds) = rounds {
+        bench.arg("--rounds").arg(rounds.to_string());
+    }
+    if let Some(json) = json {
+        bench.arg("--json").arg(json);
+    }
+    cmd::run(&mut bench).context("bench")
 }
 
 /// Tests must remove their namespaces and pins even when they fail: leftovers break later
@@ -178,17 +270,17 @@ fn check_leaks() -> Result<()> {
     let mut leaked: Vec<String> = netns
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with(TEST_NETNS_PREFIX))
+        .filter(|name| name.starts_with(TEST_NETNS_PREFIX) || name.starts_with(BENCH_NETNS_PREFIX))
         .map(|name| format!("network namespace {name}"))
         .collect();
     let pins =
         fs::read_dir(setup::BPFFS).with_context(|| format!("cannot list {}", setup::BPFFS))?;
     for pin in pins {
         let path = pin?.path();
-        if path
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with(TEST_PIN_PREFIX))
-        {
+        if path.file_name().is_some_and(|name| {
+            let name = name.to_string_lossy();
+            name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX)
+        }) {
             leaked.push(format!("bpffs pin {}", path.display()));
         }
     }

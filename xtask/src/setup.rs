@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result, anyhow, ensure};
 use crate::cmd;
 
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, then the tools the
-/// integration tests drive (busybox-static provides the programs of their container images).
+/// integration tests drive (busybox-static provides the programs of their container images)
+/// and the benchmarks' baseline needs (iptables, for Docker's rules).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,6 +28,7 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "busybox-static",
     "jq",
+    "iptables",
 ];
 
 /// Programs the tests run, and the package that provides each.
@@ -36,6 +38,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("iperf3", "iperf3"),
     ("nsenter", "util-linux"),
+    ("ss", "iproute2"),
+    ("bridge", "iproute2"),
+    ("iptables-restore", "iptables"),
 ];
 
 /// rust-src because the eBPF crate is built with `-Z build-std=core`; rustfmt and clippy for lint.

@@ -1,0 +1,238 @@
+//! `xnet-bench` (run by `cargo xtask bench`): builds both labs, runs each selected scenario's
+//! cases with the sides alternated within every round (xnet, bridge, ceiling, ... then again),
+//! and reports median/min/max per side and the ratio ours / baseline.
+
+mod lab;
+mod report;
+mod scenarios;
+mod sys;
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use lab::Lab;
+use report::{Row, SideResult, Summary};
+use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Benchmark xnet against Docker's bridge datapath, side by side"
+)]
+pub struct BenchArgs {
+    /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr.
+    pub scenarios: Vec<String>,
+    /// One round of short measurements.
+    #[arg(long)]
+    pub quick: bool,
+    /// CI check: one round at tiny counts; fails unless frames arrive and the JSON is complete.
+    #[arg(long, conflicts_with = "quick")]
+    pub smoke: bool,
+    /// Rounds (default: 3; 1 with --quick or --smoke).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Where to write the JSON results (default: OUT_DIR/results.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Where xnetd and xnet are (default: beside this program, i.e. target/release).
+    #[arg(long)]
+    pub xnet_bin_dir: Option<PathBuf>,
+    /// Directory for the JSON and the SVG charts.
+    #[arg(long, default_value = "target/bench")]
+    pub out_dir: PathBuf,
+}
+
+impl BenchArgs {
+    fn effort(&self) -> Effort {
+        let (rounds, effort) = if self.smoke {
+            (
+                1,
+                Effort {
+                    rounds: 1,
+                    frames: Frames::Count(20_000),
+                    tcp_seconds: 1,
+                    rr_seconds: 0.5,
+                },
+            )
+        } else if self.quick {
+            (
+                1,
+                Effort {
+                    rounds: 1,
+                    frames: Frames::Seconds(1.0),
+                    tcp_seconds: 2,
+                    rr_seconds: 2.0,
+                },
+            )
+        } else {
+            (
+                3,
+                Effort {
+                    rounds: 3,
+                    frames: Frames::Seconds(2.0),
+                    tcp_seconds: 5,
+                    rr_seconds: 5.0,
+                },
+            )
+        };
+        Effort {
+            rounds: self.rounds.unwrap_or(rounds).max(1),
+            ..effort
+        }
+    }
+
+    fn cases(&self) -> anyhow::Result<Vec<Case>> {
+        for wanted in &self.scenarios {
+            if !SCENARIOS.iter().any(|(name, _)| name == wanted) {
+                let known: Vec<_> = SCENARIOS.iter().map(|(name, _)| *name).collect();
+                bail!("unknown scenario {wanted}; known: {}", known.join(", "));
+            }
+        }
+        Ok(SCENARIOS
+            .iter()
+            .filter(|(name, _)| {
+                self.scenarios.is_empty() || self.scenarios.iter().any(|w| w == name)
+            })
+            .flat_map(|(_, cases)| cases())
+            .collect())
+    }
+}
+
+/// Set by SIGINT/SIGTERM. The signal also reaches the tools (same process group), so the
+/// measurement under way fails; the flag then stops the run and the guards clean up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+    }
+    let effort = args.effort();
+    let cases = args.cases()?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| args.out_dir.join("results.json"));
+
+    let run_id = format!("xb{}", std::process::id());
+    eprintln!("setting up xnet and the Docker-like bridge in namespaces {run_id}-*");
+    let xnet_bin_dir = args
+        .xnet_bin_dir
+        .clone()
+        .unwrap_or_else(|| sys::tool("").to_path_buf());
+    let lab = Lab::up(&run_id, &xnet_bin_dir)?;
+    let rows = measure_all(&lab, &cases, &effort)?;
+    drop(lab);
+
+    let machine = report::machine();
+    println!("{}", report::table(&rows));
+    println!("machine: {machine}");
+    report::write_json(&rows, &machine, &json)?;
+    for row in &rows {
+        report::write_svg(row, &args.out_dir)?;
+    }
+    println!(
+        "wrote {} and {} SVG charts in {}",
+        json.display(),
+        rows.len(),
+        args.out_dir.display()
+    );
+    if args.smoke {
+        let objects = report::verify_json(&json)?;
+        println!("smoke: every scenario delivered, {objects} JSON objects complete");
+    }
+    Ok(())
+}
+
+fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec<Row>> {
+    let total: usize = cases.iter().map(|c| c.sides.len() * effort.rounds).sum();
+    let progress = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut rows = Vec::new();
+    for case in cases {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); case.sides.len()];
+        for round in 1..=effort.rounds {
+            for (side, taken) in case.sides.iter().zip(&mut samples) {
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    bail!("interrupted");
+                }
+                progress.set_message(format!(
+                    "{} {} (round {round}/{})",
+                    case.name,
+                    side.label(),
+                    effort.rounds
+                ));
+                let sample = (case.measure)(lab, *side, effort)
+                    .with_context(|| format!("{} on {}", case.name, side.label()))?;
+                progress.println(format!(
+                    "{} {} round {round}: {}",
+                    case.name,
+                    side.label(),
+                    describe(case, &sample)
+                ));
+                taken.push(sample);
+                progress.inc(1);
+            }
+        }
+        rows.extend(rows_of(case, &samples, effort.rounds));
+    }
+    progress.finish_and_clear();
+    Ok(rows)
+}
+
+fn describe(case: &Case, sample: &Sample) -> String {
+    let values: Vec<String> = case
+        .metrics
+        .iter()
+        .zip(&sample.values)
+        .map(|(m, v)| format!("{v:.3} {}", m.unit))
+        .collect();
+    match sample.frames {
+        Some(d) => format!(
+            "{} ({} of {} frames delivered)",
+            values.join(", "),
+            d.delivered,
+            d.sent
+        ),
+        None => values.join(", "),
+    }
+}
+
+/// One row per metric of the case.
+fn rows_of(case: &Case, samples: &[Vec<Sample>], rounds: usize) -> Vec<Row> {
+    case.metrics
+        .iter()
+        .enumerate()
+        .map(|(m, metric)| Row {
+            scenario: format!("{}{}", case.name, metric.suffix),
+            unit: metric.unit,
+            better: metric.better,
+            rounds,
+            sides: case
+                .sides
+                .iter()
+                .zip(samples)
+                .map(|(side, taken)| SideResult {
+                    side: *side,
+                    summary: Summary::of(&taken.iter().map(|s| s.values[m]).collect::<Vec<_>>()),
+                    frames: taken.iter().map(|s| s.frames).sum::<Option<Delivery>>(),
+                })
+                .collect(),
+        })
+        .collect()
+}
