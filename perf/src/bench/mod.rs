@@ -104,6 +104,9 @@ impl BenchArgs {
     }
 }
 
+/// A 1-minute load average above this before the run means the machine is not quiet.
+const BUSY_LOAD: f64 = 0.5;
+
 /// Set by SIGINT/SIGTERM. The signal also reaches the tools (same process group), so the
 /// measurement under way fails; the flag then stops the run and the guards clean up.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -126,6 +129,13 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.out_dir.join("results.json"));
 
+    let load = report::load_average();
+    if load > BUSY_LOAD {
+        eprintln!(
+            "warning: load average {load:.2} before the run: something else is using the CPUs, \
+             and the numbers will show it"
+        );
+    }
     let run_id = format!("xb{}", std::process::id());
     eprintln!("setting up xnet and the Docker-like bridge in namespaces {run_id}-*");
     let xnet_bin_dir = args
@@ -136,7 +146,7 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     let rows = measure_all(&lab, &cases, &effort)?;
     drop(lab);
 
-    let machine = report::machine();
+    let machine = report::machine(load);
     println!("{}", report::table(&rows));
     println!("machine: {machine}");
     report::write_json(&rows, &machine, &json)?;
@@ -179,12 +189,19 @@ fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec
                 ));
                 let sample = (case.measure)(lab, *side, effort)
                     .with_context(|| format!("{} on {}", case.name, side.label()))?;
-                progress.println(format!(
+                let line = format!(
                     "{} {} round {round}: {}",
                     case.name,
                     side.label(),
                     describe(case, &sample)
-                ));
+                );
+                // Without a terminal the bar is hidden and would swallow the line; CI logs
+                // want it.
+                if progress.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    progress.println(line);
+                }
                 taken.push(sample);
                 progress.inc(1);
             }

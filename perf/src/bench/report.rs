@@ -9,8 +9,17 @@ use serde_json::{Value, json};
 
 use super::scenarios::{Better, Delivery, Role, Side};
 
-/// The machine a run measured, as the JSON and README report it.
-pub fn machine() -> Value {
+/// The 1-minute load average (0 when unreadable).
+pub fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The machine a run measured, as the JSON and README report it, with the load average seen
+/// before the run (how quiet it was).
+pub fn machine(load_before: f64) -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -21,6 +30,7 @@ pub fn machine() -> Value {
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_model": model,
         "kernel": kernel.trim(),
+        "load_before": load_before,
     })
 }
 
@@ -328,7 +338,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xnet-perf-report-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("results.json");
-        write_json(&[row()], &machine(), &path).unwrap();
+        write_json(&[row()], &machine(0.0), &path).unwrap();
         assert_eq!(verify_json(&path).unwrap(), 1);
         let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert!((v[0]["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
