@@ -17,7 +17,7 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
-        SchedClassifier, TcAttachType,
+        ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
         tc::SchedClassifierLink,
     },
@@ -81,7 +81,7 @@ impl Datapath {
         ] {
             classifier(&mut ebpf, name)?
                 .load()
-                .with_context(|| format!("loading program {name}"))?;
+                .map_err(|e| one_line_load_error(name, e))?;
         }
         Ok(Self {
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
@@ -338,6 +338,23 @@ fn hooks() -> [(&'static str, TcAttachType); 2] {
         (PROG_ENDPOINT_INGRESS, TcAttachType::Ingress),
         (PROG_ENDPOINT_EGRESS, TcAttachType::Egress),
     ]
+}
+
+/// A program the kernel refused, in one line: the verifier's log (hundreds of lines) goes to
+/// stderr first, for whoever debugs it.
+fn one_line_load_error(name: &str, err: ProgramError) -> anyhow::Error {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            eprintln!("xnetd: verifier log of {name}:\n{verifier_log}");
+            anyhow!(
+                "the kernel refused program {name} ({io_error}); `cargo xtask doctor` checks the kernel's features"
+            )
+        }
+        other => anyhow::Error::new(other).context(format!("loading program {name}")),
+    }
 }
 
 fn subnet_key(subnet: Ipv4Net) -> Key<[u8; 4]> {
