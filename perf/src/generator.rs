@@ -24,9 +24,15 @@ use crate::{
     frame::{self, Endpoints, Mac},
 };
 
-/// Frames per `BPF_PROG_TEST_RUN` call: small enough to stop close to a deadline and to pace a
-/// rate, large enough that the syscall costs nothing.
-const CHUNK: u32 = 16_384;
+/// Frames in the first `BPF_PROG_TEST_RUN` call, which measures how long a frame takes.
+const FIRST_CHUNK: u32 = 16_384;
+/// How long each later call should keep the CPU. Every call sets up and tears down the kernel's
+/// live-frame page pool, and the teardown sleeps (about 20 ms here, an RCU grace period): with
+/// calls of a few milliseconds the generator sleeps most of the time and sends at a fraction
+/// of what the CPU can do. Calls of 200 ms keep that under a tenth.
+const CALL_TIME: Duration = Duration::from_millis(200);
+/// With a rate, how much sending one call does; the pacing sleeps fill the rest.
+const PACED_CALL_TIME: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Args)]
 pub struct GenArgs {
@@ -122,7 +128,8 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenReport> {
             "live-frame run returned {}",
             result.return_value
         );
-        pacer.sent(frames);
+        // The kernel reports the mean time per repetition.
+        pacer.sent(frames, result.duration);
     }
     Ok(pacer.report())
 }
@@ -134,13 +141,15 @@ fn xdp_md(ifindex: u32, len: usize) -> Vec<u8> {
     fields.iter().flat_map(|f| f.to_ne_bytes()).collect()
 }
 
-/// Splits the work into chunks and, given a rate, sleeps between them to keep to it.
+/// Splits the work into calls and, given a rate, sleeps between them to keep to it.
 struct Pacer {
     start: Instant,
     sent: u64,
     count: Option<u64>,
     until: Option<Instant>,
     rate: Option<u64>,
+    /// Frames the next call sends.
+    chunk: u32,
 }
 
 impl Pacer {
@@ -152,23 +161,36 @@ impl Pacer {
             count: args.count,
             until: args.duration.map(|s| start + Duration::from_secs_f64(s)),
             rate: args.rate,
+            chunk: FIRST_CHUNK,
         }
     }
 
     fn next_chunk(&self) -> Option<u32> {
-        if self.until.is_some_and(|until| Instant::now() >= until) {
+        let now = Instant::now();
+        if self.until.is_some_and(|until| now >= until) {
             return None;
         }
         let left = self.count.map_or(u64::MAX, |count| count - self.sent);
-        // At a set rate, chunks of about a millisecond keep the pacing smooth.
-        let chunk = self.rate.map_or(CHUNK, |rate| {
-            (rate / 1000).clamp(1, u64::from(CHUNK)) as u32
-        });
-        (left > 0).then(|| left.min(u64::from(chunk)) as u32)
+        (left > 0).then(|| left.min(u64::from(self.chunk)) as u32)
     }
 
-    fn sent(&mut self, frames: u32) {
+    /// Books a call that sent `frames` at `per_frame` each, sizes the next one, and sleeps as
+    /// long as the rate asks.
+    fn sent(&mut self, frames: u32, per_frame: Duration) {
         self.sent += u64::from(frames);
+        let per_frame = per_frame.as_secs_f64().max(1e-9);
+        let mut call = match self.rate {
+            Some(rate) => (rate as f64 * PACED_CALL_TIME.as_secs_f64()).max(1.0),
+            None => CALL_TIME.as_secs_f64() / per_frame,
+        };
+        if let Some(until) = self.until {
+            // Do not overshoot the deadline by more than a call's setup.
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64();
+            call = call.min(left / per_frame + 1.0);
+        }
+        self.chunk = call.clamp(1.0, f64::from(u32::MAX)) as u32;
         if let Some(rate) = self.rate {
             let due = self.start + Duration::from_secs_f64(self.sent as f64 / rate as f64);
             thread::sleep(due.saturating_duration_since(Instant::now()));

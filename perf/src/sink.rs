@@ -24,9 +24,9 @@ pub struct SinkArgs {
 pub struct SinkReport {
     pub packets: u64,
     pub bytes: u64,
-    /// From the first frame to the last, as the kernel's clock saw them.
+    /// From the first frame to the last stamped one, as the kernel's clock saw them.
     pub seconds: f64,
-    /// Delivered frames per second over that time (0 with fewer than two frames).
+    /// Delivered frames per second over that time (0 until a CPU saw 257 frames).
     pub pps: f64,
 }
 
@@ -47,18 +47,20 @@ pub fn main(args: &SinkArgs) -> anyhow::Result<()> {
     crate::print_report(&summarize(per_cpu.iter()))
 }
 
-/// Adds up the per-CPU counters; the span runs from the earliest first frame to the latest last.
+/// Adds up the per-CPU counters. The rate spans from the earliest first stamp to the latest
+/// stamp, and counts the frames up to each CPU's last stamp.
 fn summarize<'a>(per_cpu: impl Iterator<Item = &'a SinkCounters>) -> SinkReport {
-    let (mut packets, mut bytes, mut first, mut last) = (0, 0, u64::MAX, 0);
+    let (mut packets, mut bytes, mut stamped, mut first, mut last) = (0, 0, 0, u64::MAX, 0);
     for c in per_cpu.filter(|c| c.packets > 0) {
         packets += c.packets;
         bytes += c.bytes;
+        stamped += c.packets_at_last;
         first = first.min(c.first_ns);
         last = last.max(c.last_ns);
     }
     let seconds = last.saturating_sub(first) as f64 / 1e9;
-    let pps = if packets > 1 && seconds > 0.0 {
-        (packets - 1) as f64 / seconds
+    let pps = if stamped > 1 && seconds > 0.0 {
+        (stamped - 1) as f64 / seconds
     } else {
         0.0
     };
@@ -78,10 +80,11 @@ mod tests {
     fn spans_all_cpus_and_ignores_idle_ones() {
         let cpus = [
             SinkCounters {
-                packets: 501,
-                bytes: 30_060,
+                packets: 520,
+                bytes: 31_200,
                 first_ns: 1_000,
                 last_ns: 500_000_000,
+                packets_at_last: 501,
             },
             SinkCounters::default(),
             SinkCounters {
@@ -89,11 +92,12 @@ mod tests {
                 bytes: 30_000,
                 first_ns: 2_000,
                 last_ns: 1_000_001_000,
+                packets_at_last: 500,
             },
         ];
         let report = summarize(cpus.iter());
-        assert_eq!(report.packets, 1001);
-        assert_eq!(report.bytes, 60_060);
+        assert_eq!(report.packets, 1020);
+        assert_eq!(report.bytes, 61_200);
         assert!((report.seconds - 1.0).abs() < 1e-9);
         assert!((report.pps - 1000.0).abs() < 1e-6);
     }

@@ -15,7 +15,7 @@ use network_types::{
     eth::{EthHdr, EtherType},
     ip::{IpProto, Ipv4Hdr},
 };
-use xnet_perf_ebpf::SinkCounters;
+use xnet_perf_ebpf::{SINK_STAMP_EVERY, SinkCounters};
 
 #[map]
 static SINK: PerCpuArray<SinkCounters> = PerCpuArray::with_max_entries(1, 0);
@@ -66,14 +66,17 @@ fn count(bytes: u32) {
     let Some(counters) = SINK.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: per-CPU value, only this CPU touches it while we run.
     let counters = unsafe { &mut *counters };
     counters.packets += 1;
     counters.bytes += u64::from(bytes);
-    if counters.first_ns == 0 {
-        counters.first_ns = now;
+    if counters.packets & (SINK_STAMP_EVERY - 1) == 1 {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if counters.first_ns == 0 {
+            counters.first_ns = now;
+        }
+        counters.last_ns = now;
+        counters.packets_at_last = counters.packets;
     }
-    counters.last_ns = now;
 }
