@@ -257,7 +257,9 @@ fn bench(
         bench.arg("--rounds").arg(rounds.to_string());
     }
     if let Some(json) = json {
-        bench.arg("--json").arg(json);
+        // The bench runs in the workspace root; a relative path means one from here.
+        let cwd = env::current_dir().context("bench: cannot read the current directory")?;
+        bench.arg("--json").arg(cwd.join(json));
     }
     cmd::run(&mut bench).context("bench")
 }
