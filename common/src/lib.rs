@@ -22,7 +22,8 @@ pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network.
 pub const MAP_NEIGHBORS: &str = "NEIGHBORS";
-/// `ENDPOINT_STATS`: host-side veth ifindex (`u32`) -> per-CPU [`EndpointCounters`].
+/// `ENDPOINT_STATS`: per-CPU array of [`EndpointCounters`], indexed by the endpoint's slot
+/// (an array lookup the verifier inlines: no call, no hashing, on every frame).
 pub const MAP_ENDPOINT_STATS: &str = "ENDPOINT_STATS";
 /// `DROP_STATS`: [`DropReason`] as `u32` -> per-CPU `u64` count.
 pub const MAP_DROP_STATS: &str = "DROP_STATS";
@@ -74,6 +75,8 @@ pub struct Endpoint {
     /// `ENDPOINT_*` flags: the policy of the endpoint's network, copied into every endpoint so
     /// the hot path needs no second lookup (network options cannot change after creation).
     pub flags: u32,
+    /// Index of the endpoint's counters in `ENDPOINT_STATS` (below [`MAX_ENDPOINTS`]).
+    pub slot: u32,
 }
 
 /// Inter-container communication is off on the endpoint's network
@@ -152,6 +155,8 @@ pub struct Neighbor {
     /// Its container-side MAC (the ARP answer, and the destination MAC on delivery).
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// The endpoint's counter slot, so delivery counts without a second lookup.
+    pub slot: u32,
 }
 
 /// Traffic of one endpoint, seen from the container: `tx` is what it sent, `rx` what was
@@ -260,9 +265,9 @@ mod pod {
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 28);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 32);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
-const _: () = assert!(core::mem::size_of::<Neighbor>() == 12);
+const _: () = assert!(core::mem::size_of::<Neighbor>() == 16);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);
 const _: () = assert!(core::mem::size_of::<Uplink>() == 8);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);

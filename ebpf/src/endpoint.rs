@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use network_types::eth::{EthHdr, EtherType};
-use xnet_common::DropReason;
+use xnet_common::{DropReason, Endpoint};
 
 use crate::{arp, forward, maps, parse, stats};
 
@@ -19,10 +19,15 @@ use crate::{arp, forward, maps, parse, stats};
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     let ifindex = ingress_ifindex(&ctx);
-    match from_container(&ctx, ifindex) {
+    // Fail closed: a veth we have no endpoint for (mid-setup, mid-teardown) forwards nothing.
+    let Some(endpoint) = maps::endpoint(ifindex) else {
+        stats::count_drop(None, DropReason::UnknownEndpoint);
+        return TC_ACT_SHOT;
+    };
+    match from_container(&ctx, ifindex, &endpoint) {
         Ok(action) => action,
         Err(reason) => {
-            stats::count_drop(ifindex, reason);
+            stats::count_drop(Some(endpoint.slot), reason);
             TC_ACT_SHOT
         }
     }
@@ -33,7 +38,9 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
 /// counted where they are redirected.
 #[classifier]
 pub fn endpoint_egress(ctx: TcContext) -> i32 {
-    stats::count_rx(ingress_ifindex(&ctx), ctx.len());
+    if let Some(endpoint) = maps::endpoint(ingress_ifindex(&ctx)) {
+        stats::count_rx(endpoint.slot, ctx.len());
+    }
     TC_ACT_OK
 }
 
@@ -44,9 +51,7 @@ fn ingress_ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
-fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    // Fail closed: a veth we have no endpoint for (mid-setup, mid-teardown) forwards nothing.
-    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
+fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, DropReason> {
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole EthHdr lies inside the packet.
     let (dst_mac, src_mac, ether_type) =
@@ -57,12 +62,12 @@ fn from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     // The group bit: broadcast or multicast.
     let to_group = dst_mac[0] & 1 != 0;
     let action = if ether_type == EtherType::Arp as u16 {
-        arp::answer_from_container(ctx, ifindex, &endpoint)?
+        arp::answer_from_container(ctx, ifindex, endpoint)?
     } else if ether_type == EtherType::Ipv4 as u16 {
-        forward::ipv4_from_container(ctx, ifindex, &endpoint, to_group)?
+        forward::ipv4_from_container(ctx, ifindex, endpoint, to_group)?
     } else {
         return Err(DropReason::UnsupportedEtherType);
     };
-    stats::count_tx(ifindex, ctx.len());
+    stats::count_tx(endpoint.slot, ctx.len());
     Ok(action)
 }

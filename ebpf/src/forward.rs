@@ -49,7 +49,7 @@ pub fn ipv4_from_container(
     let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: the IPv4 header after it is in bounds, so the eth header is too.
     unsafe { (*eth).dst_addr = peer.mac };
-    stats::count_rx(peer.ifindex, ctx.len());
+    stats::count_rx(peer.slot, ctx.len());
     // Straight into the peer container's eth0 ingress, skipping the host-side veth's egress
     // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
     // SAFETY: plain helper call; flags must be 0.

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FlowKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MemberKey,
@@ -17,8 +17,7 @@ pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0)
 pub static NEIGHBORS: HashMap<NeighborKey, Neighbor> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
-pub static ENDPOINT_STATS: PerCpuHashMap<u32, EndpointCounters> =
-    PerCpuHashMap::pinned(MAX_ENDPOINTS, 0);
+pub static ENDPOINT_STATS: PerCpuArray<EndpointCounters> = PerCpuArray::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
 pub static DROP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DropReason::ALL.len() as u32, 0);

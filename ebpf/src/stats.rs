@@ -4,10 +4,10 @@ use xnet_common::DropReason;
 
 use crate::maps::{DROP_STATS, ENDPOINT_STATS};
 
-/// A frame the container behind `ifindex` sent was accepted.
+/// A frame the container of the endpoint in `slot` sent was accepted.
 #[inline(always)]
-pub fn count_tx(ifindex: u32, bytes: u32) {
-    if let Some(counters) = ENDPOINT_STATS.get_ptr_mut(ifindex) {
+pub fn count_tx(slot: u32, bytes: u32) {
+    if let Some(counters) = ENDPOINT_STATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU value, only this CPU writes it while we run.
         unsafe {
             (*counters).tx_packets += 1;
@@ -16,10 +16,10 @@ pub fn count_tx(ifindex: u32, bytes: u32) {
     }
 }
 
-/// A frame was delivered to the container behind `ifindex`.
+/// A frame was delivered to the container of the endpoint in `slot`.
 #[inline(always)]
-pub fn count_rx(ifindex: u32, bytes: u32) {
-    if let Some(counters) = ENDPOINT_STATS.get_ptr_mut(ifindex) {
+pub fn count_rx(slot: u32, bytes: u32) {
+    if let Some(counters) = ENDPOINT_STATS.get_ptr_mut(slot) {
         // SAFETY: as in `count_tx`.
         unsafe {
             (*counters).rx_packets += 1;
@@ -28,10 +28,10 @@ pub fn count_rx(ifindex: u32, bytes: u32) {
     }
 }
 
-/// A frame from the container behind `ifindex` was dropped for `reason`.
+/// A frame was dropped for `reason`; `slot` is the sending endpoint's, if it is known.
 #[inline(always)]
-pub fn count_drop(ifindex: u32, reason: DropReason) {
-    if let Some(counters) = ENDPOINT_STATS.get_ptr_mut(ifindex) {
+pub fn count_drop(slot: Option<u32>, reason: DropReason) {
+    if let Some(counters) = slot.and_then(|slot| ENDPOINT_STATS.get_ptr_mut(slot)) {
         // SAFETY: as in `count_tx`.
         unsafe { (*counters).drops += 1 };
     }

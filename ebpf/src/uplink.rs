@@ -54,7 +54,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         (*eth).dst_addr = endpoint.mac;
         (*eth).src_addr = endpoint.host_mac;
     }
-    stats::count_rx(ifindex, ctx.len());
+    stats::count_rx(endpoint.slot, ctx.len());
     // SAFETY: plain helper call; flags must be 0.
     Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }

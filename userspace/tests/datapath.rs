@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues,
+        Array, HashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
-    util::nr_cpus,
 };
 use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
@@ -36,6 +35,9 @@ const GATEWAY: [u8; 4] = [10, 0, 0, 1];
 const PEER_IP: [u8; 4] = [10, 0, 0, 3];
 const PEER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 3];
 const PEER_IFINDEX: u32 = 42;
+/// Counter slots of the endpoint under test and of its peer.
+const ME_SLOT: u32 = 0;
+const PEER_SLOT: u32 = 1;
 /// An endpoint of another network; its address is in the same range on purpose.
 const STRANGER_IP: [u8; 4] = [10, 0, 0, 4];
 const STRANGER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 4];
@@ -72,15 +74,16 @@ impl Datapath {
         dp.set_me(Some(me(0)));
         let mut neighbors: HashMap<&mut MapData, NeighborKey, Neighbor> =
             HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS).unwrap()).unwrap();
-        for (network_id, ipv4, ifindex, mac) in [
-            (NET, ME_IP, LOOPBACK, ME_MAC),
-            (NET, PEER_IP, PEER_IFINDEX, PEER_MAC),
-            (OTHER_NET, STRANGER_IP, 43, STRANGER_MAC),
+        for (network_id, ipv4, ifindex, mac, slot) in [
+            (NET, ME_IP, LOOPBACK, ME_MAC, ME_SLOT),
+            (NET, PEER_IP, PEER_IFINDEX, PEER_MAC, PEER_SLOT),
+            (OTHER_NET, STRANGER_IP, 43, STRANGER_MAC, 2),
         ] {
             let value = Neighbor {
                 ifindex,
                 mac,
                 _pad: [0; 2],
+                slot,
             };
             neighbors
                 .insert(NeighborKey { network_id, ipv4 }, value, 0)
@@ -93,14 +96,6 @@ impl Datapath {
         subnets
             .insert(&Key::new(24, [10, 0, 0, 0]), NET, 0)
             .unwrap();
-        let mut stats: PerCpuHashMap<&mut MapData, u32, EndpointCounters> =
-            PerCpuHashMap::try_from(dp.ebpf.map_mut(MAP_ENDPOINT_STATS).unwrap()).unwrap();
-        for ifindex in [LOOPBACK, PEER_IFINDEX] {
-            let zero = vec![EndpointCounters::default(); nr_cpus().unwrap()];
-            stats
-                .insert(ifindex, PerCpuValues::try_from(zero).unwrap(), 0)
-                .unwrap();
-        }
         dp
     }
 
@@ -140,11 +135,11 @@ impl Datapath {
         drops.get(&(reason as u32), 0).unwrap().iter().sum()
     }
 
-    fn counters(&self, ifindex: u32) -> EndpointCounters {
-        let stats: PerCpuHashMap<&MapData, u32, EndpointCounters> =
-            PerCpuHashMap::try_from(self.ebpf.map(MAP_ENDPOINT_STATS).unwrap()).unwrap();
+    fn counters(&self, slot: u32) -> EndpointCounters {
+        let stats: PerCpuArray<&MapData, EndpointCounters> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_ENDPOINT_STATS).unwrap()).unwrap();
         stats
-            .get(&ifindex, 0)
+            .get(&slot, 0)
             .unwrap()
             .iter()
             .fold(EndpointCounters::default(), |mut a, c| {
@@ -179,6 +174,7 @@ fn me(flags: u32) -> Endpoint {
         mac: ME_MAC,
         host_mac: HOST_MAC,
         flags,
+        slot: ME_SLOT,
     }
 }
 
@@ -278,8 +274,8 @@ fn broadcasts_go_to_the_members_and_are_never_forwarded_as_unicast() {
     for frame in [&arp_request(ME_IP), &broadcast, &mdns] {
         assert_eq!(dp.ingress(frame).0, TC_ACT_SHOT);
     }
-    assert_eq!(dp.counters(LOOPBACK).drops, 0);
-    assert_eq!(dp.counters(LOOPBACK).tx_packets, 3);
+    assert_eq!(dp.counters(ME_SLOT).drops, 0);
+    assert_eq!(dp.counters(ME_SLOT).tx_packets, 3);
     // A broadcast MAC does not launder a peer's unicast address into a unicast redirect.
     let sneaky = udp_from_me([0xff; 6], PEER_IP);
     assert_eq!(dp.ingress(&sneaky).0, TC_ACT_SHOT);
@@ -321,8 +317,8 @@ fn ipv4_to_a_peer_is_redirected_into_it_with_its_mac() {
         udp_from_me(HOST_MAC, PEER_IP)[14..],
         "payload untouched"
     );
-    assert_eq!(dp.counters(LOOPBACK).tx_packets, 1);
-    assert_eq!(dp.counters(PEER_IFINDEX).rx_packets, 1);
+    assert_eq!(dp.counters(ME_SLOT).tx_packets, 1);
+    assert_eq!(dp.counters(PEER_SLOT).rx_packets, 1);
 }
 
 #[test]
@@ -346,8 +342,8 @@ fn ipv4_to_another_network_or_nowhere_is_dropped() {
         DropReason::NoUplink,
     );
     dp.assert_dropped(&udp_from_me(ME_MAC, ME_IP), DropReason::NoRoute);
-    assert_eq!(dp.counters(LOOPBACK).drops, 3);
-    assert_eq!(dp.counters(LOOPBACK).tx_packets, 0);
+    assert_eq!(dp.counters(ME_SLOT).drops, 3);
+    assert_eq!(dp.counters(ME_SLOT).tx_packets, 0);
 }
 
 #[test]
@@ -404,7 +400,7 @@ fn egress_passes_host_traffic_and_counts_it() {
     let (verdict, out) = dp.run(PROG_ENDPOINT_EGRESS, &frame);
     assert_eq!(verdict, TC_ACT_OK);
     assert_eq!(out, frame);
-    assert_eq!(dp.counters(LOOPBACK).rx_packets, 1);
+    assert_eq!(dp.counters(ME_SLOT).rx_packets, 1);
 }
 
 #[test]

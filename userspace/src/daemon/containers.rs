@@ -5,7 +5,9 @@
 use std::{collections::BTreeSet, net::Ipv4Addr, os::unix::fs::MetadataExt as _, path::Path};
 
 use anyhow::Context as _;
-use xnet_common::{ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint as DatapathEndpoint, NeighborKey};
+use xnet_common::{
+    ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint as DatapathEndpoint, MAX_ENDPOINTS, NeighborKey,
+};
 
 use super::{
     Inner,
@@ -342,6 +344,18 @@ impl Inner {
             .map(|(_, e)| e.ipv4)
             .collect();
         let ipv4 = ipam::allocate(net.subnet, net.ip_range, net.gateway, &used, ip)?;
+        let slots: BTreeSet<u32> = self
+            .state
+            .containers
+            .values()
+            .flat_map(|c| &c.endpoints)
+            .map(|e| e.slot)
+            .collect();
+        let slot = (0..MAX_ENDPOINTS)
+            .find(|s| !slots.contains(s))
+            .ok_or_else(|| {
+                XnetError::conflict(format!("all {MAX_ENDPOINTS} endpoints are in use"))
+            })?;
         let id = random_id()?;
         Ok(Endpoint {
             host_ifname: format!("{HOST_VETH_PREFIX}{}", &id[..11]),
@@ -352,6 +366,7 @@ impl Inner {
             ifname,
             host_ifindex: 0,
             host_mac: Mac([0; 6]),
+            slot,
         })
     }
 
@@ -508,6 +523,7 @@ fn endpoint_entry(ep: &Endpoint, net: &Network) -> EndpointEntry {
             mac: ep.mac.0,
             host_mac: ep.host_mac.0,
             flags,
+            slot: ep.slot,
         },
     }
 }

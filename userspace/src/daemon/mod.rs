@@ -176,7 +176,7 @@ impl Daemon {
             .values()
             .flat_map(|c| c.endpoints.iter().map(move |e| (c, e)))
             .map(|(c, e)| {
-                let counters = inner.datapath.counters(e.host_ifindex);
+                let counters = inner.datapath.counters(e.slot);
                 ContainerStats {
                     name: c.name.clone(),
                     network: e.network.clone(),

@@ -13,7 +13,7 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -45,7 +45,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, u32, Endpoint>,
     neighbors: HashMap<MapData, NeighborKey, Neighbor>,
-    endpoint_stats: PerCpuHashMap<MapData, u32, EndpointCounters>,
+    endpoint_stats: PerCpuArray<MapData, EndpointCounters>,
     drop_stats: PerCpuArray<MapData, u64>,
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
@@ -113,19 +113,11 @@ impl Datapath {
             ifindex: entry.ifindex,
             mac: ep.mac,
             _pad: [0; 2],
+            slot: ep.slot,
         };
         self.neighbors
             .insert(key, neighbor, 0)
             .context("writing NEIGHBORS")?;
-        if self.endpoint_stats.get(&entry.ifindex, 0).is_err() {
-            let zero = PerCpuValues::try_from(vec![
-                EndpointCounters::default();
-                nr_cpus().map_err(|(_, e)| e)?
-            ])?;
-            self.endpoint_stats
-                .insert(entry.ifindex, zero, 0)
-                .context("writing ENDPOINT_STATS")?;
-        }
         for (program, hook) in hooks() {
             let pin = self.link_pin(entry.ifindex, hook);
             self.attach(program, hook, &entry.ifname, &pin)?;
@@ -254,9 +246,14 @@ impl Datapath {
                 .remove(&key)
                 .context("removing from NEIGHBORS")?;
         }
+        if let Ok(ep) = self.endpoints.get(&ifindex, 0) {
+            // The slot goes back to the pool: its next owner starts from zero.
+            let zero = vec![EndpointCounters::default(); nr_cpus().map_err(|(_, e)| e)?];
+            self.endpoint_stats
+                .set(ep.slot, PerCpuValues::try_from(zero)?, 0)
+                .context("clearing ENDPOINT_STATS")?;
+        }
         ignore_missing(self.endpoints.remove(&ifindex)).context("removing from ENDPOINTS")?;
-        ignore_missing(self.endpoint_stats.remove(&ifindex))
-            .context("removing from ENDPOINT_STATS")?;
         Ok(())
     }
 
@@ -293,10 +290,10 @@ impl Datapath {
         Ok(stale)
     }
 
-    /// The endpoint's counters, summed over CPUs.
-    pub fn counters(&self, ifindex: u32) -> EndpointCounters {
+    /// The counters of the endpoint in `slot`, summed over CPUs.
+    pub fn counters(&self, slot: u32) -> EndpointCounters {
         let mut total = EndpointCounters::default();
-        if let Ok(per_cpu) = self.endpoint_stats.get(&ifindex, 0) {
+        if let Ok(per_cpu) = self.endpoint_stats.get(&slot, 0) {
             for c in per_cpu.iter() {
                 total.rx_packets += c.rx_packets;
                 total.rx_bytes += c.rx_bytes;

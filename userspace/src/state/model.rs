@@ -100,6 +100,8 @@ pub struct Endpoint {
     pub host_ifname: String,
     pub host_ifindex: u32,
     pub host_mac: Mac,
+    /// Index of its counters in the datapath (unique among the daemon's endpoints).
+    pub slot: u32,
 }
 
 impl State {
