@@ -21,10 +21,9 @@ pub fn answer_from_container(
     ifindex: u32,
     endpoint: &Endpoint,
 ) -> Result<i32, DropReason> {
-    let arp: *mut ArpHdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
-    // SAFETY: `header` checked that a whole ArpHdr lies inside the packet, and the eth header
-    // before it; nothing else holds a pointer into the frame.
-    let arp = unsafe { &mut *arp };
+    let arp: *const ArpHdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked that a whole ArpHdr lies inside the packet; copied out.
+    let mut arp = unsafe { *arp };
     if arp.htype() != HTYPE_ETHERNET || arp.ptype() != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4
     {
         return Err(DropReason::MalformedArp);
@@ -54,7 +53,7 @@ pub fn answer_from_container(
                 }
                 peer.mac
             };
-            turn_into_reply(ctx, arp, answer_mac)?;
+            turn_into_reply(ctx, &mut arp, answer_mac)?;
             // Out of the same host-side veth, i.e. back into the container that asked.
             // SAFETY: plain helper call; flags 0 means egress of `ifindex`.
             Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
@@ -64,6 +63,10 @@ pub fn answer_from_container(
 }
 
 /// Rewrites a request into the reply `answer_mac` would send, Ethernet header included.
+///
+/// Written with `bpf_skb_store_bytes`, not through packet pointers: a program that writes
+/// packet data directly gets a prologue that makes every skb's head writable, a cost the
+/// forwarding fast path would pay on every frame for the sake of this rare one.
 #[inline(always)]
 fn turn_into_reply(
     ctx: &TcContext,
@@ -76,11 +79,8 @@ fn turn_into_reply(
     arp.spa = answered_ip;
     arp.tha = asker_mac;
     arp.tpa = asker_ip;
-    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
-    // SAFETY: the ARP header after it is in bounds, so the eth header is too.
-    unsafe {
-        (*eth).dst_addr = asker_mac;
-        (*eth).src_addr = answer_mac;
-    }
-    Ok(())
+    let eth_addresses: [[u8; 6]; 2] = [asker_mac, answer_mac];
+    ctx.store(0, &eth_addresses, 0)
+        .and_then(|()| ctx.store(EthHdr::LEN, arp, 0))
+        .map_err(|_| DropReason::Truncated)
 }

@@ -64,7 +64,7 @@ fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<
     let action = if ether_type == EtherType::Arp as u16 {
         arp::answer_from_container(ctx, ifindex, endpoint)?
     } else if ether_type == EtherType::Ipv4 as u16 {
-        forward::ipv4_from_container(ctx, ifindex, endpoint, to_group)?
+        forward::ipv4_from_container(ctx, ifindex, endpoint, to_group, dst_mac)?
     } else {
         return Err(DropReason::UnsupportedEtherType);
     };

@@ -7,13 +7,14 @@ use xnet_common::{DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint};
 use crate::{flood, maps, nat, parse, stats};
 
 /// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`);
-/// `to_group` when it was sent to a broadcast or multicast MAC.
+/// `to_group` when it was sent to a broadcast or multicast MAC, `dst_mac` the MAC it was sent to.
 #[inline(always)]
 pub fn ipv4_from_container(
     ctx: &TcContext,
     ifindex: u32,
     endpoint: &Endpoint,
     to_group: bool,
+    dst_mac: [u8; 6],
 ) -> Result<i32, DropReason> {
     let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole Ipv4Hdr lies inside the packet; copied out before
@@ -46,9 +47,12 @@ pub fn ipv4_from_container(
     }
     // A sender with a stale or gateway-addressed frame still reaches the owner of the IP; the
     // receiver then sees its own MAC as destination, as it would behind a bridge.
-    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
-    // SAFETY: the IPv4 header after it is in bounds, so the eth header is too.
-    unsafe { (*eth).dst_addr = peer.mac };
+    // (Stored with the helper, and only when needed: see `arp::turn_into_reply` on why the
+    // fast path avoids direct packet writes.)
+    if dst_mac != peer.mac {
+        ctx.store(0, &peer.mac, 0)
+            .map_err(|_| DropReason::Truncated)?;
+    }
     stats::count_rx(peer.slot, ctx.len());
     // Straight into the peer container's eth0 ingress, skipping the host-side veth's egress
     // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
