@@ -170,16 +170,9 @@ impl Netlink {
 
     /// The IPv4 addresses of link `index`, primary first.
     pub async fn ipv4_addresses(&self, index: u32) -> anyhow::Result<Vec<Ipv4Addr>> {
-        let addresses: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .context("listing addresses")?;
-        Ok(addresses
+        Ok(self
+            .address_messages(index)
+            .await?
             .iter()
             .flat_map(|msg| &msg.attributes)
             .filter_map(|a| match a {
@@ -191,16 +184,7 @@ impl Netlink {
 
     /// Removes `ip` from link `index`; an address already gone is fine.
     pub async fn delete_address(&self, index: u32, ip: Ipv4Addr) -> anyhow::Result<()> {
-        let addresses: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .context("listing addresses")?;
-        for msg in addresses {
+        for msg in self.address_messages(index).await? {
             let matches = msg
                 .attributes
                 .iter()
@@ -295,6 +279,18 @@ impl Netlink {
 }
 
 impl Netlink {
+    /// The address messages of link `index`.
+    async fn address_messages(&self, index: u32) -> anyhow::Result<Vec<AddressMessage>> {
+        self.handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .context("listing addresses")
+    }
+
     /// `RTM_SETLINK` with `msg`; `what` describes it for the error.
     async fn set_link(
         &self,
