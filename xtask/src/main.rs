@@ -103,14 +103,16 @@ fn cargo(args: &[&str]) -> Command {
 
 fn build() -> Result<()> {
     setup::ensure_installed()?;
-    cmd::run(&mut cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "xnet",
-        "--bins",
-    ]))
-    .context("build")
+    build_release(&["xnet"]).context("build")
+}
+
+/// Builds the binaries of `packages` in release mode (callers install prerequisites first).
+fn build_release(packages: &[&str]) -> Result<()> {
+    let mut args = vec!["build", "--release", "--bins"];
+    for package in packages {
+        args.extend(["--package", package]);
+    }
+    cmd::run(&mut cargo(&args))
 }
 
 /// Cargo's target directory: as for cargo, which runs the builds in the workspace root, a
@@ -235,16 +237,7 @@ fn bench(
     json: Option<String>,
 ) -> Result<()> {
     setup::ensure_installed()?;
-    cmd::run(&mut cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "xnet",
-        "--package",
-        "xnet-perf",
-        "--bins",
-    ]))
-    .context("bench: build")?;
+    build_release(&["xnet", "xnet-perf"]).context("bench: build")?;
     let mut bench = cmd::command(target_dir().join("release/xnet-bench"), scenarios);
     bench
         .arg("--out-dir")

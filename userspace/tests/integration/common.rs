@@ -252,7 +252,8 @@ impl Host {
         self.ok(&args);
     }
 
-    /// Runs a command in a container's namespace directly (works while xnetd is down).
+    /// Runs a command in the namespace at `container_sandbox` directly (works while xnetd is
+    /// down).
     pub fn in_container(&self, container_sandbox: &str, cmd: &[&str]) -> Output {
         Command::new("nsenter")
             .arg(format!("--net={container_sandbox}"))
@@ -277,12 +278,7 @@ impl Host {
 
     /// Runs a command in the host namespace.
     pub fn in_host(&self, cmd: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .args(cmd)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.in_container(&self.host_netns(), cmd)
     }
 
     /// Starts a background command in a namespace (`--net=PATH`), e.g. a server; killed on drop.
