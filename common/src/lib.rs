@@ -22,6 +22,10 @@ pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network.
 pub const MAP_NEIGHBORS: &str = "NEIGHBORS";
+/// `NEIGHBORS6`: [`Neighbor6Key`] -> [`Neighbor`]; the same for IPv6 addresses. Each endpoint of
+/// an IPv6 network has two entries: its address and its link-local address
+/// ([`link_local_of`] its MAC).
+pub const MAP_NEIGHBORS6: &str = "NEIGHBORS6";
 /// `ENDPOINT_STATS`: per-CPU array of [`EndpointCounters`], indexed by the endpoint's slot
 /// (an array lookup the verifier inlines: no call, no hashing, on every frame).
 pub const MAP_ENDPOINT_STATS: &str = "ENDPOINT_STATS";
@@ -33,11 +37,17 @@ pub const MAP_UPLINK: &str = "UPLINK";
 /// `SUBNETS`: LPM trie of every xnet subnet (`[u8; 4]` keys) -> network id. An address inside
 /// any of them is never "outside", so egress can't become a path between networks.
 pub const MAP_SUBNETS: &str = "SUBNETS";
-/// `NAT_FLOWS`: LRU, [`FlowKey`] as the container sees the flow -> [`NatFlow`].
+/// `SUBNETS6`: the same for IPv6 subnets (`[u8; 16]` keys).
+pub const MAP_SUBNETS6: &str = "SUBNETS6";
+/// `NAT_FLOWS`: LRU, [`FlowKeyV4`] as the container sees the flow -> [`NatFlow`].
 pub const MAP_NAT_FLOWS: &str = "NAT_FLOWS";
-/// `NAT_REPLIES`: LRU, [`FlowKey`] as the outside sees the flow (local = the uplink's address,
-/// local port = the NAT port) -> [`NatReply`].
+/// `NAT_REPLIES`: LRU, [`FlowKeyV4`] as the outside sees the flow (local = the uplink's address,
+/// local port = the NAT port) -> [`NatReplyV4`].
 pub const MAP_NAT_REPLIES: &str = "NAT_REPLIES";
+/// `NAT6_FLOWS` and `NAT6_REPLIES`: the same for IPv6 (NAT66), with [`FlowKeyV6`] and
+/// [`NatReplyV6`].
+pub const MAP_NAT6_FLOWS: &str = "NAT6_FLOWS";
+pub const MAP_NAT6_REPLIES: &str = "NAT6_REPLIES";
 
 /// `MEMBERS`: [`MemberKey`] -> host-side ifindex (`u32`): the endpoints of each network in
 /// dense slots `0..MEMBER_COUNT[network]`, the fan-out list of broadcast and multicast.
@@ -77,6 +87,12 @@ pub struct Endpoint {
     pub flags: u32,
     /// Index of the endpoint's counters in `ENDPOINT_STATS` (below [`MAX_ENDPOINTS`]).
     pub slot: u32,
+    /// The container's IPv6 address when its network has IPv6 ([`ENDPOINT_IPV6`]); besides it,
+    /// the container may send only from its link-local address ([`link_local_of`] `mac`), or
+    /// from `::` while it probes for duplicate addresses.
+    pub ipv6: [u8; 16],
+    /// The network's IPv6 gateway, an address of the host itself.
+    pub gateway6: [u8; 16],
 }
 
 /// Inter-container communication is off on the endpoint's network
@@ -85,6 +101,34 @@ pub struct Endpoint {
 pub const ENDPOINT_ICC_OFF: u32 = 1 << 0;
 /// The endpoint's network is `--internal`: no egress.
 pub const ENDPOINT_INTERNAL: u32 = 1 << 1;
+/// The endpoint's network has IPv6 (`--ipv6`): `ipv6` and `gateway6` are set, and the datapath
+/// forwards IPv6 and answers neighbour discovery for it. Without it IPv6 frames are dropped.
+pub const ENDPOINT_IPV6: u32 = 1 << 2;
+
+/// The link-local address (fe80::/64) Linux gives an interface with MAC `mac` (modified
+/// EUI-64, `addr_gen_mode` 0, which xnetd sets on every interface of an IPv6 network). Both
+/// sides derive it instead of storing it: the datapath to check sources and recognise the
+/// host-side veth, the daemon to publish each container's link-local address.
+pub const fn link_local_of(mac: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]
+}
 
 /// The host's uplink: where egress leaves, and the address it is source-NATed to.
 #[repr(C)]
@@ -92,20 +136,24 @@ pub const ENDPOINT_INTERNAL: u32 = 1 << 1;
 pub struct Uplink {
     pub ifindex: u32,
     pub ipv4: [u8; 4],
+    /// The uplink's global IPv6 address, the source of NAT66; all zero: no IPv6 egress.
+    pub ipv6: [u8; 16],
 }
 
-/// One direction of a NATed flow. Ports are in network byte order; ICMP echo uses its
-/// identifier as the local port and 0 as the remote port.
+/// One direction of a NATed flow, with addresses `A` (`[u8; 4]` or `[u8; 16]`). Ports are in
+/// network byte order; ICMP echo uses its identifier as the local port and 0 as the remote port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub local: [u8; 4],
-    pub remote: [u8; 4],
+pub struct FlowKey<A> {
+    pub local: A,
+    pub remote: A,
     pub local_port: [u8; 2],
     pub remote_port: [u8; 2],
     pub proto: u8,
     pub _pad: [u8; 3],
 }
+pub type FlowKeyV4 = FlowKey<[u8; 4]>;
+pub type FlowKeyV6 = FlowKey<[u8; 16]>;
 
 /// The NAT port a container's flow was given.
 #[repr(C)]
@@ -117,17 +165,21 @@ pub struct NatFlow {
     pub last_seen: u64,
 }
 
-/// Where replies of a NATed flow go back to.
+/// Where replies of a NATed flow go back to: the container's address `A` and port. `T` is the
+/// explicit tail padding that keeps `last_seen` 8-aligned (`[u8; 4]` for IPv4, none for IPv6).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NatReply {
+pub struct NatReply<A, T> {
     /// The container endpoint's host-side veth.
     pub ifindex: u32,
-    pub ipv4: [u8; 4],
     pub port: [u8; 2],
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    pub addr: A,
+    pub _tail: T,
     pub last_seen: u64,
 }
+pub type NatReplyV4 = NatReply<[u8; 4], [u8; 4]>;
+pub type NatReplyV6 = NatReply<[u8; 16], [u8; 0]>;
 
 /// Key of `NEIGHBORS`. The network id is part of the key, so a lookup made on behalf of one
 /// network can never find an endpoint of another: isolation by construction.
@@ -136,6 +188,14 @@ pub struct NatReply {
 pub struct NeighborKey {
     pub network_id: u32,
     pub ipv4: [u8; 4],
+}
+
+/// Key of `NEIGHBORS6`; scoped by network like [`NeighborKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Neighbor6Key {
+    pub network_id: u32,
+    pub ipv6: [u8; 16],
 }
 
 /// Key of `MEMBERS`.
@@ -206,11 +266,18 @@ pub enum DropReason {
     UnsupportedNat = 13,
     /// Every NAT port for this destination is taken.
     NatExhausted = 14,
+    /// Neighbour discovery that is not well-formed (hop limit other than 255, code, length,
+    /// options), or a link-layer address option other than the sender's own MAC.
+    MalformedNd = 15,
+    /// Neighbour solicitation for an address that no endpoint of the network owns.
+    UnknownNdTarget = 16,
+    /// A router advertisement or redirect from a container: only the host routes.
+    RogueRouter = 17,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -226,6 +293,9 @@ impl DropReason {
         DropReason::NoUplink,
         DropReason::UnsupportedNat,
         DropReason::NatExhausted,
+        DropReason::MalformedNd,
+        DropReason::UnknownNdTarget,
+        DropReason::RogueRouter,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -245,6 +315,9 @@ impl DropReason {
             DropReason::NoUplink => "no-uplink",
             DropReason::UnsupportedNat => "unsupported-nat",
             DropReason::NatExhausted => "nat-exhausted",
+            DropReason::MalformedNd => "malformed-nd",
+            DropReason::UnknownNdTarget => "unknown-nd-target",
+            DropReason::RogueRouter => "rogue-router",
         }
     }
 }
@@ -259,17 +332,23 @@ mod pod {
     unsafe impl aya::Pod for super::EndpointCounters {}
     unsafe impl aya::Pod for super::Uplink {}
     unsafe impl aya::Pod for super::MemberKey {}
-    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::Neighbor6Key {}
+    unsafe impl aya::Pod for super::FlowKeyV4 {}
+    unsafe impl aya::Pod for super::FlowKeyV6 {}
     unsafe impl aya::Pod for super::NatFlow {}
-    unsafe impl aya::Pod for super::NatReply {}
+    unsafe impl aya::Pod for super::NatReplyV4 {}
+    unsafe impl aya::Pod for super::NatReplyV6 {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 32);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
+const _: () = assert!(core::mem::size_of::<Neighbor6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 16);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);
-const _: () = assert!(core::mem::size_of::<Uplink>() == 8);
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);
+const _: () = assert!(core::mem::size_of::<Uplink>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowKeyV4>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 40);
 const _: () = assert!(core::mem::size_of::<NatFlow>() == 16);
-const _: () = assert!(core::mem::size_of::<NatReply>() == 24);
+const _: () = assert!(core::mem::size_of::<NatReplyV4>() == 24);
+const _: () = assert!(core::mem::size_of::<NatReplyV6>() == 32);

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, FlowKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MemberKey,
-    NatFlow, NatReply, Neighbor, NeighborKey, Uplink,
+    DropReason, Endpoint, EndpointCounters, FlowKeyV4, MAX_ENDPOINTS, MAX_NAT_FLOWS, MemberKey,
+    NatFlow, NatReplyV4, Neighbor, NeighborKey, Uplink,
 };
 
 #[map]
@@ -44,10 +44,10 @@ pub static UPLINK: Array<Uplink> = Array::pinned(1, 0);
 pub static SUBNETS: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
-pub static NAT_FLOWS: LruHashMap<FlowKey, NatFlow> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+pub static NAT_FLOWS: LruHashMap<FlowKeyV4, NatFlow> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
 #[map]
-pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+pub static NAT_REPLIES: LruHashMap<FlowKeyV4, NatReplyV4> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
 /// The uplink, if the daemon was given one.
 #[inline(always)]

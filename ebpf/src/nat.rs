@@ -12,7 +12,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
-use xnet_common::{DropReason, FlowKey, NAT_PORT_COUNT, NAT_PORT_FIRST, NatFlow, NatReply, Uplink};
+use xnet_common::{
+    DropReason, FlowKeyV4, NAT_PORT_COUNT, NAT_PORT_FIRST, NatFlow, NatReplyV4, Uplink,
+};
 
 use crate::maps::{NAT_FLOWS, NAT_REPLIES};
 
@@ -151,8 +153,8 @@ fn timeout_ns(proto: u8) -> u64 {
 
 /// The key replies of a flow arrive with, once it leaves as `uplink:nat_port`.
 #[inline(always)]
-fn reply_key(flow: &FlowKey, uplink: &Uplink, nat_port: [u8; 2]) -> FlowKey {
-    FlowKey {
+fn reply_key(flow: &FlowKeyV4, uplink: &Uplink, nat_port: [u8; 2]) -> FlowKeyV4 {
+    FlowKeyV4 {
         local: uplink.ipv4,
         remote: flow.remote,
         local_port: nat_port,
@@ -173,7 +175,7 @@ pub fn to_outside(
 ) -> Result<i32, DropReason> {
     let l4 = L4::of(ctx, ip, ICMP_ECHO_REQUEST)?;
     let (local_port, remote_port) = l4.ports(ctx)?;
-    let flow = FlowKey {
+    let flow = FlowKeyV4 {
         local: ip.src_addr,
         remote: ip.dst_addr,
         local_port,
@@ -197,16 +199,17 @@ pub fn to_outside(
 /// The NAT port of `flow`: its live mapping, or a newly claimed one.
 #[inline(always)]
 fn nat_port(
-    flow: &FlowKey,
+    flow: &FlowKeyV4,
     uplink: &Uplink,
     ifindex: u32,
     now: u64,
 ) -> Result<[u8; 2], DropReason> {
-    let reply = NatReply {
+    let reply = NatReplyV4 {
         ifindex,
-        ipv4: flow.local,
         port: flow.local_port,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        addr: flow.local,
+        _tail: [0; 4],
         last_seen: now,
     };
     if let Some(mapping) = NAT_FLOWS.get_ptr_mut(flow) {
@@ -235,7 +238,7 @@ fn nat_port(
                 .is_ok(),
             // The same flow again (its forward entry was evicted), or an idle one: take over.
             Some(old)
-                if (old.ipv4 == reply.ipv4 && old.port == reply.port)
+                if (old.addr == reply.addr && old.port == reply.port)
                     || now.saturating_sub(old.last_seen) >= timeout_ns(flow.proto) =>
             {
                 NAT_REPLIES.insert(rkey, reply, u64::from(BPF_ANY)).is_ok()
@@ -261,7 +264,7 @@ fn nat_port(
 /// port range so that claiming rarely collides. Plain word arithmetic, no loops: cheap for the
 /// verifier.
 #[inline(always)]
-fn flow_hash(flow: &FlowKey) -> u32 {
+fn flow_hash(flow: &FlowKeyV4) -> u32 {
     let ports = u32::from(u16::from_ne_bytes(flow.local_port)) << 16
         | u32::from(u16::from_ne_bytes(flow.remote_port));
     let mut h = u32::from_ne_bytes(flow.local).wrapping_mul(0x9e37_79b1)
@@ -305,7 +308,7 @@ pub fn from_outside(
     } else {
         (local_port, remote_port)
     };
-    let key = FlowKey {
+    let key = FlowKeyV4 {
         local: uplink.ipv4,
         remote: ip.src_addr,
         local_port,
@@ -320,7 +323,7 @@ pub fn from_outside(
     let reply = unsafe { &mut *reply };
     // SAFETY: plain helper call.
     reply.last_seen = unsafe { bpf_ktime_get_ns() };
-    let (ifindex, ipv4, port) = (reply.ifindex, reply.ipv4, reply.port);
+    let (ifindex, ipv4, port) = (reply.ifindex, reply.addr, reply.port);
     l4.set_addr(ctx, IP_DST_OFF, ip.dst_addr, ipv4)?;
     let port_off = if l4.proto == IPPROTO_ICMP {
         l4.ports_off
@@ -364,7 +367,7 @@ fn icmp_error_from_outside(
     let nat_port: [u8; 2] = ctx
         .load(local_port_off)
         .map_err(|_| DropReason::Truncated)?;
-    let key = FlowKey {
+    let key = FlowKeyV4 {
         local: uplink.ipv4,
         remote: inner.dst_addr,
         local_port: nat_port,
@@ -386,14 +389,14 @@ fn icmp_error_from_outside(
     // The quoted header: source address (and its checksum), then the port.
     let (from, to) = (
         u64::from(u32::from_ne_bytes(uplink.ipv4)),
-        u64::from(u32::from_ne_bytes(reply.ipv4)),
+        u64::from(u32::from_ne_bytes(reply.addr)),
     );
     ctx.l3_csum_replace(inner_off + 10, from, to, 4)
         .map_err(csum_err)?;
-    ctx.store(inner_off + 12, &reply.ipv4, 0)
+    ctx.store(inner_off + 12, &reply.addr, 0)
         .map_err(csum_err)?;
     icmp.set_port(ctx, local_port_off, nat_port, reply.port)?;
     // The outer destination.
-    icmp.set_addr(ctx, IP_DST_OFF, ip.dst_addr, reply.ipv4)?;
+    icmp.set_addr(ctx, IP_DST_OFF, ip.dst_addr, reply.addr)?;
     Ok(Some(reply.ifindex))
 }

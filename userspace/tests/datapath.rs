@@ -175,6 +175,8 @@ fn me(flags: u32) -> Endpoint {
         host_mac: HOST_MAC,
         flags,
         slot: ME_SLOT,
+        ipv6: [0; 16],
+        gateway6: [0; 16],
     }
 }
 
@@ -483,6 +485,7 @@ fn egress_is_source_natted_to_the_uplink_and_replies_come_back() {
     dp.set_uplink(Uplink {
         ifindex: 7,
         ipv4: UPLINK_IP,
+        ipv6: [0; 16],
     });
     let (verdict, out) = dp.ingress(&udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53));
     assert_eq!(verdict, TC_ACT_REDIRECT, "sent out of the uplink");
@@ -521,6 +524,7 @@ fn egress_respects_internal_networks_other_networks_and_missing_uplinks() {
     dp.set_uplink(Uplink {
         ifindex: 7,
         ipv4: UPLINK_IP,
+        ipv6: [0; 16],
     });
     dp.set_me(Some(me(ENDPOINT_INTERNAL)));
     dp.assert_dropped(&frame, DropReason::Internal);

@@ -524,6 +524,8 @@ fn endpoint_entry(ep: &Endpoint, net: &Network) -> EndpointEntry {
             host_mac: ep.host_mac.0,
             flags,
             slot: ep.slot,
+            ipv6: [0; 16],
+            gateway6: [0; 16],
         },
     }
 }

@@ -129,7 +129,15 @@ impl Datapath {
     /// replies are picked up at its tcx ingress.
     pub fn set_uplink(&mut self, ifname: &str, ifindex: u32, ipv4: [u8; 4]) -> anyhow::Result<()> {
         self.uplink
-            .set(0, Uplink { ifindex, ipv4 }, 0)
+            .set(
+                0,
+                Uplink {
+                    ifindex,
+                    ipv4,
+                    ipv6: [0; 16],
+                },
+                0,
+            )
             .context("writing UPLINK")?;
         let pin = self.links_dir.join(UPLINK_LINK_PIN);
         self.attach(PROG_UPLINK_INGRESS, TcAttachType::Ingress, ifname, &pin)
