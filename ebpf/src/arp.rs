@@ -5,7 +5,7 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use network_types::{arp::ArpHdr, eth::EthHdr};
 use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint};
 
-use crate::{flood, maps, parse};
+use crate::{flood, maps, outcome::Outcome, parse};
 
 const HTYPE_ETHERNET: u16 = 1;
 const PTYPE_IPV4: u16 = 0x0800;
@@ -15,12 +15,16 @@ const OPER_REPLY: u16 = 2;
 /// Handles an ARP frame sent by `endpoint`: requests for the gateway or for another endpoint of
 /// its network are answered in place and sent back into the container; replies (to the host's
 /// own requests) go to the host stack; anything else is dropped.
+///
+/// Not inlined: its copies of the header stay off the stack frame every forwarded frame pays
+/// for (a BPF-to-BPF call has a frame of its own).
+#[inline(never)]
+pub fn answer_from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Outcome {
+    Outcome::pack(answer(ctx, ifindex, endpoint).map(Some))
+}
+
 #[inline(always)]
-pub fn answer_from_container(
-    ctx: &TcContext,
-    ifindex: u32,
-    endpoint: &Endpoint,
-) -> Result<i32, DropReason> {
+fn answer(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, DropReason> {
     let arp: *const ArpHdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole ArpHdr lies inside the packet; copied out.
     let mut arp = unsafe { *arp };

@@ -1,7 +1,7 @@
 //! Entry points on a container's host-side veth.
 //!
 //! Ingress of the host-side veth is where every frame a container sends first meets the host,
-//! so this is where the datapath decides: answer ARP itself, deliver to another container of the
+//! so this is where the datapath decides: answer ARP and neighbour solicitations itself, deliver to another container of the
 //! same network with `bpf_redirect_peer` (the skb keeps GSO and checksum offload, which is why
 //! this is TC and not XDP), hand frames for the gateway to the host stack, or drop.
 
@@ -24,7 +24,7 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
         stats::count_drop(None, DropReason::UnknownEndpoint);
         return TC_ACT_SHOT;
     };
-    match from_container(&ctx, ifindex, &endpoint) {
+    match from_container(&ctx, ifindex, endpoint) {
         Ok(action) => action,
         Err(reason) => {
             stats::count_drop(Some(endpoint.slot), reason);
@@ -62,9 +62,11 @@ fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<
     // The group bit: broadcast or multicast.
     let to_group = dst_mac[0] & 1 != 0;
     let action = if ether_type == EtherType::Arp as u16 {
-        arp::answer_from_container(ctx, ifindex, endpoint)?
+        arp::answer_from_container(ctx, ifindex, endpoint).verdict()?
     } else if ether_type == EtherType::Ipv4 as u16 {
         forward::ipv4_from_container(ctx, ifindex, endpoint, to_group, dst_mac)?
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        forward::ipv6_from_container(ctx, ifindex, endpoint, dst_mac)?
     } else {
         return Err(DropReason::UnsupportedEtherType);
     };

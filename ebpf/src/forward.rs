@@ -1,10 +1,20 @@
-//! IPv4 delivery between the endpoints of one network, and to the host through the gateway.
+//! IP delivery between the endpoints of one network, to the host through the gateway, and to
+//! the outside through NAT; IPv4 and IPv6 follow the same steps.
 
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
-use xnet_common::{DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+use xnet_common::{
+    DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, Neighbor, link_local_of,
+};
 
-use crate::{flood, maps, nat, parse, stats};
+use crate::{
+    flood, ipv6, maps,
+    nat::{self, Packet, V4, V6},
+    nd, parse, stats,
+};
 
 /// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`);
 /// `to_group` when it was sent to a broadcast or multicast MAC, `dst_mac` the MAC it was sent to.
@@ -35,9 +45,102 @@ pub fn ipv4_from_container(
         // The host itself: its stack owns the gateway address.
         return Ok(TC_ACT_OK);
     }
-    let Some(peer) = maps::neighbor(endpoint.network_id, dst) else {
-        return to_outside(ctx, ifindex, endpoint, &ip);
-    };
+    if let Some(peer) = maps::neighbor(endpoint.network_id, dst) {
+        return to_peer(ctx, ifindex, endpoint, &peer, dst_mac);
+    }
+    if endpoint.flags & ENDPOINT_INTERNAL != 0 {
+        return Err(DropReason::Internal);
+    }
+    // Another network's containers and gateway are never "outside": isolation holds even
+    // though the host could route there.
+    if maps::in_any_subnet(dst) {
+        return Err(DropReason::OtherNetwork);
+    }
+    let uplink = maps::uplink().ok_or(DropReason::NoUplink)?;
+    if dst == uplink.ipv4 {
+        // The host itself, by its uplink address: its stack answers, replies route back.
+        return Ok(TC_ACT_OK);
+    }
+    let packet = Packet::of_ipv4(&ip)?;
+    nat::to_outside::<V4>(ctx, ifindex, &packet, &uplink).verdict()
+}
+
+/// The same for an IPv6 packet; on a network without IPv6 every IPv6 frame is dropped.
+#[inline(always)]
+pub fn ipv6_from_container(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    dst_mac: [u8; 6],
+) -> Result<i32, DropReason> {
+    // (Derived here rather than passed in: a BPF call takes at most five arguments, the
+    // returned Result's pointer included.)
+    let to_group = dst_mac[0] & 1 != 0;
+    if endpoint.flags & xnet_common::ENDPOINT_IPV6 == 0 {
+        return Err(DropReason::UnsupportedEtherType);
+    }
+    let ip: *const Ipv6Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+    // SAFETY: `header` checked the bounds; copied out before anything rewrites the packet.
+    let ip = unsafe { *ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(DropReason::MalformedIp);
+    }
+    // Its address, its link-local address, or (duplicate-address probes and early multicast
+    // listener reports, which go to groups only) the unspecified address.
+    let src = ip.src_addr;
+    let own_source = ipv6::same(&src, &endpoint.ipv6)
+        || ipv6::same(&src, &link_local_of(endpoint.mac))
+        || (to_group && ipv6::is_unspecified(&src));
+    if !own_source {
+        return Err(DropReason::SpoofedIp);
+    }
+    if let Some(action) = nd::from_container(ctx, ifindex, endpoint, &ip).unpack()? {
+        return Ok(action);
+    }
+    if to_group {
+        // Multicast (listener reports, mDNS, router solicitations...): the members only.
+        return flood::to_members(ctx, ifindex, endpoint);
+    }
+    let dst = ip.dst_addr;
+    if ipv6::same(&dst, &endpoint.gateway6) || ipv6::same(&dst, &link_local_of(endpoint.host_mac)) {
+        // The host itself: the gateway, or the host-side veth's link-local address (neighbour
+        // advertisements answering the host's solicitations).
+        return Ok(TC_ACT_OK);
+    }
+    if let Some(peer) = maps::neighbor6(endpoint.network_id, dst) {
+        return to_peer(ctx, ifindex, endpoint, &peer, dst_mac);
+    }
+    if endpoint.flags & ENDPOINT_INTERNAL != 0 {
+        return Err(DropReason::Internal);
+    }
+    if ipv6::is_link_local(&dst) || ipv6::is_multicast(&dst) {
+        // Link-local addresses nobody on the network owns, and multicast sent to a unicast
+        // MAC: nowhere to go.
+        return Err(DropReason::NoRoute);
+    }
+    if maps::in_any_subnet6(dst) {
+        return Err(DropReason::OtherNetwork);
+    }
+    let uplink = maps::uplink().ok_or(DropReason::NoUplink)?;
+    if ipv6::is_unspecified(&uplink.ipv6) {
+        return Err(DropReason::NoUplink);
+    }
+    if ipv6::same(&dst, &uplink.ipv6) {
+        return Ok(TC_ACT_OK);
+    }
+    let packet = Packet::of_ipv6(&ip);
+    nat::to_outside::<V6>(ctx, ifindex, &packet, &uplink).verdict()
+}
+
+/// Delivers a frame of `endpoint` to `peer`, another endpoint of its network.
+#[inline(always)]
+fn to_peer(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    peer: &Neighbor,
+    dst_mac: [u8; 6],
+) -> Result<i32, DropReason> {
     if peer.ifindex == ifindex {
         // A container reaches its own address through its loopback, never through us.
         return Err(DropReason::NoRoute);
@@ -58,29 +161,4 @@ pub fn ipv4_from_container(
     // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
     // SAFETY: plain helper call; flags must be 0.
     Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
-}
-
-/// A destination outside the container's network: egress through the uplink, source-NATed,
-/// unless policy says otherwise.
-#[inline(always)]
-fn to_outside(
-    ctx: &TcContext,
-    ifindex: u32,
-    endpoint: &Endpoint,
-    ip: &Ipv4Hdr,
-) -> Result<i32, DropReason> {
-    if endpoint.flags & ENDPOINT_INTERNAL != 0 {
-        return Err(DropReason::Internal);
-    }
-    // Another network's containers and gateway are never "outside": isolation holds even
-    // though the host could route there.
-    if maps::in_any_subnet(ip.dst_addr) {
-        return Err(DropReason::OtherNetwork);
-    }
-    let uplink = maps::uplink().ok_or(DropReason::NoUplink)?;
-    if ip.dst_addr == uplink.ipv4 {
-        // The host itself, by its uplink address: its stack answers, replies route back.
-        return Ok(TC_ACT_OK);
-    }
-    nat::to_outside(ctx, ifindex, ip, &uplink)
 }

@@ -4,10 +4,12 @@
 //! - [`uplink`]: the tcx ingress hook of the host's uplink;
 //!
 //! and one module per concern that those entry points share:
-//! [`parse`] (bounds-checked header access), [`arp`] (the ARP responder), [`forward`]
-//! (IPv4 delivery between endpoints and to the outside), [`flood`] (broadcast and multicast
-//! to a network's members), [`nat`] (source NAT for egress and
-//! its reverse), [`maps`] (the maps, typed by `xnet-common`) and [`stats`] (counters).
+//! [`parse`] (bounds-checked header access), [`ipv6`] (address tests), [`arp`] (the ARP
+//! responder), [`nd`] (the neighbour discovery responder and ND policing), [`forward`] (IPv4
+//! and IPv6 delivery between endpoints, to the host and to the outside), [`flood`] (broadcast
+//! and multicast to a network's members), [`nat`] (source NAT for egress and its reverse, NAT44
+//! and NAT66), [`maps`] (the maps, typed by `xnet-common`), [`stats`] (counters) and
+//! [`outcome`] (results of the steps that run as BPF-to-BPF calls).
 #![no_std]
 #![no_main]
 
@@ -15,8 +17,11 @@ mod arp;
 mod endpoint;
 mod flood;
 mod forward;
+mod ipv6;
 mod maps;
 mod nat;
+mod nd;
+mod outcome;
 mod parse;
 mod stats;
 mod uplink;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, FlowKeyV4, MAX_ENDPOINTS, MAX_NAT_FLOWS, MemberKey,
-    NatFlow, NatReplyV4, Neighbor, NeighborKey, Uplink,
+    DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
+    MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey, Uplink,
 };
 
 #[map]
@@ -17,17 +17,22 @@ pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0)
 pub static NEIGHBORS: HashMap<NeighborKey, Neighbor> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
+pub static NEIGHBORS6: HashMap<Neighbor6Key, Neighbor> = HashMap::pinned(2 * MAX_ENDPOINTS, 0);
+
+#[map]
 pub static ENDPOINT_STATS: PerCpuArray<EndpointCounters> = PerCpuArray::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
 pub static DROP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DropReason::ALL.len() as u32, 0);
 
-/// The endpoint behind host-side veth `ifindex`, copied out of the map.
+/// The endpoint behind host-side veth `ifindex`: a reference into the map, not a copy (the
+/// entry is 64 bytes, and the stack has 512 for everything).
 #[inline(always)]
-pub fn endpoint(ifindex: u32) -> Option<Endpoint> {
-    // SAFETY: the daemon replaces entries whole and only while the endpoint's programs are
-    // detached or its veth is being created, so no reader sees a half-written value.
-    unsafe { ENDPOINTS.get(ifindex).copied() }
+pub fn endpoint(ifindex: u32) -> Option<&'static Endpoint> {
+    // SAFETY: the daemon replaces entries whole (a hash map update swaps in a new element; the
+    // old one stays readable until this program run ends, under RCU), so no reader sees a
+    // half-written value, and the reference does not outlive the run.
+    unsafe { ENDPOINTS.get(ifindex) }
 }
 
 /// The owner of `ipv4` in network `network_id`.
@@ -37,6 +42,13 @@ pub fn neighbor(network_id: u32, ipv4: [u8; 4]) -> Option<Neighbor> {
     unsafe { NEIGHBORS.get(NeighborKey { network_id, ipv4 }).copied() }
 }
 
+/// The owner of `ipv6` (an endpoint's address or link-local address) in network `network_id`.
+#[inline(always)]
+pub fn neighbor6(network_id: u32, ipv6: [u8; 16]) -> Option<Neighbor> {
+    // SAFETY: as for `endpoint`.
+    unsafe { NEIGHBORS6.get(Neighbor6Key { network_id, ipv6 }).copied() }
+}
+
 #[map]
 pub static UPLINK: Array<Uplink> = Array::pinned(1, 0);
 
@@ -44,10 +56,19 @@ pub static UPLINK: Array<Uplink> = Array::pinned(1, 0);
 pub static SUBNETS: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
 
 #[map]
+pub static SUBNETS6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
 pub static NAT_FLOWS: LruHashMap<FlowKeyV4, NatFlow> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
 #[map]
 pub static NAT_REPLIES: LruHashMap<FlowKeyV4, NatReplyV4> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static NAT6_FLOWS: LruHashMap<FlowKeyV6, NatFlow> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static NAT6_REPLIES: LruHashMap<FlowKeyV6, NatReplyV6> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
 /// The uplink, if the daemon was given one.
 #[inline(always)]
@@ -59,6 +80,12 @@ pub fn uplink() -> Option<Uplink> {
 #[inline(always)]
 pub fn in_any_subnet(ipv4: [u8; 4]) -> bool {
     SUBNETS.get(Key::new(32, ipv4)).is_some()
+}
+
+/// Whether `ipv6` lies inside any xnet network.
+#[inline(always)]
+pub fn in_any_subnet6(ipv6: [u8; 16]) -> bool {
+    SUBNETS6.get(Key::new(128, ipv6)).is_some()
 }
 
 #[map]

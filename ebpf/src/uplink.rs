@@ -12,11 +12,15 @@ use aya_ebpf::{
 };
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
 };
 use xnet_common::DropReason;
 
-use crate::{maps, nat, parse, stats};
+use crate::{
+    ipv6, maps,
+    nat::{self, Packet, V4, V6},
+    parse, stats,
+};
 
 /// tcx ingress of the uplink: replies of containers' NATed flows go back to them; everything
 /// else is the host's and passes untouched.
@@ -34,16 +38,33 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
     };
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked the bounds.
-    if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
+    let ether_type = unsafe { (*eth).ether_type };
+    let ours = if ether_type == EtherType::Ipv4 as u16 {
+        let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+        // SAFETY: `header` checked the bounds; copied out before the packet is rewritten.
+        let ip = unsafe { *ip };
+        if ip.dst_addr != uplink.ipv4 || ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+            return Ok(TC_ACT_OK);
+        }
+        let Ok(packet) = Packet::of_ipv4(&ip) else {
+            return Ok(TC_ACT_OK);
+        };
+        nat::from_outside::<V4>(ctx, &packet, &uplink)?
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        let ip: *const Ipv6Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
+        // SAFETY: as above.
+        let ip = unsafe { *ip };
+        if ipv6::is_unspecified(&uplink.ipv6)
+            || !ipv6::same(&ip.dst_addr, &uplink.ipv6)
+            || ip.vcf[0] >> 4 != 6
+        {
+            return Ok(TC_ACT_OK);
+        }
+        nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink)?
+    } else {
         return Ok(TC_ACT_OK);
-    }
-    let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
-    // SAFETY: `header` checked the bounds; copied out before the packet is rewritten.
-    let ip = unsafe { *ip };
-    if ip.dst_addr != uplink.ipv4 || ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
-        return Ok(TC_ACT_OK);
-    }
-    let Some(ifindex) = nat::from_outside(ctx, &ip, &uplink)? else {
+    };
+    let Some(ifindex) = ours else {
         return Ok(TC_ACT_OK);
     };
     // The flow is ours; if its container is gone, nobody on the host should see it either.
