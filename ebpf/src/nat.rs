@@ -118,7 +118,7 @@ pub trait Family {
     /// The address folded to 32 bits, for the port hash.
     fn fold(a: &Self::Addr) -> u32;
     fn flows() -> &'static LruHashMap<FlowKey<Self::Addr>, NatFlow>;
-    fn replies() -> &'static LruHashMap<FlowKey<Self::Addr>, NatReply<Self::Addr, Self::Tail>>;
+    fn replies() -> &'static LruHashMap<FlowKey<Self::Addr>, ReplyOf<Self>>;
     /// Replaces the outer header's address at `off`, fixing every checksum that covers it.
     fn set_addr(
         ctx: &TcContext,
@@ -141,6 +141,9 @@ pub trait Family {
         new: Self::Addr,
     ) -> Result<(), DropReason>;
 }
+
+/// Where replies of a flow of family `F` go back to.
+type ReplyOf<F> = NatReply<<F as Family>::Addr, <F as Family>::Tail>;
 
 pub struct V4;
 pub struct V6;
@@ -505,7 +508,7 @@ fn nat_port<F: Family>(
             mapping.last_seen = now;
             // Refresh (or, if the LRU evicted it, restore) the reply direction.
             let rkey = reply_key(flow, uplink, mapping.nat_port);
-            let _ = F::replies().insert(&rkey, &reply, u64::from(BPF_ANY));
+            let _ = F::replies().insert(rkey, reply, u64::from(BPF_ANY));
             return Ok(mapping.nat_port);
         }
     }
@@ -516,19 +519,17 @@ fn nat_port<F: Family>(
         let port = port.to_be_bytes();
         let rkey = reply_key(flow, uplink, port);
         // SAFETY: read-only look at a value the LRU may replace; only used for a decision.
-        let taken = unsafe { F::replies().get(&rkey) }.copied();
+        let taken = unsafe { F::replies().get(rkey) }.copied();
         let claimed = match taken {
             None => F::replies()
-                .insert(&rkey, &reply, u64::from(BPF_NOEXIST))
+                .insert(rkey, reply, u64::from(BPF_NOEXIST))
                 .is_ok(),
             // The same flow again (its forward entry was evicted), or an idle one: take over.
             Some(old)
                 if (F::same(&old.addr, &reply.addr) && old.port == reply.port)
                     || now.saturating_sub(old.last_seen) >= timeout_ns(flow.proto) =>
             {
-                F::replies()
-                    .insert(&rkey, &reply, u64::from(BPF_ANY))
-                    .is_ok()
+                F::replies().insert(rkey, reply, u64::from(BPF_ANY)).is_ok()
             }
             Some(_) => false,
         };
@@ -539,7 +540,7 @@ fn nat_port<F: Family>(
                 last_seen: now,
             };
             F::flows()
-                .insert(flow, &mapping, u64::from(BPF_ANY))
+                .insert(flow, mapping, u64::from(BPF_ANY))
                 .map_err(|_| DropReason::NatExhausted)?;
             return Ok(port);
         }
@@ -601,7 +602,7 @@ pub fn from_outside<F: Family>(
         proto: l4.proto,
         _pad: [0; 3],
     };
-    let Some(reply) = F::replies().get_ptr_mut(&key) else {
+    let Some(reply) = F::replies().get_ptr_mut(key) else {
         return Ok(None);
     };
     // SAFETY: as in `nat_port`.
@@ -659,7 +660,7 @@ fn icmp_error_from_outside<F: Family>(
         _pad: [0; 3],
     };
     // SAFETY: read-only copy of a map value.
-    let Some(reply) = (unsafe { F::replies().get(&key) }).copied() else {
+    let Some(reply) = (unsafe { F::replies().get(key) }).copied() else {
         return Ok(None);
     };
     let icmp = L4 {

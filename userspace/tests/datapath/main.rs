@@ -1,6 +1,11 @@
 //! Packet-level tests of the kernel programs with BPF_PROG_TEST_RUN: crafted frames in,
 //! verdict and bytes out. No traffic, no interfaces: the test runner hands the program an skb
 //! on the loopback device (ifindex 1), so the endpoint under test is keyed by ifindex 1.
+//!
+//! This file holds the harness and the IPv4 tests; `ipv6` the IPv6 ones (ND, forwarding,
+//! isolation, NAT66).
+
+mod ipv6;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
