@@ -41,10 +41,10 @@ impl Host {
     }
 
     /// A host whose daemon has an uplink to a simulated outside: a namespace `<ns>-ext`
-    /// ("the internet") behind the veth `uplink0`. The outside answers on 10.200.0.2 (its end
-    /// of the link) and 10.201.0.1 (one routed hop away); the host is 10.200.0.1 and routes
-    /// everything there by default. Its frames carry real checksums (tx offload off), as on a
-    /// wire.
+    /// ("the internet") behind the veth `uplink0`. The outside answers on 10.200.0.2 and
+    /// fd00:200::2 (its end of the link) and 10.201.0.1 and fd00:201::1 (one routed hop away);
+    /// the host is 10.200.0.1 and fd00:200::1 and routes everything there by default. Its
+    /// frames carry real checksums (tx offload off), as on a wire.
     pub fn with_uplink() -> Self {
         let mut host = Self::without_daemon();
         let ext = host.foreign_netns("ext");
@@ -99,6 +99,16 @@ impl Host {
         sh(&[
             "ip", "netns", "exec", &ext_name, "ethtool", "-K", "ext0", "tx", "off",
         ]);
+        for (ns, cmd) in [
+            (&ns, "addr add fd00:200::1/64 dev uplink0 nodad"),
+            (&ns, "-6 route add default via fd00:200::2"),
+            (&ext_name, "addr add fd00:200::2/64 dev ext0 nodad"),
+            (&ext_name, "addr add fd00:201::1/128 dev lo"),
+        ] {
+            let mut args = vec!["ip", "-n", ns.as_str()];
+            args.extend(cmd.split(' '));
+            sh(&args);
+        }
         host.daemon_args = vec!["--uplink".into(), "uplink0".into()];
         host.start_daemon();
         host

@@ -5,5 +5,6 @@ mod bridge;
 mod common;
 mod egress;
 mod errors;
+mod ipv6;
 mod lifecycle;
 mod networks;
