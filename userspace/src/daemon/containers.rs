@@ -54,10 +54,7 @@ impl Inner {
         let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
         let id = random_id()?;
         let predefined = self.predefined_without_datapath(network);
-        let ips = StaticIps {
-            ipv4: req.ip.as_deref(),
-            ipv6: req.ip6.as_deref(),
-        };
+        let ips = StaticIps::new(&req.ip, &req.ip6);
         if let Some(flag) = ips.first_flag().filter(|_| predefined.is_some()) {
             return Err(XnetError::invalid(format!(
                 "{flag} is not supported on the {network} network"
@@ -121,10 +118,7 @@ impl Inner {
             name: req.name.clone(),
             id,
         };
-        let ips = StaticIps {
-            ipv4: req.ip.as_deref(),
-            ipv6: req.ip6.as_deref(),
-        };
+        let ips = StaticIps::new(&req.ip, &req.ip6);
         self.build(container, NewSandbox::Pin(source), Some(&net), ips)
             .await
     }
@@ -188,10 +182,7 @@ impl Inner {
             )));
         }
         let ifname = free_ifname(&container.sandbox_key).await?;
-        let ips = StaticIps {
-            ipv4: req.ip.as_deref(),
-            ipv6: req.ip6.as_deref(),
-        };
+        let ips = StaticIps::new(&req.ip, &req.ip6);
         let mut ep = self.new_endpoint(&net, ips, ifname)?;
         if let Err(e) = plumb_endpoint(
             &mut self.datapath,
@@ -455,7 +446,14 @@ struct StaticIps<'a> {
     ipv6: Option<&'a str>,
 }
 
-impl StaticIps<'_> {
+impl<'a> StaticIps<'a> {
+    fn new(ip: &'a Option<String>, ip6: &'a Option<String>) -> Self {
+        Self {
+            ipv4: ip.as_deref(),
+            ipv6: ip6.as_deref(),
+        }
+    }
+
     fn first_flag(&self) -> Option<&'static str> {
         [("--ip", self.ipv4), ("--ip6", self.ipv6)]
             .into_iter()

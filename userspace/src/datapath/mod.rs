@@ -166,38 +166,30 @@ impl Datapath {
     /// Registers a network's subnet (`SUBNETS` or `SUBNETS6`): addresses inside it are never
     /// egress.
     pub fn add_subnet(&mut self, subnet: IpNet, network_id: u32) -> anyhow::Result<()> {
-        match subnet {
-            IpNet::V4(s) => self
-                .subnets
-                .insert(
-                    &lpm_key(s.network().octets(), s.prefix_len()),
-                    network_id,
-                    0,
-                )
-                .context("writing SUBNETS"),
-            IpNet::V6(s) => self
-                .subnets6
-                .insert(
-                    &lpm_key(s.network().octets(), s.prefix_len()),
-                    network_id,
-                    0,
-                )
-                .context("writing SUBNETS6"),
-        }
+        self.update_subnet(subnet, Some(network_id))
     }
 
     pub fn remove_subnet(&mut self, subnet: IpNet) -> anyhow::Result<()> {
+        self.update_subnet(subnet, None)
+    }
+
+    /// Writes `subnet -> network_id` into the trie of its family, or removes it (`None`).
+    fn update_subnet(&mut self, subnet: IpNet, network_id: Option<u32>) -> anyhow::Result<()> {
         match subnet {
-            IpNet::V4(s) => ignore_missing(
-                self.subnets
-                    .remove(&lpm_key(s.network().octets(), s.prefix_len())),
+            IpNet::V4(s) => update_trie(
+                &mut self.subnets,
+                s.network().octets(),
+                s.prefix_len(),
+                network_id,
             )
-            .context("removing from SUBNETS"),
-            IpNet::V6(s) => ignore_missing(
-                self.subnets6
-                    .remove(&lpm_key(s.network().octets(), s.prefix_len())),
+            .context("updating SUBNETS"),
+            IpNet::V6(s) => update_trie(
+                &mut self.subnets6,
+                s.network().octets(),
+                s.prefix_len(),
+                network_id,
             )
-            .context("removing from SUBNETS6"),
+            .context("updating SUBNETS6"),
         }
     }
 
@@ -446,8 +438,19 @@ fn prune<K: Pod + Eq + Hash>(
         .try_for_each(|key| ignore_missing(map.remove(key)))
 }
 
-fn lpm_key<const N: usize>(octets: [u8; N], prefix_len: u8) -> Key<[u8; N]> {
-    Key::new(u32::from(prefix_len), octets)
+/// Inserts `octets/prefix_len -> value` into `trie`, or removes the key (`None`; a key already
+/// gone is fine).
+fn update_trie<const N: usize>(
+    trie: &mut LpmTrie<MapData, [u8; N], u32>,
+    octets: [u8; N],
+    prefix_len: u8,
+    value: Option<u32>,
+) -> Result<(), MapError> {
+    let key = Key::new(u32::from(prefix_len), octets);
+    match value {
+        Some(value) => trie.insert(&key, value, 0),
+        None => ignore_missing(trie.remove(&key)),
+    }
 }
 
 /// The (address, prefix length) of every entry of an LPM trie.
