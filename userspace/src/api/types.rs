@@ -9,10 +9,16 @@ use serde::{Deserialize, Serialize};
 pub struct NetworkCreate {
     pub name: String,
     pub driver: Option<String>,
-    pub subnet: Option<String>,
-    pub gateway: Option<String>,
+    /// `--subnet`, `--gateway`, `--ip-range`: at most one of each per address family.
     #[serde(default)]
-    pub ip_range: Option<String>,
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub ip_ranges: Vec<String>,
+    /// `--ipv6`: IPv6 besides IPv4.
+    #[serde(default)]
+    pub enable_ipv6: bool,
     #[serde(default)]
     pub internal: bool,
     /// `-o KEY=VALUE` driver options.
@@ -26,6 +32,9 @@ pub struct NetworkConnect {
     pub container: String,
     #[serde(default)]
     pub ip: Option<String>,
+    /// Static IPv6 address (`--ip6`).
+    #[serde(default)]
+    pub ip6: Option<String>,
 }
 
 /// `xnet attach`: give a namespace that something else created an endpoint on a network.
@@ -36,6 +45,9 @@ pub struct AttachRequest {
     pub netns: String,
     pub network: Option<String>,
     pub ip: Option<String>,
+    /// Static IPv6 address (`--ip6`).
+    #[serde(default)]
+    pub ip6: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +55,9 @@ pub struct ContainerCreate {
     pub name: String,
     pub network: Option<String>,
     pub ip: Option<String>,
+    /// Static IPv6 address (`--ip6`).
+    #[serde(default)]
+    pub ip6: Option<String>,
     pub command: Vec<String>,
 }
 
@@ -142,6 +157,10 @@ pub struct ContainerState {
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkSettings {
     pub sandbox_key: String,
+    /// Docker's top-level copy of the endpoint on the default `bridge` network (empty when
+    /// the container is not on it).
+    #[serde(flatten)]
+    pub default_network: EndpointAddresses,
     /// By network name.
     pub networks: BTreeMap<String, EndpointSettings>,
 }
@@ -149,8 +168,20 @@ pub struct NetworkSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
+    /// The addresses that were asked for (`--ip`, `--ip6`); null when all were allocated.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
     #[serde(rename = "NetworkID")]
     pub network_id: String,
+    #[serde(flatten)]
+    pub addresses: EndpointAddresses,
+}
+
+/// An endpoint's addresses, under Docker's names; empty strings and zeros where there are
+/// none (as Docker shows a network without IPv6).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointAddresses {
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
     pub gateway: String,
@@ -158,7 +189,29 @@ pub struct EndpointSettings {
     pub ip_address: String,
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
     pub mac_address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    #[serde(
+        rename = "IPv4Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_address: String,
+    #[serde(
+        rename = "IPv6Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6_address: String,
 }
 
 /// `xnet stats`: per-endpoint counters and datapath drops by reason.

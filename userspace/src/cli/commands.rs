@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 netns,
                 network: Some(args.network),
                 ip: args.ip,
+                ip6: args.ip6,
             };
             let attached: ContainerInspect = client.post("/attached", &req).await?;
             println!("{}", attached.id);
@@ -73,9 +74,10 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                     &NetworkCreate {
                         name: args.name,
                         driver: Some(args.driver),
-                        subnet: args.subnet,
-                        gateway: args.gateway,
-                        ip_range: args.ip_range,
+                        subnets: args.subnet,
+                        gateways: args.gateway,
+                        ip_ranges: args.ip_range,
+                        enable_ipv6: args.ipv6,
                         internal: args.internal,
                         options: args.opt.into_iter().collect(),
                     },
@@ -114,6 +116,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
             let req = NetworkConnect {
                 container: args.container,
                 ip: args.ip,
+                ip6: args.ip6,
             };
             client
                 .post::<_, ()>(&format!("{}/connect", network_path(&args.network)), &req)
@@ -123,6 +126,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
             let req = NetworkConnect {
                 container: args.container,
                 ip: None,
+                ip6: None,
             };
             client
                 .post::<_, ()>(&format!("{}/disconnect", network_path(&args.network)), &req)
@@ -145,6 +149,7 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
                 name: args.name.clone(),
                 network: Some(args.network),
                 ip: args.ip,
+                ip6: args.ip6,
                 command: args.command.clone(),
             },
         )
@@ -207,7 +212,7 @@ async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Resul
             let network = networks.keys().cloned().collect::<Vec<_>>().join(",");
             let ip = networks
                 .values()
-                .map(|e| e.ip_address.clone())
+                .map(|e| e.addresses.ip_address.clone())
                 .filter(|ip| !ip.is_empty())
                 .collect::<Vec<_>>()
                 .join(",");

@@ -72,6 +72,9 @@ pub struct ConnectArgs {
     /// Static IPv4 address on that network.
     #[arg(long)]
     pub ip: Option<String>,
+    /// Static IPv6 address on that network (it needs IPv6).
+    #[arg(long)]
+    pub ip6: Option<String>,
     pub network: String,
     pub container: String,
 }
@@ -100,6 +103,9 @@ pub struct AttachArgs {
     /// Static IPv4 address on that network.
     #[arg(long)]
     pub ip: Option<String>,
+    /// Static IPv6 address on that network (it needs IPv6).
+    #[arg(long)]
+    pub ip6: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -107,15 +113,20 @@ pub struct NetworkCreateArgs {
     /// Driver that manages the network.
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
-    /// Subnet in CIDR form; chosen from the default pools when omitted.
+    /// Subnet in CIDR form, one per address family; chosen from the default pools when
+    /// omitted.
     #[arg(long)]
-    pub subnet: Option<String>,
-    /// Gateway address (the host's address in the subnet); the first address when omitted.
+    pub subnet: Vec<String>,
+    /// Gateway address (the host's address in the subnet of its family); the subnet's first
+    /// address when omitted.
     #[arg(long)]
-    pub gateway: Option<String>,
-    /// Hand out addresses from this sub-range of the subnet only.
+    pub gateway: Vec<String>,
+    /// Hand out addresses from this sub-range of the subnet of its family only.
     #[arg(long)]
-    pub ip_range: Option<String>,
+    pub ip_range: Vec<String>,
+    /// IPv6 besides IPv4 (a /64 of a unique local prefix unless an IPv6 --subnet is given).
+    #[arg(long)]
+    pub ipv6: bool,
     /// No way out of the network and no way in.
     #[arg(long)]
     pub internal: bool,
@@ -143,6 +154,9 @@ pub struct RunArgs {
     /// Static IPv4 address on that network.
     #[arg(long)]
     pub ip: Option<String>,
+    /// Static IPv6 address on that network (it needs IPv6).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Run the command in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -210,6 +224,8 @@ mod tests {
             "n1",
             "--ip",
             "10.1.0.5",
+            "--ip6",
+            "fd00:1::5",
             "-d",
             "--",
             "sleep",
@@ -223,6 +239,7 @@ mod tests {
         assert_eq!(run.name, "web");
         assert_eq!(run.network, "n1");
         assert_eq!(run.ip.as_deref(), Some("10.1.0.5"));
+        assert_eq!(run.ip6.as_deref(), Some("fd00:1::5"));
         assert!(run.detach);
         assert_eq!(run.command, ["sleep", "-x", "9"]);
     }
@@ -264,8 +281,9 @@ mod tests {
             panic!()
         };
         assert_eq!(c.driver, "bridge");
-        assert_eq!(c.subnet.as_deref(), Some("10.9.0.0/24"));
-        assert_eq!(c.gateway.as_deref(), Some("10.9.0.254"));
+        assert_eq!(c.subnet, ["10.9.0.0/24"]);
+        assert_eq!(c.gateway, ["10.9.0.254"]);
+        assert!(!c.ipv6);
         assert_eq!(c.name, "n9");
         assert!(parse(&["network", "create"]).is_err());
         let cli = parse(&[
@@ -285,7 +303,7 @@ mod tests {
             panic!()
         };
         assert!(c.internal);
-        assert_eq!(c.ip_range.as_deref(), Some("10.9.0.128/25"));
+        assert_eq!(c.ip_range, ["10.9.0.128/25"]);
         assert_eq!(
             c.opt,
             [
@@ -303,8 +321,52 @@ mod tests {
     }
 
     #[test]
+    fn network_create_takes_ipv6_and_repeated_addressing_flags() {
+        let cli = parse(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "10.9.0.0/24",
+            "--subnet",
+            "fd00:9::/64",
+            "--gateway",
+            "fd00:9::fe",
+            "--ip-range",
+            "10.9.0.128/25",
+            "--ip-range",
+            "fd00:9::/120",
+            "n9",
+        ])
+        .unwrap();
+        let Command::Network(NetworkCommand::Create(c)) = cli.command else {
+            panic!()
+        };
+        assert!(c.ipv6);
+        assert_eq!(c.subnet, ["10.9.0.0/24", "fd00:9::/64"]);
+        assert_eq!(c.gateway, ["fd00:9::fe"]);
+        assert_eq!(c.ip_range, ["10.9.0.128/25", "fd00:9::/120"]);
+        let Command::Network(NetworkCommand::Create(c)) =
+            parse(&["network", "create", "n9"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(c.subnet.is_empty() && c.gateway.is_empty() && c.ip_range.is_empty());
+    }
+
+    #[test]
     fn connect_attach_and_detach_parse() {
-        let cli = parse(&["network", "connect", "--ip", "10.1.0.9", "n1", "web"]).unwrap();
+        let cli = parse(&[
+            "network",
+            "connect",
+            "--ip",
+            "10.1.0.9",
+            "--ip6",
+            "fd00:1::9",
+            "n1",
+            "web",
+        ])
+        .unwrap();
         let Command::Network(NetworkCommand::Connect(c)) = cli.command else {
             panic!()
         };
@@ -312,6 +374,7 @@ mod tests {
             (c.network.as_str(), c.container.as_str(), c.ip.as_deref()),
             ("n1", "web", Some("10.1.0.9"))
         );
+        assert_eq!(c.ip6.as_deref(), Some("fd00:1::9"));
         assert!(parse(&["network", "disconnect", "n1"]).is_err());
         let Command::Attach(a) = parse(&["attach", "--name", "d", "--pid", "42"])
             .unwrap()
@@ -320,9 +383,22 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (a.pid, a.netns.as_deref(), a.network.as_str()),
-            (Some(42), None, "bridge")
+            (
+                a.pid,
+                a.netns.as_deref(),
+                a.network.as_str(),
+                a.ip6.as_deref()
+            ),
+            (Some(42), None, "bridge", None)
         );
+        let Command::Attach(a) =
+            parse(&["attach", "--name", "d", "--pid", "42", "--ip6", "fd00::7"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.ip6.as_deref(), Some("fd00::7"));
         // Exactly one of --netns and --pid.
         assert!(parse(&["attach", "--name", "d"]).is_err());
         assert!(parse(&["attach", "--name", "d", "--pid", "1", "--netns", "/x"]).is_err());

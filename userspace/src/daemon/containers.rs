@@ -2,11 +2,16 @@
 //! attached, or the host's) with one endpoint per network it is connected to. An endpoint is a
 //! veth pair: `ethN` inside, `xv…` on the host, carrying the datapath's programs.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, os::unix::fs::MetadataExt as _, path::Path};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+};
 
 use anyhow::Context as _;
 use xnet_common::{
-    ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint as DatapathEndpoint, MAX_ENDPOINTS, NeighborKey,
+    ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, ENDPOINT_IPV6, Endpoint as DatapathEndpoint, MAX_ENDPOINTS,
 };
 
 use super::{
@@ -25,9 +30,9 @@ use crate::{
 /// Host-side veths' temporary peers are named with this prefix plus an id prefix.
 const PEER_VETH_PREFIX: &str = "xp";
 
-/// Networks are IPv4-only so far: like Docker on such networks, a container's interfaces get
-/// no IPv6 (they inherit `default` when they move in), so they send no router solicitations
-/// or ND that the datapath would only drop.
+/// Like Docker, a container's interfaces on IPv4-only networks get no IPv6 (they inherit
+/// `default` when they move in), so they send no router solicitations or ND that the datapath
+/// would only drop; interfaces on IPv6 networks turn it on for themselves (`ipv6_sysctls`).
 const CONTAINER_SYSCTLS: &[(&str, &str)] = &[("ipv6/conf/default/disable_ipv6", "1")];
 
 /// The name of the host namespace's pin, beside the containers' (Docker calls it `default`).
@@ -49,9 +54,10 @@ impl Inner {
         let network = req.network.as_deref().unwrap_or(DEFAULT_NETWORK);
         let id = random_id()?;
         let predefined = self.predefined_without_datapath(network);
-        if predefined.is_some() && req.ip.is_some() {
+        let ips = StaticIps::new(&req.ip, &req.ip6);
+        if let Some(flag) = ips.first_flag().filter(|_| predefined.is_some()) {
             return Err(XnetError::invalid(format!(
-                "--ip is not supported on the {network} network"
+                "{flag} is not supported on the {network} network"
             )));
         }
         let mut container = Container {
@@ -73,13 +79,8 @@ impl Inner {
             Some(_) => None,
             None => Some(self.state.network(network)?.clone()),
         };
-        self.build(
-            container,
-            NewSandbox::Fresh,
-            net.as_ref(),
-            req.ip.as_deref(),
-        )
-        .await
+        self.build(container, NewSandbox::Fresh, net.as_ref(), ips)
+            .await
     }
 
     /// `xnet attach`: an endpoint for a namespace that something else made (a Docker,
@@ -117,13 +118,9 @@ impl Inner {
             name: req.name.clone(),
             id,
         };
-        self.build(
-            container,
-            NewSandbox::Pin(source),
-            Some(&net),
-            req.ip.as_deref(),
-        )
-        .await
+        let ips = StaticIps::new(&req.ip, &req.ip6);
+        self.build(container, NewSandbox::Pin(source), Some(&net), ips)
+            .await
     }
 
     /// Makes the container's namespace and, given a network, its first endpoint; keeps the
@@ -133,7 +130,7 @@ impl Inner {
         mut container: Container,
         sandbox: NewSandbox<'_>,
         net: Option<&Network>,
-        ip: Option<&str>,
+        ips: StaticIps<'_>,
     ) -> Result<String> {
         let built = async {
             match sandbox {
@@ -142,7 +139,7 @@ impl Inner {
             }
             if let Some(net) = net {
                 let ifname = free_ifname(&container.sandbox_key).await?;
-                let ep = self.new_endpoint(net, ip, ifname)?;
+                let ep = self.new_endpoint(net, ips, ifname)?;
                 container.endpoints.push(ep);
                 let ep = container.endpoints.last_mut().expect("just pushed");
                 plumb_endpoint(
@@ -185,7 +182,8 @@ impl Inner {
             )));
         }
         let ifname = free_ifname(&container.sandbox_key).await?;
-        let mut ep = self.new_endpoint(&net, req.ip.as_deref(), ifname)?;
+        let ips = StaticIps::new(&req.ip, &req.ip6);
+        let mut ep = self.new_endpoint(&net, ips, ifname)?;
         if let Err(e) = plumb_endpoint(
             &mut self.datapath,
             &self.netlink,
@@ -238,12 +236,23 @@ impl Inner {
             .get_mut(&container.name)
             .expect("found above");
         stored.endpoints.remove(position);
-        // The default route left with the interface it used; the next network provides one.
-        if let Some(next) = stored.endpoints.first() {
-            let gateway = self.state.networks[&next.network].gateway;
+        // A default route left with the interface it used; the next network (of that family)
+        // provides one.
+        let networks = &self.state.networks;
+        let next_v4 = stored
+            .endpoints
+            .first()
+            .map(|e| IpAddr::from(networks[&e.network].ipv4.gateway));
+        let next_v6 = stored
+            .endpoints
+            .iter()
+            .find_map(|e| networks[&e.network].ipv6)
+            .map(|c| IpAddr::from(c.gateway));
+        let gateways: Vec<IpAddr> = next_v4.into_iter().chain(next_v6).collect();
+        if !gateways.is_empty() {
             let inside = Netlink::in_netns(&container.sandbox_key)?;
-            if !inside.has_default_route().await? {
-                inside.add_default_route(gateway).await?;
+            for gateway in gateways {
+                inside.ensure_default_route(gateway).await?;
             }
         }
         self.store.save(&self.state)?;
@@ -336,14 +345,31 @@ impl Inner {
         Ok(())
     }
 
-    /// An endpoint on `net` with an address from its IPAM, not yet plumbed.
-    fn new_endpoint(&self, net: &Network, ip: Option<&str>, ifname: String) -> Result<Endpoint> {
+    /// An endpoint on `net` with addresses from its IPAM, not yet plumbed.
+    fn new_endpoint(&self, net: &Network, ips: StaticIps, ifname: String) -> Result<Endpoint> {
         let used: BTreeSet<Ipv4Addr> = self
             .state
             .endpoints_on(&net.name)
             .map(|(_, e)| e.ipv4)
             .collect();
-        let ipv4 = ipam::allocate(net.subnet, net.ip_range, net.gateway, &used, ip)?;
+        let ipv4 = ipam::allocate(&net.ipv4, &used, ips.ipv4)?;
+        let ipv6 = match (&net.ipv6, ips.ipv6) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(XnetError::invalid(format!(
+                    "--ip6 needs IPv6: network {} was created without --ipv6",
+                    net.name
+                )));
+            }
+            (Some(config), requested) => {
+                let used: BTreeSet<Ipv6Addr> = self
+                    .state
+                    .endpoints_on(&net.name)
+                    .filter_map(|(_, e)| e.ipv6)
+                    .collect();
+                Some(ipam::allocate(config, &used, requested)?)
+            }
+        };
         let slots: BTreeSet<u32> = self
             .state
             .containers
@@ -362,6 +388,9 @@ impl Inner {
             id,
             network: net.name.clone(),
             ipv4,
+            ipv6,
+            static_ipv4: ips.ipv4.is_some(),
+            static_ipv6: ips.ipv6.is_some(),
             mac: Mac::for_ipv4(ipv4),
             ifname,
             host_ifindex: 0,
@@ -382,11 +411,7 @@ impl Inner {
     /// Undoes `plumb_endpoint` as far as it got; every step tolerates what is already gone.
     pub(super) async fn teardown_endpoint(&mut self, ep: &Endpoint) -> anyhow::Result<()> {
         if ep.host_ifindex != 0 {
-            let neighbor = self.state.networks.get(&ep.network).map(|n| NeighborKey {
-                network_id: n.datapath_id,
-                ipv4: ep.ipv4.octets(),
-            });
-            self.datapath.remove_endpoint(ep.host_ifindex, neighbor)?;
+            self.datapath.remove_endpoint(ep.host_ifindex)?;
         }
         // Deleting one end of a veth deletes both, and the host route with it.
         if let Some(link) = self.netlink.link_by_name(&ep.host_ifname).await? {
@@ -411,6 +436,28 @@ impl Inner {
         if let Err(e) = self.teardown(container).await {
             eprintln!("xnetd: cleaning up after a failed create: {e:#}");
         }
+    }
+}
+
+/// The addresses a request asked for (`--ip`, `--ip6`); the rest are allocated.
+#[derive(Clone, Copy)]
+struct StaticIps<'a> {
+    ipv4: Option<&'a str>,
+    ipv6: Option<&'a str>,
+}
+
+impl<'a> StaticIps<'a> {
+    fn new(ip: &'a Option<String>, ip6: &'a Option<String>) -> Self {
+        Self {
+            ipv4: ip.as_deref(),
+            ipv6: ip6.as_deref(),
+        }
+    }
+
+    fn first_flag(&self) -> Option<&'static str> {
+        [("--ip", self.ipv4), ("--ip6", self.ipv6)]
+            .into_iter()
+            .find_map(|(flag, value)| value.map(|_| flag))
     }
 }
 
@@ -465,13 +512,15 @@ async fn plumb_endpoint(
         .context("host-side veth vanished")?;
     ep.host_ifindex = host.index;
     ep.host_mac = Mac(host.mac);
-    // The host side needs no IPv6 of its own; without it the host sends the container no
-    // router solicitations or MLD reports (noise in its counters, and in tests).
-    std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_ifname),
-        "1",
-    )
-    .with_context(|| format!("disabling IPv6 on {}", ep.host_ifname))?;
+    // On an IPv4-only network the host side needs no IPv6 of its own; without it the host
+    // sends the container no router solicitations or MLD reports (noise in its counters, and
+    // in tests). The daemon's threads are in its namespace, so these are the host side's.
+    let host_sysctls = if ep.ipv6.is_some() {
+        ipv6_sysctls(&ep.host_ifname, Side::Host)
+    } else {
+        vec![(format!("ipv6/conf/{}/disable_ipv6", ep.host_ifname), "1")]
+    };
+    netns::write_sysctls(&host_sysctls)?;
     let peer = netlink
         .link_by_name(&peer_name)
         .await?
@@ -486,12 +535,16 @@ async fn plumb_endpoint(
     inside
         .configure(link.index, &ep.ifname, ep.mac.0, net.mtu)
         .await?;
-    inside
-        .add_address(link.index, ep.ipv4, net.subnet.prefix_len())
-        .await?;
+    if ep.ipv6.is_some() {
+        netns::write_sysctls_in(sandbox, ipv6_sysctls(&ep.ifname, Side::Container))?;
+    }
+    let addresses = addresses(ep, net);
+    for a in &addresses {
+        inside.add_address(link.index, a.ip, a.prefix_len).await?;
+    }
     inside.set_up(link.index).await?;
-    if !inside.has_default_route().await? {
-        inside.add_default_route(net.gateway).await?;
+    for a in &addresses {
+        inside.ensure_default_route(a.gateway).await?;
     }
 
     datapath.add_endpoint(&endpoint_entry(ep, net))?;
@@ -499,10 +552,60 @@ async fn plumb_endpoint(
         netlink.set_mtu(ep.host_ifindex, mtu).await?;
     }
     netlink.set_up(ep.host_ifindex).await?;
-    netlink
-        .add_host_route(ep.ipv4, ep.host_ifindex, net.gateway)
-        .await?;
+    for a in &addresses {
+        netlink
+            .add_host_route(a.ip, ep.host_ifindex, a.gateway)
+            .await?;
+    }
     Ok(())
+}
+
+/// One of an endpoint's addresses, with what goes with it on its network.
+struct Address {
+    ip: IpAddr,
+    prefix_len: u8,
+    gateway: IpAddr,
+}
+
+/// The endpoint's address in each family of its network.
+fn addresses(ep: &Endpoint, net: &Network) -> Vec<Address> {
+    let v4 = Address {
+        ip: ep.ipv4.into(),
+        prefix_len: net.ipv4.subnet.prefix_len(),
+        gateway: net.ipv4.gateway.into(),
+    };
+    let v6 = ep.ipv6.zip(net.ipv6).map(|(ip, config)| Address {
+        ip: ip.into(),
+        prefix_len: config.subnet.prefix_len(),
+        gateway: config.gateway.into(),
+    });
+    std::iter::once(v4).chain(v6).collect()
+}
+
+/// Which end of an endpoint's veth pair.
+#[derive(PartialEq, Eq)]
+enum Side {
+    Host,
+    Container,
+}
+
+/// IPv6 on interface `ifname` of an endpoint on an IPv6 network, as the datapath expects it,
+/// written while the link is down (its link-local address is made when it comes up):
+/// - `addr_gen_mode` 0: the link-local address is the modified EUI-64 of the MAC, the one
+///   `link_local_of` derives (the datapath recognises the host side and checks containers'
+///   sources by it);
+/// - no DAD: IPAM made the addresses unique, and DAD would keep them unusable for a second;
+/// - in the container, no router advertisements: its router is the gateway, set statically.
+fn ipv6_sysctls(ifname: &str, side: Side) -> Vec<(String, &'static str)> {
+    let mut settings = vec![("addr_gen_mode", "0"), ("accept_dad", "0")];
+    if side == Side::Container {
+        settings.push(("accept_ra", "0"));
+    }
+    settings.push(("disable_ipv6", "0"));
+    settings
+        .into_iter()
+        .map(|(key, value)| (format!("ipv6/conf/{ifname}/{key}"), value))
+        .collect()
 }
 
 fn endpoint_entry(ep: &Endpoint, net: &Network) -> EndpointEntry {
@@ -513,19 +616,26 @@ fn endpoint_entry(ep: &Endpoint, net: &Network) -> EndpointEntry {
     if net.internal {
         flags |= ENDPOINT_INTERNAL;
     }
+    let (ipv6, gateway6) = match ep.ipv6.zip(net.ipv6) {
+        Some((ip, config)) => {
+            flags |= ENDPOINT_IPV6;
+            (ip, config.gateway)
+        }
+        None => (Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED),
+    };
     EndpointEntry {
         ifindex: ep.host_ifindex,
         ifname: ep.host_ifname.clone(),
         endpoint: DatapathEndpoint {
             network_id: net.datapath_id,
             ipv4: ep.ipv4.octets(),
-            gateway: net.gateway.octets(),
+            gateway: net.ipv4.gateway.octets(),
             mac: ep.mac.0,
             host_mac: ep.host_mac.0,
             flags,
             slot: ep.slot,
-            ipv6: [0; 16],
-            gateway6: [0; 16],
+            ipv6: ipv6.octets(),
+            gateway6: gateway6.octets(),
         },
     }
 }

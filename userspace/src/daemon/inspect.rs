@@ -1,19 +1,19 @@
 //! Docker-shaped views of networks and containers.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{
     Inner,
     containers::running_pid,
-    networks::{HOST_NETWORK, NONE_NETWORK},
+    networks::{DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK},
 };
 use crate::{
     api::types::{
-        ContainerInspect, ContainerState, EndpointSettings, Ipam, IpamConfig, NetworkContainer,
-        NetworkInspect, NetworkSettings,
+        ContainerInspect, ContainerState, EndpointAddresses, EndpointIpamConfig, EndpointSettings,
+        Ipam, IpamConfig, NetworkContainer, NetworkInspect, NetworkSettings,
     },
     error::Result,
-    state::{Container, Sandbox},
+    state::{Container, Endpoint, IpConfig, Network, Sandbox, ipam::Subnet},
 };
 
 impl Inner {
@@ -32,8 +32,8 @@ impl Inner {
                         name: c.name.clone(),
                         endpoint_id: e.id.clone(),
                         mac_address: e.mac.to_string(),
-                        ipv4_address: format!("{}/{}", e.ipv4, net.subnet.prefix_len()),
-                        ipv6_address: String::new(),
+                        ipv4_address: with_prefix(Some(e.ipv4), Some(&net.ipv4)),
+                        ipv6_address: with_prefix(e.ipv6, net.ipv6.as_ref()),
                     },
                 )
             })
@@ -44,15 +44,13 @@ impl Inner {
             created: net.created.clone(),
             scope: "local".into(),
             driver: net.driver.clone(),
-            enable_ipv6: false,
+            enable_ipv6: net.ipv6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
                 options: BTreeMap::new(),
-                config: vec![IpamConfig {
-                    subnet: net.subnet.to_string(),
-                    gateway: net.gateway.to_string(),
-                    ip_range: net.ip_range.map(|r| r.to_string()),
-                }],
+                config: std::iter::once(ipam_config(&net.ipv4))
+                    .chain(net.ipv6.as_ref().map(ipam_config))
+                    .collect(),
             },
             internal: net.internal,
             attachable: false,
@@ -110,17 +108,28 @@ impl Inner {
 
     pub(super) fn container_inspect(&self, c: &Container) -> ContainerInspect {
         let mut networks = BTreeMap::new();
+        let mut default_network = EndpointAddresses::default();
         for ep in &c.endpoints {
             if let Some(net) = self.state.networks.get(&ep.network) {
+                let addresses = endpoint_addresses(ep, net);
+                if net.name == DEFAULT_NETWORK {
+                    default_network = addresses.clone();
+                }
+                let shown = |is_static: bool, ip: Option<IpAddr>| {
+                    ip.filter(|_| is_static)
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_default()
+                };
+                let ipam_config = (ep.static_ipv4 || ep.static_ipv6).then(|| EndpointIpamConfig {
+                    ipv4_address: shown(ep.static_ipv4, Some(ep.ipv4.into())),
+                    ipv6_address: shown(ep.static_ipv6, ep.ipv6.map(IpAddr::from)),
+                });
                 networks.insert(
                     net.name.clone(),
                     EndpointSettings {
+                        ipam_config,
                         network_id: net.id.clone(),
-                        endpoint_id: ep.id.clone(),
-                        gateway: net.gateway.to_string(),
-                        ip_address: ep.ipv4.to_string(),
-                        ip_prefix_len: net.subnet.prefix_len(),
-                        mac_address: ep.mac.to_string(),
+                        addresses,
                     },
                 );
             }
@@ -136,12 +145,9 @@ impl Inner {
             networks.insert(
                 name.to_string(),
                 EndpointSettings {
+                    ipam_config: None,
                     network_id: id.clone(),
-                    endpoint_id: String::new(),
-                    gateway: String::new(),
-                    ip_address: String::new(),
-                    ip_prefix_len: 0,
-                    mac_address: String::new(),
+                    addresses: EndpointAddresses::default(),
                 },
             );
         }
@@ -164,8 +170,48 @@ impl Inner {
             },
             network_settings: NetworkSettings {
                 sandbox_key: c.sandbox_key.display().to_string(),
+                default_network,
                 networks,
             },
         }
+    }
+}
+
+/// One family's entry of a network's `IPAM.Config`.
+fn ipam_config<N: Subnet>(config: &IpConfig<N>) -> IpamConfig {
+    IpamConfig {
+        subnet: config.subnet.to_string(),
+        gateway: config.gateway.to_string(),
+        ip_range: config.ip_range.map(|r| r.to_string()),
+    }
+}
+
+/// `ADDRESS/PREFIX` as a network's `Containers` show it; empty without an address.
+fn with_prefix<N: Subnet>(ip: Option<N::Addr>, config: Option<&IpConfig<N>>) -> String {
+    match ip.zip(config) {
+        Some((ip, config)) => format!("{ip}/{}", config.subnet.prefix_len()),
+        None => String::new(),
+    }
+}
+
+/// The endpoint's addresses under Docker's names; the IPv6 ones empty on an IPv4-only network.
+fn endpoint_addresses(ep: &Endpoint, net: &Network) -> EndpointAddresses {
+    let (global_ipv6_address, global_ipv6_prefix_len, ipv6_gateway) = match ep.ipv6.zip(net.ipv6) {
+        Some((ip, config)) => (
+            ip.to_string(),
+            config.subnet.prefix_len(),
+            config.gateway.to_string(),
+        ),
+        None => (String::new(), 0, String::new()),
+    };
+    EndpointAddresses {
+        endpoint_id: ep.id.clone(),
+        gateway: net.ipv4.gateway.to_string(),
+        ip_address: ep.ipv4.to_string(),
+        ip_prefix_len: net.ipv4.subnet.prefix_len(),
+        ipv6_gateway,
+        global_ipv6_address,
+        global_ipv6_prefix_len,
+        mac_address: ep.mac.to_string(),
     }
 }

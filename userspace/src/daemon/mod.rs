@@ -13,9 +13,10 @@ mod containers;
 mod inspect;
 mod networks;
 
-use std::{collections::BTreeSet, path::PathBuf, time::SystemTime};
+use std::{net::IpAddr, path::PathBuf, time::SystemTime};
 
 use anyhow::Context as _;
+use ipnet::IpNet;
 use tokio::sync::Mutex;
 
 use crate::{
@@ -26,9 +27,10 @@ use crate::{
     datapath::Datapath,
     error::{Result, XnetError},
     os::{Netlink, netns},
-    state::{Sandbox, State, Store},
+    state::{Network, Sandbox, State, Store},
 };
 
+use networks::subnets_and_gateways;
 pub use networks::{DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK};
 
 /// Where one daemon keeps everything; several daemons with different paths coexist.
@@ -205,11 +207,15 @@ impl Inner {
     /// are removed.
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         let lo = self.loopback().await?;
-        for net in self.state.networks.values() {
-            self.netlink.add_address(lo, net.gateway, 32).await?;
-            self.datapath.add_subnet(net.subnet, net.datapath_id)?;
+        let networks: Vec<Network> = self.state.networks.values().cloned().collect();
+        for net in &networks {
+            self.add_network_to_host(lo, net).await?;
         }
-        let known: Vec<_> = self.state.networks.values().map(|n| n.subnet).collect();
+        let known: Vec<IpNet> = networks
+            .iter()
+            .flat_map(subnets_and_gateways)
+            .map(|(subnet, _)| subnet)
+            .collect();
         for subnet in self.datapath.subnets() {
             if !known.contains(&subnet) {
                 self.datapath.remove_subnet(subnet)?;
@@ -247,24 +253,16 @@ impl Inner {
         let live: Vec<u32> = self.all_endpoints().map(|e| e.host_ifindex).collect();
         for ifindex in self.datapath.endpoint_ifindexes() {
             if !live.contains(&ifindex) {
-                self.datapath.remove_endpoint(ifindex, None)?;
+                self.datapath.remove_endpoint(ifindex)?;
             }
         }
-        let live_neighbors: BTreeSet<(u32, [u8; 4])> = self
+        let live_entries = self
             .all_endpoints()
-            .filter_map(|e| {
-                let net = self.state.networks.get(&e.network)?;
-                Some((net.datapath_id, e.ipv4.octets()))
-            })
-            .collect();
-        for key in self.datapath.neighbor_keys() {
-            if !live_neighbors.contains(&(key.network_id, key.ipv4)) {
-                self.datapath.remove_neighbor(&key)?;
-            }
-        }
-        let networks: Vec<String> = self.state.networks.keys().cloned().collect();
-        for name in &networks {
-            self.sync_members(name)?;
+            .map(|e| Ok(self.endpoint_entry(e)?.endpoint))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.datapath.prune_neighbors(&live_entries)?;
+        for net in &networks {
+            self.sync_members(&net.name)?;
         }
         let known_ids: Vec<u32> = self
             .state
@@ -293,14 +291,22 @@ impl Inner {
             .link_by_name(name)
             .await?
             .with_context(|| format!("--uplink {name}: no such interface"))?;
-        let address = self
-            .netlink
-            .ipv4_addresses(link.index)
-            .await?
-            .into_iter()
-            .next()
+        let addresses = self.netlink.global_addresses(link.index).await?;
+        let ipv4 = addresses
+            .iter()
+            .find_map(|a| match a {
+                IpAddr::V4(ip) => Some(*ip),
+                IpAddr::V6(_) => None,
+            })
             .with_context(|| format!("--uplink {name}: the interface has no IPv4 address"))?;
-        self.datapath.set_uplink(name, link.index, address.octets())
+        // Without a global IPv6 address, IPv6 egress is dropped (`no-uplink`); IPv4 still
+        // works.
+        let ipv6 = addresses.iter().find_map(|a| match a {
+            IpAddr::V6(ip) => Some(*ip),
+            IpAddr::V4(_) => None,
+        });
+        self.datapath
+            .set_uplink(name, link.index, ipv4.octets(), ipv6)
     }
 
     /// Rewrites network `name`'s member list (its broadcast fan-out) from the state.

@@ -1,7 +1,9 @@
 //! Networks: user-defined bridge networks with their options, and the pre-defined `bridge`,
 //! `host` and `none`.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Inner, now, random_id, validate_name};
 use crate::{
@@ -22,6 +24,8 @@ pub(super) const BRIDGE_DRIVER: &str = "bridge";
 /// Docker's option keys that xnet implements; any other `-o` is refused rather than ignored.
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).
+const IPV6_MIN_MTU: u32 = 1280;
 /// Host-side veths are named with this prefix plus an id prefix; routes through them are ours.
 pub(super) const HOST_VETH_PREFIX: &str = "xv";
 
@@ -111,18 +115,24 @@ impl Inner {
         }
     }
 
-    /// Subnets a new network must not overlap: our networks, and every host route that is not
-    /// one of ours (a Docker engine's 172.17.0.0/16 on docker0, the uplink's LAN, ...).
-    async fn taken_subnets(&self) -> Result<Vec<Taken>> {
-        let mut taken: Vec<Taken> = self
-            .state
-            .networks
-            .values()
-            .map(|n| Taken {
-                subnet: n.subnet,
-                owner: format!("network {}", n.name),
-            })
-            .collect();
+    /// Subnets a new network must not overlap, per family: our networks', and every host
+    /// route that is not one of ours (a Docker engine's 172.17.0.0/16 on docker0, the uplink's
+    /// LAN, ...).
+    async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
+        let mut taken = (Vec::new(), Vec::new());
+        for n in self.state.networks.values() {
+            let owner = format!("network {}", n.name);
+            if let Some(v6) = &n.ipv6 {
+                taken.1.push(Taken {
+                    subnet: v6.subnet,
+                    owner: owner.clone(),
+                });
+            }
+            taken.0.push(Taken {
+                subnet: n.ipv4.subnet,
+                owner,
+            });
+        }
         let names: BTreeMap<u32, String> = self
             .netlink
             .links()
@@ -138,12 +148,25 @@ impl Inner {
             if route.destination.prefix_len() == 0 || ours {
                 continue;
             }
-            taken.push(Taken {
-                subnet: route.destination,
-                owner: format!("a host route on {}", name.unwrap_or_else(|| "?".into())),
-            });
+            let owner = format!("a host route on {}", name.unwrap_or_else(|| "?".into()));
+            match route.destination {
+                IpNet::V4(subnet) => taken.0.push(Taken { subnet, owner }),
+                IpNet::V6(subnet) => taken.1.push(Taken { subnet, owner }),
+            }
         }
         Ok(taken)
+    }
+
+    /// The daemon's unique local /48, made on first use.
+    fn ula_prefix(&mut self) -> Result<Ipv6Net> {
+        if let Some(ula) = self.state.ula_prefix {
+            return Ok(ula);
+        }
+        let mut random = [0u8; 5];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+        let ula = ipam::ula_prefix(random);
+        self.state.ula_prefix = Some(ula);
+        Ok(ula)
     }
 
     pub(super) async fn create_network(&mut self, req: NetworkCreate) -> Result<String> {
@@ -163,50 +186,80 @@ impl Inner {
             )));
         }
         let options = parse_options(&req.options)?;
-        let taken = self.taken_subnets().await?;
-        let subnet = match &req.subnet {
-            Some(text) => ipam::parse_subnet(text, &taken)?,
-            None => {
-                if req.gateway.is_some() || req.ip_range.is_some() {
-                    return Err(XnetError::invalid("--gateway and --ip-range need --subnet"));
-                }
-                ipam::pick_subnet(&taken)?
-            }
+        let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
+        if !req.enable_ipv6
+            && let Some(flag) = want6.first_flag()
+        {
+            return Err(XnetError::invalid(format!("an IPv6 {flag} needs --ipv6")));
+        }
+        if req.enable_ipv6
+            && let Some(mtu) = options.mtu.filter(|m| *m < IPV6_MIN_MTU)
+        {
+            return Err(XnetError::invalid(format!(
+                "{OPT_MTU}={mtu} is too small for --ipv6 (IPv6 needs {IPV6_MIN_MTU})"
+            )));
+        }
+        let (taken4, taken6) = self.taken_subnets().await?;
+        let ipv4 = ipam::configure(&want4, &taken4, ipam::default_pool())?;
+        let ipv6 = if req.enable_ipv6 {
+            let pool = ipam::ula_pool(self.ula_prefix()?);
+            Some(ipam::configure(&want6, &taken6, pool)?)
+        } else {
+            None
         };
-        let gateway = ipam::gateway(subnet, req.gateway.as_deref())?;
-        let ip_range = req
-            .ip_range
-            .as_deref()
-            .map(|text| ipam::parse_ip_range(text, subnet))
-            .transpose()?;
-        let lo = self.loopback().await?;
-        // The gateway is an address of the host itself; without a bridge device it lives on
-        // the loopback, and the kernel accepts it on whichever veth a packet enters.
-        self.netlink.add_address(lo, gateway, 32).await?;
         let network = Network {
             id: random_id()?,
             name: req.name.clone(),
             driver,
-            subnet,
-            gateway,
+            ipv4,
+            ipv6,
             datapath_id: self.state.next_network_id,
             created: now(),
-            ip_range,
             internal: req.internal,
             options: req.options,
             icc: options.icc,
             mtu: options.mtu,
         };
         self.state.next_network_id += 1;
-        let registered = self.datapath.add_subnet(subnet, network.datapath_id);
-        self.state.networks.insert(req.name.clone(), network);
-        if let Err(e) = registered.and_then(|()| self.store.save(&self.state)) {
+        let lo = self.loopback().await?;
+        let added = self.add_network_to_host(lo, &network).await;
+        self.state
+            .networks
+            .insert(req.name.clone(), network.clone());
+        if let Err(e) = added.and_then(|()| self.store.save(&self.state)) {
             self.state.networks.remove(&req.name);
-            let _ = self.datapath.remove_subnet(subnet);
-            let _ = self.netlink.delete_address(lo, gateway).await;
+            if let Err(cleanup) = self.remove_network_from_host(lo, &network).await {
+                eprintln!("xnetd: cleaning up after a failed network create: {cleanup:#}");
+            }
             return Err(e.into());
         }
         Ok(req.name)
+    }
+
+    /// Gives the host the network's gateways and registers its subnets in the datapath. The
+    /// gateways are addresses of the host itself; without a bridge device they live on the
+    /// loopback (/32, /128), and the kernel accepts them on whichever veth a packet enters.
+    pub(super) async fn add_network_to_host(
+        &mut self,
+        lo: u32,
+        net: &Network,
+    ) -> anyhow::Result<()> {
+        for (subnet, gateway) in subnets_and_gateways(net) {
+            self.netlink
+                .add_address(lo, gateway, IpNet::from(gateway).max_prefix_len())
+                .await?;
+            self.datapath.add_subnet(subnet, net.datapath_id)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Self::add_network_to_host`]; tolerates parts that are already gone.
+    async fn remove_network_from_host(&mut self, lo: u32, net: &Network) -> anyhow::Result<()> {
+        for (subnet, gateway) in subnets_and_gateways(net) {
+            self.netlink.delete_address(lo, gateway).await?;
+            self.datapath.remove_subnet(subnet)?;
+        }
+        Ok(())
     }
 
     pub(super) async fn remove_network(&mut self, name_or_id: &str) -> Result<()> {
@@ -234,12 +287,18 @@ impl Inner {
             )));
         }
         let lo = self.loopback().await?;
-        self.netlink.delete_address(lo, net.gateway).await?;
-        self.datapath.remove_subnet(net.subnet)?;
+        self.remove_network_from_host(lo, &net).await?;
         self.state.networks.remove(&net.name);
         self.store.save(&self.state)?;
         Ok(())
     }
+}
+
+/// Each family's subnet and gateway of `net`.
+pub(super) fn subnets_and_gateways(net: &Network) -> impl Iterator<Item = (IpNet, IpAddr)> {
+    let v4 = (net.ipv4.subnet.into(), net.ipv4.gateway.into());
+    let v6 = net.ipv6.map(|c| (c.subnet.into(), c.gateway.into()));
+    std::iter::once(v4).chain(v6)
 }
 
 #[cfg(test)]

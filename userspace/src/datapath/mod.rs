@@ -4,14 +4,17 @@
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
 use std::{
+    collections::HashSet,
     fs,
+    hash::Hash,
     io::ErrorKind,
+    net::Ipv6Addr,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, anyhow};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, Pod,
     maps::{
         Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
         lpm_trie::{Key, LpmTrie},
@@ -23,11 +26,12 @@ use aya::{
     },
     util::nr_cpus,
 };
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
-    MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, MemberKey, Neighbor,
-    NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink,
+    DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
+    MAP_ENDPOINTS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_SUBNETS,
+    MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink, link_local_of,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -45,10 +49,12 @@ pub struct Datapath {
     ebpf: Ebpf,
     endpoints: HashMap<MapData, u32, Endpoint>,
     neighbors: HashMap<MapData, NeighborKey, Neighbor>,
+    neighbors6: HashMap<MapData, Neighbor6Key, Neighbor>,
     endpoint_stats: PerCpuArray<MapData, EndpointCounters>,
     drop_stats: PerCpuArray<MapData, u64>,
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
+    subnets6: LpmTrie<MapData, [u8; 16], u32>,
     members: HashMap<MapData, MemberKey, u32>,
     member_count: HashMap<MapData, u32, u32>,
     links_dir: PathBuf,
@@ -86,10 +92,12 @@ impl Datapath {
         Ok(Self {
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
             neighbors: take_map(&mut ebpf, MAP_NEIGHBORS)?,
+            neighbors6: take_map(&mut ebpf, MAP_NEIGHBORS6)?,
             endpoint_stats: take_map(&mut ebpf, MAP_ENDPOINT_STATS)?,
             drop_stats: take_map(&mut ebpf, MAP_DROP_STATS)?,
             uplink: take_map(&mut ebpf, MAP_UPLINK)?,
             subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
+            subnets6: take_map(&mut ebpf, MAP_SUBNETS6)?,
             members: take_map(&mut ebpf, MAP_MEMBERS)?,
             member_count: take_map(&mut ebpf, MAP_MEMBER_COUNT)?,
             ebpf,
@@ -105,19 +113,21 @@ impl Datapath {
         self.endpoints
             .insert(entry.ifindex, ep, 0)
             .context("writing ENDPOINTS")?;
-        let key = NeighborKey {
-            network_id: ep.network_id,
-            ipv4: ep.ipv4,
-        };
         let neighbor = Neighbor {
             ifindex: entry.ifindex,
             mac: ep.mac,
             _pad: [0; 2],
             slot: ep.slot,
         };
+        let (key, keys6) = neighbor_keys(&ep);
         self.neighbors
             .insert(key, neighbor, 0)
             .context("writing NEIGHBORS")?;
+        for key in keys6 {
+            self.neighbors6
+                .insert(key, neighbor, 0)
+                .context("writing NEIGHBORS6")?;
+        }
         for (program, hook) in hooks() {
             let pin = self.link_pin(entry.ifindex, hook);
             self.attach(program, hook, &entry.ifname, &pin)?;
@@ -125,20 +135,22 @@ impl Datapath {
         Ok(())
     }
 
-    /// Makes `ifname` the uplink: egress is source-NATed to `ipv4` and leaves through it, and
-    /// replies are picked up at its tcx ingress.
-    pub fn set_uplink(&mut self, ifname: &str, ifindex: u32, ipv4: [u8; 4]) -> anyhow::Result<()> {
-        self.uplink
-            .set(
-                0,
-                Uplink {
-                    ifindex,
-                    ipv4,
-                    ipv6: [0; 16],
-                },
-                0,
-            )
-            .context("writing UPLINK")?;
+    /// Makes `ifname` the uplink: egress is source-NATed to `ipv4` (and IPv6 egress to
+    /// `ipv6`; without one it is dropped as `no-uplink`) and leaves through it, and replies are
+    /// picked up at its tcx ingress.
+    pub fn set_uplink(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        ipv4: [u8; 4],
+        ipv6: Option<Ipv6Addr>,
+    ) -> anyhow::Result<()> {
+        let uplink = Uplink {
+            ifindex,
+            ipv4,
+            ipv6: ipv6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets(),
+        };
+        self.uplink.set(0, uplink, 0).context("writing UPLINK")?;
         let pin = self.links_dir.join(UPLINK_LINK_PIN);
         self.attach(PROG_UPLINK_INGRESS, TcAttachType::Ingress, ifname, &pin)
     }
@@ -151,15 +163,34 @@ impl Datapath {
         remove_file_if_exists(&self.links_dir.join(UPLINK_LINK_PIN))
     }
 
-    /// Registers a network's subnet: addresses inside it are never egress.
-    pub fn add_subnet(&mut self, subnet: Ipv4Net, network_id: u32) -> anyhow::Result<()> {
-        self.subnets
-            .insert(&subnet_key(subnet), network_id, 0)
-            .context("writing SUBNETS")
+    /// Registers a network's subnet (`SUBNETS` or `SUBNETS6`): addresses inside it are never
+    /// egress.
+    pub fn add_subnet(&mut self, subnet: IpNet, network_id: u32) -> anyhow::Result<()> {
+        self.update_subnet(subnet, Some(network_id))
     }
 
-    pub fn remove_subnet(&mut self, subnet: Ipv4Net) -> anyhow::Result<()> {
-        ignore_missing(self.subnets.remove(&subnet_key(subnet))).context("removing from SUBNETS")
+    pub fn remove_subnet(&mut self, subnet: IpNet) -> anyhow::Result<()> {
+        self.update_subnet(subnet, None)
+    }
+
+    /// Writes `subnet -> network_id` into the trie of its family, or removes it (`None`).
+    fn update_subnet(&mut self, subnet: IpNet, network_id: Option<u32>) -> anyhow::Result<()> {
+        match subnet {
+            IpNet::V4(s) => update_trie(
+                &mut self.subnets,
+                s.network().octets(),
+                s.prefix_len(),
+                network_id,
+            )
+            .context("updating SUBNETS"),
+            IpNet::V6(s) => update_trie(
+                &mut self.subnets6,
+                s.network().octets(),
+                s.prefix_len(),
+                network_id,
+            )
+            .context("updating SUBNETS6"),
+        }
     }
 
     /// Sets the members of network `network_id`, the fan-out list of its broadcasts. Slots are
@@ -193,13 +224,15 @@ impl Datapath {
         self.member_count.keys().filter_map(Result::ok).collect()
     }
 
-    /// Every registered subnet (to reconcile with the state).
-    pub fn subnets(&self) -> Vec<Ipv4Net> {
-        self.subnets
-            .keys()
-            .filter_map(Result::ok)
-            .filter_map(|key| Ipv4Net::new(key.data().into(), key.prefix_len() as u8).ok())
-            .collect()
+    /// Every registered subnet, both families (to reconcile with the state).
+    pub fn subnets(&self) -> Vec<IpNet> {
+        let v4 = trie_keys(&self.subnets)
+            .filter_map(|(data, prefix)| Ipv4Net::new(data.into(), prefix).ok())
+            .map(IpNet::V4);
+        let v6 = trie_keys(&self.subnets6)
+            .filter_map(|(data, prefix)| Ipv6Net::new(data.into(), prefix).ok())
+            .map(IpNet::V6);
+        v4.chain(v6).collect()
     }
 
     /// Attaches `program` at `hook` of `ifname` and pins the link at `pin`. A link already
@@ -232,29 +265,22 @@ impl Datapath {
         Ok(())
     }
 
-    /// Detaches the endpoint's programs and forgets it in the maps, including its `neighbor`
-    /// entry if that still points at this endpoint. Every step tolerates a part that is already
-    /// gone, so this also cleans up after a half-finished add.
-    pub fn remove_endpoint(
-        &mut self,
-        ifindex: u32,
-        neighbor: Option<NeighborKey>,
-    ) -> anyhow::Result<()> {
+    /// Detaches the endpoint's programs and forgets it in the maps, including its neighbor
+    /// entries that still point at this endpoint. Every step tolerates a part that is already
+    /// gone, so this also cleans up after a half-finished add (which writes `ENDPOINTS` first).
+    pub fn remove_endpoint(&mut self, ifindex: u32) -> anyhow::Result<()> {
         for (_, hook) in hooks() {
             // The pin is the link's only holder: removing it detaches the program.
             remove_file_if_exists(&self.link_pin(ifindex, hook))?;
         }
-        if let Some(key) = neighbor
-            && self
-                .neighbors
-                .get(&key, 0)
-                .is_ok_and(|n| n.ifindex == ifindex)
-        {
-            self.neighbors
-                .remove(&key)
-                .context("removing from NEIGHBORS")?;
-        }
         if let Ok(ep) = self.endpoints.get(&ifindex, 0) {
+            let (key, keys6) = neighbor_keys(&ep);
+            remove_if_owned(&mut self.neighbors, &key, ifindex)
+                .context("removing from NEIGHBORS")?;
+            for key in &keys6 {
+                remove_if_owned(&mut self.neighbors6, key, ifindex)
+                    .context("removing from NEIGHBORS6")?;
+            }
             // The slot goes back to the pool: its next owner starts from zero.
             let zero = vec![EndpointCounters::default(); nr_cpus().map_err(|(_, e)| e)?];
             self.endpoint_stats
@@ -270,15 +296,17 @@ impl Datapath {
         self.endpoints.keys().filter_map(Result::ok).collect()
     }
 
-    /// Every neighbor entry (to reconcile with the state).
-    pub fn neighbor_keys(&self) -> Vec<NeighborKey> {
-        self.neighbors.keys().filter_map(Result::ok).collect()
-    }
-
-    pub fn remove_neighbor(&mut self, key: &NeighborKey) -> anyhow::Result<()> {
-        self.neighbors
-            .remove(key)
-            .context("removing from NEIGHBORS")
+    /// Removes the neighbor entries (both families) that none of the `live` endpoints owns:
+    /// left by a crash, or by endpoints that vanished.
+    pub fn prune_neighbors(&mut self, live: &[Endpoint]) -> anyhow::Result<()> {
+        let (mut keep, mut keep6) = (HashSet::new(), HashSet::new());
+        for ep in live {
+            let (key, keys6) = neighbor_keys(ep);
+            keep.insert(key);
+            keep6.extend(keys6);
+        }
+        prune(&mut self.neighbors, &keep).context("pruning NEIGHBORS")?;
+        prune(&mut self.neighbors6, &keep6).context("pruning NEIGHBORS6")
     }
 
     /// Endpoint link pins whose endpoint is not in `keep` (left by a crash mid-removal).
@@ -362,8 +390,76 @@ fn one_line_load_error(name: &str, err: ProgramError) -> anyhow::Error {
     }
 }
 
-fn subnet_key(subnet: Ipv4Net) -> Key<[u8; 4]> {
-    Key::new(u32::from(subnet.prefix_len()), subnet.network().octets())
+/// The neighbor entries an endpoint owns: its IPv4 address and, on an IPv6 network, its IPv6
+/// address and its link-local address (the source of its neighbour discovery).
+fn neighbor_keys(ep: &Endpoint) -> (NeighborKey, Vec<Neighbor6Key>) {
+    let key = NeighborKey {
+        network_id: ep.network_id,
+        ipv4: ep.ipv4,
+    };
+    let keys6 = if ep.flags & ENDPOINT_IPV6 != 0 {
+        [ep.ipv6, link_local_of(ep.mac)]
+            .map(|ipv6| Neighbor6Key {
+                network_id: ep.network_id,
+                ipv6,
+            })
+            .to_vec()
+    } else {
+        Vec::new()
+    };
+    (key, keys6)
+}
+
+/// Removes `key` if it still points at `ifindex` (its address may have a new owner by now).
+fn remove_if_owned<K: Pod>(
+    map: &mut HashMap<MapData, K, Neighbor>,
+    key: &K,
+    ifindex: u32,
+) -> Result<(), MapError> {
+    if map.get(key, 0).is_ok_and(|n| n.ifindex == ifindex) {
+        ignore_missing(map.remove(key))
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes every key of `map` that is not in `keep`.
+fn prune<K: Pod + Eq + Hash>(
+    map: &mut HashMap<MapData, K, Neighbor>,
+    keep: &HashSet<K>,
+) -> Result<(), MapError> {
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|key| !keep.contains(key))
+        .collect();
+    stale
+        .iter()
+        .try_for_each(|key| ignore_missing(map.remove(key)))
+}
+
+/// Inserts `octets/prefix_len -> value` into `trie`, or removes the key (`None`; a key already
+/// gone is fine).
+fn update_trie<const N: usize>(
+    trie: &mut LpmTrie<MapData, [u8; N], u32>,
+    octets: [u8; N],
+    prefix_len: u8,
+    value: Option<u32>,
+) -> Result<(), MapError> {
+    let key = Key::new(u32::from(prefix_len), octets);
+    match value {
+        Some(value) => trie.insert(&key, value, 0),
+        None => ignore_missing(trie.remove(&key)),
+    }
+}
+
+/// The (address, prefix length) of every entry of an LPM trie.
+fn trie_keys<const N: usize>(
+    trie: &LpmTrie<MapData, [u8; N], u32>,
+) -> impl Iterator<Item = ([u8; N], u8)> {
+    trie.keys()
+        .filter_map(Result::ok)
+        .filter_map(|key| Some((key.data(), u8::try_from(key.prefix_len()).ok()?)))
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {

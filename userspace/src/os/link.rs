@@ -1,16 +1,21 @@
 //! Links, addresses and routes over rtnetlink, in the daemon's namespace or a container's.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    path::Path,
+};
 
 use anyhow::{Context as _, anyhow};
 use futures::TryStreamExt as _;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rtnetlink::{
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
-        address::{AddressAttribute, AddressMessage},
+        AddressFamily,
+        address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
         link::{LinkAttribute, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteScope},
+        route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
 };
 
@@ -31,7 +36,7 @@ pub struct LinkInfo {
 
 /// A route of the main table, reduced to what subnet selection needs.
 pub struct RouteInfo {
-    pub destination: Ipv4Net,
+    pub destination: IpNet,
     pub oif: Option<u32>,
 }
 
@@ -149,47 +154,38 @@ impl Netlink {
             .await
     }
 
-    /// Adds `ip/prefix_len` to link `index`; an address already there is fine.
-    pub async fn add_address(
-        &self,
-        index: u32,
-        ip: Ipv4Addr,
-        prefix_len: u8,
-    ) -> anyhow::Result<()> {
-        match self
-            .handle
-            .address()
-            .add(index, ip.into(), prefix_len)
-            .execute()
-            .await
-        {
+    /// Adds `ip/prefix_len` to link `index`; an address already there is fine. IPv6 addresses
+    /// skip duplicate address detection: IPAM already made them unique on their network, and
+    /// DAD would keep them unusable for a second.
+    pub async fn add_address(&self, index: u32, ip: IpAddr, prefix_len: u8) -> anyhow::Result<()> {
+        let mut request = self.handle.address().add(index, ip, prefix_len);
+        if ip.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
             other => other.with_context(|| format!("adding address {ip}/{prefix_len}")),
         }
     }
 
-    /// The IPv4 addresses of link `index`, primary first.
-    pub async fn ipv4_addresses(&self, index: u32) -> anyhow::Result<Vec<Ipv4Addr>> {
+    /// The global-scope addresses of link `index` (IPv4 and IPv6), primary first.
+    pub async fn global_addresses(&self, index: u32) -> anyhow::Result<Vec<IpAddr>> {
         Ok(self
             .address_messages(index)
             .await?
             .iter()
-            .flat_map(|msg| &msg.attributes)
-            .filter_map(|a| match a {
-                AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            })
+            .filter(|msg| msg.header.scope == AddressScope::Universe)
+            .filter_map(local_address)
             .collect())
     }
 
     /// Removes `ip` from link `index`; an address already gone is fine.
-    pub async fn delete_address(&self, index: u32, ip: Ipv4Addr) -> anyhow::Result<()> {
+    pub async fn delete_address(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
         for msg in self.address_messages(index).await? {
-            let matches = msg
-                .attributes
-                .iter()
-                .any(|a| matches!(a, AddressAttribute::Local(addr) if *addr == ip));
-            if matches {
+            if local_address(&msg) == Some(ip) {
                 self.handle
                     .address()
                     .del(msg)
@@ -201,55 +197,50 @@ impl Netlink {
         Ok(())
     }
 
-    /// A host route to `ip` through link `index`, with `source` as the preferred source (the
-    /// gateway), like `ip route add IP/32 dev LINK src GATEWAY`.
+    /// A host route (/32 or /128) to `ip` through link `index`, with `source` as the preferred
+    /// source (the gateway), like `ip route add IP dev LINK src GATEWAY`.
     pub async fn add_host_route(
         &self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         index: u32,
-        source: Ipv4Addr,
+        source: IpAddr,
     ) -> anyhow::Result<()> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(ip, 32)
+        let host_prefix = IpNet::from(ip).max_prefix_len();
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(ip, host_prefix)
+            .and_then(|r| r.pref_source(source))
+            .with_context(|| format!("route to {ip} from {source}"))?
             .output_interface(index)
-            .pref_source(source)
+            // On-link, as `dev` routes are (IPv6 routes have no scope; the kernel ignores it).
             .scope(RouteScope::Link)
             .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
+        self.add_route(route, || format!("adding route to {ip}"))
             .await
-            .with_context(|| format!("adding route to {ip}"))
     }
 
-    /// `ip route add default via GATEWAY` (inside a container).
-    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> anyhow::Result<()> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
+    /// Adds `default via GATEWAY` unless the namespace (a container's) already has a default
+    /// route of the gateway's family; each family has its own.
+    pub async fn ensure_default_route(&self, gateway: IpAddr) -> anyhow::Result<()> {
+        let any = IpNet::new(unspecified(gateway), 0).expect("0 is a valid prefix");
+        if self.routes().await?.iter().any(|r| r.destination == any) {
+            return Ok(());
+        }
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(unspecified(gateway), 0)
+            .and_then(|r| r.gateway(gateway))
+            .with_context(|| format!("default route via {gateway}"))?
             .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
+        self.add_route(route, || format!("adding default route via {gateway}"))
             .await
-            .with_context(|| format!("adding default route via {gateway}"))
     }
 
-    pub async fn has_default_route(&self) -> anyhow::Result<bool> {
-        Ok(self
-            .routes()
-            .await?
-            .iter()
-            .any(|r| r.destination.prefix_len() == 0))
-    }
-
-    /// IPv4 routes of the main table.
+    /// IPv4 and IPv6 routes of the main table.
     pub async fn routes(&self) -> anyhow::Result<Vec<RouteInfo>> {
+        // An unspecified family dumps every family's routes.
         let routes: Vec<_> = self
             .handle
             .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .get(RouteMessageBuilder::<IpAddr>::new().build())
             .execute()
             .try_collect()
             .await
@@ -258,19 +249,26 @@ impl Netlink {
             .into_iter()
             .filter(|r| r.header.table == libc::RT_TABLE_MAIN)
             .filter_map(|r| {
-                let mut destination = None;
+                // A default route has no destination attribute.
+                let mut destination = match r.header.address_family {
+                    AddressFamily::Inet => Ipv4Addr::UNSPECIFIED.into(),
+                    AddressFamily::Inet6 => Ipv6Addr::UNSPECIFIED.into(),
+                    _ => return None,
+                };
                 let mut oif = None;
                 for attr in &r.attributes {
                     match attr {
                         RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                            destination = Some(*ip)
+                            destination = (*ip).into()
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            destination = (*ip).into()
                         }
                         RouteAttribute::Oif(index) => oif = Some(*index),
                         _ => {}
                     }
                 }
-                let destination = destination.unwrap_or(Ipv4Addr::UNSPECIFIED);
-                Ipv4Net::new(destination, r.header.destination_prefix_length)
+                IpNet::new(destination, r.header.destination_prefix_length)
                     .ok()
                     .map(|destination| RouteInfo { destination, oif })
             })
@@ -291,6 +289,19 @@ impl Netlink {
             .context("listing addresses")
     }
 
+    async fn add_route(
+        &self,
+        route: RouteMessage,
+        what: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        self.handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .with_context(what)
+    }
+
     /// `RTM_SETLINK` with `msg`; `what` describes it for the error.
     async fn set_link(
         &self,
@@ -304,6 +315,27 @@ impl Netlink {
             .await
             .with_context(what)
     }
+}
+
+/// `0.0.0.0` or `::`, in `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// The address an address message is about: `IFA_LOCAL` (IPv4; `IFA_ADDRESS` is the peer's on
+/// point-to-point links), else `IFA_ADDRESS` (IPv6 sends only that).
+fn local_address(msg: &AddressMessage) -> Option<IpAddr> {
+    let find = |want_local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if want_local => Some(*ip),
+            AddressAttribute::Address(ip) if !want_local => Some(*ip),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
 }
 
 fn link_info(msg: &LinkMessage) -> LinkInfo {

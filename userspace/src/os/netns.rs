@@ -15,8 +15,8 @@ use nix::{
     sched::{CloneFlags, setns, unshare},
 };
 
-/// Creates a fresh network namespace, sets `sysctls` (paths under /proc/sys/net, values) in
-/// it, and pins it at `path` (which must not exist yet).
+/// Creates a fresh network namespace, sets `sysctls` (see [`write_sysctls`]) in it, and pins
+/// it at `path` (which must not exist yet).
 pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -27,11 +27,7 @@ pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> 
     // own that ends right after; the bind mount keeps the namespace alive without it.
     let result = std::thread::spawn(move || -> anyhow::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-        // /proc/sys/net shows the namespace of the thread that opens it: this one, now.
-        for (key, value) in sysctls {
-            fs::write(Path::new("/proc/sys/net").join(key), value)
-                .with_context(|| format!("setting net.{key}"))?;
-        }
+        write_sysctls(sysctls)?;
         bind(Path::new("/proc/thread-self/ns/net"), &target)
     })
     .join()
@@ -41,6 +37,29 @@ pub fn create(path: &Path, sysctls: &'static [(&'static str, &'static str)]) -> 
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Writes `sysctls` (paths under /proc/sys/net, values), in order, in the calling thread's
+/// namespace: /proc/sys/net shows the namespace of the thread that opens it.
+pub fn write_sysctls<K: AsRef<str>>(sysctls: &[(K, &str)]) -> anyhow::Result<()> {
+    for (key, value) in sysctls {
+        let key = key.as_ref();
+        fs::write(Path::new("/proc/sys/net").join(key), value)
+            .with_context(|| format!("setting net.{key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// [`write_sysctls`] inside the namespace pinned at `path`, from a thread of our own that
+/// enters it and ends right after.
+pub fn write_sysctls_in(path: &Path, sysctls: Vec<(String, &'static str)>) -> anyhow::Result<()> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        enter(&path)?;
+        write_sysctls(&sysctls)
+    })
+    .join()
+    .map_err(|_| anyhow!("namespace thread panicked"))?
 }
 
 /// Pins the existing namespace `source` (e.g. `/proc/PID/ns/net`) at `path`.

@@ -6,5 +6,5 @@ pub mod ipam;
 mod model;
 mod store;
 
-pub use model::{Container, Endpoint, Mac, Network, Sandbox, State};
+pub use model::{Container, Endpoint, IpConfig, Mac, Network, Sandbox, State};
 pub use store::Store;

@@ -1,8 +1,15 @@
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::PathBuf, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    str::FromStr,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+use super::ipam::Subnet;
 use crate::error::{Result, XnetError};
 
 /// Everything xnetd has promised, persisted as one JSON document.
@@ -19,6 +26,10 @@ pub struct State {
     pub host_network_id: String,
     #[serde(default)]
     pub none_network_id: String,
+    /// The unique local /48 that IPv6 subnets are taken from when none is given; random,
+    /// made the first time one is needed (RFC 4193).
+    #[serde(default)]
+    pub ula_prefix: Option<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,16 +38,17 @@ pub struct Network {
     pub id: String,
     pub name: String,
     pub driver: String,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    /// Every network has IPv4 (kept at the top level of the document, where state files
+    /// written before IPv6 have it).
+    #[serde(flatten)]
+    pub ipv4: IpConfig<Ipv4Net>,
+    /// IPv6 (`--ipv6`), besides IPv4.
+    #[serde(default)]
+    pub ipv6: Option<IpConfig<Ipv6Net>>,
     /// The small integer the datapath keys this network by.
     pub datapath_id: u32,
     /// RFC 3339.
     pub created: String,
-    /// Addresses are handed out from here only (`--ip-range`); static addresses may be
-    /// anywhere in the subnet, as in Docker.
-    #[serde(default)]
-    pub ip_range: Option<Ipv4Net>,
     /// No way out, no way in (`--internal`).
     #[serde(default)]
     pub internal: bool,
@@ -50,6 +62,20 @@ pub struct Network {
     /// default when unset.
     #[serde(default)]
     pub mtu: Option<u32>,
+}
+
+/// A network's addressing in one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// `Subnet` already requires serde for the subnet and its addresses.
+#[serde(bound = "")]
+pub struct IpConfig<N: Subnet> {
+    pub subnet: N,
+    /// An address of the host itself, on the daemon namespace's loopback.
+    pub gateway: N::Addr,
+    /// Addresses are handed out from here only (`--ip-range`); static addresses may be
+    /// anywhere in the subnet, as in Docker.
+    #[serde(default)]
+    pub ip_range: Option<N>,
 }
 
 fn default_true() -> bool {
@@ -93,6 +119,15 @@ pub struct Endpoint {
     /// Network name.
     pub network: String,
     pub ipv4: Ipv4Addr,
+    /// On a network with IPv6.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Which addresses were asked for (`--ip`, `--ip6`) rather than allocated; inspect shows
+    /// them as Docker's `IPAMConfig`.
+    #[serde(default)]
+    pub static_ipv4: bool,
+    #[serde(default)]
+    pub static_ipv6: bool,
     pub mac: Mac,
     /// The interface inside the container (`eth0`, `eth1`, ...).
     pub ifname: String,
@@ -207,6 +242,43 @@ impl TryFrom<String> for Mac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_from_before_ipv6_load_and_ipv6_round_trips() {
+        let old = r#"{"id":"ab","name":"n1","driver":"bridge","subnet":"10.1.0.0/24",
+            "gateway":"10.1.0.1","datapath_id":3,"created":"2026-01-01T00:00:00Z",
+            "ip_range":"10.1.0.128/25"}"#;
+        let net: Network = serde_json::from_str(old).unwrap();
+        assert_eq!(net.ipv4.subnet, "10.1.0.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(net.ipv4.gateway, Ipv4Addr::new(10, 1, 0, 1));
+        assert_eq!(net.ipv4.ip_range, "10.1.0.128/25".parse().ok());
+        assert!(net.ipv6.is_none() && net.icc);
+        let ipv6 = IpConfig {
+            subnet: "fd00:1::/64".parse::<Ipv6Net>().unwrap(),
+            gateway: "fd00:1::1".parse().unwrap(),
+            ip_range: None,
+        };
+        let json = serde_json::to_value(Network {
+            ipv6: Some(ipv6),
+            ..net
+        })
+        .unwrap();
+        // IPv4 stays where old daemons (and old files) have it.
+        assert_eq!(json["subnet"], "10.1.0.0/24");
+        assert_eq!(json["ipv6"]["subnet"], "fd00:1::/64");
+        let back: Network = serde_json::from_value(json).unwrap();
+        assert_eq!(back.ipv6, Some(ipv6));
+    }
+
+    #[test]
+    fn endpoints_from_before_ipv6_load() {
+        let old = r#"{"id":"e","network":"n1","ipv4":"10.1.0.2","mac":"02:42:0a:01:00:02",
+            "ifname":"eth0","host_ifname":"xv1","host_ifindex":7,
+            "host_mac":"02:00:00:00:00:01","slot":0}"#;
+        let ep: Endpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(ep.ipv6, None);
+        assert!(!ep.static_ipv4 && !ep.static_ipv6);
+    }
 
     #[test]
     fn mac_round_trips_and_follows_dockers_scheme() {
