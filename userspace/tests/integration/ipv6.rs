@@ -72,6 +72,8 @@ fn dual_stack_containers_talk_over_ipv6_and_survive_a_restart() {
         "v6net",
         "--ip6",
         "fd00:30::99",
+        "--",
+        "true",
     ]);
     assert!(taken.contains("fd00:30::99"), "{taken}");
 
@@ -215,7 +217,7 @@ fn ipv6_multicast_reaches_exactly_the_other_members() {
     ] {
         host.run_sleeper(name, &["--network", net]);
     }
-    let (a, b, c, x) = ["a", "b", "c", "x"].map(|n| host.sandbox(n));
+    let [a, b, c, x] = ["a", "b", "c", "x"].map(|n| host.sandbox(n));
     // Pinging all-nodes: every member answers from its link-local address.
     let out = host.in_container(
         &a,
