@@ -58,6 +58,9 @@ pub struct ContainerCreate {
     /// Static IPv6 address (`--ip6`).
     #[serde(default)]
     pub ip6: Option<String>,
+    /// `-p` specs as given; the daemon parses them (`state::ports`).
+    #[serde(default)]
+    pub publish: Vec<String>,
     pub command: Vec<String>,
 }
 

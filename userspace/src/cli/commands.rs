@@ -11,12 +11,15 @@ use super::{
     output::{print_inspect, print_rows, short_id},
     process::{Mode, spawn_failure_code, spawn_in, wait_exit_code},
 };
-use crate::api::{
-    client::Client,
-    types::{
-        AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
-        NetworkCreate, NetworkInspect, StatsReport,
+use crate::{
+    api::{
+        client::Client,
+        types::{
+            AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
+            NetworkCreate, NetworkInspect, StatsReport,
+        },
     },
+    daemon::HOST_NETWORK,
 };
 
 /// Runs one CLI invocation; returns the process exit code.
@@ -150,10 +153,15 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
                 network: Some(args.network),
                 ip: args.ip,
                 ip6: args.ip6,
+                publish: args.publish.clone(),
                 command: args.command.clone(),
             },
         )
         .await?;
+    if !args.publish.is_empty() && created.network_settings.networks.contains_key(HOST_NETWORK) {
+        // Docker's words: the container shares the host's ports, there is nothing to map.
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+    }
     let path = container_path(&args.name);
     let mode = if args.detach {
         Mode::Detached

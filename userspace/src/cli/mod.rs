@@ -157,6 +157,11 @@ pub struct RunArgs {
     /// Static IPv6 address on that network (it needs IPv6).
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Publish a container's port(s):
+    /// `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]`. Discarded with a
+    /// warning on the host network, as in Docker.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
     /// Run the command in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,

@@ -24,7 +24,7 @@ use crate::{
     datapath::EndpointEntry,
     error::{Result, XnetError},
     os::{Netlink, netns},
-    state::{Container, Endpoint, Mac, Network, Sandbox, ipam},
+    state::{Container, Endpoint, Mac, Network, Sandbox, ipam, ports::PortSpec},
 };
 
 /// Host-side veths' temporary peers are named with this prefix plus an id prefix.
@@ -59,6 +59,16 @@ impl Inner {
             return Err(XnetError::invalid(format!(
                 "{flag} is not supported on the {network} network"
             )));
+        }
+        for spec in &req.publish {
+            spec.parse::<PortSpec>().map_err(XnetError::invalid)?;
+        }
+        // On the host network published ports are discarded (the CLI warns, as Docker's does);
+        // elsewhere they need the port-publishing datapath, which does not exist yet.
+        if !req.publish.is_empty() && predefined != Some(HOST_NETWORK) {
+            return Err(XnetError::invalid(
+                "publishing ports (-p) is not supported yet, except as a no-op on the host network",
+            ));
         }
         let mut container = Container {
             sandbox_key: self.netns_dir.join(&id[..12]),

@@ -4,6 +4,7 @@
 
 pub mod ipam;
 mod model;
+pub mod ports;
 mod store;
 
 pub use model::{Container, Endpoint, IpConfig, Mac, Network, Sandbox, State};

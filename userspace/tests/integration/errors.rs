@@ -125,8 +125,55 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
         ),
         (&["network", "rm", "bridge"], "pre-defined network"),
     ];
-    for (args, expected) in cases {
-        let err = host.fails(args);
+    // IPv6 and published ports, written as command lines.
+    let more = [
+        (
+            "network create --subnet fd00:90::/64 x",
+            "an IPv6 --subnet needs --ipv6",
+        ),
+        (
+            "network create --ipv6 --subnet 10.96.0.0/24 --subnet 10.97.0.0/24 x",
+            "only one IPv4 --subnet",
+        ),
+        (
+            "network create --ipv6 --subnet fd00:96::/64 --subnet fd00:97::/64 x",
+            "only one IPv6 --subnet",
+        ),
+        (
+            "network create --ipv6 --subnet fd00:96::/127 x",
+            "invalid subnet",
+        ),
+        (
+            "network create --ipv6 -o com.docker.network.driver.mtu=1000 x",
+            "1280",
+        ),
+        (
+            "run --name b --network n90 --ip6 fd00:90::5 -- true",
+            "--ip6 needs IPv6",
+        ),
+        (
+            "run --name b --network n90 -p 80 -- true",
+            "publishing ports (-p) is not supported yet",
+        ),
+        (
+            "run --name b --network host -p 99999 -- true",
+            "invalid port specification",
+        ),
+        (
+            "run --name b --network n90 -p 8080:80/icmp -- true",
+            "unknown protocol",
+        ),
+    ];
+    let more: Vec<(Vec<&str>, &str)> = more
+        .iter()
+        .map(|(line, expected)| (line.split(' ').collect(), *expected))
+        .collect();
+    let all = cases
+        .iter()
+        .map(|(args, expected)| (args.to_vec(), *expected))
+        .chain(more);
+    for (args, expected) in all {
+        let err = host.fails(&args);
         assert!(
             err.contains(expected),
             "xnet {args:?}: {err:?} lacks {expected:?}"

@@ -146,6 +146,24 @@ fn host_and_none_networks_behave_as_in_docker() {
         "host network container does not see the host's links"
     );
     assert!(host.inspect("h")["NetworkSettings"]["Networks"]["host"].is_object());
+    // Published ports mean nothing in the host's own namespace: discarded, with a warning.
+    let out = host.xnet(&[
+        "run",
+        "--name",
+        "hp",
+        "--network",
+        "host",
+        "-p",
+        "8080:80",
+        "--",
+        "true",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("WARNING: Published ports are discarded when using host network mode"),
+        "{out:?}"
+    );
     assert!(
         host.host_links().iter().all(|l| !l.starts_with("xv")),
         "host mode made a veth"
