@@ -16,7 +16,7 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader, Pod,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
+        Array, HashMap, MapData, MapError, MapInfo, PerCpuArray, PerCpuValues,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -76,6 +76,7 @@ impl Datapath {
                 )
             })?;
         }
+        drop_incompatible_pins(&maps_dir)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .load(EBPF_OBJECT)
@@ -363,6 +364,29 @@ impl Datapath {
         };
         self.links_dir.join(format!("{ifindex}-{hook}"))
     }
+}
+
+/// Removes pinned maps whose shape differs from the one the programs define (an xnetd upgrade
+/// that changed a key or value in `xnet-common`). The loader would otherwise reuse them and the
+/// kernel refuse the programs. The running programs keep their (now unpinned) maps until their
+/// links are switched to the new programs; the new maps are filled from the state by
+/// `reconcile`, only NAT flows and counters start over.
+fn drop_incompatible_pins(maps_dir: &Path) -> anyhow::Result<()> {
+    let object = aya_obj::Object::parse(EBPF_OBJECT).context("parsing the eBPF object")?;
+    for (name, def) in &object.maps {
+        let pin = maps_dir.join(name);
+        let Ok(pinned) = MapInfo::from_pin(&pin) else {
+            continue;
+        };
+        let pinned_shape = (pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        if pinned_shape != (def.key_size(), def.value_size(), def.max_entries()) {
+            eprintln!(
+                "xnetd: map {name} was pinned by a version with another layout; recreating it (its NAT flows and counters start over)"
+            );
+            remove_file_if_exists(&pin)?;
+        }
+    }
+    Ok(())
 }
 
 /// Which program goes on which hook of a container's host-side veth.

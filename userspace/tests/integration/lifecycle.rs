@@ -266,3 +266,42 @@ fn rm_and_failed_runs_leave_nothing_behind() {
         "gateway address left on lo: {gw}"
     );
 }
+
+#[test]
+fn maps_pinned_with_an_older_layout_are_recreated_on_start() {
+    let mut host = Host::without_daemon();
+    // What an older xnetd would have left: ENDPOINTS with its former 32-byte value.
+    let maps = host.bpffs.join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let old = aya_obj::Map::Legacy(aya_obj::maps::LegacyMap {
+        def: aya_obj::maps::bpf_map_def {
+            map_type: aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH as u32,
+            key_size: 4,
+            value_size: 32,
+            max_entries: 4096,
+            ..Default::default()
+        },
+        inner_def: None,
+        section_index: 0,
+        section_kind: aya_obj::EbpfSectionKind::Maps,
+        symbol_index: None,
+        data: Vec::new(),
+    });
+    let pinned = aya::maps::MapData::create(old, "ENDPOINTS", None).unwrap();
+    pinned.pin(maps.join("ENDPOINTS")).unwrap();
+    drop(pinned);
+
+    host.start_daemon();
+    assert!(
+        host.daemon_log()
+            .contains("map ENDPOINTS was pinned by a version with another layout"),
+        "{}",
+        host.daemon_log()
+    );
+    host.run_sleeper("a", &[]);
+    let gateway = host.inspect("a")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(host.reaches(&host.sandbox("a"), &gateway));
+}
