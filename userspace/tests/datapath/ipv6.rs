@@ -2,13 +2,13 @@
 //! isolation and anti-spoofing, and NAT66 with its reverse (replies and ICMPv6 errors).
 
 use aya::maps::{
-    HashMap, MapData,
+    MapData,
     lpm_trie::{Key, LpmTrie},
 };
 use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, ENDPOINT_IPV6, Endpoint, MAP_NEIGHBORS6,
-    MAP_SUBNETS6, NAT_PORT_COUNT, NAT_PORT_FIRST, Neighbor, Neighbor6Key, PROG_UPLINK_INGRESS,
-    Uplink, link_local_of,
+    MAP_SUBNETS6, NAT_PORT_COUNT, NAT_PORT_FIRST, Neighbor6Key, PROG_UPLINK_INGRESS, Uplink,
+    link_local_of,
 };
 
 use super::{
@@ -52,25 +52,17 @@ fn me6(flags: u32) -> Endpoint {
 fn datapath6() -> Datapath {
     let mut dp = Datapath::new();
     dp.set_me(Some(me6(0)));
-    let mut neighbors: HashMap<&mut MapData, Neighbor6Key, Neighbor> =
-        HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS6).unwrap()).unwrap();
-    for (network_id, ipv6, ifindex, mac, slot) in [
-        (NET, ME_IP6, LOOPBACK, ME_MAC, ME_SLOT),
-        (NET, ME_LL, LOOPBACK, ME_MAC, ME_SLOT),
-        (NET, PEER_IP6, PEER_IFINDEX, PEER_MAC, PEER_SLOT),
-        (NET, PEER_LL, PEER_IFINDEX, PEER_MAC, PEER_SLOT),
-        (OTHER_NET, STRANGER_IP6, 43, STRANGER_MAC, 2),
-    ] {
-        let value = Neighbor {
-            ifindex,
-            mac,
-            _pad: [0; 2],
-            slot,
-        };
-        neighbors
-            .insert(Neighbor6Key { network_id, ipv6 }, value, 0)
-            .unwrap();
-    }
+    let key = |network_id, ipv6| Neighbor6Key { network_id, ipv6 };
+    dp.add_neighbors(
+        MAP_NEIGHBORS6,
+        [
+            (key(NET, ME_IP6), LOOPBACK, ME_MAC, ME_SLOT),
+            (key(NET, ME_LL), LOOPBACK, ME_MAC, ME_SLOT),
+            (key(NET, PEER_IP6), PEER_IFINDEX, PEER_MAC, PEER_SLOT),
+            (key(NET, PEER_LL), PEER_IFINDEX, PEER_MAC, PEER_SLOT),
+            (key(OTHER_NET, STRANGER_IP6), 43, STRANGER_MAC, 2),
+        ],
+    );
     let mut subnets: LpmTrie<&mut MapData, [u8; 16], u32> =
         LpmTrie::try_from(dp.ebpf.map_mut(MAP_SUBNETS6).unwrap()).unwrap();
     subnets.insert(&Key::new(64, fd(0)), NET, 0).unwrap();

@@ -77,23 +77,15 @@ impl Datapath {
         }
         let mut dp = Self { ebpf, pin_dir };
         dp.set_me(Some(me(0)));
-        let mut neighbors: HashMap<&mut MapData, NeighborKey, Neighbor> =
-            HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS).unwrap()).unwrap();
-        for (network_id, ipv4, ifindex, mac, slot) in [
-            (NET, ME_IP, LOOPBACK, ME_MAC, ME_SLOT),
-            (NET, PEER_IP, PEER_IFINDEX, PEER_MAC, PEER_SLOT),
-            (OTHER_NET, STRANGER_IP, 43, STRANGER_MAC, 2),
-        ] {
-            let value = Neighbor {
-                ifindex,
-                mac,
-                _pad: [0; 2],
-                slot,
-            };
-            neighbors
-                .insert(NeighborKey { network_id, ipv4 }, value, 0)
-                .unwrap();
-        }
+        let key = |network_id, ipv4| NeighborKey { network_id, ipv4 };
+        dp.add_neighbors(
+            MAP_NEIGHBORS,
+            [
+                (key(NET, ME_IP), LOOPBACK, ME_MAC, ME_SLOT),
+                (key(NET, PEER_IP), PEER_IFINDEX, PEER_MAC, PEER_SLOT),
+                (key(OTHER_NET, STRANGER_IP), 43, STRANGER_MAC, 2),
+            ],
+        );
         // Both networks' addresses lie in 10.0.0.0/24 (on purpose: only the network id
         // separates them); the subnet registry marks it as never-outside.
         let mut subnets: LpmTrie<&mut MapData, [u8; 4], u32> =
@@ -110,6 +102,26 @@ impl Datapath {
         match endpoint {
             Some(ep) => endpoints.insert(LOOPBACK, ep, 0).unwrap(),
             None => endpoints.remove(&LOOPBACK).unwrap(),
+        }
+    }
+
+    /// Registers owners of addresses in `map` (`NEIGHBORS` or `NEIGHBORS6`), as the daemon
+    /// would: (key, host-side ifindex, MAC, counter slot).
+    fn add_neighbors<K: aya::Pod>(
+        &mut self,
+        map: &str,
+        entries: impl IntoIterator<Item = (K, u32, [u8; 6], u32)>,
+    ) {
+        let mut neighbors: HashMap<&mut MapData, K, Neighbor> =
+            HashMap::try_from(self.ebpf.map_mut(map).unwrap()).unwrap();
+        for (key, ifindex, mac, slot) in entries {
+            let value = Neighbor {
+                ifindex,
+                mac,
+                _pad: [0; 2],
+                slot,
+            };
+            neighbors.insert(key, value, 0).unwrap();
         }
     }
 

@@ -15,118 +15,53 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
         host.host_links(),
     );
 
-    let cases: &[(&[&str], &str)] = &[
+    // Each case: a command line (split at spaces) and what its error must say.
+    let cases = [
         (
-            &["run", "--name", "x", "--network", "nope", "--", "true"],
+            "run --name x --network nope -- true",
             "network nope not found",
         ),
-        (&["inspect", "ghost"], "No such container: ghost"),
-        (&["rm", "ghost"], "No such container: ghost"),
-        (&["exec", "ghost", "--", "true"], "No such container: ghost"),
-        (&["network", "inspect", "nope"], "network nope not found"),
-        (&["network", "rm", "nope"], "network nope not found"),
+        ("inspect ghost", "No such container: ghost"),
+        ("rm ghost", "No such container: ghost"),
+        ("exec ghost -- true", "No such container: ghost"),
+        ("network inspect nope", "network nope not found"),
+        ("network rm nope", "network nope not found"),
+        ("run --name a --network n90 -- true", "already in use"),
+        ("network create n90", "already exists"),
+        ("network create --subnet 10.90.0.0/33 x", "invalid subnet"),
+        ("network create --subnet banana x", "invalid subnet"),
         (
-            &["run", "--name", "a", "--network", "n90", "--", "true"],
-            "already in use",
-        ),
-        (&["network", "create", "n90"], "already exists"),
-        (
-            &["network", "create", "--subnet", "10.90.0.0/33", "x"],
-            "invalid subnet",
-        ),
-        (
-            &["network", "create", "--subnet", "banana", "x"],
-            "invalid subnet",
-        ),
-        (
-            &["network", "create", "--subnet", "10.91.0.7/24", "x"],
+            "network create --subnet 10.91.0.7/24 x",
             "it should be 10.91.0.0/24",
         ),
         (
-            &["network", "create", "--subnet", "10.90.0.128/25", "x"],
+            "network create --subnet 10.90.0.128/25 x",
             "overlaps with network n90",
         ),
         (
-            &[
-                "network",
-                "create",
-                "--subnet",
-                "10.92.0.0/24",
-                "--gateway",
-                "10.93.0.1",
-                "x",
-            ],
+            "network create --subnet 10.92.0.0/24 --gateway 10.93.0.1 x",
             "not a host address",
         ),
+        ("network create -d overlay x", "not supported"),
+        ("network create bad/name", "invalid network name"),
         (
-            &["network", "create", "-d", "overlay", "x"],
-            "not supported",
-        ),
-        (&["network", "create", "bad/name"], "invalid network name"),
-        (
-            &[
-                "run",
-                "--name",
-                "b",
-                "--network",
-                "n90",
-                "--ip",
-                "10.90.0.5",
-                "--",
-                "true",
-            ],
+            "run --name b --network n90 --ip 10.90.0.5 -- true",
             "already in use",
         ),
         (
-            &[
-                "run",
-                "--name",
-                "b",
-                "--network",
-                "n90",
-                "--ip",
-                "10.90.0.1",
-                "--",
-                "true",
-            ],
+            "run --name b --network n90 --ip 10.90.0.1 -- true",
             "already in use",
         ),
         (
-            &[
-                "run",
-                "--name",
-                "b",
-                "--network",
-                "n90",
-                "--ip",
-                "10.95.0.5",
-                "--",
-                "true",
-            ],
+            "run --name b --network n90 --ip 10.95.0.5 -- true",
             "not a host address",
         ),
         (
-            &[
-                "run",
-                "--name",
-                "b",
-                "--network",
-                "n90",
-                "--ip",
-                "10.90.0.x",
-                "--",
-                "true",
-            ],
+            "run --name b --network n90 --ip 10.90.0.x -- true",
             "invalid IP address",
         ),
-        (
-            &["run", "--name", "-b", "--", "true"],
-            "invalid container name",
-        ),
-        (&["network", "rm", "bridge"], "pre-defined network"),
-    ];
-    // IPv6 and published ports, written as command lines.
-    let more = [
+        ("run --name -b -- true", "invalid container name"),
+        ("network rm bridge", "pre-defined network"),
         (
             "network create --subnet fd00:90::/64 x",
             "an IPv6 --subnet needs --ipv6",
@@ -164,15 +99,8 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "unknown protocol",
         ),
     ];
-    let more: Vec<(Vec<&str>, &str)> = more
-        .iter()
-        .map(|(line, expected)| (line.split(' ').collect(), *expected))
-        .collect();
-    let all = cases
-        .iter()
-        .map(|(args, expected)| (args.to_vec(), *expected))
-        .chain(more);
-    for (args, expected) in all {
+    for (line, expected) in cases {
+        let args: Vec<&str> = line.split(' ').collect();
         let err = host.fails(&args);
         assert!(
             err.contains(expected),
