@@ -49,6 +49,65 @@ pub const MAP_NAT_REPLIES: &str = "NAT_REPLIES";
 pub const MAP_NAT6_FLOWS: &str = "NAT6_FLOWS";
 pub const MAP_NAT6_REPLIES: &str = "NAT6_REPLIES";
 
+/// `PUBLISHED`: LPM trie, [`PublishKey`] -> [`Published`]: the published ports (`-p`). A
+/// range of host ports is stored as the few prefixes that cover it, so memory grows with the
+/// number of ranges and a lookup costs the same however many ports are published. Bindings to
+/// every address are stored with address 0.0.0.0; a lookup tries the destination address, then
+/// 0.0.0.0.
+pub const MAP_PUBLISHED: &str = "PUBLISHED";
+/// `PUBLISH_FLOWS`: LRU, [`FlowKeyV4`] of a connection to a published port as the container
+/// sees its replies (local = the container's address and port, remote = the client) ->
+/// [`PublishedFlow`]: what the client dialed, so replies are translated back to it.
+pub const MAP_PUBLISH_FLOWS: &str = "PUBLISH_FLOWS";
+
+/// Capacity of `PUBLISHED` in prefixes (a range takes at most 30).
+pub const MAX_PUBLISHED: u32 = 16384;
+
+/// How many bits of a [`PublishKey`] precede the port: protocol and address.
+pub const PUBLISH_PREFIX_FIXED_BITS: u32 = 40;
+
+/// Key of `PUBLISHED`. Field order is the LPM order: protocol and host address match exactly,
+/// the port by prefix (a range is a set of prefixes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PublishKey {
+    /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP.
+    pub proto: u8,
+    /// The host address the mapping is bound to; 0.0.0.0 for all of them.
+    pub addr: [u8; 4],
+    /// The host port, network byte order.
+    pub port: [u8; 2],
+    pub _pad: u8,
+}
+
+/// Where a published range leads: host port `p` of the range goes to
+/// `container_port_first + (p - host_port_first)` of the container.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The container endpoint's host-side veth.
+    pub ifindex: u32,
+    pub container_ip: [u8; 4],
+    /// Host byte order (arithmetic is done on them).
+    pub host_port_first: u16,
+    pub container_port_first: u16,
+}
+
+/// A connection to a published port: what its client dialed, and where the client is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishedFlow {
+    /// The address and port the client connected to (network byte order).
+    pub dialed_addr: [u8; 4],
+    pub dialed_port: [u8; 2],
+    pub _pad: [u8; 2],
+    /// The client's host-side veth when it is a container of this host (hairpin), else 0
+    /// (it came through the uplink, and replies leave through it).
+    pub client_ifindex: u32,
+    pub _pad2: [u8; 4],
+    pub last_seen: u64,
+}
+
 /// `MEMBERS`: [`MemberKey`] -> host-side ifindex (`u32`): the endpoints of each network in
 /// dense slots `0..MEMBER_COUNT[network]`, the fan-out list of broadcast and multicast.
 pub const MAP_MEMBERS: &str = "MEMBERS";
@@ -338,6 +397,9 @@ mod pod {
     unsafe impl aya::Pod for super::NatFlow {}
     unsafe impl aya::Pod for super::NatReplyV4 {}
     unsafe impl aya::Pod for super::NatReplyV6 {}
+    unsafe impl aya::Pod for super::PublishKey {}
+    unsafe impl aya::Pod for super::Published {}
+    unsafe impl aya::Pod for super::PublishedFlow {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -352,3 +414,6 @@ const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 40);
 const _: () = assert!(core::mem::size_of::<NatFlow>() == 16);
 const _: () = assert!(core::mem::size_of::<NatReplyV4>() == 24);
 const _: () = assert!(core::mem::size_of::<NatReplyV6>() == 32);
+const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
+const _: () = assert!(core::mem::size_of::<Published>() == 12);
+const _: () = assert!(core::mem::size_of::<PublishedFlow>() == 24);

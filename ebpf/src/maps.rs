@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
-    MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey, Uplink,
+    MAX_PUBLISHED, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
+    PublishKey, Published, PublishedFlow, Uplink,
 };
 
 #[map]
@@ -107,3 +108,10 @@ pub fn member(network_id: u32, slot: u32) -> Option<u32> {
     // SAFETY: as for `endpoint`.
     unsafe { MEMBERS.get(MemberKey { network_id, slot }).copied() }
 }
+
+#[map]
+pub static PUBLISHED: LpmTrie<PublishKey, Published> = LpmTrie::pinned(MAX_PUBLISHED, 0);
+
+#[map]
+pub static PUBLISH_FLOWS: LruHashMap<FlowKeyV4, PublishedFlow> =
+    LruHashMap::pinned(MAX_NAT_FLOWS, 0);

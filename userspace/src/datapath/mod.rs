@@ -3,6 +3,10 @@
 //! is a tcx link pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
+mod publish;
+
+pub use publish::PublishEntry;
+
 use std::{
     collections::HashSet,
     fs,
@@ -29,9 +33,10 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
-    MAP_ENDPOINTS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_SUBNETS,
-    MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS,
-    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, Uplink, link_local_of,
+    MAP_ENDPOINTS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED,
+    MAP_SUBNETS, MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
+    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PublishKey, Published,
+    Uplink, link_local_of,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -54,6 +59,7 @@ pub struct Datapath {
     drop_stats: PerCpuArray<MapData, u64>,
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
+    published: LpmTrie<MapData, PublishKey, Published>,
     subnets6: LpmTrie<MapData, [u8; 16], u32>,
     members: HashMap<MapData, MemberKey, u32>,
     member_count: HashMap<MapData, u32, u32>,
@@ -98,6 +104,7 @@ impl Datapath {
             drop_stats: take_map(&mut ebpf, MAP_DROP_STATS)?,
             uplink: take_map(&mut ebpf, MAP_UPLINK)?,
             subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
+            published: take_map(&mut ebpf, MAP_PUBLISHED)?,
             subnets6: take_map(&mut ebpf, MAP_SUBNETS6)?,
             members: take_map(&mut ebpf, MAP_MEMBERS)?,
             member_count: take_map(&mut ebpf, MAP_MEMBER_COUNT)?,
