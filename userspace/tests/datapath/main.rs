@@ -64,17 +64,24 @@ impl Datapath {
         ));
         xnet::os::bpffs::ensure_mounted(&pin_dir).unwrap();
         std::fs::create_dir_all(&pin_dir).unwrap();
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pin_dir)
-            .load(EBPF_OBJECT)
-            .unwrap();
-        for name in [
-            PROG_ENDPOINT_INGRESS,
-            PROG_ENDPOINT_EGRESS,
-            PROG_UPLINK_INGRESS,
-        ] {
-            prog(&mut ebpf, name).load().unwrap();
-        }
+        let loaded = (|| -> anyhow::Result<Ebpf> {
+            let mut ebpf = EbpfLoader::new()
+                .default_map_pin_directory(&pin_dir)
+                .load(EBPF_OBJECT)?;
+            for name in [
+                PROG_ENDPOINT_INGRESS,
+                PROG_ENDPOINT_EGRESS,
+                PROG_UPLINK_INGRESS,
+            ] {
+                prog(&mut ebpf, name).load()?;
+            }
+            Ok(ebpf)
+        })();
+        // A program the verifier refuses must not leave the maps it pinned behind.
+        let ebpf = loaded.unwrap_or_else(|e| {
+            let _ = std::fs::remove_dir_all(&pin_dir);
+            panic!("loading the programs: {e:?}")
+        });
         let mut dp = Self { ebpf, pin_dir };
         dp.set_me(Some(me(0)));
         let key = |network_id, ipv4| NeighborKey { network_id, ipv4 };
