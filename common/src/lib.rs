@@ -104,7 +104,9 @@ pub struct PublishedFlow {
     /// The client's host-side veth when it is a container of this host (hairpin), else 0
     /// (it came through the uplink, and replies leave through it).
     pub client_ifindex: u32,
-    pub _pad2: [u8; 4],
+    /// A hairpin client's own address (its packets reach the server from the server's
+    /// gateway, so replies need it back); unused for clients outside.
+    pub client_ip: [u8; 4],
     pub last_seen: u64,
 }
 

@@ -11,7 +11,7 @@ use xnet_common::{
 };
 
 use crate::{
-    flood, ipv6, maps,
+    dnat, flood, ipv6, maps,
     nat::{self, Packet, V4, V6},
     nd, parse, stats,
 };
@@ -42,8 +42,7 @@ pub fn ipv4_from_container(
         return flood::to_members(ctx, ifindex, endpoint);
     }
     if dst == endpoint.gateway {
-        // The host itself: its stack owns the gateway address.
-        return Ok(TC_ACT_OK);
+        return to_host(ctx, ifindex, endpoint, &ip);
     }
     if let Some(peer) = maps::neighbor(endpoint.network_id, dst) {
         return to_peer(ctx, ifindex, endpoint, &peer, dst_mac);
@@ -58,11 +57,44 @@ pub fn ipv4_from_container(
     }
     let uplink = maps::uplink().ok_or(DropReason::NoUplink)?;
     if dst == uplink.ipv4 {
-        // The host itself, by its uplink address: its stack answers, replies route back.
-        return Ok(TC_ACT_OK);
+        return to_host(ctx, ifindex, endpoint, &ip);
     }
     let packet = Packet::of_ipv4(&ip)?;
+    if let Some(verdict) = dnat::reply_to_outside(ctx, &packet, &uplink).unpack()? {
+        return Ok(verdict);
+    }
     nat::to_outside::<V4>(ctx, ifindex, &packet, &uplink).verdict()
+}
+
+/// A packet for an address of the host (the gateway, the uplink's): a connection to (or the
+/// reply of) a published port through the host's address, which `dnat` turns around, or the
+/// host stack's own traffic, which its stack answers (replies route back through the veth).
+#[inline(always)]
+fn to_host(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    ip: &Ipv4Hdr,
+) -> Result<i32, DropReason> {
+    if let Ok(packet) = Packet::of_ipv4(ip)
+        && let Some(verdict) = dnat::to_host_address(ctx, ifindex, endpoint, &packet).unpack()?
+    {
+        return Ok(verdict);
+    }
+    Ok(TC_ACT_OK)
+}
+
+/// Hands a frame to the container behind host-side veth `ifindex` as its gateway would: to its
+/// MAC from the host side's, straight into its `eth0` (`bpf_redirect_peer`).
+#[inline(always)]
+pub fn into_endpoint(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
+    let eth_addresses: [[u8; 6]; 2] = [endpoint.mac, endpoint.host_mac];
+    ctx.store(0, &eth_addresses, 0)
+        .map_err(|_| DropReason::Truncated)?;
+    stats::count_rx(endpoint.slot, ctx.len());
+    // SAFETY: plain helper call; flags must be 0.
+    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }
 
 /// The same for an IPv6 packet; on a network without IPv6 every IPv6 frame is dropped.

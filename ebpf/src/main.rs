@@ -8,12 +8,13 @@
 //! responder), [`nd`] (the neighbour discovery responder and ND policing), [`forward`] (IPv4
 //! and IPv6 delivery between endpoints, to the host and to the outside), [`flood`] (broadcast
 //! and multicast to a network's members), [`nat`] (source NAT for egress and its reverse, NAT44
-//! and NAT66), [`maps`] (the maps, typed by `xnet-common`), [`stats`] (counters) and
+//! and NAT66), [`dnat`] (published ports: destination NAT and its reverse, hairpin), [`maps`] (the maps, typed by `xnet-common`), [`stats`] (counters) and
 //! [`outcome`] (results of the steps that run as BPF-to-BPF calls).
 #![no_std]
 #![no_main]
 
 mod arp;
+mod dnat;
 mod endpoint;
 mod flood;
 mod forward;

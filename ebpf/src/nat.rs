@@ -31,8 +31,9 @@ use crate::{
     outcome::Outcome,
 };
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 /// An ICMP error's header: type, code, checksum, 4 bytes of type-specific data.
 const ICMP_HEADER_LEN: usize = 8;
 
@@ -345,21 +346,24 @@ fn addr_diff(old: &[u8; 16], new: &[u8; 16]) -> Result<u64, DropReason> {
 
 /// Where a flow's identifiers and checksum sit in the frame.
 pub struct L4 {
-    proto: u8,
+    pub proto: u8,
     /// ICMP echo: the identifier stands in for the local port, there is no remote port.
     echo: bool,
     /// Source port (destination port right after it); for ICMP echo, the identifier.
-    ports_off: usize,
+    pub ports_off: usize,
     csum_off: usize,
     /// TCP and UDP checksums cover the addresses (pseudo header); ICMPv4's does not.
     pseudo_header: bool,
+    /// SCTP: its CRC32c covers the ports but not the addresses, and cannot be updated
+    /// incrementally, so its ports can only be kept (addresses can be rewritten freely).
+    crc32c: bool,
 }
 
 impl L4 {
-    /// Locates TCP, UDP or ICMP echo (of `echo_type`) in `packet`; anything else is not
+    /// Locates TCP, UDP, SCTP or ICMP echo (of `echo_type`) in `packet`; anything else is not
     /// translatable.
     #[inline(always)]
-    fn of<F: Family>(
+    pub fn of<F: Family>(
         ctx: &TcContext,
         packet: &Packet<F::Addr>,
         echo_type: u8,
@@ -368,6 +372,7 @@ impl L4 {
         let (ports_off, csum_off, pseudo_header, echo) = match packet.proto {
             IPPROTO_TCP => (l4, l4 + 16, true, false),
             IPPROTO_UDP => (l4, l4 + 6, true, false),
+            IPPROTO_SCTP => (l4, l4 + 8, false, false),
             proto if proto == F::ICMP => {
                 let icmp_type: u8 = ctx.load(l4).map_err(|_| DropReason::Truncated)?;
                 if icmp_type != echo_type {
@@ -383,12 +388,13 @@ impl L4 {
             ports_off,
             csum_off,
             pseudo_header,
+            crc32c: packet.proto == IPPROTO_SCTP,
         })
     }
 
     /// (source port, destination port); ICMP echo: (identifier, 0).
     #[inline(always)]
-    fn ports(&self, ctx: &TcContext) -> Result<([u8; 2], [u8; 2]), DropReason> {
+    pub fn ports(&self, ctx: &TcContext) -> Result<([u8; 2], [u8; 2]), DropReason> {
         let src: [u8; 2] = ctx
             .load(self.ports_off)
             .map_err(|_| DropReason::Truncated)?;
@@ -403,13 +409,19 @@ impl L4 {
 
     /// Replaces the port (or ICMP identifier) at `port_off`, fixing the L4 checksum.
     #[inline(always)]
-    fn set_port(
+    pub fn set_port(
         &self,
         ctx: &TcContext,
         port_off: usize,
         old: [u8; 2],
         new: [u8; 2],
     ) -> Result<(), DropReason> {
+        if old == new {
+            return Ok(());
+        }
+        if self.crc32c {
+            return Err(DropReason::UnsupportedNat);
+        }
         let (from, to) = (
             u64::from(u16::from_ne_bytes(old)),
             u64::from(u16::from_ne_bytes(new)),
@@ -669,6 +681,7 @@ fn icmp_error_from_outside<F: Family>(
         ports_off: local_port_off,
         csum_off: icmp_off + 2,
         pseudo_header: F::ICMP_PSEUDO_HEADER,
+        crc32c: false,
     };
     F::set_quoted_src(ctx, icmp.csum_off, inner_off, uplink, reply.addr)?;
     icmp.set_port(ctx, local_port_off, nat_port, reply.port)?;

@@ -6,7 +6,6 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_peer,
     macros::classifier,
     programs::TcContext,
 };
@@ -17,7 +16,7 @@ use network_types::{
 use xnet_common::DropReason;
 
 use crate::{
-    ipv6, maps,
+    dnat, forward, ipv6, maps,
     nat::{self, Packet, V4, V6},
     parse, stats,
 };
@@ -28,7 +27,10 @@ use crate::{
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     match from_outside(&ctx) {
         Ok(action) => action,
-        Err(_) => TC_ACT_SHOT,
+        Err(reason) => {
+            stats::count_drop(None, reason);
+            TC_ACT_SHOT
+        }
     }
 }
 
@@ -43,13 +45,24 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
         // SAFETY: `header` checked the bounds; copied out before the packet is rewritten.
         let ip = unsafe { *ip };
-        if ip.dst_addr != uplink.ipv4 || ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+        if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
             return Ok(TC_ACT_OK);
         }
         let Ok(packet) = Packet::of_ipv4(&ip) else {
             return Ok(TC_ACT_OK);
         };
-        nat::from_outside::<V4>(ctx, &packet, &uplink)?
+        let reply = if ip.dst_addr == uplink.ipv4 {
+            nat::from_outside::<V4>(ctx, &packet, &uplink)?
+        } else {
+            None
+        };
+        if reply.is_none() {
+            // Not a reply of ours: maybe a connection to a published port.
+            return Ok(dnat::from_outside(ctx, &packet, &uplink)
+                .unpack()?
+                .unwrap_or(TC_ACT_OK));
+        }
+        reply
     } else if ether_type == EtherType::Ipv6 as u16 {
         let ip: *const Ipv6Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
         // SAFETY: as above.
@@ -68,14 +81,5 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     // The flow is ours; if its container is gone, nobody on the host should see it either.
-    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
-    let eth: *mut EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
-    // SAFETY: `header` checked the bounds.
-    unsafe {
-        (*eth).dst_addr = endpoint.mac;
-        (*eth).src_addr = endpoint.host_mac;
-    }
-    stats::count_rx(endpoint.slot, ctx.len());
-    // SAFETY: plain helper call; flags must be 0.
-    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
+    forward::into_endpoint(ctx, ifindex)
 }

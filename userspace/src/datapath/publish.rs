@@ -43,7 +43,8 @@ impl PublishEntry {
             .collect()
     }
 
-    fn value(&self) -> Published {
+    /// What each of the range's keys points at.
+    pub fn value(&self) -> Published {
         Published {
             ifindex: self.ifindex,
             container_ip: self.container_ip.octets(),

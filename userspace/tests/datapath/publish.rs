@@ -1,0 +1,181 @@
+//! Published ports at the packet level: destination NAT at the uplink with the client's
+//! address kept, the reverse for replies, host-address bindings, ranges, and hairpin through
+//! the gateway. The published container is the endpoint under test (ifindex 1), so every leg
+//! runs on the test runner's device.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{LpmTrie, MapData};
+use xnet::datapath::PublishEntry;
+use xnet_common::{DropReason, MAP_PUBLISHED, PROG_UPLINK_INGRESS, PublishKey, Published, Uplink};
+
+use super::{
+    Datapath, GATEWAY, HOST_MAC, LOOPBACK, ME_IP, ME_MAC, REMOTE_IP, TC_ACT_OK, TC_ACT_REDIRECT,
+    UPLINK_IP, checked_udp, udp_with_checksums,
+};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const SCTP: u8 = 132;
+
+impl Datapath {
+    /// Publishes host ports `host` (bound to `host_ip`) to the endpoint under test's ports
+    /// starting at `container_first`, the way the daemon writes them.
+    fn publish(&mut self, proto: u8, host_ip: [u8; 4], host: (u16, u16), container_first: u16) {
+        let entry = PublishEntry {
+            proto,
+            host_ip: Ipv4Addr::from(host_ip),
+            host_ports: host.0..=host.1,
+            container_ip: Ipv4Addr::from(ME_IP),
+            container_port_first: container_first,
+            ifindex: LOOPBACK,
+        };
+        let mut published: LpmTrie<&mut MapData, PublishKey, Published> =
+            LpmTrie::try_from(self.ebpf.map_mut(MAP_PUBLISHED).unwrap()).unwrap();
+        for key in entry.keys() {
+            published.insert(&key, entry.value(), 0).unwrap();
+        }
+    }
+
+    fn with_uplink() -> Self {
+        let mut dp = Datapath::new();
+        dp.set_uplink(Uplink {
+            ifindex: 7,
+            ipv4: UPLINK_IP,
+            ipv6: [0; 16],
+        });
+        dp
+    }
+
+    fn on_uplink(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(PROG_UPLINK_INGRESS, frame)
+    }
+}
+
+/// A UDP datagram as it arrives on the uplink from `src` to `dst`.
+fn wire(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
+    let mut f = udp_with_checksums(src.0, src.1, dst.0, dst.1);
+    f[0..6].copy_from_slice(&HOST_MAC);
+    f[6..12].copy_from_slice(&[0xee; 6]);
+    f
+}
+
+#[test]
+fn outside_clients_reach_published_ports_with_their_own_address() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(UDP, [0; 4], (8080, 8080), 80);
+    let (verdict, inside) = dp.on_uplink(&wire((REMOTE_IP, 5555), (UPLINK_IP, 8080)));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "delivered into the container");
+    assert_eq!(checked_udp(&inside), (REMOTE_IP, 5555, ME_IP, 80));
+    assert_eq!(
+        (&inside[0..6], &inside[6..12]),
+        (&ME_MAC[..], &HOST_MAC[..])
+    );
+
+    // The reply leaves through the uplink as what the client dialed.
+    let (verdict, out) = dp.ingress(&udp_with_checksums(ME_IP, 80, REMOTE_IP, 5555));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "sent out of the uplink");
+    assert_eq!(checked_udp(&out), (UPLINK_IP, 8080, REMOTE_IP, 5555));
+
+    // Another port, or another protocol on the same port, is the host's business.
+    let other_port = wire((REMOTE_IP, 5555), (UPLINK_IP, 8081));
+    assert_eq!(dp.on_uplink(&other_port), (TC_ACT_OK, other_port.clone()));
+    dp.publish(TCP, [0; 4], (9090, 9090), 90);
+    let udp_to_tcp_port = wire((REMOTE_IP, 5555), (UPLINK_IP, 9090));
+    assert_eq!(
+        dp.on_uplink(&udp_to_tcp_port),
+        (TC_ACT_OK, udp_to_tcp_port.clone())
+    );
+}
+
+#[test]
+fn ranges_map_port_by_port() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(UDP, [0; 4], (10000, 19999), 10000);
+    dp.publish(UDP, [0; 4], (20000, 20009), 30000);
+    for (port, expected) in [
+        (10000, 10000),
+        (12345, 12345),
+        (19999, 19999),
+        (20005, 30005),
+    ] {
+        let (verdict, inside) = dp.on_uplink(&wire((REMOTE_IP, 5555), (UPLINK_IP, port)));
+        assert_eq!(verdict, TC_ACT_REDIRECT, "{port}");
+        assert_eq!(checked_udp(&inside).3, expected, "{port}");
+    }
+    let past = wire((REMOTE_IP, 5555), (UPLINK_IP, 20010));
+    assert_eq!(dp.on_uplink(&past).0, TC_ACT_OK);
+}
+
+#[test]
+fn host_address_bindings_are_honoured() {
+    let mut dp = Datapath::with_uplink();
+    // Bound to loopback: never from the wire, even addressed to 127.0.0.1 (moby#45610).
+    dp.publish(UDP, [127, 0, 0, 1], (9000, 9000), 90);
+    let sneaky = wire((REMOTE_IP, 5555), ([127, 0, 0, 1], 9000));
+    assert_eq!(dp.on_uplink(&sneaky), (TC_ACT_OK, sneaky.clone()));
+    let via_uplink = wire((REMOTE_IP, 5555), (UPLINK_IP, 9000));
+    assert_eq!(
+        dp.on_uplink(&via_uplink).0,
+        TC_ACT_OK,
+        "loopback binding leaked"
+    );
+    // Bound to one host address: reachable there, not through another.
+    let other_host_ip = [10, 200, 0, 9];
+    dp.publish(UDP, other_host_ip, (9100, 9100), 91);
+    assert_eq!(
+        dp.on_uplink(&wire((REMOTE_IP, 5555), (other_host_ip, 9100)))
+            .0,
+        TC_ACT_REDIRECT
+    );
+    let wrong_address = wire((REMOTE_IP, 5555), (UPLINK_IP, 9100));
+    assert_eq!(dp.on_uplink(&wrong_address).0, TC_ACT_OK);
+    // Bound to every address: through the uplink's address, but not to addresses that are not
+    // the host's (transit traffic is never captured).
+    dp.publish(UDP, [0; 4], (9200, 9200), 92);
+    let transit = wire((REMOTE_IP, 5555), ([10, 77, 0, 1], 9200));
+    assert_eq!(dp.on_uplink(&transit).0, TC_ACT_OK);
+}
+
+#[test]
+fn containers_reach_published_ports_through_the_host_address() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(UDP, [0; 4], (8080, 8080), 80);
+    // The container under test is client and server at once (hairpin to itself): the server
+    // sees the connection coming from its gateway.
+    let (verdict, inside) = dp.ingress(&udp_with_checksums(ME_IP, 4000, GATEWAY, 8080));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(checked_udp(&inside), (GATEWAY, 4000, ME_IP, 80));
+    // Its reply comes back as from what the client dialed.
+    let (verdict, back) = dp.ingress(&udp_with_checksums(ME_IP, 80, GATEWAY, 4000));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(checked_udp(&back), (GATEWAY, 8080, ME_IP, 4000));
+    // The same through the uplink's address.
+    let (verdict, inside) = dp.ingress(&udp_with_checksums(ME_IP, 4001, UPLINK_IP, 8080));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(checked_udp(&inside), (GATEWAY, 4001, ME_IP, 80));
+    let (_, back) = dp.ingress(&udp_with_checksums(ME_IP, 80, GATEWAY, 4001));
+    assert_eq!(checked_udp(&back), (UPLINK_IP, 8080, ME_IP, 4001));
+    // Ports that are not published are the host stack's.
+    let plain = udp_with_checksums(ME_IP, 4002, GATEWAY, 53);
+    assert_eq!(dp.ingress(&plain), (TC_ACT_OK, plain.clone()));
+}
+
+#[test]
+fn sctp_keeps_its_ports() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(SCTP, [0; 4], (7000, 7000), 7000);
+    dp.publish(SCTP, [0; 4], (7001, 7001), 7100);
+    let sctp = |port: u16| {
+        let mut f = wire((REMOTE_IP, 5555), (UPLINK_IP, port));
+        f[23] = SCTP;
+        f
+    };
+    let (verdict, inside) = dp.on_uplink(&sctp(7000));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(&inside[30..34], &ME_IP, "address translated");
+    // Its CRC32c covers the ports and cannot follow a change: never half-translated.
+    let before = dp.drops(DropReason::UnsupportedNat);
+    assert_eq!(dp.on_uplink(&sctp(7001)).0, super::TC_ACT_SHOT);
+    assert_eq!(dp.drops(DropReason::UnsupportedNat), before + 1);
+}
