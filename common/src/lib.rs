@@ -18,6 +18,38 @@ pub const PROG_ENDPOINT_EGRESS: &str = "endpoint_egress";
 /// containers' outgoing connections, reverse-translated back to the container.
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 
+/// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4` hooks): the host's
+/// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the
+/// socket, with no proxy. Each acts only on sockets of its daemon's network namespace.
+pub const PROG_HOST_CONNECT4: &str = "host_connect4";
+pub const PROG_HOST_SENDMSG4: &str = "host_sendmsg4";
+pub const PROG_HOST_RECVMSG4: &str = "host_recvmsg4";
+
+/// `HOST_NETNS`: array of one `u64`, the network namespace cookie of the daemon's (the host's)
+/// namespace; the socket hooks act only on sockets there. 0: not set, they act on none.
+pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
+/// `SOCK_REVNAT`: LRU, [`SockRevKey`] -> [`SockAddrV4`]: for a socket that sent datagrams to a
+/// published port, the container address they went to -> the address the socket asked for, so
+/// replies read from it show where it sent them.
+pub const MAP_SOCK_REVNAT: &str = "SOCK_REVNAT";
+
+/// An IPv4 address and port, both in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockAddrV4 {
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub _pad: [u8; 2],
+}
+
+/// Key of `SOCK_REVNAT`: a socket (its cookie) and the container address it talks to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockRevKey {
+    pub cookie: u64,
+    pub container: SockAddrV4,
+}
+
 /// `ENDPOINTS`: host-side veth ifindex (`u32`) -> [`Endpoint`].
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network.
@@ -402,6 +434,8 @@ mod pod {
     unsafe impl aya::Pod for super::PublishKey {}
     unsafe impl aya::Pod for super::Published {}
     unsafe impl aya::Pod for super::PublishedFlow {}
+    unsafe impl aya::Pod for super::SockAddrV4 {}
+    unsafe impl aya::Pod for super::SockRevKey {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -419,3 +453,5 @@ const _: () = assert!(core::mem::size_of::<NatReplyV6>() == 32);
 const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Published>() == 12);
 const _: () = assert!(core::mem::size_of::<PublishedFlow>() == 24);
+const _: () = assert!(core::mem::size_of::<SockAddrV4>() == 8);
+const _: () = assert!(core::mem::size_of::<SockRevKey>() == 16);

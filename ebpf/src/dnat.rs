@@ -31,7 +31,7 @@ const NOT_ICMP: u8 = 0xff;
 /// The mapping for `port` of `addr`: one bound to that address, else (if `any_address` may
 /// match, i.e. `addr` is known to be the host's) one bound to every address.
 #[inline(always)]
-fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Option<Published> {
+pub fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Option<Published> {
     let key = |addr| {
         Key::new(
             PUBLISH_PREFIX_FIXED_BITS + 16,
@@ -51,7 +51,7 @@ fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Option<
 
 /// The container port that host port `port` of mapping `published` leads to.
 #[inline(always)]
-fn container_port(published: &Published, port: [u8; 2]) -> [u8; 2] {
+pub fn container_port(published: &Published, port: [u8; 2]) -> [u8; 2] {
     let offset = u16::from_be_bytes(port).wrapping_sub(published.host_port_first);
     published
         .container_port_first

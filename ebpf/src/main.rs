@@ -2,6 +2,7 @@
 //!
 //! - [`endpoint`]: the tcx hooks of each container's host-side veth;
 //! - [`uplink`]: the tcx ingress hook of the host's uplink;
+//! - [`host`]: the socket hooks (root cgroup) for the host's own connections to published ports;
 //!
 //! and one module per concern that those entry points share:
 //! [`parse`] (bounds-checked header access), [`ipv6`] (address tests), [`arp`] (the ARP
@@ -18,6 +19,7 @@ mod dnat;
 mod endpoint;
 mod flood;
 mod forward;
+mod host;
 mod ipv6;
 mod maps;
 mod nat;

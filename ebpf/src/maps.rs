@@ -8,7 +8,7 @@ use aya_ebpf::{
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
     MAX_PUBLISHED, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
-    PublishKey, Published, PublishedFlow, Uplink,
+    PublishKey, Published, PublishedFlow, SockAddrV4, SockRevKey, Uplink,
 };
 
 #[map]
@@ -115,3 +115,9 @@ pub static PUBLISHED: LpmTrie<PublishKey, Published> = LpmTrie::pinned(MAX_PUBLI
 #[map]
 pub static PUBLISH_FLOWS: LruHashMap<FlowKeyV4, PublishedFlow> =
     LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static HOST_NETNS: Array<u64> = Array::pinned(1, 0);
+
+#[map]
+pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockAddrV4> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);

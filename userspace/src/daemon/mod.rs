@@ -75,6 +75,11 @@ impl Daemon {
         };
         inner.pin_host_namespace()?;
         inner.set_uplink(config.uplink.as_deref()).await?;
+        if !inner.datapath.attach_host_hooks()? {
+            eprintln!(
+                "xnetd: no cgroup v2 hierarchy mounted: the host's own connections to published ports are not translated"
+            );
+        }
         inner.reconcile().await?;
         inner
             .ensure_predefined_networks()

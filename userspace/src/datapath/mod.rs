@@ -3,6 +3,7 @@
 //! is a tcx link pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
+mod host;
 mod publish;
 
 pub use publish::PublishEntry;
@@ -33,10 +34,10 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
-    MAP_ENDPOINTS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED,
-    MAP_SUBNETS, MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
-    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PublishKey, Published,
-    Uplink, link_local_of,
+    MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6,
+    MAP_PUBLISHED, MAP_SUBNETS, MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key,
+    NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PublishKey,
+    Published, Uplink, link_local_of,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -60,6 +61,7 @@ pub struct Datapath {
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
     published: LpmTrie<MapData, PublishKey, Published>,
+    host_netns: Array<MapData, u64>,
     subnets6: LpmTrie<MapData, [u8; 16], u32>,
     members: HashMap<MapData, MemberKey, u32>,
     member_count: HashMap<MapData, u32, u32>,
@@ -96,6 +98,7 @@ impl Datapath {
                 .load()
                 .map_err(|e| one_line_load_error(name, e))?;
         }
+        host::load_hooks(&mut ebpf)?;
         Ok(Self {
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
             neighbors: take_map(&mut ebpf, MAP_NEIGHBORS)?,
@@ -105,6 +108,7 @@ impl Datapath {
             uplink: take_map(&mut ebpf, MAP_UPLINK)?,
             subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
             published: take_map(&mut ebpf, MAP_PUBLISHED)?,
+            host_netns: take_map(&mut ebpf, MAP_HOST_NETNS)?,
             subnets6: take_map(&mut ebpf, MAP_SUBNETS6)?,
             members: take_map(&mut ebpf, MAP_MEMBERS)?,
             member_count: take_map(&mut ebpf, MAP_MEMBER_COUNT)?,

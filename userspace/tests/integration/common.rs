@@ -340,6 +340,15 @@ impl Host {
             .unwrap_or_default()
     }
 
+    /// The daemon's pinned tcx links of container endpoints (`<ifindex>-ingress|egress`), not
+    /// those of the uplink or the host's socket hooks.
+    pub fn endpoint_link_pins(&self) -> Vec<String> {
+        Self::entries(&self.bpffs.join("links"))
+            .into_iter()
+            .filter(|name| name.starts_with(|c: char| c.is_ascii_digit()))
+            .collect()
+    }
+
     pub fn netns_dir(&self) -> PathBuf {
         self.dir.join("netns")
     }

@@ -177,7 +177,7 @@ fn the_datapath_keeps_forwarding_across_a_daemon_restart() {
     host.run_sleeper("b", &[]);
     let (a, b_ip, a_ip) = (host.sandbox("a"), host.ip_of("b"), host.ip_of("a"));
     assert!(host.reaches(&a, &b_ip));
-    let pins_before = Host::entries(&host.bpffs.join("links"));
+    let pins_before = host.endpoint_link_pins();
     assert_eq!(
         pins_before.len(),
         4,
@@ -201,7 +201,7 @@ fn the_datapath_keeps_forwarding_across_a_daemon_restart() {
     );
     let ps = json_lines(&host.ok(&["ps", "--format", "json"]));
     assert_eq!(ps.len(), 2, "containers forgotten: {ps:?}");
-    let mut pins_after = Host::entries(&host.bpffs.join("links"));
+    let mut pins_after = host.endpoint_link_pins();
     pins_after.sort();
     let mut pins_before = pins_before;
     pins_before.sort();
@@ -229,10 +229,7 @@ fn rm_and_failed_runs_leave_nothing_behind() {
         host.host_links()
     );
     assert!(!std::path::Path::new(&a).exists(), "namespace left at {a}");
-    assert!(
-        Host::entries(&host.bpffs.join("links")).is_empty(),
-        "link pins left"
-    );
+    assert!(host.endpoint_link_pins().is_empty(), "link pins left");
     let stats: Value = serde_json::from_str(&host.ok(&["stats", "--format", "json"])).unwrap();
     assert!(stats["containers"].as_array().unwrap().is_empty());
 
@@ -245,10 +242,7 @@ fn rm_and_failed_runs_leave_nothing_behind() {
         host.host_links()
     );
     assert!(host.container_namespaces().is_empty(), "namespace left");
-    assert!(
-        Host::entries(&host.bpffs.join("links")).is_empty(),
-        "link pins left"
-    );
+    assert!(host.endpoint_link_pins().is_empty(), "link pins left");
     assert!(json_lines(&host.ok(&["ps", "--format", "json"])).is_empty());
     // The failed run released its name and address: both can be used again.
     host.run_sleeper("broken", &["--ip", "172.17.0.2"]);
