@@ -1,0 +1,159 @@
+//! Published ports end to end, with real iperf3 over TCP and UDP: from another host through
+//! the uplink (the container sees the client's own address), from the host itself on 127.0.0.1
+//! and on its address (socket hooks, no proxy), from other containers through a host address
+//! (hairpin), and host-address bindings.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Host, eventually, succeeded};
+
+/// Whether an iperf3 client in `client_ns` gets through to `ip:port` (TCP, or UDP with its TCP
+/// control connection on the same port), against a server already listening.
+fn iperf_reaches(host: &Host, client_ns: &str, ip: &str, port: u16, udp: bool) -> bool {
+    let port = port.to_string();
+    let mut args = vec![
+        "timeout",
+        "10",
+        "iperf3",
+        "-c",
+        ip,
+        "-p",
+        &port,
+        "-t",
+        "1",
+        "--connect-timeout",
+        "2000",
+    ];
+    if udp {
+        args.extend(["-u", "-b", "10M"]);
+    }
+    eventually(Duration::from_secs(8), || {
+        succeeded(&host.in_container(client_ns, &args))
+    })
+}
+
+/// Whether a single attempt fails (for what must NOT get through).
+fn iperf_refused(host: &Host, client_ns: &str, ip: &str, port: u16) -> bool {
+    let port = port.to_string();
+    let args = [
+        "timeout",
+        "6",
+        "iperf3",
+        "-c",
+        ip,
+        "-p",
+        &port,
+        "-t",
+        "1",
+        "--connect-timeout",
+        "2000",
+    ];
+    !succeeded(&host.in_container(client_ns, &args))
+}
+
+#[test]
+fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
+    let mut host = Host::with_uplink();
+    host.run_sleeper(
+        "web",
+        &[
+            "-p",
+            "8080:80",
+            "-p",
+            "8081:81/udp",
+            "-p",
+            "8081:81",
+            "-p",
+            "127.0.0.1:9090:90",
+        ],
+    );
+    host.run_sleeper("client", &[]);
+    let web = host.sandbox("web");
+    let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
+    for port in ["80", "81", "90"] {
+        host.spawn_in(&web, &["iperf3", "-s", "-p", port]);
+    }
+
+    // Another host, through the uplink; the server sees the client's own address.
+    let log = host.dir.join("iperf-published.json");
+    host.spawn_in(
+        &web,
+        &[
+            "sh",
+            "-c",
+            &format!("iperf3 -s -1 -J -p 82 > {}", log.display()),
+        ],
+    );
+    host.ok(&["port", "add", "web", "8082:82"]);
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8082, false),
+        "TCP from outside"
+    );
+    let mut report: Option<Value> = None;
+    eventually(Duration::from_secs(5), || {
+        report = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        report.is_some()
+    });
+    let report = report.expect("no iperf3 report");
+    assert_eq!(
+        report["start"]["connected"][0]["remote_host"], "10.200.0.2",
+        "the container must see the client's address: {report}"
+    );
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8080, false),
+        "TCP from outside"
+    );
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8081, true),
+        "UDP from outside"
+    );
+
+    // The host itself, on loopback and on its own address.
+    assert!(
+        iperf_reaches(&host, &host_ns, "127.0.0.1", 8080, false),
+        "host via 127.0.0.1"
+    );
+    assert!(
+        iperf_reaches(&host, &host_ns, "10.200.0.1", 8080, false),
+        "host via its address"
+    );
+    assert!(
+        iperf_reaches(&host, &host_ns, "127.0.0.1", 8081, true),
+        "host UDP via 127.0.0.1"
+    );
+
+    // Another container, through the host's address and through its gateway (hairpin).
+    let gateway = host.inspect("client")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        iperf_reaches(&host, &client, "10.200.0.1", 8080, false),
+        "hairpin via uplink"
+    );
+    assert!(
+        iperf_reaches(&host, &client, &gateway, 8080, false),
+        "hairpin via gateway"
+    );
+
+    // Bound to 127.0.0.1: the host reaches it, nobody else does.
+    assert!(
+        iperf_reaches(&host, &host_ns, "127.0.0.1", 9090, false),
+        "loopback binding"
+    );
+    assert!(
+        iperf_refused(&host, &outside, "10.200.0.1", 9090),
+        "a port bound to 127.0.0.1 was reached from another host"
+    );
+
+    // Unpublished, it is gone for everyone.
+    host.ok(&["port", "rm", "web", "8080:80"]);
+    assert!(
+        iperf_refused(&host, &outside, "10.200.0.1", 8080),
+        "unpublished port reached"
+    );
+}
