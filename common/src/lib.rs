@@ -18,12 +18,13 @@ pub const PROG_ENDPOINT_EGRESS: &str = "endpoint_egress";
 /// containers' outgoing connections, reverse-translated back to the container.
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 
-/// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4` hooks): the host's
+/// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`): the host's
 /// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the
 /// socket, with no proxy. Each acts only on sockets of its daemon's network namespace.
 pub const PROG_HOST_CONNECT4: &str = "host_connect4";
 pub const PROG_HOST_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_HOST_RECVMSG4: &str = "host_recvmsg4";
+pub const PROG_HOST_GETPEERNAME4: &str = "host_getpeername4";
 
 /// `HOST_NETNS`: array of one `u64`, the network namespace cookie of the daemon's (the host's)
 /// namespace; the socket hooks act only on sockets there. 0: not set, they act on none.

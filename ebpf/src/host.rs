@@ -2,7 +2,8 @@
 //! cgroup. A socket of the host that connects (or sends datagrams) to a published port on
 //! 127.0.0.1 or on the host's address gets the container's address instead, before routing:
 //! no userland proxy, no NAT on the packets, and the container sees the host as the client.
-//! Datagram replies read from such a socket show the address it sent to.
+//! Datagram replies read from such a socket, and its peer address, show the address it asked
+//! for.
 //!
 //! The hooks see every socket of the machine; each acts only on sockets in its daemon's network
 //! namespace (several daemons, one per simulated host, share a machine in tests).
@@ -38,9 +39,23 @@ pub fn host_sendmsg4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(recvmsg4)]
 pub fn host_recvmsg4(ctx: SockAddrContext) -> i32 {
-    if ours(&ctx) {
+    to_asked(&ctx);
+    PROCEED
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn host_getpeername4(ctx: SockAddrContext) -> i32 {
+    to_asked(&ctx);
+    PROCEED
+}
+
+/// Shows the address the socket asked for where the kernel would show the container's: the
+/// source of a datagram read (`recvmsg`), the peer of a connected socket (`getpeername`).
+#[inline(always)]
+fn to_asked(ctx: &SockAddrContext) {
+    if ours(ctx) {
         // SAFETY: the context pointer the kernel passed; these fields are readable and writable
-        // in recvmsg4 (the datagram's source address).
+        // in recvmsg4 and getpeername4.
         unsafe {
             let sa = ctx.sock_addr;
             let key = SockRevKey {
@@ -57,7 +72,6 @@ pub fn host_recvmsg4(ctx: SockAddrContext) -> i32 {
             }
         }
     }
-    PROCEED
 }
 
 /// Whether the socket lives in this daemon's network namespace.
