@@ -8,3 +8,4 @@ mod errors;
 mod ipv6;
 mod lifecycle;
 mod networks;
+mod ports;
