@@ -13,7 +13,7 @@ use axum::{
 
 use super::types::{
     AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
-    RemoveOptions,
+    PortMap, PortsRequest, RemoveOptions,
 };
 use crate::{daemon::Daemon, error::XnetError};
 
@@ -51,6 +51,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             get(inspect_container).delete(remove_container),
         )
         .route("/containers/{name}/process", put(set_process))
+        .route("/containers/{name}/publish", post(add_ports))
+        .route("/containers/{name}/unpublish", post(remove_ports))
         .route("/stats", get(stats))
         .route("/networks/{name}/connect", post(connect))
         .route("/networks/{name}/disconnect", post(disconnect))
@@ -163,6 +165,22 @@ async fn set_process(
     Json(req): Json<ContainerProcess>,
 ) -> ApiResult<()> {
     Ok(Json(d.set_process(&name, req.pid).await?))
+}
+
+async fn add_ports(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<PortsRequest>,
+) -> ApiResult<PortMap> {
+    Ok(Json(d.add_ports(&name, &req.specs).await?))
+}
+
+async fn remove_ports(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<PortsRequest>,
+) -> ApiResult<PortMap> {
+    Ok(Json(d.remove_ports(&name, &req.specs).await?))
 }
 
 async fn stats(State(d): Shared) -> ApiResult<super::types::StatsReport> {

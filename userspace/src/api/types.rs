@@ -64,6 +64,22 @@ pub struct ContainerCreate {
     pub command: Vec<String>,
 }
 
+/// `xnet port add` / `xnet port rm`: `-p` specs, as given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortsRequest {
+    pub specs: Vec<String>,
+}
+
+/// Docker's port map: by container port (`80/tcp`), its bindings on the host.
+pub type PortMap = BTreeMap<String, Vec<PortBinding>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
 /// The process `xnet run` started in a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerProcess {
@@ -144,7 +160,16 @@ pub struct ContainerInspect {
     pub path: String,
     pub args: Vec<String>,
     pub state: ContainerState,
+    pub host_config: HostConfig,
     pub network_settings: NetworkSettings,
+}
+
+/// The parts of Docker's `HostConfig` xnet has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    /// The published ports as they were asked for.
+    pub port_bindings: PortMap,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +191,8 @@ pub struct NetworkSettings {
     pub default_network: EndpointAddresses,
     /// By network name.
     pub networks: BTreeMap<String, EndpointSettings>,
+    /// Published ports.
+    pub ports: PortMap,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

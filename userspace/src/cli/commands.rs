@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{
-    Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, RmArgs, RunArgs,
+    Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, PortArgs, PortCommand,
+    PortSpecsArgs, RmArgs, RunArgs,
     output::{print_inspect, print_rows, short_id},
     process::{Mode, spawn_failure_code, spawn_in, wait_exit_code},
 };
@@ -16,7 +17,7 @@ use crate::{
         client::Client,
         types::{
             AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
-            NetworkCreate, NetworkInspect, StatsReport,
+            NetworkCreate, NetworkInspect, PortBinding, PortMap, PortsRequest, StatsReport,
         },
     },
     daemon::HOST_NETWORK,
@@ -65,7 +66,76 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             format!("/attached/{}", encode(name))
         })
         .await),
+        Command::Port(args) => port(&client, args).await.map(|()| 0),
     }
+}
+
+/// `xnet port`: lists, or with `add`/`rm` changes, a container's published ports.
+async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
+    let (verb, PortSpecsArgs { name, specs }) = match args.action {
+        Some(PortCommand::Add(a)) => ("publish", a),
+        Some(PortCommand::Rm(a)) => ("unpublish", a),
+        None => {
+            let name = args.name.expect("clap requires NAME without a subcommand");
+            let container: ContainerInspect = client.get(&container_path(&name)).await?;
+            for line in port_lines(&container.network_settings.ports, args.port.as_deref())
+                .map_err(|key| anyhow::anyhow!("no public port '{key}' published for {name}"))?
+            {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+    };
+    let changed: PortMap = client
+        .post(
+            &format!("{}/{verb}", container_path(&name)),
+            &PortsRequest { specs },
+        )
+        .await?;
+    for line in port_lines(&changed, None).expect("no filter") {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `docker port`'s lines, by container port: `80/tcp -> 0.0.0.0:8080`, or only
+/// `0.0.0.0:8080` for the one port `only` names (`80`, `80/udp`). Err: the key of a port
+/// that is not published.
+fn port_lines(ports: &PortMap, only: Option<&str>) -> Result<Vec<String>, String> {
+    let binding = |b: &PortBinding| format!("{}:{}", b.host_ip, b.host_port);
+    if let Some(port) = only {
+        let key = if port.contains('/') {
+            port.to_ascii_lowercase()
+        } else {
+            format!("{port}/tcp")
+        };
+        return match ports.get(&key) {
+            Some(bindings) if !bindings.is_empty() => Ok(bindings.iter().map(binding).collect()),
+            _ => Err(key),
+        };
+    }
+    let mut keys: Vec<&String> = ports.keys().collect();
+    // By number, then protocol, as Docker sorts them (the map's order is by text).
+    keys.sort_by_key(|k| {
+        let (port, proto) = k.split_once('/').unwrap_or((k, ""));
+        (port.parse::<u16>().unwrap_or(0), proto)
+    });
+    Ok(keys
+        .into_iter()
+        .flat_map(|k| {
+            ports[k]
+                .iter()
+                .map(move |b| format!("{k} -> {}", binding(b)))
+        })
+        .collect())
+}
+
+/// `--expose HOST_PORT:CONTAINER_PORT[/PROTO]` as the `-p` spec it stands for.
+fn expose_spec(text: &str) -> anyhow::Result<String> {
+    if text.split(':').count() != 2 {
+        anyhow::bail!("invalid --expose {text:?}: expected HOST_PORT:CONTAINER_PORT[/PROTO]");
+    }
+    Ok(format!("127.0.0.1:{text}"))
 }
 
 async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
@@ -145,6 +215,12 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
 /// Creates the container, then starts the command in it. If the command cannot even start,
 /// the container is removed again: a failed `run` leaves nothing behind.
 async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
+    let exposed = args
+        .expose
+        .iter()
+        .map(|e| expose_spec(e))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let publish: Vec<String> = args.publish.iter().cloned().chain(exposed).collect();
     let created: ContainerInspect = client
         .post(
             "/containers",
@@ -153,12 +229,12 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
                 network: Some(args.network),
                 ip: args.ip,
                 ip6: args.ip6,
-                publish: args.publish.clone(),
+                publish: publish.clone(),
                 command: args.command.clone(),
             },
         )
         .await?;
-    if !args.publish.is_empty() && created.network_settings.networks.contains_key(HOST_NETWORK) {
+    if !publish.is_empty() && created.network_settings.networks.contains_key(HOST_NETWORK) {
         // Docker's words: the container shares the host's ports, there is nothing to map.
         eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
@@ -354,4 +430,53 @@ fn encode(segment: &str) -> String {
         .replace('?', "%3F")
         .replace('#', "%23")
         .replace(' ', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bindings(pairs: &[(&str, &str, &str)]) -> PortMap {
+        let mut map = PortMap::new();
+        for (key, ip, port) in pairs {
+            map.entry(key.to_string()).or_default().push(PortBinding {
+                host_ip: ip.to_string(),
+                host_port: port.to_string(),
+            });
+        }
+        map
+    }
+
+    #[test]
+    fn port_lines_are_dockers_sorted_by_number() {
+        let map = bindings(&[
+            ("10000/tcp", "0.0.0.0", "10000"),
+            ("80/udp", "0.0.0.0", "8080"),
+            ("80/tcp", "127.0.0.1", "8080"),
+            ("80/tcp", "0.0.0.0", "9090"),
+        ]);
+        assert_eq!(
+            port_lines(&map, None).unwrap(),
+            [
+                "80/tcp -> 127.0.0.1:8080",
+                "80/tcp -> 0.0.0.0:9090",
+                "80/udp -> 0.0.0.0:8080",
+                "10000/tcp -> 0.0.0.0:10000"
+            ]
+        );
+        assert_eq!(
+            port_lines(&map, Some("80")).unwrap(),
+            ["127.0.0.1:8080", "0.0.0.0:9090"]
+        );
+        assert_eq!(port_lines(&map, Some("80/UDP")).unwrap(), ["0.0.0.0:8080"]);
+        assert_eq!(port_lines(&map, Some("81")).unwrap_err(), "81/tcp");
+    }
+
+    #[test]
+    fn expose_is_publishing_on_localhost() {
+        assert_eq!(expose_spec("8080:80/udp").unwrap(), "127.0.0.1:8080:80/udp");
+        for bad in ["80", "1.2.3.4:8080:80"] {
+            assert!(expose_spec(bad).is_err(), "{bad}");
+        }
+    }
 }

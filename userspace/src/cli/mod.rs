@@ -47,6 +47,38 @@ pub enum Command {
     Attach(AttachArgs),
     /// Remove what `attach` added (the endpoints); the namespace itself is left alone.
     Detach(NamesArgs),
+    /// List a container's published ports (`NAME [PORT[/PROTO]]`), or publish (`add`) and
+    /// withdraw (`rm`) them while it runs.
+    Port(PortArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct PortArgs {
+    #[command(subcommand)]
+    pub action: Option<PortCommand>,
+    /// Container.
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Only the host bindings of this container port: `PORT[/tcp|udp|sctp]`.
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Publish more ports of a container (`-p` syntax); prints the new mappings.
+    Add(PortSpecsArgs),
+    /// Withdraw published ports: the mappings with the spec's container ports and protocol,
+    /// and its host address and ports when it gives them; prints them.
+    Rm(PortSpecsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PortSpecsArgs {
+    pub name: String,
+    /// `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]`
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +194,10 @@ pub struct RunArgs {
     /// warning on the host network, as in Docker.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Publish on 127.0.0.1 only: the same as `-p 127.0.0.1:HOST_PORT:CONTAINER_PORT`
+    /// (unlike Docker's `--expose`, which publishes nothing).
+    #[arg(long, value_name = "HOST_PORT:CONTAINER_PORT[/PROTO]")]
+    pub expose: Vec<String>,
     /// Run the command in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -408,6 +444,52 @@ mod tests {
         assert!(parse(&["attach", "--name", "d"]).is_err());
         assert!(parse(&["attach", "--name", "d", "--pid", "1", "--netns", "/x"]).is_err());
         assert!(parse(&["detach", "d"]).is_ok());
+    }
+
+    #[test]
+    fn port_lists_or_takes_add_and_rm() {
+        let Command::Port(p) = parse(&["port", "web", "80/udp"]).unwrap().command else {
+            panic!()
+        };
+        assert!(p.action.is_none());
+        assert_eq!(
+            (p.name.as_deref(), p.port.as_deref()),
+            (Some("web"), Some("80/udp"))
+        );
+        let Command::Port(p) = parse(&["port", "add", "web", "8080:80"]).unwrap().command else {
+            panic!()
+        };
+        let Some(PortCommand::Add(add)) = p.action else {
+            panic!()
+        };
+        assert_eq!(
+            (add.name.as_str(), add.specs),
+            ("web", vec!["8080:80".to_string()])
+        );
+        let Command::Port(p) = parse(&["port", "rm", "web", "80", "127.0.0.1::81"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        let Some(PortCommand::Rm(rm)) = p.action else {
+            panic!()
+        };
+        assert_eq!((rm.name.as_str(), rm.specs.len()), ("web", 2));
+        assert!(parse(&["port"]).is_err());
+        assert!(parse(&["port", "add", "web"]).is_err());
+        let Command::Run(run) = parse(&[
+            "run", "--name", "a", "-p", "80", "--expose", "8080:80", "--", "true",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (run.publish, run.expose),
+            (vec!["80".to_string()], vec!["8080:80".to_string()])
+        );
     }
 
     #[test]

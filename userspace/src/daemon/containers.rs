@@ -17,14 +17,16 @@ use xnet_common::{
 use super::{
     Inner,
     networks::{DEFAULT_NETWORK, HOST_NETWORK, HOST_VETH_PREFIX},
-    now, random_id, validate_name,
+    now,
+    ports::{check_publishable, parse_specs},
+    random_id, validate_name,
 };
 use crate::{
     api::types::{AttachRequest, ContainerCreate, NetworkConnect},
     datapath::EndpointEntry,
     error::{Result, XnetError},
     os::{Netlink, netns},
-    state::{Container, Endpoint, Mac, Network, Sandbox, ipam, ports::PortSpec},
+    state::{Container, Endpoint, Mac, Network, Sandbox, ipam},
 };
 
 /// Host-side veths' temporary peers are named with this prefix plus an id prefix.
@@ -60,16 +62,9 @@ impl Inner {
                 "{flag} is not supported on the {network} network"
             )));
         }
-        for spec in &req.publish {
-            spec.parse::<PortSpec>().map_err(XnetError::invalid)?;
-        }
-        // On the host network published ports are discarded (the CLI warns, as Docker's does);
-        // elsewhere they need the port-publishing datapath, which does not exist yet.
-        if !req.publish.is_empty() && predefined != Some(HOST_NETWORK) {
-            return Err(XnetError::invalid(
-                "publishing ports (-p) is not supported yet, except as a no-op on the host network",
-            ));
-        }
+        // Checked on every network, also the host's, where they are then discarded (the CLI
+        // warns, as Docker's does): the container already shares the host's ports.
+        let specs = parse_specs(&req.publish)?;
         let mut container = Container {
             sandbox_key: self.netns_dir.join(&id[..12]),
             created: now(),
@@ -77,6 +72,7 @@ impl Inner {
             pid: None,
             sandbox: Sandbox::Owned,
             endpoints: Vec::new(),
+            ports: Vec::new(),
             name: req.name.clone(),
             id,
         };
@@ -89,6 +85,11 @@ impl Inner {
             Some(_) => None,
             None => Some(self.state.network(network)?.clone()),
         };
+        // Host ports are resolved before anything is made, so a conflict leaves nothing.
+        if !specs.is_empty() {
+            check_publishable(&container, net.as_ref())?;
+            container.ports = self.resolve_ports(&container.name, &specs)?;
+        }
         self.build(container, NewSandbox::Fresh, net.as_ref(), ips)
             .await
     }
@@ -125,6 +126,7 @@ impl Inner {
             pid: None,
             sandbox: Sandbox::Attached,
             endpoints: Vec::new(),
+            ports: Vec::new(),
             name: req.name.clone(),
             id,
         };
@@ -161,6 +163,8 @@ impl Inner {
                 )
                 .await?;
             }
+            // Only now does the first endpoint have the host-side ifindex they lead to.
+            self.publish_ports(&container, &container.ports)?;
             Ok::<_, XnetError>(())
         }
         .await;
@@ -238,6 +242,10 @@ impl Inner {
                 container.name, net.name
             )));
         };
+        // Published ports lead to the first endpoint and go with it, as in Docker.
+        if position == 0 {
+            self.unpublish_ports(&container, &container.ports)?;
+        }
         self.teardown_endpoint(&container.endpoints[position])
             .await?;
         let stored = self
@@ -246,6 +254,9 @@ impl Inner {
             .get_mut(&container.name)
             .expect("found above");
         stored.endpoints.remove(position);
+        if position == 0 {
+            stored.ports.clear();
+        }
         // A default route left with the interface it used; the next network (of that family)
         // provides one.
         let networks = &self.state.networks;
@@ -433,6 +444,7 @@ impl Inner {
     /// Removes a container's endpoints and xnet's pin of its namespace (for an owned namespace,
     /// the last reference: it dies with its last process).
     pub(super) async fn teardown(&mut self, container: &Container) -> anyhow::Result<()> {
+        self.unpublish_ports(container, &container.ports)?;
         for ep in &container.endpoints {
             self.teardown_endpoint(ep).await?;
         }

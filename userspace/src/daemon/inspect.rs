@@ -6,11 +6,12 @@ use super::{
     Inner,
     containers::running_pid,
     networks::{DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK},
+    ports::{port_bindings, port_map},
 };
 use crate::{
     api::types::{
         ContainerInspect, ContainerState, EndpointAddresses, EndpointIpamConfig, EndpointSettings,
-        Ipam, IpamConfig, NetworkContainer, NetworkInspect, NetworkSettings,
+        HostConfig, Ipam, IpamConfig, NetworkContainer, NetworkInspect, NetworkSettings,
     },
     error::Result,
     state::{Container, Endpoint, IpConfig, Network, Sandbox, ipam::Subnet},
@@ -168,10 +169,14 @@ impl Inner {
                 running: pid.is_some(),
                 pid: pid.unwrap_or(0),
             },
+            host_config: HostConfig {
+                port_bindings: port_bindings(&c.ports),
+            },
             network_settings: NetworkSettings {
                 sandbox_key: c.sandbox_key.display().to_string(),
                 default_network,
                 networks,
+                ports: port_map(&c.ports),
             },
         }
     }

@@ -7,11 +7,13 @@
 //! - [`containers`]: create, remove, connect, disconnect, attach, detach, and the plumbing of
 //!   one endpoint (veth pair, addresses, routes, datapath) and its teardown;
 //! - [`inspect`]: the Docker-shaped views;
+//! - [`ports`]: published ports (host port allocation, conflicts, the datapath's entries);
 //! - `reconcile` (here): adopting what survived a restart.
 
 mod containers;
 mod inspect;
 mod networks;
+mod ports;
 
 use std::{net::IpAddr, path::PathBuf, time::SystemTime};
 
@@ -22,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::{
     api::types::{
         AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, NetworkConnect,
-        NetworkCreate, NetworkInspect, StatsReport,
+        NetworkCreate, NetworkInspect, PortMap, StatsReport,
     },
     datapath::Datapath,
     error::{Result, XnetError},
@@ -142,6 +144,16 @@ impl Daemon {
         self.inner.lock().await.remove_container(name, force).await
     }
 
+    /// `xnet port add`: the mappings added.
+    pub async fn add_ports(&self, name: &str, specs: &[String]) -> Result<PortMap> {
+        self.inner.lock().await.add_ports(name, specs)
+    }
+
+    /// `xnet port rm`: the mappings removed.
+    pub async fn remove_ports(&self, name: &str, specs: &[String]) -> Result<PortMap> {
+        self.inner.lock().await.remove_ports(name, specs)
+    }
+
     pub async fn detach(&self, name: &str) -> Result<()> {
         self.inner.lock().await.detach(name).await
     }
@@ -207,9 +219,9 @@ impl Daemon {
 
 impl Inner {
     /// Makes the kernel match the state after a restart: endpoints whose namespace and veth
-    /// survived are re-published and their pinned links adopted; what vanished (a reboot, a
-    /// removed attached container) is forgotten; map entries and pins the state doesn't know
-    /// are removed.
+    /// survived are re-published and their pinned links adopted, and so are published ports;
+    /// what vanished (a reboot, a removed attached container) is forgotten; map entries and
+    /// pins the state doesn't know are removed.
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         let lo = self.loopback().await?;
         let networks: Vec<Network> = self.state.networks.values().cloned().collect();
@@ -249,12 +261,16 @@ impl Inner {
                     self.teardown_endpoint(ep).await?;
                 }
             }
-            self.state
-                .containers
-                .get_mut(&name)
-                .expect("listed")
-                .endpoints = kept;
+            let stored = self.state.containers.get_mut(&name).expect("listed");
+            // Published ports went with their endpoint, the first.
+            let first = |eps: &[crate::state::Endpoint]| eps.first().map(|e| e.id.clone());
+            if first(&kept) != first(&stored.endpoints) && !stored.ports.is_empty() {
+                eprintln!("xnetd: {name}'s published ports lost their endpoint; forgetting them");
+                stored.ports.clear();
+            }
+            stored.endpoints = kept;
         }
+        self.reconcile_ports()?;
         let live: Vec<u32> = self.all_endpoints().map(|e| e.host_ifindex).collect();
         for ifindex in self.datapath.endpoint_ifindexes() {
             if !live.contains(&ifindex) {

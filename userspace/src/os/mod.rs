@@ -4,5 +4,6 @@
 pub mod bpffs;
 pub mod link;
 pub mod netns;
+pub mod sockets;
 
 pub use link::Netlink;

@@ -9,7 +9,7 @@ use std::{
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::ipam::Subnet;
+use super::{ipam::Subnet, ports::PortMapping};
 use crate::error::{Result, XnetError};
 
 /// Everything xnetd has promised, persisted as one JSON document.
@@ -110,6 +110,10 @@ pub struct Container {
     /// One per network, in the order they were connected; the first one's gateway is the
     /// container's default route.
     pub endpoints: Vec<Endpoint>,
+    /// Published ports (`-p`), host ports resolved. They lead to the first endpoint's IPv4
+    /// address and go with that endpoint.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
 }
 
 /// A container's attachment to a network: its veth pair and address.
@@ -278,6 +282,14 @@ mod tests {
         let ep: Endpoint = serde_json::from_str(old).unwrap();
         assert_eq!(ep.ipv6, None);
         assert!(!ep.static_ipv4 && !ep.static_ipv6);
+    }
+
+    #[test]
+    fn containers_from_before_publishing_load_without_ports() {
+        let old = r#"{"id":"c","name":"web","sandbox_key":"/run/xnet/netns/c","created":"x",
+            "command":["true"],"pid":null,"sandbox":"owned","endpoints":[]}"#;
+        let c: Container = serde_json::from_str(old).unwrap();
+        assert!(c.ports.is_empty());
     }
 
     #[test]

@@ -2,8 +2,17 @@
 //! `[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp]`, an IPv6 host address in
 //! brackets (`[::1]:8080:80`). Parsing is pure and unit-tested; every rule Docker enforces is
 //! refused here with the reason, so nothing downstream sees a malformed mapping.
+//!
+//! Then the rules for host ports, pure functions over what is taken (like `ipam`): a spec
+//! becomes a [`PortMapping`] with its host ports resolved ([`resolve`]), refused when a
+//! [`Holding`] (another container's mapping, a socket of the host) has one of them.
 
-use std::{fmt, net::IpAddr, ops::RangeInclusive, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    ops::RangeInclusive,
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +32,17 @@ impl fmt::Display for Protocol {
             Protocol::Udp => "udp",
             Protocol::Sctp => "sctp",
         })
+    }
+}
+
+impl Protocol {
+    /// The IP protocol number the datapath matches.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
     }
 }
 
@@ -139,6 +159,249 @@ fn count(range: &RangeInclusive<u16>) -> u32 {
     u32::from(*range.end()) - u32::from(*range.start()) + 1
 }
 
+/// A published range with its host ports resolved, as the state keeps it: host port
+/// `host_ports.start() + i` leads to container port `container_ports.start() + i`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    /// 0.0.0.0 for every address of the host.
+    pub host_ip: Ipv4Addr,
+    pub host_ports: RangeInclusive<u16>,
+    pub container_ports: RangeInclusive<u16>,
+    /// The host side as the spec gave it, for Docker's `HostConfig.PortBindings`.
+    #[serde(default)]
+    pub requested: Requested,
+}
+
+/// A spec's host address and ports as given; `None` where the daemon chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_ports: Option<RangeInclusive<u16>>,
+}
+
+impl PortMapping {
+    /// (container port, host port) pairs, one per port of the range.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        self.container_ports.clone().zip(self.host_ports.clone())
+    }
+
+    /// (container port, host port as requested) pairs, as Docker's `PortBindings` keep them:
+    /// the port, a range still to choose from ("8000-8010"), or "" for an ephemeral one.
+    pub fn requested_pairs(&self) -> impl Iterator<Item = (u16, String)> + '_ {
+        let requested = self.requested.host_ports.clone();
+        self.container_ports
+            .clone()
+            .enumerate()
+            .map(move |(i, port)| {
+                let host = match &requested {
+                    None => String::new(),
+                    Some(r) if count(r) == count(&self.container_ports) => {
+                        (u32::from(*r.start()) + i as u32).to_string()
+                    }
+                    Some(r) => format!("{}-{}", r.start(), r.end()),
+                };
+                (port, host)
+            })
+    }
+
+    /// Whether `spec` names this mapping (`xnet port rm`): same protocol and container ports,
+    /// and the same host address and ports where the spec gives them.
+    pub fn matches(&self, spec: &PortSpec) -> bool {
+        self.protocol == spec.protocol
+            && self.container_ports == spec.container_ports
+            && spec.host_ip.is_none_or(|ip| ip == IpAddr::V4(self.host_ip))
+            && spec
+                .host_ports
+                .as_ref()
+                .is_none_or(|ports| *ports == self.host_ports)
+    }
+
+    /// What this mapping takes from others.
+    pub fn holding(&self, holder: Holder) -> Holding {
+        Holding {
+            protocol: self.protocol,
+            addr: self.host_ip,
+            ports: self.host_ports.clone(),
+            holder,
+        }
+    }
+}
+
+/// Host ports that something has already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub protocol: Protocol,
+    /// 0.0.0.0: every address.
+    pub addr: Ipv4Addr,
+    pub ports: RangeInclusive<u16>,
+    pub holder: Holder,
+}
+
+/// Who holds a host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// A mapping of this container.
+    Container(String),
+    /// A listening (TCP, SCTP) or bound (UDP) socket of the host, by inode.
+    Socket(u64),
+}
+
+impl Holding {
+    /// The lowest port of `ports` on `addr` this holding takes, if any. 0.0.0.0 on either
+    /// side overlaps every address, as a wildcard bind does.
+    fn first_taken(
+        &self,
+        protocol: Protocol,
+        addr: Ipv4Addr,
+        ports: &RangeInclusive<u16>,
+    ) -> Option<u16> {
+        let same_address = self.addr == addr || self.addr.is_unspecified() || addr.is_unspecified();
+        let first = *self.ports.start().max(ports.start());
+        (self.protocol == protocol && same_address && first <= *self.ports.end().min(ports.end()))
+            .then_some(first)
+    }
+}
+
+/// Why a spec could not be given host ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortError {
+    /// The spec asks for something not supported (an IPv6 host address).
+    Unsupported(String),
+    /// A host port it needs is held.
+    Taken {
+        addr: Ipv4Addr,
+        port: u16,
+        protocol: Protocol,
+        holder: Holder,
+    },
+    /// No free host ports where it may take them.
+    Exhausted(String),
+}
+
+/// Resolves each spec's host ports in turn (a spec may not take what an earlier one of the
+/// same request took), for container `owner`.
+pub fn resolve_all(
+    specs: &[PortSpec],
+    owner: &str,
+    taken: &mut Vec<Holding>,
+    ephemeral: &RangeInclusive<u16>,
+) -> Result<Vec<PortMapping>, PortError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let mapping = resolve(spec, taken, ephemeral)?;
+            taken.push(mapping.holding(Holder::Container(owner.to_string())));
+            Ok(mapping)
+        })
+        .collect()
+}
+
+/// The spec's host ports, given what is `taken`: the ones it names when all are free; else the
+/// first free port of a host range given for a single container port (Docker); else, when none
+/// are given, the lowest free run of `ephemeral` as long as the container range.
+pub fn resolve(
+    spec: &PortSpec,
+    taken: &[Holding],
+    ephemeral: &RangeInclusive<u16>,
+) -> Result<PortMapping, PortError> {
+    let host_ip = match spec.host_ip {
+        None => Ipv4Addr::UNSPECIFIED,
+        Some(IpAddr::V4(ip)) => ip,
+        Some(IpAddr::V6(ip)) => {
+            return Err(PortError::Unsupported(format!(
+                "cannot publish on {ip}: only IPv4 host addresses are supported for now"
+            )));
+        }
+    };
+    let len = count(&spec.container_ports);
+    let range = |first: u16| first..=(u32::from(first) + len - 1) as u16;
+    let host_ports = match &spec.host_ports {
+        Some(ports) if count(ports) == len => {
+            if let Some((port, holder)) = first_conflict(taken, spec.protocol, host_ip, ports) {
+                return Err(PortError::Taken {
+                    addr: host_ip,
+                    port,
+                    protocol: spec.protocol,
+                    holder: holder.clone(),
+                });
+            }
+            ports.clone()
+        }
+        Some(ports) => free_run(taken, spec.protocol, host_ip, ports, 1)
+            .map(range)
+            .ok_or_else(|| {
+                PortError::Exhausted(format!(
+                    "no free host port in {}-{}/{}",
+                    ports.start(),
+                    ports.end(),
+                    spec.protocol
+                ))
+            })?,
+        None => free_run(taken, spec.protocol, host_ip, ephemeral, len)
+            .map(range)
+            .ok_or_else(|| {
+                PortError::Exhausted(format!(
+                    "no free run of {len} host port(s) in the ephemeral range {}-{}/{}",
+                    ephemeral.start(),
+                    ephemeral.end(),
+                    spec.protocol
+                ))
+            })?,
+    };
+    Ok(PortMapping {
+        protocol: spec.protocol,
+        host_ip,
+        host_ports,
+        container_ports: spec.container_ports.clone(),
+        requested: Requested {
+            host_ip: spec.host_ip.map(|_| host_ip),
+            host_ports: spec.host_ports.clone(),
+        },
+    })
+}
+
+/// The lowest port of `ports` that something holds, and its holder.
+fn first_conflict<'a>(
+    taken: &'a [Holding],
+    protocol: Protocol,
+    addr: Ipv4Addr,
+    ports: &RangeInclusive<u16>,
+) -> Option<(u16, &'a Holder)> {
+    taken
+        .iter()
+        .filter_map(|h| Some((h.first_taken(protocol, addr, ports)?, &h.holder)))
+        .min_by_key(|(port, _)| *port)
+}
+
+/// The first port of the lowest run of `len` free ports within `within`.
+fn free_run(
+    taken: &[Holding],
+    protocol: Protocol,
+    addr: Ipv4Addr,
+    within: &RangeInclusive<u16>,
+    len: u32,
+) -> Option<u16> {
+    let mut first = u32::from(*within.start());
+    while first + len - 1 <= u32::from(*within.end()) {
+        let run = first as u16..=(first + len - 1) as u16;
+        match first_conflict(taken, protocol, addr, &run) {
+            None => return Some(first as u16),
+            // Past every holding that overlaps the run at its first conflict.
+            Some((port, _)) => {
+                let end = taken
+                    .iter()
+                    .filter(|h| h.first_taken(protocol, addr, &(port..=port)).is_some())
+                    .map(|h| u32::from(*h.ports.end()))
+                    .max()
+                    .unwrap_or(u32::from(port));
+                first = end + 1;
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +460,143 @@ mod tests {
             assert!(err.contains(why), "{bad:?}: {err}");
             assert!(err.starts_with("invalid port specification"), "{err}");
         }
+    }
+
+    const EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
+
+    fn held(addr: &str, ports: RangeInclusive<u16>, holder: Holder) -> Holding {
+        Holding {
+            protocol: Protocol::Tcp,
+            addr: addr.parse().unwrap(),
+            ports,
+            holder,
+        }
+    }
+
+    fn web() -> Holder {
+        Holder::Container("web".into())
+    }
+
+    #[test]
+    fn given_host_ports_are_kept_when_free() {
+        let m = resolve(&spec("127.0.0.1:8080-8081:80-81/udp"), &[], &EPHEMERAL).unwrap();
+        assert_eq!(
+            m,
+            PortMapping {
+                protocol: Protocol::Udp,
+                host_ip: Ipv4Addr::LOCALHOST,
+                host_ports: 8080..=8081,
+                container_ports: 80..=81,
+                requested: Requested {
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_ports: Some(8080..=8081)
+                },
+            }
+        );
+        assert_eq!(m.pairs().collect::<Vec<_>>(), [(80, 8080), (81, 8081)]);
+        // Another protocol, or another specific address, does not conflict.
+        let taken = [held("127.0.0.1", 8080..=8080, web())];
+        assert!(resolve(&spec("8080:80/udp"), &taken, &EPHEMERAL).is_ok());
+        assert!(resolve(&spec("10.0.0.1:8080:80"), &taken, &EPHEMERAL).is_ok());
+    }
+
+    #[test]
+    fn conflicts_name_the_lowest_taken_port_and_its_holder() {
+        let taken = [
+            held("0.0.0.0", 9000..=9100, web()),
+            held("127.0.0.1", 8081..=8081, Holder::Socket(42)),
+        ];
+        // 0.0.0.0 overlaps every address, in both directions.
+        let err = resolve(&spec("8080-8090:80-90"), &taken, &EPHEMERAL).unwrap_err();
+        assert_eq!(
+            err,
+            PortError::Taken {
+                addr: Ipv4Addr::UNSPECIFIED,
+                port: 8081,
+                protocol: Protocol::Tcp,
+                holder: Holder::Socket(42)
+            }
+        );
+        let err = resolve(&spec("10.1.2.3:9050:80"), &taken, &EPHEMERAL).unwrap_err();
+        assert!(matches!(err, PortError::Taken { port: 9050, holder, .. } if holder == web()));
+    }
+
+    #[test]
+    fn a_host_range_for_one_container_port_takes_its_first_free_port() {
+        let taken = [
+            held("0.0.0.0", 8000..=8001, web()),
+            held("0.0.0.0", 8002..=8002, Holder::Socket(1)),
+        ];
+        let m = resolve(&spec("8000-8010:80"), &taken, &EPHEMERAL).unwrap();
+        assert_eq!((m.host_ports, m.container_ports), (8003..=8003, 80..=80));
+        let err = resolve(&spec("8000-8002:80"), &taken, &EPHEMERAL).unwrap_err();
+        assert!(matches!(err, PortError::Exhausted(e) if e.contains("8000-8002/tcp")));
+    }
+
+    #[test]
+    fn omitted_host_ports_are_a_free_run_of_the_ephemeral_range() {
+        assert_eq!(
+            resolve(&spec("80"), &[], &EPHEMERAL).unwrap().host_ports,
+            32768..=32768
+        );
+        let taken = [
+            held("0.0.0.0", 32768..=32769, web()),
+            held("127.0.0.1", 32771..=32771, Holder::Socket(7)),
+        ];
+        // 32770 alone is too short for three ports.
+        let m = resolve(&spec("7000-7002"), &taken, &EPHEMERAL).unwrap();
+        assert_eq!(m.host_ports, 32772..=32774);
+        // A binding on another specific address does not overlap.
+        let m = resolve(&spec("10.0.0.1::80"), &taken, &(32771..=32771)).unwrap();
+        assert_eq!(m.host_ports, 32771..=32771);
+        let err = resolve(&spec("80-81"), &[], &(60999..=60999)).unwrap_err();
+        assert!(matches!(err, PortError::Exhausted(e) if e.contains("60999-60999")));
+    }
+
+    #[test]
+    fn one_request_cannot_take_a_port_twice_and_ipv6_hosts_wait() {
+        let mut taken = Vec::new();
+        let specs = [spec("80"), spec("81"), spec("8080:82")];
+        let mappings = resolve_all(&specs, "db", &mut taken, &EPHEMERAL).unwrap();
+        let hosts: Vec<_> = mappings.iter().map(|m| m.host_ports.clone()).collect();
+        assert_eq!(hosts, [32768..=32768, 32769..=32769, 8080..=8080]);
+        assert_eq!(taken.len(), 3);
+        let err = resolve_all(&[spec("8080:90")], "db2", &mut taken, &EPHEMERAL).unwrap_err();
+        assert!(matches!(err, PortError::Taken { holder: Holder::Container(c), .. } if c == "db"));
+        let err = resolve(&spec("[::1]:8080:80"), &[], &EPHEMERAL).unwrap_err();
+        assert!(matches!(err, PortError::Unsupported(e) if e.contains("only IPv4")));
+    }
+
+    #[test]
+    fn requested_host_ports_are_kept_as_given() {
+        let requested = |s: &str| {
+            resolve(&spec(s), &[], &EPHEMERAL)
+                .unwrap()
+                .requested_pairs()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            requested("9000-9001:90-91"),
+            [(90, "9000".into()), (91, "9001".into())]
+        );
+        assert_eq!(requested("8000-8010:80"), [(80, "8000-8010".into())]);
+        assert_eq!(requested("5-6"), [(5, String::new()), (6, String::new())]);
+    }
+
+    #[test]
+    fn removal_matches_on_what_the_spec_gives() {
+        let m = resolve(&spec("127.0.0.1:8080:80"), &[], &EPHEMERAL).unwrap();
+        for yes in ["80", "8080:80", "127.0.0.1:8080:80", "127.0.0.1::80"] {
+            assert!(m.matches(&spec(yes)), "{yes}");
+        }
+        for no in ["81", "80/udp", "8081:80", "0.0.0.0:8080:80", "80-81"] {
+            assert!(!m.matches(&spec(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn protocol_numbers_are_the_ip_protocol_numbers() {
+        let numbers = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].map(Protocol::number);
+        assert_eq!(numbers, [6, 17, 132]);
     }
 }

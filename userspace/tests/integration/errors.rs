@@ -87,8 +87,8 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "--ip6 needs IPv6",
         ),
         (
-            "run --name b --network n90 -p 80 -- true",
-            "publishing ports (-p) is not supported yet",
+            "run --name b --network none -p 80 -- true",
+            "it has no network endpoint",
         ),
         (
             "run --name b --network host -p 99999 -- true",

@@ -8,4 +8,5 @@ mod errors;
 mod ipv6;
 mod lifecycle;
 mod networks;
+mod ports;
 mod publish;

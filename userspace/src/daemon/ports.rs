@@ -1,0 +1,331 @@
+//! Published ports (`-p`, `xnet port add/rm`): specs get their host ports against what is
+//! taken (every container's mappings, the host's sockets), then go into the datapath's
+//! `PUBLISHED` trie, leading to the container's first endpoint. They are withdrawn with that
+//! endpoint (disconnect, rm) and rewritten from the state on every start.
+
+use std::collections::BTreeSet;
+
+use xnet_common::PublishKey;
+
+use super::Inner;
+use crate::{
+    api::types::{PortBinding, PortMap},
+    datapath::PublishEntry,
+    error::{Result, XnetError},
+    os::sockets,
+    state::{
+        Container, Endpoint, Network, Sandbox,
+        ports::{Holder, Holding, PortError, PortMapping, PortSpec, resolve_all},
+    },
+};
+
+impl Inner {
+    /// The mappings `specs` ask for, for container `owner`, checked against everything that
+    /// holds host ports now. Nothing is changed.
+    pub(super) fn resolve_ports(
+        &self,
+        owner: &str,
+        specs: &[PortSpec],
+    ) -> Result<Vec<PortMapping>> {
+        let mut taken: Vec<Holding> = self
+            .state
+            .containers
+            .values()
+            .flat_map(|c| {
+                c.ports
+                    .iter()
+                    .map(|m| m.holding(Holder::Container(c.name.clone())))
+            })
+            .collect();
+        taken.extend(sockets::held_ports()?);
+        let ephemeral = sockets::ephemeral_range()?;
+        resolve_all(specs, owner, &mut taken, &ephemeral).map_err(port_error)
+    }
+
+    /// The network the container's published ports lead into (its first endpoint's).
+    pub(super) fn publish_network(&self, c: &Container) -> Option<&Network> {
+        c.endpoints
+            .first()
+            .and_then(|ep| self.state.networks.get(&ep.network))
+    }
+
+    /// Writes `mappings` of the container into the datapath (idempotent).
+    pub(super) fn publish_ports(
+        &mut self,
+        c: &Container,
+        mappings: &[PortMapping],
+    ) -> anyhow::Result<()> {
+        publish_entries(c, mappings)
+            .iter()
+            .try_for_each(|e| self.datapath.publish(e))
+    }
+
+    /// Withdraws `mappings` of the container from the datapath; what is gone already is fine.
+    pub(super) fn unpublish_ports(
+        &mut self,
+        c: &Container,
+        mappings: &[PortMapping],
+    ) -> anyhow::Result<()> {
+        publish_entries(c, mappings)
+            .iter()
+            .try_for_each(|e| self.datapath.unpublish(e))
+    }
+
+    /// `xnet port add`: publishes more ports of a container; returns the new mappings.
+    pub(super) fn add_ports(&mut self, name_or_id: &str, specs: &[String]) -> Result<PortMap> {
+        let container = self.state.container(name_or_id)?.clone();
+        let specs = parse_specs(specs)?;
+        check_publishable(&container, self.publish_network(&container))?;
+        let added = self.resolve_ports(&container.name, &specs)?;
+        let done = self.publish_ports(&container, &added).and_then(|()| {
+            let stored = self
+                .state
+                .containers
+                .get_mut(&container.name)
+                .expect("found above");
+            stored.ports.extend(added.iter().cloned());
+            self.store.save(&self.state)
+        });
+        if let Err(e) = done {
+            if let Err(cleanup) = self.unpublish_ports(&container, &added) {
+                eprintln!("xnetd: cleaning up after a failed port add: {cleanup:#}");
+            }
+            self.state
+                .containers
+                .insert(container.name.clone(), container);
+            return Err(e.into());
+        }
+        Ok(port_map(&added))
+    }
+
+    /// `xnet port rm`: withdraws the mappings each spec names; returns them.
+    pub(super) fn remove_ports(&mut self, name_or_id: &str, specs: &[String]) -> Result<PortMap> {
+        let container = self.state.container(name_or_id)?.clone();
+        let mut removed = Vec::new();
+        for (text, spec) in specs.iter().zip(parse_specs(specs)?) {
+            let matching: Vec<&PortMapping> = container
+                .ports
+                .iter()
+                .filter(|m| m.matches(&spec))
+                .collect();
+            if matching.is_empty() {
+                return Err(XnetError::not_found(format!(
+                    "no published port of container {} matches {text}",
+                    container.name
+                )));
+            }
+            // Two specs may name the same mapping; it is removed (and shown) once.
+            for m in matching {
+                if !removed.contains(m) {
+                    removed.push(m.clone());
+                }
+            }
+        }
+        self.unpublish_ports(&container, &removed)?;
+        let stored = self
+            .state
+            .containers
+            .get_mut(&container.name)
+            .expect("found above");
+        stored.ports.retain(|m| !removed.contains(m));
+        self.store.save(&self.state)?;
+        Ok(port_map(&removed))
+    }
+
+    /// After a restart: every mapping of the state is in the datapath again, and keys that no
+    /// mapping makes (a container removed while the daemon was down) are gone.
+    pub(super) fn reconcile_ports(&mut self) -> anyhow::Result<()> {
+        let containers: Vec<Container> = self.state.containers.values().cloned().collect();
+        let mut wanted = BTreeSet::new();
+        for c in &containers {
+            self.publish_ports(c, &c.ports)?;
+            for entry in publish_entries(c, &c.ports) {
+                wanted.extend(
+                    entry
+                        .keys()
+                        .iter()
+                        .map(|k| (k.prefix_len(), key_bytes(&k.data()))),
+                );
+            }
+        }
+        for key in self.datapath.published_keys() {
+            if !wanted.contains(&(key.prefix_len(), key_bytes(&key.data()))) {
+                self.datapath.remove_published(&key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every spec parsed, or the first one's reason.
+pub(super) fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>> {
+    specs
+        .iter()
+        .map(|s| s.parse().map_err(XnetError::invalid))
+        .collect()
+}
+
+/// Published ports need an endpoint (the first, on `target`) on a network with a way in.
+pub(super) fn check_publishable(container: &Container, target: Option<&Network>) -> Result<()> {
+    if container.sandbox == Sandbox::Host {
+        return Err(XnetError::invalid(format!(
+            "container {} uses the host network: its ports are the host's already",
+            container.name
+        )));
+    }
+    let Some(net) = target else {
+        return Err(XnetError::invalid(format!(
+            "cannot publish ports of container {}: it has no network endpoint (--network none)",
+            container.name
+        )));
+    };
+    if net.internal {
+        return Err(XnetError::invalid(format!(
+            "publishing is refused on internal network {}",
+            net.name
+        )));
+    }
+    Ok(())
+}
+
+/// Docker's `NetworkSettings.Ports`: one key per container port (`80/tcp`), its host bindings.
+pub(super) fn port_map(mappings: &[PortMapping]) -> PortMap {
+    by_container_port(mappings, |m| {
+        let host_ip = m.host_ip.to_string();
+        m.pairs()
+            .map(move |(port, host)| (port, host_ip.clone(), host.to_string()))
+            .collect()
+    })
+}
+
+/// Docker's `HostConfig.PortBindings`: the same keys, the host side as it was asked for
+/// (empty where the daemon chose).
+pub(super) fn port_bindings(mappings: &[PortMapping]) -> PortMap {
+    by_container_port(mappings, |m| {
+        let host_ip = m
+            .requested
+            .host_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        m.requested_pairs()
+            .map(move |(port, host)| (port, host_ip.clone(), host))
+            .collect()
+    })
+}
+
+/// A port map from each mapping's (container port, host address, host port) triples.
+fn by_container_port(
+    mappings: &[PortMapping],
+    triples: impl Fn(&PortMapping) -> Vec<(u16, String, String)>,
+) -> PortMap {
+    let mut map = PortMap::new();
+    for m in mappings {
+        for (port, host_ip, host_port) in triples(m) {
+            map.entry(format!("{port}/{}", m.protocol))
+                .or_default()
+                .push(PortBinding { host_ip, host_port });
+        }
+    }
+    map
+}
+
+/// The datapath's entries for `mappings` of the container, toward its first endpoint (none
+/// without one: mappings never outlive it).
+fn publish_entries(c: &Container, mappings: &[PortMapping]) -> Vec<PublishEntry> {
+    let Some(ep) = c.endpoints.first() else {
+        return Vec::new();
+    };
+    mappings.iter().map(|m| publish_entry(m, ep)).collect()
+}
+
+fn publish_entry(m: &PortMapping, ep: &Endpoint) -> PublishEntry {
+    PublishEntry {
+        proto: m.protocol.number(),
+        host_ip: m.host_ip,
+        host_ports: m.host_ports.clone(),
+        container_ip: ep.ipv4,
+        container_port_first: *m.container_ports.start(),
+        ifindex: ep.host_ifindex,
+    }
+}
+
+/// A trie key's fields, comparable.
+fn key_bytes(k: &PublishKey) -> (u8, [u8; 4], [u8; 2]) {
+    (k.proto, k.addr, k.port)
+}
+
+/// The one-line error for a spec that cannot have its host ports, naming who holds them.
+fn port_error(err: PortError) -> XnetError {
+    match err {
+        PortError::Unsupported(why) => XnetError::invalid(why),
+        PortError::Exhausted(why) => XnetError::conflict(why),
+        PortError::Taken {
+            addr,
+            port,
+            protocol,
+            holder,
+        } => {
+            let by = match holder {
+                Holder::Container(name) => format!("is already published by container {name}"),
+                Holder::Socket(inode) => format!(
+                    "is in use by {}",
+                    sockets::socket_owner(inode).unwrap_or_else(|| "a listening socket".into())
+                ),
+            };
+            XnetError::conflict(format!("host port {addr}:{port}/{protocol} {by}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_map_has_one_key_per_container_port() {
+        let specs = parse_specs(&["127.0.0.1:8080-8081:80-81".into(), "9090:80".into()]).unwrap();
+        let mappings: Vec<PortMapping> = specs
+            .iter()
+            .map(|s| crate::state::ports::resolve(s, &[], &(1..=1)).unwrap())
+            .collect();
+        let json = serde_json::to_value(port_map(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"},
+                           {"HostIp": "0.0.0.0", "HostPort": "9090"}],
+                "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8081"}],
+            })
+        );
+        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
+        assert_eq!(
+            json["80/tcp"],
+            serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": "8080"},
+                               {"HostIp": "", "HostPort": "9090"}])
+        );
+    }
+
+    #[test]
+    fn conflicts_are_one_line_naming_the_holder() {
+        let err = port_error(PortError::Taken {
+            addr: std::net::Ipv4Addr::UNSPECIFIED,
+            port: 8080,
+            protocol: crate::state::ports::Protocol::Tcp,
+            holder: Holder::Container("web".into()),
+        });
+        assert_eq!(
+            err.to_string(),
+            "host port 0.0.0.0:8080/tcp is already published by container web"
+        );
+        let err = port_error(PortError::Taken {
+            addr: std::net::Ipv4Addr::LOCALHOST,
+            port: 53,
+            protocol: crate::state::ports::Protocol::Udp,
+            holder: Holder::Socket(u64::MAX),
+        });
+        assert_eq!(
+            err.to_string(),
+            "host port 127.0.0.1:53/udp is in use by a listening socket"
+        );
+    }
+}
