@@ -21,7 +21,7 @@ use xnet_common::{
 use crate::{
     forward,
     maps::{self, PUBLISH_FLOWS, PUBLISHED},
-    nat::{Family, L4, Packet, V4},
+    nat::{Family, IPPROTO_TCP, L4, Packet, V4},
     outcome::Outcome,
 };
 
@@ -110,6 +110,21 @@ fn translate_from_outside(
         return Ok(None);
     };
     let cport = container_port(&published, port);
+    let key = reply_key(
+        published.container_ip,
+        cport,
+        packet.src,
+        client_port,
+        l4.proto,
+    );
+    if l4.proto == IPPROTO_TCP
+        && !opens_connection(ctx, packet)?
+        && PUBLISH_FLOWS.get_ptr(key).is_none()
+    {
+        // A TCP segment of no connection to the container: the host's own (one it made from a
+        // port that happens to be published), never captured midway.
+        return Ok(None);
+    }
     let flow = PublishedFlow {
         dialed_addr: packet.dst,
         dialed_port: port,
@@ -118,17 +133,21 @@ fn translate_from_outside(
         client_ip: [0; 4],
         last_seen: now(),
     };
-    let key = reply_key(
-        published.container_ip,
-        cport,
-        packet.src,
-        client_port,
-        l4.proto,
-    );
     let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
     V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, published.container_ip)?;
     l4.set_port(ctx, l4.ports_off + 2, port, cport)?;
     forward::into_endpoint(ctx, published.ifindex).map(Some)
+}
+
+/// Whether a TCP segment opens a connection (SYN without ACK).
+#[inline(always)]
+fn opens_connection(ctx: &TcContext, packet: &Packet<[u8; 4]>) -> Result<bool, DropReason> {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    let flags: u8 = ctx
+        .load(packet.l4_off + 13)
+        .map_err(|_| DropReason::Truncated)?;
+    Ok(flags & (SYN | ACK) == SYN)
 }
 
 /// A container's packet to the outside that is a reply of a published connection: translated

@@ -581,10 +581,21 @@ fn flow_hash<F: Family>(flow: &FlowKey<F::Addr>) -> u32 {
 
 /// A packet from the outside to the uplink's address `uplink`: if it is a reply to (or an ICMP
 /// error about) a NATed flow, it is translated back to the container's address and port.
-/// Returns the container endpoint's host-side ifindex, or `None` when the packet belongs to no
-/// flow of ours (it is the host's own traffic).
-#[inline(always)]
+/// Returns the container endpoint's host-side ifindex (as the outcome's value), or `None` when
+/// the packet belongs to no flow of ours (it is the host's own traffic).
+///
+/// Not inlined, for the stack budget of the uplink's entry point (see `to_outside`).
+#[inline(never)]
 pub fn from_outside<F: Family>(
+    ctx: &TcContext,
+    packet: &Packet<F::Addr>,
+    uplink: &Uplink,
+) -> Outcome {
+    Outcome::pack(translate_in::<F>(ctx, packet, uplink).map(|ifindex| ifindex.map(|i| i as i32)))
+}
+
+#[inline(always)]
+fn translate_in<F: Family>(
     ctx: &TcContext,
     packet: &Packet<F::Addr>,
     uplink: &Uplink,

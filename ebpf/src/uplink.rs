@@ -52,7 +52,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
             return Ok(TC_ACT_OK);
         };
         let reply = if ip.dst_addr == uplink.ipv4 {
-            nat::from_outside::<V4>(ctx, &packet, &uplink)?
+            nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()?
         } else {
             None
         };
@@ -73,7 +73,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         {
             return Ok(TC_ACT_OK);
         }
-        nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink)?
+        nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink).unpack()?
     } else {
         return Ok(TC_ACT_OK);
     };
@@ -81,5 +81,5 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     // The flow is ours; if its container is gone, nobody on the host should see it either.
-    forward::into_endpoint(ctx, ifindex)
+    forward::into_endpoint(ctx, ifindex as u32)
 }

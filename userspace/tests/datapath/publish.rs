@@ -179,3 +179,37 @@ fn sctp_keeps_its_ports() {
     assert_eq!(dp.on_uplink(&sctp(7001)).0, super::TC_ACT_SHOT);
     assert_eq!(dp.drops(DropReason::UnsupportedNat), before + 1);
 }
+
+/// A TCP segment from the wire with `flags` (checksums are not what this test is about).
+fn tcp_segment(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
+    let mut f = super::eth(HOST_MAC, [0xee; 6], 0x0800);
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, TCP, 0, 0]);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.1.to_be_bytes());
+    f.extend_from_slice(&dst.1.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn tcp_is_captured_only_from_the_connections_first_segment() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    let mut dp = Datapath::with_uplink();
+    dp.publish(TCP, [0; 4], (40000, 40000), 80);
+    // A segment of a connection the host itself made from port 40000 (say, the answer to its
+    // own SYN): the host's, even though the port is published now.
+    let hosts_own = tcp_segment((REMOTE_IP, 443), (UPLINK_IP, 40000), SYN | ACK);
+    assert_eq!(dp.on_uplink(&hosts_own), (TC_ACT_OK, hosts_own.clone()));
+    // A new connection is the container's, and so is the rest of it.
+    let open = tcp_segment((REMOTE_IP, 5555), (UPLINK_IP, 40000), SYN);
+    let (verdict, inside) = dp.on_uplink(&open);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(
+        (&inside[30..34], &inside[36..38]),
+        (&ME_IP[..], &80u16.to_be_bytes()[..])
+    );
+    let rest = tcp_segment((REMOTE_IP, 5555), (UPLINK_IP, 40000), ACK);
+    assert_eq!(dp.on_uplink(&rest).0, TC_ACT_REDIRECT);
+}
