@@ -15,7 +15,7 @@ use crate::{
     os::sockets,
     state::{
         Container, Endpoint, Network, Sandbox,
-        ports::{Holder, Holding, PortError, PortMapping, PortSpec, resolve_all},
+        ports::{Holder, Holding, PortError, PortMapping, PortSpec, Protocol, resolve_all},
     },
 };
 
@@ -39,7 +39,17 @@ impl Inner {
             .collect();
         taken.extend(sockets::held_ports()?);
         let ephemeral = sockets::ephemeral_range()?;
-        resolve_all(specs, owner, &mut taken, &ephemeral).map_err(port_error)
+        let mappings = resolve_all(specs, owner, &mut taken, &ephemeral).map_err(port_error)?;
+        if let Some(m) = mappings.iter().find(|m| {
+            m.protocol == Protocol::Sctp && m.host_ports.start() != m.container_ports.start()
+        }) {
+            return Err(XnetError::invalid(format!(
+                "SCTP port {}-{} can be published only on the same host port (e.g. -p {0}:{0}/sctp): the datapath cannot rewrite SCTP ports (their CRC32c checksum covers them)",
+                m.container_ports.start(),
+                m.container_ports.end()
+            )));
+        }
+        Ok(mappings)
     }
 
     /// The network the container's published ports lead into (its first endpoint's).

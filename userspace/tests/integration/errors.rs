@@ -95,6 +95,10 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "invalid port specification",
         ),
         (
+            "run --name b --network n90 -p 9000:9001/sctp -- true",
+            "only on the same host port",
+        ),
+        (
             "run --name b --network n90 -p 8080:80/icmp -- true",
             "unknown protocol",
         ),
