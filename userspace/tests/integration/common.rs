@@ -446,3 +446,16 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The JSON document a background command (a one-shot `iperf3 -s -1 -J` server) writes to
+/// `path` when it ends, waiting a few seconds for it.
+pub fn json_report(path: &Path) -> Option<Value> {
+    let mut report = None;
+    eventually(Duration::from_secs(5), || {
+        report = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        report.is_some()
+    });
+    report
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Host, eventually, succeeded};
+use crate::common::{Host, eventually, json_report, succeeded};
 
 fn drops(host: &Host, reason: &str) -> u64 {
     let stats: Value = serde_json::from_str(&host.ok(&["stats", "--format", "json"])).unwrap();
@@ -37,14 +37,7 @@ fn iperf_seen_by_server(
         return None;
     }
     // The one-shot server writes its report when the test ends.
-    let mut report = None;
-    eventually(Duration::from_secs(5), || {
-        report = std::fs::read_to_string(&log)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        report.is_some()
-    });
-    report
+    json_report(&log)
 }
 
 #[test]

@@ -263,14 +263,7 @@ fn ipv6_egress_is_nat66_through_the_uplink() {
         succeeded(&host.in_container(&a, &["iperf3", "-c", "fd00:200::2", "-t", "1"]))
     });
     assert!(ran, "TCP over NAT66 failed");
-    let mut report: Option<Value> = None;
-    crate::common::eventually(std::time::Duration::from_secs(5), || {
-        report = std::fs::read_to_string(&log)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        report.is_some()
-    });
-    let report = report.expect("no iperf3 report");
+    let report = crate::common::json_report(&log).expect("no iperf3 report");
     assert_eq!(
         report["start"]["connected"][0]["remote_host"], "fd00:200::1",
         "{report}"

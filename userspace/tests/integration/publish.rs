@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::common::{Host, eventually, succeeded};
+use crate::common::{Host, eventually, json_report, succeeded};
 
 /// Whether an iperf3 client in `client_ns` gets through to `ip:port` (TCP, or UDP with its TCP
 /// control connection on the same port), against a server already listening.
@@ -91,14 +89,7 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
         iperf_reaches(&host, &outside, "10.200.0.1", 8082, false),
         "TCP from outside"
     );
-    let mut report: Option<Value> = None;
-    eventually(Duration::from_secs(5), || {
-        report = std::fs::read_to_string(&log)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        report.is_some()
-    });
-    let report = report.expect("no iperf3 report");
+    let report = json_report(&log).expect("no iperf3 report");
     assert_eq!(
         report["start"]["connected"][0]["remote_host"], "10.200.0.2",
         "the container must see the client's address: {report}"
