@@ -167,24 +167,42 @@ fn translate_reply_to_outside(
         return Ok(None);
     };
     let (port, client_port) = l4.ports(ctx)?;
-    let key = reply_key(packet.src, port, packet.dst, client_port, l4.proto);
+    if translate_reply_source(ctx, &l4, packet, (port, client_port), false)?.is_none() {
+        return Ok(None);
+    }
+    // SAFETY: plain helper call; the kernel resolves the next hop.
+    Ok(Some(
+        unsafe { bpf_redirect_neigh(uplink.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
+    ))
+}
+
+/// If the container's packet, from `ports.0` to `ports.1`, is a reply of a published
+/// connection whose client is a container of this host (`hairpin`) or is outside (not
+/// `hairpin`): rewrites its source to what the client dialed, refreshes the flow, and returns
+/// a copy of it. `Ok(None)`: no such connection.
+#[inline(always)]
+fn translate_reply_source(
+    ctx: &TcContext,
+    l4: &L4,
+    packet: &Packet<[u8; 4]>,
+    ports: ([u8; 2], [u8; 2]),
+    hairpin: bool,
+) -> Result<Option<PublishedFlow>, DropReason> {
+    let key = reply_key(packet.src, ports.0, packet.dst, ports.1, l4.proto);
     let Some(flow) = PUBLISH_FLOWS.get_ptr_mut(key) else {
         return Ok(None);
     };
     // SAFETY: the value stays valid for this program run; racing writers only move
     // `last_seen`.
     let flow = unsafe { &mut *flow };
-    if flow.client_ifindex != 0 {
+    if (flow.client_ifindex != 0) != hairpin {
         return Ok(None);
     }
     flow.last_seen = now();
-    let (dialed_addr, dialed_port) = (flow.dialed_addr, flow.dialed_port);
-    V4::set_addr(ctx, &l4, V4::SRC_OFF, packet.src, dialed_addr)?;
-    l4.set_port(ctx, l4.ports_off, port, dialed_port)?;
-    // SAFETY: plain helper call; the kernel resolves the next hop.
-    Ok(Some(
-        unsafe { bpf_redirect_neigh(uplink.ifindex, core::ptr::null_mut(), 0, 0) } as i32,
-    ))
+    let flow = *flow;
+    V4::set_addr(ctx, l4, V4::SRC_OFF, packet.src, flow.dialed_addr)?;
+    l4.set_port(ctx, l4.ports_off, ports.0, flow.dialed_port)?;
+    Ok(Some(flow))
 }
 
 /// A container's packet to an address of the host (its gateway, or the uplink's address):
@@ -215,19 +233,10 @@ fn hairpin(
     let (src_port, dst_port) = l4.ports(ctx)?;
     if packet.dst == endpoint.gateway {
         // A server's reply to a hairpinned client (which reached it from this gateway)?
-        let key = reply_key(packet.src, src_port, packet.dst, dst_port, l4.proto);
-        if let Some(flow) = PUBLISH_FLOWS.get_ptr_mut(key) {
-            // SAFETY: as in `translate_reply_to_outside`.
-            let flow = unsafe { &mut *flow };
-            if flow.client_ifindex != 0 {
-                flow.last_seen = now();
-                let (client, client_ip) = (flow.client_ifindex, flow.client_ip);
-                let (dialed_addr, dialed_port) = (flow.dialed_addr, flow.dialed_port);
-                V4::set_addr(ctx, &l4, V4::SRC_OFF, packet.src, dialed_addr)?;
-                l4.set_port(ctx, l4.ports_off, src_port, dialed_port)?;
-                V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, client_ip)?;
-                return forward::into_endpoint(ctx, client).map(Some);
-            }
+        let ports = (src_port, dst_port);
+        if let Some(flow) = translate_reply_source(ctx, &l4, packet, ports, true)? {
+            V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, flow.client_ip)?;
+            return forward::into_endpoint(ctx, flow.client_ifindex).map(Some);
         }
     }
     // Every address this path sees is the host's, so mappings bound to all addresses apply.

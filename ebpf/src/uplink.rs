@@ -41,7 +41,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked the bounds.
     let ether_type = unsafe { (*eth).ether_type };
-    let ours = if ether_type == EtherType::Ipv4 as u16 {
+    if ether_type == EtherType::Ipv4 as u16 {
         let ip: *const Ipv4Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
         // SAFETY: `header` checked the bounds; copied out before the packet is rewritten.
         let ip = unsafe { *ip };
@@ -51,18 +51,15 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         let Ok(packet) = Packet::of_ipv4(&ip) else {
             return Ok(TC_ACT_OK);
         };
-        let reply = if ip.dst_addr == uplink.ipv4 {
-            nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()?
-        } else {
-            None
-        };
-        if reply.is_none() {
-            // Not a reply of ours: maybe a connection to a published port.
-            return Ok(dnat::from_outside(ctx, &packet, &uplink)
-                .unpack()?
-                .unwrap_or(TC_ACT_OK));
+        if ip.dst_addr == uplink.ipv4
+            && let Some(ifindex) = nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()?
+        {
+            return into_container(ctx, ifindex);
         }
-        reply
+        // Not a reply of ours: maybe a connection to a published port.
+        Ok(dnat::from_outside(ctx, &packet, &uplink)
+            .unpack()?
+            .unwrap_or(TC_ACT_OK))
     } else if ether_type == EtherType::Ipv6 as u16 {
         let ip: *const Ipv6Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
         // SAFETY: as above.
@@ -73,13 +70,18 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         {
             return Ok(TC_ACT_OK);
         }
-        nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink).unpack()?
+        match nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink).unpack()? {
+            Some(ifindex) => into_container(ctx, ifindex),
+            None => Ok(TC_ACT_OK),
+        }
     } else {
-        return Ok(TC_ACT_OK);
-    };
-    let Some(ifindex) = ours else {
-        return Ok(TC_ACT_OK);
-    };
-    // The flow is ours; if its container is gone, nobody on the host should see it either.
+        Ok(TC_ACT_OK)
+    }
+}
+
+/// Delivers a NATed flow's reply into its container (`ifindex`, as `nat::from_outside` packs
+/// it); if the container is gone, nobody on the host should see it either.
+#[inline(always)]
+fn into_container(ctx: &TcContext, ifindex: i32) -> Result<i32, DropReason> {
     forward::into_endpoint(ctx, ifindex as u32)
 }
