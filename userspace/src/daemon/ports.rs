@@ -3,9 +3,7 @@
 //! `PUBLISHED` trie, leading to the container's first endpoint. They are withdrawn with that
 //! endpoint (disconnect, rm) and rewritten from the state on every start.
 
-use std::collections::BTreeSet;
-
-use xnet_common::PublishKey;
+use std::collections::HashSet;
 
 use super::Inner;
 use crate::{
@@ -145,21 +143,19 @@ impl Inner {
     /// After a restart: every mapping of the state is in the datapath again, and keys that no
     /// mapping makes (a container removed while the daemon was down) are gone.
     pub(super) fn reconcile_ports(&mut self) -> anyhow::Result<()> {
-        let containers: Vec<Container> = self.state.containers.values().cloned().collect();
-        let mut wanted = BTreeSet::new();
-        for c in &containers {
-            self.publish_ports(c, &c.ports)?;
-            for entry in publish_entries(c, &c.ports) {
-                wanted.extend(
-                    entry
-                        .keys()
-                        .iter()
-                        .map(|k| (k.prefix_len(), key_bytes(&k.data()))),
-                );
-            }
+        let entries: Vec<PublishEntry> = self
+            .state
+            .containers
+            .values()
+            .flat_map(|c| publish_entries(c, &c.ports))
+            .collect();
+        let mut wanted = HashSet::new();
+        for entry in &entries {
+            self.datapath.publish(entry)?;
+            wanted.extend(entry.keys().iter().map(|k| (k.prefix_len(), k.data())));
         }
         for key in self.datapath.published_keys() {
-            if !wanted.contains(&(key.prefix_len(), key_bytes(&key.data()))) {
+            if !wanted.contains(&(key.prefix_len(), key.data())) {
                 self.datapath.remove_published(&key)?;
             }
         }
@@ -257,11 +253,6 @@ fn publish_entry(m: &PortMapping, ep: &Endpoint) -> PublishEntry {
         container_port_first: *m.container_ports.start(),
         ifindex: ep.host_ifindex,
     }
-}
-
-/// A trie key's fields, comparable.
-fn key_bytes(k: &PublishKey) -> (u8, [u8; 4], [u8; 2]) {
-    (k.proto, k.addr, k.port)
 }
 
 /// The one-line error for a spec that cannot have its host ports, naming who holds them.
