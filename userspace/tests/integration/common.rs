@@ -54,52 +54,14 @@ impl Host {
             "ip", "-n", &ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "ext0",
             "netns", &ext_name,
         ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            "10.200.0.1/24",
-            "dev",
-            "uplink0",
-        ]);
-        sh(&["ip", "-n", &ns, "link", "set", "uplink0", "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.200.0.2",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ext_name,
-            "addr",
-            "add",
-            "10.200.0.2/24",
-            "dev",
-            "ext0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ext_name,
-            "addr",
-            "add",
-            "10.201.0.1/32",
-            "dev",
-            "lo",
-        ]);
-        sh(&["ip", "-n", &ext_name, "link", "set", "ext0", "up"]);
-        sh(&[
-            "ip", "netns", "exec", &ext_name, "ethtool", "-K", "ext0", "tx", "off",
-        ]);
+        // `ip -n NS ...` commands, in order.
         for (ns, cmd) in [
+            (&ns, "addr add 10.200.0.1/24 dev uplink0"),
+            (&ns, "link set uplink0 up"),
+            (&ns, "route add default via 10.200.0.2"),
+            (&ext_name, "addr add 10.200.0.2/24 dev ext0"),
+            (&ext_name, "addr add 10.201.0.1/32 dev lo"),
+            (&ext_name, "link set ext0 up"),
             (&ns, "addr add fd00:200::1/64 dev uplink0 nodad"),
             (&ns, "-6 route add default via fd00:200::2"),
             (&ext_name, "addr add fd00:200::2/64 dev ext0 nodad"),
@@ -109,6 +71,9 @@ impl Host {
             args.extend(cmd.split(' '));
             sh(&args);
         }
+        sh(&[
+            "ip", "netns", "exec", &ext_name, "ethtool", "-K", "ext0", "tx", "off",
+        ]);
         host.daemon_args = vec!["--uplink".into(), "uplink0".into()];
         host.start_daemon();
         host

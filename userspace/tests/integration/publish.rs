@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use crate::common::{Host, eventually, json_report, succeeded};
 
-/// Whether an iperf3 client in `client_ns` gets through to `ip:port` (TCP, or UDP with its TCP
-/// control connection on the same port), against a server already listening.
-fn iperf_reaches(host: &Host, client_ns: &str, ip: &str, port: u16, udp: bool) -> bool {
-    let port = port.to_string();
+/// One iperf3 client run, killed after `limit` seconds: `timeout LIMIT iperf3 -c IP -p PORT ...`.
+fn iperf_client(host: &Host, client_ns: &str, limit: &str, target: (&str, u16), udp: bool) -> bool {
+    let port = target.1.to_string();
     let mut args = vec![
         "timeout",
-        "10",
+        limit,
         "iperf3",
         "-c",
-        ip,
+        target.0,
         "-p",
         &port,
         "-t",
@@ -27,28 +26,20 @@ fn iperf_reaches(host: &Host, client_ns: &str, ip: &str, port: u16, udp: bool) -
     if udp {
         args.extend(["-u", "-b", "10M"]);
     }
+    succeeded(&host.in_container(client_ns, &args))
+}
+
+/// Whether an iperf3 client in `client_ns` gets through to `ip:port` (TCP, or UDP with its TCP
+/// control connection on the same port), against a server already listening.
+fn iperf_reaches(host: &Host, client_ns: &str, ip: &str, port: u16, udp: bool) -> bool {
     eventually(Duration::from_secs(8), || {
-        succeeded(&host.in_container(client_ns, &args))
+        iperf_client(host, client_ns, "10", (ip, port), udp)
     })
 }
 
-/// Whether a single attempt fails (for what must NOT get through).
+/// Whether a single TCP attempt fails (for what must NOT get through).
 fn iperf_refused(host: &Host, client_ns: &str, ip: &str, port: u16) -> bool {
-    let port = port.to_string();
-    let args = [
-        "timeout",
-        "6",
-        "iperf3",
-        "-c",
-        ip,
-        "-p",
-        &port,
-        "-t",
-        "1",
-        "--connect-timeout",
-        "2000",
-    ];
-    !succeeded(&host.in_container(client_ns, &args))
+    !iperf_client(host, client_ns, "6", (ip, port), false)
 }
 
 #[test]
