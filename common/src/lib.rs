@@ -18,6 +18,11 @@ pub const PROG_ENDPOINT_EGRESS: &str = "endpoint_egress";
 /// containers' outgoing connections, reverse-translated back to the container.
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 
+/// XDP program of the uplink, which runs before `uplink_ingress`: connections from other hosts
+/// to published ports, translated and redirected into the container before the kernel builds
+/// an skb. Whatever it does not translate passes on.
+pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
+
 /// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`): the host's
 /// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the
 /// socket, with no proxy. Each acts only on sockets of its daemon's network namespace.

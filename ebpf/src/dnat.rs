@@ -1,28 +1,37 @@
 //! Published ports (`-p`): destination NAT to the container for connections to a host address
 //! and published port, and the reverse for their replies, all in the datapath (no iptables,
-//! no userland proxy). Connections come from the outside through the uplink, or from containers
-//! of this host through a host address (hairpin). An outside client's address reaches the
-//! container unchanged (Docker's proxy hides it, moby#25526).
+//! no userland proxy). Connections come from the outside through the uplink (translated by XDP,
+//! [`from_wire`]), or from containers of this host through a host address (hairpin, at tcx).
+//! An outside client's address reaches the container unchanged (Docker's proxy hides it,
+//! moby#25526).
 //!
 //! IPv4, TCP, UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
 //! change: the daemon publishes SCTP only with equal host and container ports).
 
 use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::{bpf_ktime_get_ns, bpf_redirect_neigh},
+    bindings::{
+        BPF_ANY,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
+    helpers::{bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh},
     maps::lpm_trie::Key,
-    programs::TcContext,
+    programs::{TcContext, XdpContext},
+};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
 };
 use xnet_common::{
-    DropReason, Endpoint, FlowKeyV4, PUBLISH_PREFIX_FIXED_BITS, PublishKey, Published,
-    PublishedFlow, Uplink,
+    DropReason, Endpoint, FlowKeyV4, NAT_PORT_COUNT, NAT_PORT_FIRST, PUBLISH_PREFIX_FIXED_BITS,
+    PublishKey, Published, PublishedFlow, Uplink,
 };
 
 use crate::{
-    forward,
-    maps::{self, PUBLISH_FLOWS, PUBLISHED},
-    nat::{Family, IPPROTO_TCP, L4, Packet, V4},
+    csum, forward,
+    maps::{self, NAT_REPLIES, PUBLISH_FLOWS, PUBLISHED},
+    nat::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4},
     outcome::Outcome,
+    parse, stats,
 };
 
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
@@ -84,43 +93,91 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// A packet from the outside (tcx ingress of the uplink) to a published port: translated to the
-/// container and delivered into it. `Ok(None)`: not for a published port. `uplink` is the
-/// uplink's own address, the one address of the host that mappings bound to every address
-/// answer on here; loopback bindings are never reachable from the wire (moby#45610).
-#[inline(never)]
-pub fn from_outside(ctx: &TcContext, packet: &Packet<[u8; 4]>, uplink: &Uplink) -> Outcome {
-    Outcome::pack(translate_from_outside(ctx, packet, uplink))
+/// A frame from the wire (XDP on the uplink) to a published port: translated to the container
+/// and redirected into it before the kernel builds an skb. Everything else passes, on to
+/// `uplink_ingress` and the host's stack. Only the uplink's own address answers for mappings
+/// bound to every address here; loopback bindings are never reachable from the wire
+/// (moby#45610).
+#[inline(always)]
+pub fn from_wire(ctx: &XdpContext) -> u32 {
+    match translate_from_wire(ctx) {
+        // SAFETY: plain helper call. Into the host-side veth, whose peer (the container's end)
+        // takes XDP frames because the daemon turns GRO on there, which gives it NAPI.
+        Ok(Some(ifindex)) => unsafe { bpf_redirect(ifindex, 0) as u32 },
+        Ok(None) => XDP_PASS,
+        Err(reason) => {
+            stats::count_drop(None, reason);
+            XDP_DROP
+        }
+    }
 }
 
+/// TCP, UDP and SCTP as XDP sees them: where the ports are, and the checksum that covers the
+/// addresses (none for SCTP, whose CRC32c does not; UDP's may be off, all zero).
+struct WireL4 {
+    ports: *mut [[u8; 2]; 2],
+    csum: Option<*mut [u8; 2]>,
+    /// TCP: whether the segment opens a connection (SYN without ACK).
+    opens_connection: bool,
+}
+
+/// Translates a frame to a published port in place; returns the host-side veth to redirect it
+/// to, or `None` to let it pass untouched. A published mapping whose container is gone drops
+/// the frame: the host stack has no business with it either.
 #[inline(always)]
-fn translate_from_outside(
-    ctx: &TcContext,
-    packet: &Packet<[u8; 4]>,
-    uplink: &Uplink,
-) -> Result<Option<i32>, DropReason> {
+fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
+    let Some(uplink) = maps::uplink() else {
+        return Ok(None);
+    };
+    let Some(eth) = parse::frame_header::<EthHdr>(ctx, 0) else {
+        return Ok(None);
+    };
+    // SAFETY: `frame_header` checked the bounds (likewise for every pointer below).
+    if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
+        return Ok(None);
+    }
+    let Some(ip) = parse::frame_header::<Ipv4Hdr>(ctx, EthHdr::LEN) else {
+        return Ok(None);
+    };
+    let header = unsafe { *ip };
+    if header.vihl >> 4 != 4 || header.vihl & 0x0f < 5 {
+        return Ok(None);
+    }
+    let Ok(packet) = Packet::of_ipv4(&header) else {
+        return Ok(None);
+    };
     if packet.dst[0] == 127 {
         return Ok(None);
     }
-    let Ok(l4) = L4::of::<V4>(ctx, packet, NOT_ICMP) else {
+    let Some(l4) = wire_l4(ctx, &packet) else {
         return Ok(None);
     };
-    let (client_port, port) = l4.ports(ctx)?;
-    let Some(published) = lookup(l4.proto, packet.dst, port, packet.dst == uplink.ipv4) else {
+    // SAFETY: as above.
+    let [client_port, port] = unsafe { *l4.ports };
+    let to_uplink = packet.dst == uplink.ipv4;
+    let Some(published) = lookup(packet.proto, packet.dst, port, to_uplink) else {
         return Ok(None);
     };
+    if to_uplink && is_nat_reply(&packet, client_port, port) {
+        // A reply of a container's outgoing connection, which left from this port: the NAT
+        // flow wins (`uplink_ingress` delivers it).
+        return Ok(None);
+    }
+    let endpoint = maps::endpoint(published.ifindex).ok_or(DropReason::UnknownEndpoint)?;
     let cport = container_port(&published, port);
+    if packet.proto == IPPROTO_SCTP && cport != port {
+        // Its CRC32c covers the ports and cannot follow a change (the daemon never publishes
+        // such a mapping): never half-translated.
+        return Err(DropReason::UnsupportedNat);
+    }
     let key = reply_key(
         published.container_ip,
         cport,
         packet.src,
         client_port,
-        l4.proto,
+        packet.proto,
     );
-    if l4.proto == IPPROTO_TCP
-        && !opens_connection(ctx, packet)?
-        && PUBLISH_FLOWS.get_ptr(key).is_none()
-    {
+    if packet.proto == IPPROTO_TCP && !l4.opens_connection && PUBLISH_FLOWS.get_ptr(key).is_none() {
         // A TCP segment of no connection to the container: the host's own (one it made from a
         // port that happens to be published), never captured midway.
         return Ok(None);
@@ -134,20 +191,88 @@ fn translate_from_outside(
         last_seen: now(),
     };
     let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
-    V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, published.container_ip)?;
-    l4.set_port(ctx, l4.ports_off + 2, port, cport)?;
-    forward::into_endpoint(ctx, published.ifindex).map(Some)
+
+    let (old_addr, new_addr) = (
+        csum::words4(packet.dst),
+        csum::words4(published.container_ip),
+    );
+    // SAFETY: as above; nothing moved the frame since.
+    unsafe {
+        (*eth).dst_addr = endpoint.mac;
+        (*eth).src_addr = endpoint.host_mac;
+        (*ip).dst_addr = published.container_ip;
+        (*ip).check = csum::update((*ip).check, old_addr, new_addr);
+        if let Some(check) = l4.csum {
+            let old = [old_addr[0], old_addr[1], csum::word(port)];
+            let new = [new_addr[0], new_addr[1], csum::word(cport)];
+            let mut updated = csum::update(*check, old, new);
+            if packet.proto == IPPROTO_UDP && updated == [0; 2] {
+                // Zero means "no checksum" in UDP; its one's complement twin stands in.
+                updated = [0xff; 2];
+            }
+            *check = updated;
+        }
+        (*l4.ports)[1] = cport;
+    }
+    stats::count_rx(endpoint.slot, (ctx.data_end() - ctx.data()) as u32);
+    Ok(Some(published.ifindex))
 }
 
-/// Whether a TCP segment opens a connection (SYN without ACK).
+/// Finds the ports and checksum of a TCP, UDP or SCTP packet.
 #[inline(always)]
-fn opens_connection(ctx: &TcContext, packet: &Packet<[u8; 4]>) -> Result<bool, DropReason> {
-    const SYN: u8 = 0x02;
-    const ACK: u8 = 0x10;
-    let flags: u8 = ctx
-        .load(packet.l4_off + 13)
-        .map_err(|_| DropReason::Truncated)?;
-    Ok(flags & (SYN | ACK) == SYN)
+fn wire_l4(ctx: &XdpContext, packet: &Packet<[u8; 4]>) -> Option<WireL4> {
+    let off = packet.l4_off;
+    // Each header whole (bounds-checked), then the fields at their offsets in it.
+    match packet.proto {
+        IPPROTO_TCP => {
+            const SYN: u8 = 0x02;
+            const ACK: u8 = 0x10;
+            let tcp: *mut [u8; 20] = parse::frame_header(ctx, off)?;
+            // SAFETY: inside the bounds-checked header.
+            let flags = unsafe { (*tcp)[13] };
+            Some(WireL4 {
+                ports: tcp.cast(),
+                csum: Some(tcp.cast::<u8>().wrapping_add(16).cast()),
+                opens_connection: flags & (SYN | ACK) == SYN,
+            })
+        }
+        IPPROTO_UDP => {
+            let udp: *mut [u8; 8] = parse::frame_header(ctx, off)?;
+            let csum: *mut [u8; 2] = udp.cast::<u8>().wrapping_add(6).cast();
+            Some(WireL4 {
+                ports: udp.cast(),
+                // SAFETY: inside the bounds-checked header.
+                csum: (unsafe { *csum } != [0; 2]).then_some(csum),
+                opens_connection: false,
+            })
+        }
+        IPPROTO_SCTP => {
+            let sctp: *mut [u8; 12] = parse::frame_header(ctx, off)?;
+            Some(WireL4 {
+                ports: sctp.cast(),
+                csum: None,
+                opens_connection: false,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether a packet to the uplink's address is a reply of a container's NATed connection.
+#[inline(always)]
+fn is_nat_reply(packet: &Packet<[u8; 4]>, remote_port: [u8; 2], port: [u8; 2]) -> bool {
+    let offset = u16::from_be_bytes(port).wrapping_sub(NAT_PORT_FIRST);
+    offset < NAT_PORT_COUNT
+        && NAT_REPLIES
+            .get_ptr(FlowKeyV4 {
+                local: packet.dst,
+                remote: packet.src,
+                local_port: port,
+                remote_port,
+                proto: packet.proto,
+                _pad: [0; 3],
+            })
+            .is_some()
 }
 
 /// A container's packet to the outside that is a reply of a published connection: translated

@@ -1,11 +1,11 @@
 //! xnet's kernel-side programs, arranged by attach point (where a packet enters):
 //!
 //! - [`endpoint`]: the tcx hooks of each container's host-side veth;
-//! - [`uplink`]: the tcx ingress hook of the host's uplink;
+//! - [`uplink`]: the XDP and tcx ingress hooks of the host's uplink;
 //! - [`host`]: the socket hooks (root cgroup) for the host's own connections to published ports;
 //!
 //! and one module per concern that those entry points share:
-//! [`parse`] (bounds-checked header access), [`ipv6`] (address tests), [`arp`] (the ARP
+//! [`parse`] (bounds-checked header access), [`csum`] (checksum updates for XDP), [`ipv6`] (address tests), [`arp`] (the ARP
 //! responder), [`nd`] (the neighbour discovery responder and ND policing), [`forward`] (IPv4
 //! and IPv6 delivery between endpoints, to the host and to the outside), [`flood`] (broadcast
 //! and multicast to a network's members), [`nat`] (source NAT for egress and its reverse, NAT44
@@ -15,6 +15,7 @@
 #![no_main]
 
 mod arp;
+mod csum;
 mod dnat;
 mod endpoint;
 mod flood;

@@ -2,7 +2,7 @@
 
 use core::mem;
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 
 /// A pointer to a `T` starting `offset` bytes into the frame, or `None` when the frame is too
 /// short to hold it. Headers that sit in the skb's paged part (possible for GSO packets) are
@@ -22,4 +22,15 @@ pub fn header<T>(ctx: &TcContext, offset: usize) -> Option<*mut T> {
         return None;
     }
     Some((start + offset) as *mut T)
+}
+
+/// The same for XDP, where the frame is one linear buffer (for a multi-buffer frame, its first
+/// part, which holds the headers): nothing to pull.
+#[inline(always)]
+pub fn frame_header<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data() + offset;
+    if start + mem::size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some(start as *mut T)
 }

@@ -1,13 +1,16 @@
-//! Entry point on the host's uplink (`xnetd --uplink IFACE`): frames arriving from the wire.
+//! Entry points on the host's uplink (`xnetd --uplink IFACE`): frames arriving from the wire.
 //!
-//! tcx ingress, not XDP: replies are delivered with `bpf_redirect_peer` straight into the
-//! container's namespace as skbs, the same path as container-to-container traffic; an XDP
-//! redirect into a veth would need an XDP program (or GRO) on the container's side.
+//! - [`uplink_xdp`] first, before the kernel builds an skb: connections to published ports,
+//!   translated and redirected into the container's veth (`dnat::from_wire`).
+//! - [`uplink_ingress`] (tcx) then: replies of containers' NATed connections, delivered with
+//!   `bpf_redirect_peer` straight into the container's namespace, the same path as
+//!   container-to-container traffic. It stays at tcx because NAT replies include ICMP errors and
+//!   IPv6, whose rewrites the tc checksum helpers handle for any skb the uplink hands us.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::classifier,
-    programs::TcContext,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use network_types::{
     eth::{EthHdr, EtherType},
@@ -20,6 +23,14 @@ use crate::{
     nat::{self, Packet, V4, V6},
     parse, stats,
 };
+
+/// XDP of the uplink: frames to published ports go to their container; everything else passes
+/// (on to `uplink_ingress`). Multi-buffer capable (`frags`), so it also attaches to uplinks
+/// with a jumbo MTU; the headers it reads are always in the first buffer.
+#[xdp(frags)]
+pub fn uplink_xdp(ctx: XdpContext) -> u32 {
+    dnat::from_wire(&ctx)
+}
 
 /// tcx ingress of the uplink: replies of containers' NATed flows go back to them; everything
 /// else is the host's and passes untouched.
@@ -51,15 +62,13 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         let Ok(packet) = Packet::of_ipv4(&ip) else {
             return Ok(TC_ACT_OK);
         };
-        if ip.dst_addr == uplink.ipv4
-            && let Some(ifindex) = nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()?
-        {
-            return into_container(ctx, ifindex);
+        if ip.dst_addr != uplink.ipv4 {
+            return Ok(TC_ACT_OK);
         }
-        // Not a reply of ours: maybe a connection to a published port.
-        Ok(dnat::from_outside(ctx, &packet, &uplink)
-            .unpack()?
-            .unwrap_or(TC_ACT_OK))
+        match nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()? {
+            Some(ifindex) => into_container(ctx, ifindex),
+            None => Ok(TC_ACT_OK),
+        }
     } else if ether_type == EtherType::Ipv6 as u16 {
         let ip: *const Ipv6Hdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
         // SAFETY: as above.

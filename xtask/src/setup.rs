@@ -298,11 +298,18 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
+/// How long apt-get waits for another apt (an unattended upgrade, a second setup) to finish
+/// instead of failing at once on the dpkg lock.
+const APT_LOCK_WAIT: &str = "DPkg::Lock::Timeout=600";
+
 fn install_packages() -> Result<()> {
     let missing = missing_packages();
-    cmd::run(&mut cmd::command("apt-get", ["update"]))?;
+    cmd::run(&mut cmd::command(
+        "apt-get",
+        ["-o", APT_LOCK_WAIT, "update"],
+    ))?;
     cmd::run(
-        cmd::command("apt-get", ["install", "-y", "-q"])
+        cmd::command("apt-get", ["-o", APT_LOCK_WAIT, "install", "-y", "-q"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )

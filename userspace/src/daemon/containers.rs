@@ -25,7 +25,7 @@ use crate::{
     api::types::{AttachRequest, ContainerCreate, NetworkConnect},
     datapath::EndpointEntry,
     error::{Result, XnetError},
-    os::{Netlink, netns},
+    os::{Netlink, ethtool, netns},
     state::{Container, Endpoint, Mac, Network, Sandbox, ipam},
 };
 
@@ -557,6 +557,7 @@ async fn plumb_endpoint(
     inside
         .configure(link.index, &ep.ifname, ep.mac.0, net.mtu)
         .await?;
+    accept_xdp_frames(sandbox, &ep.ifname)?;
     if ep.ipv6.is_some() {
         netns::write_sysctls_in(sandbox, ipv6_sysctls(&ep.ifname, Side::Container))?;
     }
@@ -580,6 +581,13 @@ async fn plumb_endpoint(
             .await?;
     }
     Ok(())
+}
+
+/// Lets the container's end of its veth take the frames the uplink's XDP program redirects to
+/// it (published ports), by turning GRO on there: see [`ethtool::enable_gro`].
+pub(super) fn accept_xdp_frames(sandbox: &Path, ifname: &str) -> anyhow::Result<()> {
+    let ifname = ifname.to_owned();
+    netns::run_in(sandbox, move || ethtool::enable_gro(&ifname))
 }
 
 /// One of an endpoint's addresses, with what goes with it on its network.

@@ -251,6 +251,9 @@ impl Inner {
             for ep in &container.endpoints {
                 let link = self.netlink.link_by_name(&ep.host_ifname).await?;
                 if link.is_some_and(|l| l.index == ep.host_ifindex) {
+                    // (Containers plumbed by a daemon from before the uplink's XDP program
+                    // need it too.)
+                    containers::accept_xdp_frames(&container.sandbox_key, &ep.ifname)?;
                     self.datapath.add_endpoint(&self.endpoint_entry(ep)?)?;
                     kept.push(ep.clone());
                 } else {

@@ -1,10 +1,11 @@
 //! The kernel side as the daemon sees it: load the programs, pin and adopt the maps and links,
 //! and write typed map entries. Maps are pinned by name under `<bpffs>/maps` and every attach
-//! is a tcx link pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
+//! is a bpf link (tcx, XDP, cgroup) pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
 mod host;
 mod publish;
+mod uplink;
 
 pub use publish::PublishEntry;
 
@@ -13,7 +14,6 @@ use std::{
     fs,
     hash::Hash,
     io::ErrorKind,
-    net::Ipv6Addr,
     path::{Path, PathBuf},
 };
 
@@ -68,9 +68,6 @@ pub struct Datapath {
     links_dir: PathBuf,
 }
 
-/// The pin of the uplink's link (endpoint links are named by ifindex).
-const UPLINK_LINK_PIN: &str = "uplink-ingress";
-
 impl Datapath {
     /// Loads the programs, reusing the maps pinned under `bpffs` (or pinning new ones there).
     pub fn load(bpffs: &Path) -> anyhow::Result<Self> {
@@ -98,6 +95,7 @@ impl Datapath {
                 .load()
                 .map_err(|e| one_line_load_error(name, e))?;
         }
+        uplink::load_xdp(&mut ebpf)?;
         host::load_hooks(&mut ebpf)?;
         Ok(Self {
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,
@@ -145,34 +143,6 @@ impl Datapath {
             self.attach(program, hook, &entry.ifname, &pin)?;
         }
         Ok(())
-    }
-
-    /// Makes `ifname` the uplink: egress is source-NATed to `ipv4` (and IPv6 egress to
-    /// `ipv6`; without one it is dropped as `no-uplink`) and leaves through it, and replies are
-    /// picked up at its tcx ingress.
-    pub fn set_uplink(
-        &mut self,
-        ifname: &str,
-        ifindex: u32,
-        ipv4: [u8; 4],
-        ipv6: Option<Ipv6Addr>,
-    ) -> anyhow::Result<()> {
-        let uplink = Uplink {
-            ifindex,
-            ipv4,
-            ipv6: ipv6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets(),
-        };
-        self.uplink.set(0, uplink, 0).context("writing UPLINK")?;
-        let pin = self.links_dir.join(UPLINK_LINK_PIN);
-        self.attach(PROG_UPLINK_INGRESS, TcAttachType::Ingress, ifname, &pin)
-    }
-
-    /// No uplink: egress is refused (`no-uplink`), and a previous run's uplink hook goes.
-    pub fn clear_uplink(&mut self) -> anyhow::Result<()> {
-        self.uplink
-            .set(0, Uplink::default(), 0)
-            .context("writing UPLINK")?;
-        remove_file_if_exists(&self.links_dir.join(UPLINK_LINK_PIN))
     }
 
     /// Registers a network's subnet (`SUBNETS` or `SUBNETS6`): addresses inside it are never

@@ -1,7 +1,9 @@
 //! OS plumbing: network namespaces and the links, addresses and routes inside them, all
-//! through netlink (rtnetlink) and namespace syscalls (nix). No shelling out to `ip`.
+//! through netlink (rtnetlink) and namespace syscalls (nix), and the one device feature xnet
+//! sets (ethtool ioctl). No shelling out to `ip` or `ethtool`.
 
 pub mod bpffs;
+pub mod ethtool;
 pub mod link;
 pub mod netns;
 pub mod sockets;

@@ -50,13 +50,21 @@ pub fn write_sysctls<K: AsRef<str>>(sysctls: &[(K, &str)]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// [`write_sysctls`] inside the namespace pinned at `path`, from a thread of our own that
-/// enters it and ends right after.
+/// [`write_sysctls`] inside the namespace pinned at `path`.
 pub fn write_sysctls_in(path: &Path, sysctls: Vec<(String, &'static str)>) -> anyhow::Result<()> {
+    run_in(path, move || write_sysctls(&sysctls))
+}
+
+/// Runs `work` inside the namespace pinned at `path`, on a thread of our own that enters it and
+/// ends right after (the daemon's other threads stay in the host's namespace).
+pub fn run_in<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     let path = path.to_owned();
     std::thread::spawn(move || {
         enter(&path)?;
-        write_sysctls(&sysctls)
+        work()
     })
     .join()
     .map_err(|_| anyhow!("namespace thread panicked"))?

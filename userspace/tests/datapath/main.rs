@@ -16,14 +16,14 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+    programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, EndpointCounters, MAP_DROP_STATS,
     MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, NAT_PORT_COUNT,
     NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
-    PROG_UPLINK_INGRESS, Uplink,
+    PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -76,6 +76,7 @@ impl Datapath {
             ] {
                 prog(&mut ebpf, name).load()?;
             }
+            xdp_prog(&mut ebpf).load()?;
             Ok(ebpf)
         })();
         // A program the verifier refuses must not leave the maps it pinned behind.
@@ -139,15 +140,14 @@ impl Datapath {
         map.set(0, uplink, 0).unwrap();
     }
 
-    /// Runs `program` on `frame`; returns the verdict and the frame as the program left it.
+    /// Runs TC `program` on `frame`; returns the verdict and the frame as the program left it.
     fn run(&mut self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; frame.len() + 64];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        let result = prog(&mut self.ebpf, program).test_run(opts).unwrap();
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        run_on(prog(&mut self.ebpf, program), frame)
+    }
+
+    /// The same for the uplink's XDP program.
+    fn run_xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        run_on(xdp_prog(&mut self.ebpf), frame)
     }
 
     fn ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
@@ -207,6 +207,26 @@ fn me(flags: u32) -> Endpoint {
 
 fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
     ebpf.program_mut(name).unwrap().try_into().unwrap()
+}
+
+fn xdp_prog(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROG_UPLINK_XDP)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+fn run_on<P>(program: &P, frame: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 64];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut out);
+    let result = program.test_run(opts).unwrap();
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
 }
 
 fn eth(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {

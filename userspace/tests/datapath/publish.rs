@@ -1,18 +1,25 @@
-//! Published ports at the packet level: destination NAT at the uplink with the client's
-//! address kept, the reverse for replies, host-address bindings, ranges, and hairpin through
-//! the gateway. The published container is the endpoint under test (ifindex 1), so every leg
-//! runs on the test runner's device.
+//! Published ports at the packet level: destination NAT at the uplink (its XDP program) with
+//! the client's address kept, the reverse for replies, host-address bindings, ranges, and
+//! hairpin through the gateway. The published container is the endpoint under test
+//! (ifindex 1), so every leg runs on the test runner's device.
 
 use std::net::Ipv4Addr;
 
 use aya::maps::{LpmTrie, MapData};
 use xnet::datapath::PublishEntry;
-use xnet_common::{DropReason, MAP_PUBLISHED, PROG_UPLINK_INGRESS, PublishKey, Published, Uplink};
+use xnet_common::{
+    DropReason, MAP_PUBLISHED, NAT_PORT_FIRST, PROG_UPLINK_INGRESS, PublishKey, Published, Uplink,
+};
 
 use super::{
     Datapath, GATEWAY, HOST_MAC, LOOPBACK, ME_IP, ME_MAC, REMOTE_IP, TC_ACT_OK, TC_ACT_REDIRECT,
     UPLINK_IP, checked_udp, udp_with_checksums,
 };
+
+/// XDP verdicts.
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -47,8 +54,9 @@ impl Datapath {
         dp
     }
 
+    /// Runs the uplink's XDP program, where frames to published ports are translated.
     fn on_uplink(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.run(PROG_UPLINK_INGRESS, frame)
+        self.run_xdp(frame)
     }
 }
 
@@ -65,7 +73,7 @@ fn outside_clients_reach_published_ports_with_their_own_address() {
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (8080, 8080), 80);
     let (verdict, inside) = dp.on_uplink(&wire((REMOTE_IP, 5555), (UPLINK_IP, 8080)));
-    assert_eq!(verdict, TC_ACT_REDIRECT, "delivered into the container");
+    assert_eq!(verdict, XDP_REDIRECT, "delivered into the container");
     assert_eq!(checked_udp(&inside), (REMOTE_IP, 5555, ME_IP, 80));
     assert_eq!(
         (&inside[0..6], &inside[6..12]),
@@ -79,12 +87,12 @@ fn outside_clients_reach_published_ports_with_their_own_address() {
 
     // Another port, or another protocol on the same port, is the host's business.
     let other_port = wire((REMOTE_IP, 5555), (UPLINK_IP, 8081));
-    assert_eq!(dp.on_uplink(&other_port), (TC_ACT_OK, other_port.clone()));
+    assert_eq!(dp.on_uplink(&other_port), (XDP_PASS, other_port.clone()));
     dp.publish(TCP, [0; 4], (9090, 9090), 90);
     let udp_to_tcp_port = wire((REMOTE_IP, 5555), (UPLINK_IP, 9090));
     assert_eq!(
         dp.on_uplink(&udp_to_tcp_port),
-        (TC_ACT_OK, udp_to_tcp_port.clone())
+        (XDP_PASS, udp_to_tcp_port.clone())
     );
 }
 
@@ -100,11 +108,11 @@ fn ranges_map_port_by_port() {
         (20005, 30005),
     ] {
         let (verdict, inside) = dp.on_uplink(&wire((REMOTE_IP, 5555), (UPLINK_IP, port)));
-        assert_eq!(verdict, TC_ACT_REDIRECT, "{port}");
+        assert_eq!(verdict, XDP_REDIRECT, "{port}");
         assert_eq!(checked_udp(&inside).3, expected, "{port}");
     }
     let past = wire((REMOTE_IP, 5555), (UPLINK_IP, 20010));
-    assert_eq!(dp.on_uplink(&past).0, TC_ACT_OK);
+    assert_eq!(dp.on_uplink(&past).0, XDP_PASS);
 }
 
 #[test]
@@ -113,11 +121,11 @@ fn host_address_bindings_are_honoured() {
     // Bound to loopback: never from the wire, even addressed to 127.0.0.1 (moby#45610).
     dp.publish(UDP, [127, 0, 0, 1], (9000, 9000), 90);
     let sneaky = wire((REMOTE_IP, 5555), ([127, 0, 0, 1], 9000));
-    assert_eq!(dp.on_uplink(&sneaky), (TC_ACT_OK, sneaky.clone()));
+    assert_eq!(dp.on_uplink(&sneaky), (XDP_PASS, sneaky.clone()));
     let via_uplink = wire((REMOTE_IP, 5555), (UPLINK_IP, 9000));
     assert_eq!(
         dp.on_uplink(&via_uplink).0,
-        TC_ACT_OK,
+        XDP_PASS,
         "loopback binding leaked"
     );
     // Bound to one host address: reachable there, not through another.
@@ -126,15 +134,15 @@ fn host_address_bindings_are_honoured() {
     assert_eq!(
         dp.on_uplink(&wire((REMOTE_IP, 5555), (other_host_ip, 9100)))
             .0,
-        TC_ACT_REDIRECT
+        XDP_REDIRECT
     );
     let wrong_address = wire((REMOTE_IP, 5555), (UPLINK_IP, 9100));
-    assert_eq!(dp.on_uplink(&wrong_address).0, TC_ACT_OK);
+    assert_eq!(dp.on_uplink(&wrong_address).0, XDP_PASS);
     // Bound to every address: through the uplink's address, but not to addresses that are not
     // the host's (transit traffic is never captured).
     dp.publish(UDP, [0; 4], (9200, 9200), 92);
     let transit = wire((REMOTE_IP, 5555), ([10, 77, 0, 1], 9200));
-    assert_eq!(dp.on_uplink(&transit).0, TC_ACT_OK);
+    assert_eq!(dp.on_uplink(&transit).0, XDP_PASS);
 }
 
 #[test]
@@ -172,11 +180,11 @@ fn sctp_keeps_its_ports() {
         f
     };
     let (verdict, inside) = dp.on_uplink(&sctp(7000));
-    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(verdict, XDP_REDIRECT);
     assert_eq!(&inside[30..34], &ME_IP, "address translated");
     // Its CRC32c covers the ports and cannot follow a change: never half-translated.
     let before = dp.drops(DropReason::UnsupportedNat);
-    assert_eq!(dp.on_uplink(&sctp(7001)).0, super::TC_ACT_SHOT);
+    assert_eq!(dp.on_uplink(&sctp(7001)).0, XDP_DROP);
     assert_eq!(dp.drops(DropReason::UnsupportedNat), before + 1);
 }
 
@@ -201,15 +209,50 @@ fn tcp_is_captured_only_from_the_connections_first_segment() {
     // A segment of a connection the host itself made from port 40000 (say, the answer to its
     // own SYN): the host's, even though the port is published now.
     let hosts_own = tcp_segment((REMOTE_IP, 443), (UPLINK_IP, 40000), SYN | ACK);
-    assert_eq!(dp.on_uplink(&hosts_own), (TC_ACT_OK, hosts_own.clone()));
+    assert_eq!(dp.on_uplink(&hosts_own), (XDP_PASS, hosts_own.clone()));
     // A new connection is the container's, and so is the rest of it.
     let open = tcp_segment((REMOTE_IP, 5555), (UPLINK_IP, 40000), SYN);
     let (verdict, inside) = dp.on_uplink(&open);
-    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(verdict, XDP_REDIRECT);
     assert_eq!(
         (&inside[30..34], &inside[36..38]),
         (&ME_IP[..], &80u16.to_be_bytes()[..])
     );
     let rest = tcp_segment((REMOTE_IP, 5555), (UPLINK_IP, 40000), ACK);
-    assert_eq!(dp.on_uplink(&rest).0, TC_ACT_REDIRECT);
+    assert_eq!(dp.on_uplink(&rest).0, XDP_REDIRECT);
+}
+
+#[test]
+fn udp_without_checksum_stays_without() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(UDP, [0; 4], (8080, 8080), 80);
+    let mut frame = wire((REMOTE_IP, 5555), (UPLINK_IP, 8080));
+    frame[40..42].copy_from_slice(&[0, 0]);
+    let (verdict, inside) = dp.on_uplink(&frame);
+    assert_eq!(verdict, XDP_REDIRECT);
+    assert_eq!(&inside[40..42], &[0, 0], "a zero UDP checksum means none");
+    assert_eq!(
+        (&inside[30..34], &inside[36..38]),
+        (&ME_IP[..], &80u16.to_be_bytes()[..])
+    );
+}
+
+#[test]
+fn nat_replies_win_over_ports_published_in_the_nat_range() {
+    let mut dp = Datapath::with_uplink();
+    dp.publish(UDP, [0; 4], (NAT_PORT_FIRST, u16::MAX), NAT_PORT_FIRST);
+    // The container's own connection to the outside leaves from a NAT port...
+    let (_, out) = dp.ingress(&udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53));
+    let (src, nat_port, _, _) = checked_udp(&out);
+    assert_eq!(src, UPLINK_IP);
+    // ...and its reply is the NAT flow's (`uplink_ingress` delivers it), not a connection to
+    // the port published there.
+    let reply = wire((REMOTE_IP, 53), (UPLINK_IP, nat_port));
+    assert_eq!(dp.on_uplink(&reply), (XDP_PASS, reply.clone()));
+    let (verdict, inside) = dp.run(PROG_UPLINK_INGRESS, &reply);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(checked_udp(&inside), (REMOTE_IP, 53, ME_IP, 40000));
+    // Another client on that port is a connection to the published port.
+    let other = wire((REMOTE_IP, 54), (UPLINK_IP, nat_port));
+    assert_eq!(dp.on_uplink(&other).0, XDP_REDIRECT);
 }

@@ -132,6 +132,25 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
         "a port bound to 127.0.0.1 was reached from another host"
     );
 
+    // From the wire it is the uplink's XDP program that translates, and its link is pinned:
+    // published ports keep working while the daemon is down, and after it adopts the link.
+    let uplink = host.in_host(&["ip", "-j", "link", "show", "uplink0"]);
+    let uplink: serde_json::Value = serde_json::from_slice(&uplink.stdout).unwrap();
+    assert!(
+        uplink[0]["xdp"]["prog"]["id"].as_u64().is_some(),
+        "no XDP program on the uplink: {uplink}"
+    );
+    host.stop_daemon();
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8081, false),
+        "TCP from outside while the daemon is down"
+    );
+    host.start_daemon();
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8081, true),
+        "UDP from outside after a restart"
+    );
+
     // Unpublished, it is gone for everyone.
     host.ok(&["port", "rm", "web", "8080:80"]);
     assert!(

@@ -1,0 +1,35 @@
+//! Incremental Internet checksum updates (RFC 1624), for XDP, which has no checksum helpers:
+//! when some 16-bit words a checksum covers change, the checksum follows without reading the
+//! rest of the data. Words are taken in the packet's byte order, as they sit in memory; the
+//! one's complement sum does not depend on byte order as long as every word is read alike.
+
+/// The 16-bit words of a 4-byte field (an IPv4 address).
+#[inline(always)]
+pub fn words4(bytes: [u8; 4]) -> [u16; 2] {
+    [
+        u16::from_ne_bytes([bytes[0], bytes[1]]),
+        u16::from_ne_bytes([bytes[2], bytes[3]]),
+    ]
+}
+
+/// The word of a 2-byte field (a port, a checksum).
+#[inline(always)]
+pub fn word(bytes: [u8; 2]) -> u16 {
+    u16::from_ne_bytes(bytes)
+}
+
+/// `check` (as stored in the packet) after the covered words `old` became `new`:
+/// HC' = ~(~HC + ~m + m'), RFC 1624 equation 3.
+#[inline(always)]
+pub fn update<const N: usize>(check: [u8; 2], old: [u16; N], new: [u16; N]) -> [u8; 2] {
+    let mut sum = u32::from(!word(check));
+    let mut i = 0;
+    while i < N {
+        sum += u32::from(!old[i]) + u32::from(new[i]);
+        i += 1;
+    }
+    // Two folds bring any sum of a few dozen words back into 16 bits.
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    (!(sum as u16)).to_ne_bytes()
+}
