@@ -159,27 +159,22 @@ impl Row {
             }
         }
         v["ratio"] = json!(self.ratio_to(Role::Baseline));
-        for (role, ratio_key, faster_key) in [
-            (Role::Baseline, None, "times_faster"),
-            (
-                Role::SecondBaseline,
-                Some("ratio_to_second_baseline"),
-                "times_faster_than_second_baseline",
-            ),
-            (
-                Role::Ceiling,
-                Some("ratio_to_ceiling"),
-                "times_faster_than_ceiling",
-            ),
+        for (role, key) in [
+            (Role::SecondBaseline, "ratio_to_second_baseline"),
+            (Role::Ceiling, "ratio_to_ceiling"),
         ] {
-            let Some(r) = self.ratio_to(role) else {
-                continue;
-            };
-            if let Some(key) = ratio_key {
+            if let Some(r) = self.ratio_to(role) {
                 v[key] = json!(r);
             }
-            if self.compare == Compare::Faster {
-                v[faster_key] = json!(1.0 / r);
+        }
+        if self.compare == Compare::Faster {
+            for (role, key) in [
+                (Role::Baseline, "times_faster"),
+                (Role::SecondBaseline, "times_faster_than_second_baseline"),
+            ] {
+                if let Some(r) = self.ratio_to(role) {
+                    v[key] = json!(1.0 / r);
+                }
             }
         }
         v
