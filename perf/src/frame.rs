@@ -12,9 +12,9 @@ pub const FCS_LEN: usize = 4;
 /// Smallest and largest frame size (FCS included) the generator builds.
 pub const MIN_FRAME: usize = 64;
 pub const MAX_FRAME: usize = 1518;
-/// First UDP source and destination ports; flow `i` uses `BASE + i` for both.
-const SRC_PORT_BASE: u16 = 10_000;
-const DST_PORT_BASE: u16 = 20_000;
+/// The UDP ports of flow 0 unless asked otherwise; flow `i` uses `first + i` for both.
+pub const FIRST_SRC_PORT: u16 = 10_000;
+pub const FIRST_DST_PORT: u16 = 20_000;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const IPPROTO_UDP: u8 = 17;
@@ -45,18 +45,20 @@ impl fmt::Display for Mac {
     }
 }
 
-/// The addresses every frame carries. Only ports vary between flows: the sending container may
-/// use no other source address (xnet drops anything else as spoofed).
+/// The addresses every frame carries, and flow 0's ports. Only ports vary between flows: the
+/// sending container may use no other source address (xnet drops anything else as spoofed).
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoints {
     pub src_mac: Mac,
     pub dst_mac: Mac,
     pub src_ip: Ipv4Addr,
     pub dst_ip: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
 }
 
-/// The headers of flow `flow` for frames of `frame_size` bytes (FCS included), with a zero
-/// payload.
+/// The headers of flow `flow` (ports `src_port + flow` -> `dst_port + flow`) for frames of
+/// `frame_size` bytes (FCS included), with a zero payload.
 pub fn flow_headers(ends: &Endpoints, flow: u16, frame_size: usize) -> anyhow::Result<FlowHeaders> {
     ensure!(
         (MIN_FRAME..=MAX_FRAME).contains(&frame_size),
@@ -64,7 +66,12 @@ pub fn flow_headers(ends: &Endpoints, flow: u16, frame_size: usize) -> anyhow::R
     );
     let ip_len = frame_size - FCS_LEN - 14;
     let udp_len = ip_len - 20;
-    let (sport, dport) = (SRC_PORT_BASE + flow, DST_PORT_BASE + flow);
+    let port = |first: u16| {
+        first
+            .checked_add(flow)
+            .ok_or_else(|| anyhow!("flow {flow} from port {first} is past port 65535"))
+    };
+    let (sport, dport) = (port(ends.src_port)?, port(ends.dst_port)?);
     let mut h = [0u8; HEADERS_LEN];
     h[0..6].copy_from_slice(&ends.dst_mac.0);
     h[6..12].copy_from_slice(&ends.src_mac.0);
@@ -130,6 +137,8 @@ mod tests {
             dst_mac: "02:42:ac:12:00:03".parse().unwrap(),
             src_ip: Ipv4Addr::new(172, 18, 0, 2),
             dst_ip: Ipv4Addr::new(172, 18, 0, 3),
+            src_port: FIRST_SRC_PORT,
+            dst_port: FIRST_DST_PORT,
         }
     }
 
@@ -159,6 +168,17 @@ mod tests {
         assert_eq!(a.bytes[..34], b.bytes[..34]);
         assert_eq!(u16::from_be_bytes([b.bytes[34], b.bytes[35]]), 10_063);
         assert_eq!(u16::from_be_bytes([b.bytes[36], b.bytes[37]]), 20_063);
+    }
+
+    #[test]
+    fn ports_start_where_asked_and_stop_at_65535() {
+        let ends = Endpoints {
+            dst_port: 65_534,
+            ..ends()
+        };
+        let h = flow_headers(&ends, 1, 64).unwrap();
+        assert_eq!(u16::from_be_bytes([h.bytes[36], h.bytes[37]]), 65_535);
+        assert!(flow_headers(&ends, 2, 64).is_err());
     }
 
     #[test]

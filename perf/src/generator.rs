@@ -52,9 +52,15 @@ pub struct GenArgs {
     /// Frame size in bytes, FCS included (64 = the smallest Ethernet frame).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Number of flows; flow i uses UDP ports 10000+i -> 20000+i.
+    /// Number of flows; flow i uses UDP ports SRC_PORT+i -> DST_PORT+i.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_FLOWS as i64))]
     pub flows: u16,
+    /// UDP source port of flow 0.
+    #[arg(long, default_value_t = frame::FIRST_SRC_PORT)]
+    pub src_port: u16,
+    /// UDP destination port of flow 0 (a published port, say).
+    #[arg(long, default_value_t = frame::FIRST_DST_PORT)]
+    pub dst_port: u16,
     /// Frames to send.
     #[arg(
         long,
@@ -93,6 +99,8 @@ pub fn run(args: &GenArgs) -> anyhow::Result<GenReport> {
         dst_mac: args.dst_mac,
         src_ip: args.src_ip,
         dst_ip: args.dst_ip,
+        src_port: args.src_port,
+        dst_port: args.dst_port,
     };
     let headers = (0..args.flows)
         .map(|flow| frame::flow_headers(&ends, flow, args.size))

@@ -6,7 +6,9 @@
 //!   namespace, transmitting UDP frames into its veth;
 //! - [`sink`] (`xnet-sink`): counts the frames that arrive at the receiving container;
 //! - [`hop`] (`xnet-hop`): the bare one-hop forwarders the datapath is compared with;
-//! - [`rr`] (`xnet-rr`): TCP request/response (ping-pong) client and server.
+//! - [`rr`] (`xnet-rr`): TCP request/response (ping-pong) client and server;
+//! - [`proxy`] (`xnet-proxy`): a userland TCP proxy like docker-proxy, a baseline for
+//!   published ports.
 //!
 //! [`bench`] (`xnet-bench`) sets up xnet and the Docker-like bridge side by side, runs the
 //! scenarios, and reports.
@@ -16,6 +18,7 @@ pub mod ebpf;
 pub mod frame;
 pub mod generator;
 pub mod hop;
+pub mod proxy;
 pub mod rr;
 pub mod sink;
 

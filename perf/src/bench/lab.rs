@@ -1,14 +1,17 @@
 //! The two setups every scenario runs on, built side by side in namespaces of their own:
 //!
 //! - [`XnetLab`]: a simulated host running the real xnetd (started as the integration tests
-//!   start it) with two containers created by the real `xnet` CLI on a user-defined network;
+//!   start it, with `--uplink`) with two containers created by the real `xnet` CLI on a
+//!   user-defined network;
 //! - [`BridgeLab`]: the same two containers behind a Linux bridge with br_netfilter on and the
 //!   iptables rules Docker installs for a user-defined bridge network. Its host-side veths also
 //!   carry the bare hops (ceiling and reference) when those are measured.
 //!
-//! Both use the same subnet, addresses and MACs, and are torn down on drop.
+//! Both use the same subnet, addresses and MACs, both hosts have an [`Uplink`] to an outside
+//! namespace of their own, and both are torn down on drop.
 
 use std::{
+    io::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -19,7 +22,10 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
-use super::sys::{self, Netns};
+use super::{
+    sys::{self, Netns},
+    uplink::{UPLINK, Uplink},
+};
 use crate::frame::Mac;
 
 /// The network both labs give their containers (Docker's first user-defined subnet).
@@ -27,7 +33,7 @@ const SUBNET: &str = "172.18.0.0/16";
 const GATEWAY: &str = "172.18.0.1";
 const PREFIX: u8 = 16;
 /// Name of the bridge (Docker names them br-<network id>).
-const BRIDGE: &str = "br-bench";
+pub const BRIDGE: &str = "br-bench";
 /// Containers A (sender, client) and B (receiver, server) on the bridge: Docker-style MACs.
 const BRIDGE_CONTAINERS: [(&str, &str, &str); 2] = [
     ("a", "172.18.0.2", "02:42:ac:12:00:02"),
@@ -49,19 +55,6 @@ pub struct Pair {
     pub host: PathBuf,
     pub a: Container,
     pub b: Container,
-}
-
-impl Pair {
-    /// Sets generic receive offload on both host-side veths. Frames a generator transmits with
-    /// XDP into a veth are dropped unless the receiving end has an XDP program or GRO on (see
-    /// platform notes), so the packet-rate scenario turns it on for every variant alike.
-    pub fn set_gro(&self, on: bool) -> anyhow::Result<()> {
-        let state = if on { "on" } else { "off" };
-        for veth in [&self.a.host_veth, &self.b.host_veth] {
-            sys::output(sys::in_netns(&self.host, "ethtool").args(["-K", veth, "gro", state]))?;
-        }
-        Ok(())
-    }
 }
 
 /// Reads what a scenario needs to know about the container whose namespace is `netns`.
@@ -99,6 +92,7 @@ fn probe_container(host: &Path, netns: PathBuf) -> anyhow::Result<Container> {
 /// xnetd in a host namespace of its own, with containers `a` and `b` on network `bench`.
 pub struct XnetLab {
     pub pair: Pair,
+    pub uplink: Uplink,
     bin_dir: PathBuf,
     daemon: Child,
     dir: PathBuf,
@@ -110,6 +104,7 @@ pub struct XnetLab {
 impl XnetLab {
     pub fn up(run_id: &str, bin_dir: &Path) -> anyhow::Result<Self> {
         let host = Netns::create(format!("{run_id}-xnet"))?;
+        let uplink = Uplink::up(&host, format!("{run_id}-xnet-ext"))?;
         let dir = std::env::temp_dir().join(format!("xnet-bench-{run_id}"));
         let bpffs = PathBuf::from(format!("/sys/fs/bpf/xnet-bench-{run_id}"));
         std::fs::create_dir_all(&dir)?;
@@ -121,6 +116,7 @@ impl XnetLab {
             .arg(dir.join("state"))
             .arg("--bpffs")
             .arg(&bpffs)
+            .args(["--uplink", UPLINK])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -132,6 +128,7 @@ impl XnetLab {
                 a: placeholder(),
                 b: placeholder(),
             },
+            uplink,
             bin_dir: bin_dir.to_path_buf(),
             daemon,
             dir,
@@ -185,7 +182,8 @@ impl XnetLab {
         std::fs::read_to_string(self.dir.join("xnetd.log")).unwrap_or_default()
     }
 
-    fn xnet(&self, args: &[&str]) -> anyhow::Result<String> {
+    /// Runs the `xnet` CLI against this lab's daemon and returns what it printed.
+    pub fn xnet(&self, args: &[&str]) -> anyhow::Result<String> {
         sys::output(
             Command::new(self.bin_dir.join("xnet"))
                 .arg("--host")
@@ -238,6 +236,7 @@ fn placeholder() -> Container {
 /// Docker's datapath for a user-defined bridge network, rebuilt in namespaces of our own.
 pub struct BridgeLab {
     pub pair: Pair,
+    pub uplink: Uplink,
     // Containers first, so their veths go before the host namespace does.
     _netns: Vec<Netns>,
 }
@@ -245,6 +244,7 @@ pub struct BridgeLab {
 impl BridgeLab {
     pub fn up(run_id: &str) -> anyhow::Result<Self> {
         let host = Netns::create(format!("{run_id}-br"))?;
+        let uplink = Uplink::up(&host, format!("{run_id}-br-ext"))?;
         let h = host.name.clone();
         let ip_h = |args: &[&str]| {
             let mut words = vec!["ip", "-n", &h];
@@ -289,6 +289,7 @@ impl BridgeLab {
                 a,
                 b,
             },
+            uplink,
             _netns: netns,
         })
     }
@@ -306,6 +307,12 @@ fn docker_firewall(host: &Path) -> anyhow::Result<()> {
     ] {
         sys::output(sys::in_netns(host, "sysctl").args(["-q", "-w", sysctl]))?;
     }
+    restore_docker_rules(host)
+}
+
+/// Loads Docker's rules (see [`docker_firewall`]) in place of whatever the filter and nat
+/// tables of `host` hold: also how rules added for published ports are removed.
+pub fn restore_docker_rules(host: &Path) -> anyhow::Result<()> {
     let rules = format!(
         "*filter
 :INPUT ACCEPT [0:0]
@@ -348,25 +355,35 @@ COMMIT
 COMMIT
 "
     );
-    let mut restore = sys::in_netns(host, "iptables-restore");
-    let mut child = restore
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start iptables-restore")?;
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(rules.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "iptables-restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    iptables_restore(host, &rules, false).map(drop)
+}
+
+/// Runs `iptables-restore` (with `--noflush` if `noflush`: adds to the tables instead of
+/// replacing them) in `host` on `rules`, and returns how long that program took.
+pub fn iptables_restore(host: &Path, rules: &str, noflush: bool) -> anyhow::Result<Duration> {
+    sys::on_netns_thread(host, || {
+        let start = Instant::now();
+        let mut child = Command::new("iptables-restore")
+            .args(noflush.then_some("--noflush"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start iptables-restore")?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(rules.as_bytes())?;
+        let out = child.wait_with_output()?;
+        let took = start.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "iptables-restore failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(took)
+    })
 }
 
 /// Both labs. Built once per run; every scenario measures on them.

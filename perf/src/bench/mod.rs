@@ -3,9 +3,12 @@
 //! and reports median/min/max per side and the ratio ours / baseline.
 
 mod lab;
+mod ports;
+mod publish;
 mod report;
 mod scenarios;
 mod sys;
+mod uplink;
 
 use std::{
     path::PathBuf,
@@ -23,15 +26,17 @@ use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample};
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Benchmark xnet against Docker's bridge datapath, side by side"
+    about = "Benchmark xnet against Docker's bridge datapath and published ports, side by side"
 )]
 pub struct BenchArgs {
-    /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr.
+    /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
+    /// publish-tcp, publish-setup.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
     pub quick: bool,
-    /// CI check: one round at tiny counts; fails unless frames arrive and the JSON is complete.
+    /// CI check: one round at tiny counts (100 published ports instead of 10,000); fails
+    /// unless frames arrive, iperf3 moves data and the JSON is complete.
     #[arg(long, conflicts_with = "quick")]
     pub smoke: bool,
     /// Rounds (default: 3; 1 with --quick or --smoke).
@@ -58,6 +63,8 @@ impl BenchArgs {
                     frames: Frames::Count(20_000),
                     tcp_seconds: 1,
                     rr_seconds: 0.5,
+                    many_ports: 100,
+                    per_rule_ports: 10,
                 },
             )
         } else if self.quick {
@@ -68,6 +75,8 @@ impl BenchArgs {
                     frames: Frames::Seconds(1.0),
                     tcp_seconds: 2,
                     rr_seconds: 2.0,
+                    many_ports: MANY_PORTS,
+                    per_rule_ports: PER_RULE_PORTS,
                 },
             )
         } else {
@@ -78,6 +87,8 @@ impl BenchArgs {
                     frames: Frames::Seconds(2.0),
                     tcp_seconds: 5,
                     rr_seconds: 5.0,
+                    many_ports: MANY_PORTS,
+                    per_rule_ports: PER_RULE_PORTS,
                 },
             )
         };
@@ -87,7 +98,7 @@ impl BenchArgs {
         }
     }
 
-    fn cases(&self) -> anyhow::Result<Vec<Case>> {
+    fn cases(&self, effort: &Effort) -> anyhow::Result<Vec<Case>> {
         for wanted in &self.scenarios {
             if !SCENARIOS.iter().any(|(name, _)| name == wanted) {
                 let known: Vec<_> = SCENARIOS.iter().map(|(name, _)| *name).collect();
@@ -99,10 +110,16 @@ impl BenchArgs {
             .filter(|(name, _)| {
                 self.scenarios.is_empty() || self.scenarios.iter().any(|w| w == name)
             })
-            .flat_map(|(_, cases)| cases())
+            .flat_map(|(_, cases)| cases(effort))
             .collect())
     }
 }
+
+/// Ports published in the many-ports cases: a big range, as issue #5 asks.
+const MANY_PORTS: u16 = 10_000;
+/// Ports in the setup case that also installs iptables rules one exec at a time: with 10,000
+/// ports (30,000 execs) one round of that would take minutes.
+const PER_RULE_PORTS: u16 = 1_000;
 
 /// A 1-minute load average above this before the run means the machine is not quiet.
 const BUSY_LOAD: f64 = 0.5;
@@ -121,7 +138,7 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
     }
     let effort = args.effort();
-    let cases = args.cases()?;
+    let cases = args.cases(&effort)?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
     let json = args
@@ -239,6 +256,7 @@ fn rows_of(case: &Case, samples: &[Vec<Sample>], rounds: usize) -> Vec<Row> {
             scenario: format!("{}{}", case.name, metric.suffix),
             unit: metric.unit,
             better: metric.better,
+            compare: metric.compare,
             rounds,
             sides: case
                 .sides

@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow, ensure};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-use super::scenarios::{Better, Delivery, Role, Side};
+use super::scenarios::{Better, Compare, Delivery, Role, Side};
 
 /// The 1-minute load average (0 when unreadable).
 pub fn load_average() -> f64 {
@@ -77,8 +77,23 @@ impl Summary {
     }
 
     fn cell(&self) -> String {
-        format!("{:.3} [{:.3}–{:.3}]", self.median, self.min, self.max)
+        format!(
+            "{} [{}–{}]",
+            number(self.median),
+            number(self.min),
+            number(self.max)
+        )
     }
+}
+
+/// Three decimals, or three significant digits below 0.1 (1,000 packets/s is 0.00100 Mpps,
+/// not 0.001).
+fn number(v: f64) -> String {
+    if v.abs() >= 0.1 || v == 0.0 || !v.is_finite() {
+        return format!("{v:.3}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    format!("{v:.decimals$}")
 }
 
 /// One side's results for one metric.
@@ -96,6 +111,7 @@ pub struct Row {
     pub scenario: String,
     pub unit: &'static str,
     pub better: Better,
+    pub compare: Compare,
     pub rounds: usize,
     pub sides: Vec<SideResult>,
 }
@@ -105,8 +121,22 @@ impl Row {
         self.sides.iter().find(|s| s.side.role() == role)
     }
 
+    fn side(&self, side: Side) -> Option<&SideResult> {
+        self.sides.iter().find(|s| s.side == side)
+    }
+
     fn ratio_to(&self, role: Role) -> Option<f64> {
         Some(self.role(Role::Ours)?.summary.median / self.role(role)?.summary.median)
+    }
+
+    /// How xnet compares with `side` in the table: `1.23x`, or `45.6x faster` (`2.0x slower`).
+    fn comparison(&self, side: Side) -> Option<String> {
+        let ratio = self.role(Role::Ours)?.summary.median / self.side(side)?.summary.median;
+        Some(match self.compare {
+            Compare::Ratio => format!("{ratio:.2}x"),
+            Compare::Faster if ratio <= 1.0 => format!("{:.1}x faster", 1.0 / ratio),
+            Compare::Faster => format!("{ratio:.1}x slower"),
+        })
     }
 
     pub fn json(&self, machine: &Value) -> Value {
@@ -120,6 +150,7 @@ impl Row {
         for (role, key) in [
             (Role::Ours, "ours"),
             (Role::Baseline, "baseline"),
+            (Role::SecondBaseline, "second_baseline"),
             (Role::Ceiling, "ceiling"),
             (Role::Reference, "reference"),
         ] {
@@ -128,49 +159,107 @@ impl Row {
             }
         }
         v["ratio"] = json!(self.ratio_to(Role::Baseline));
-        if let Some(r) = self.ratio_to(Role::Ceiling) {
-            v["ratio_to_ceiling"] = json!(r);
+        for (role, key) in [
+            (Role::SecondBaseline, "ratio_to_second_baseline"),
+            (Role::Ceiling, "ratio_to_ceiling"),
+        ] {
+            if let Some(r) = self.ratio_to(role) {
+                v[key] = json!(r);
+            }
+        }
+        if self.compare == Compare::Faster {
+            for (role, key) in [
+                (Role::Baseline, "times_faster"),
+                (Role::SecondBaseline, "times_faster_than_second_baseline"),
+            ] {
+                if let Some(r) = self.ratio_to(role) {
+                    v[key] = json!(1.0 / r);
+                }
+            }
         }
         v
     }
 }
 
-/// The table: Markdown, so it can go into the README as printed.
+/// The tables: Markdown, so they can go into the README as printed. One table per baseline
+/// (and way of comparing), with a column for each side its rows measured and a ratio column
+/// for each side xnet is compared with.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| scenario | unit | better | xnet: median [min–max] | docker-bridge | xnet / bridge | \
-         ceiling (bare tcx peer hop) | xnet / ceiling | bare XDP_REDIRECT hop | loss xnet / bridge |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    /// Rows that share a table: their baseline and how they compare with it.
+    type Group<'a> = ((Option<Side>, Compare), Vec<&'a Row>);
+    let mut groups: Vec<Group> = Vec::new();
     for row in rows {
-        let cell = |role| row.role(role).map_or("–".into(), |s| s.summary.cell());
-        let ratio = |role| {
-            row.ratio_to(role)
-                .map_or("–".into(), |r| format!("{r:.2}x"))
-        };
-        let lost = |role| {
-            row.role(role)
-                .and_then(|s| s.frames)
+        let key = (row.role(Role::Baseline).map(|s| s.side), row.compare);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((key, vec![row])),
+        }
+    }
+    groups
+        .iter()
+        .map(|((baseline, compare), rows)| table_of(rows, *baseline, *compare))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
+    let mut others: Vec<Side> = Vec::new();
+    for side in rows.iter().flat_map(|r| &r.sides).map(|s| s.side) {
+        if side.role() != Role::Ours && !others.contains(&side) {
+            others.push(side);
+        }
+    }
+    // xnet is compared with every side but the reference.
+    let compared = |side: Side| side.role() != Role::Reference;
+    let counts_frames = rows
+        .iter()
+        .flat_map(|r| &r.sides)
+        .any(|s| s.frames.is_some());
+    let mut head = vec![
+        "scenario".to_string(),
+        "unit".into(),
+        "better".into(),
+        Side::Xnet.title().into(),
+    ];
+    for &side in &others {
+        head.push(side.title().into());
+        if compared(side) {
+            head.push(match compare {
+                Compare::Ratio => format!("xnet / {}", side.short()),
+                Compare::Faster => format!("xnet vs {}", side.short()),
+            });
+        }
+    }
+    if let (true, Some(baseline)) = (counts_frames, baseline) {
+        head.push(format!("loss xnet / {}", baseline.short()));
+    }
+    let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for row in rows {
+        let cell = |side: Side| row.side(side).map_or("–".into(), |s| s.summary.cell());
+        let lost = |side: Option<Side>| {
+            side.and_then(|side| row.side(side)?.frames)
                 .map_or("–".into(), |d| format!("{:.1}%", 100.0 * d.loss()))
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
-            row.scenario,
-            row.unit,
+        let mut cells = vec![
+            row.scenario.clone(),
+            row.unit.into(),
             match row.better {
                 Better::Higher => "higher",
                 Better::Lower => "lower",
-            },
-            cell(Role::Ours),
-            cell(Role::Baseline),
-            ratio(Role::Baseline),
-            cell(Role::Ceiling),
-            ratio(Role::Ceiling),
-            cell(Role::Reference),
-            lost(Role::Ours),
-            lost(Role::Baseline),
-        );
+            }
+            .into(),
+            cell(Side::Xnet),
+        ];
+        for &side in &others {
+            cells.push(cell(side));
+            if compared(side) {
+                cells.push(row.comparison(side).unwrap_or_else(|| "–".into()));
+            }
+        }
+        if counts_frames && baseline.is_some() {
+            cells.push(format!("{} / {}", lost(Some(Side::Xnet)), lost(baseline)));
+        }
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out
 }
@@ -200,14 +289,18 @@ pub fn verify_json(path: &Path) -> anyhow::Result<usize> {
             ratio.is_some_and(|r| r.is_finite() && r > 0.0),
             "bad ratio in {object}"
         );
-        if object["scenario"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("bridge-pps"))
-        {
-            ensure!(
-                object.get("ceiling").is_some(),
-                "ceiling missing in {object}"
-            );
+        let scenario = object["scenario"].as_str().unwrap_or_default();
+        let needs: &[&str] = if scenario.starts_with("bridge-pps") {
+            &["ceiling"]
+        } else if scenario.starts_with("publish-tcp") {
+            &["second_baseline", "ratio_to_second_baseline"]
+        } else if scenario.starts_with("publish-setup") {
+            &["times_faster"]
+        } else {
+            &[]
+        };
+        for key in needs {
+            ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
     }
     Ok(all.len())
@@ -295,6 +388,7 @@ mod tests {
             scenario: "bridge-pps/1flow".into(),
             unit: "Mpps",
             better: Better::Higher,
+            compare: Compare::Ratio,
             rounds: 3,
             sides: vec![
                 SideResult {
@@ -334,6 +428,15 @@ mod tests {
     }
 
     #[test]
+    fn small_numbers_keep_three_significant_digits() {
+        assert_eq!(number(0.871), "0.871");
+        assert_eq!(number(25_835.0), "25835.000");
+        assert_eq!(number(0.001_064), "0.00106");
+        assert_eq!(number(0.021), "0.0210");
+        assert_eq!(number(0.0), "0.000");
+    }
+
+    #[test]
     fn json_has_the_promised_keys_and_ratio() {
         let dir = std::env::temp_dir().join(format!("xnet-perf-report-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
@@ -353,7 +456,54 @@ mod tests {
     #[test]
     fn table_shows_ratio_and_loss() {
         let table = table(&[row()]);
+        assert!(
+            table.starts_with(
+                "| scenario | unit | better | xnet: median [min–max] | docker-bridge | \
+                 xnet / bridge | ceiling (bare tcx peer hop) | xnet / ceiling | loss xnet / bridge |\n\
+                 |---|---|---|---|---|---|---|---|---|\n"
+            ),
+            "{table}"
+        );
         assert!(table.contains("| 2.00x |"), "{table}");
         assert!(table.contains("0.0% / 10.0%"), "{table}");
+    }
+
+    fn setup_row() -> Row {
+        let side = |side, samples: &[f64]| SideResult {
+            side,
+            summary: Summary::of(samples),
+            frames: None,
+        };
+        Row {
+            scenario: "publish-setup/1000ports".into(),
+            unit: "s",
+            better: Better::Lower,
+            compare: Compare::Faster,
+            rounds: 1,
+            sides: vec![
+                side(Side::Xnet, &[0.01]),
+                side(Side::IptablesBatch, &[0.5]),
+                side(Side::IptablesPerRule, &[4.0]),
+            ],
+        }
+    }
+
+    #[test]
+    fn durations_read_as_times_faster_against_both_baselines() {
+        let both = table(&[row(), setup_row()]);
+        let tables: Vec<&str> = both.split("\n\n").collect();
+        assert_eq!(tables.len(), 2, "one table per baseline: {both}");
+        assert!(
+            tables[1].contains("| xnet vs batch |") && tables[1].contains("| xnet vs per rule |"),
+            "{both}"
+        );
+        assert!(tables[1].contains("| 50.0x faster |"), "{both}");
+        assert!(tables[1].contains("| 400.0x faster |"), "{both}");
+        let v = setup_row().json(&machine(0.0));
+        assert!((v["ratio"].as_f64().unwrap() - 0.02).abs() < 1e-9);
+        assert!((v["times_faster"].as_f64().unwrap() - 50.0).abs() < 1e-9);
+        assert!((v["ratio_to_second_baseline"].as_f64().unwrap() - 0.0025).abs() < 1e-9);
+        assert!((v["times_faster_than_second_baseline"].as_f64().unwrap() - 400.0).abs() < 1e-6);
+        assert_eq!(v["second_baseline"]["name"], "iptables-per-rule");
     }
 }

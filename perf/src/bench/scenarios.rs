@@ -1,8 +1,11 @@
 //! The scenarios. Each is a list of [`Case`]s; a case names the sides it compares and one
 //! function that measures one side once. Adding a scenario is adding a function that returns
-//! its cases to [`SCENARIOS`].
+//! its cases to [`SCENARIOS`]. The container-to-container scenarios are here, the published
+//! port ones in [`super::publish`].
 
 use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::Path,
     thread,
     time::{Duration, Instant},
 };
@@ -12,18 +15,23 @@ use serde_json::Value;
 
 use super::{
     lab::{Lab, Pair},
+    publish,
     sys::{self, Held},
 };
-use crate::{generator::GenReport, rr::RrReport, sink::SinkReport};
+use crate::{frame::Mac, generator::GenReport, rr::RrReport, sink::SinkReport};
 
-/// A scenario's cases, made on demand (their measure functions capture parameters).
-pub type Scenario = fn() -> Vec<Case>;
+/// A scenario's cases, made on demand for the run's effort (their names may give counts, and
+/// their measure functions capture parameters).
+pub type Scenario = fn(&Effort) -> Vec<Case>;
 
 /// Every scenario by name, in the order they run.
 pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("bridge-pps", bridge_pps),
     ("bridge-tcp", bridge_tcp),
     ("bridge-rr", bridge_rr),
+    ("publish-pps", publish::publish_pps),
+    ("publish-tcp", publish::publish_tcp),
+    ("publish-setup", publish::publish_setup),
 ];
 
 /// What is being compared.
@@ -37,6 +45,15 @@ pub enum Side {
     PeerHop,
     /// XDP_REDIRECT between the host-side veths, for reference.
     XdpHop,
+    /// Published ports as Docker publishes them: its iptables DNAT rules on the bridge lab.
+    DockerDnat,
+    /// Published ports served by a userland proxy on the bridge lab's host, as docker-proxy
+    /// serves them.
+    UserlandProxy,
+    /// Docker's rules for published ports installed with one `iptables-restore` batch.
+    IptablesBatch,
+    /// The same rules installed with one `iptables` exec per rule, as dockerd 20.10 does.
+    IptablesPerRule,
 }
 
 /// How a side enters the report.
@@ -44,6 +61,8 @@ pub enum Side {
 pub enum Role {
     Ours,
     Baseline,
+    /// Another baseline xnet is compared with, in a ratio of its own.
+    SecondBaseline,
     Ceiling,
     Reference,
 }
@@ -55,15 +74,48 @@ impl Side {
             Side::DockerBridge => "docker-bridge",
             Side::PeerHop => "bare-tcx-peer-hop",
             Side::XdpHop => "bare-xdp-redirect-hop",
+            Side::DockerDnat => "iptables-dnat",
+            Side::UserlandProxy => "userland-proxy",
+            Side::IptablesBatch => "iptables-restore-batch",
+            Side::IptablesPerRule => "iptables-per-rule",
         }
     }
 
     pub fn role(self) -> Role {
         match self {
             Side::Xnet => Role::Ours,
-            Side::DockerBridge => Role::Baseline,
+            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch => Role::Baseline,
+            Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
             Side::PeerHop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
+        }
+    }
+
+    /// Its column in the table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Side::Xnet => "xnet: median [min–max]",
+            Side::DockerBridge => "docker-bridge",
+            Side::PeerHop => "ceiling (bare tcx peer hop)",
+            Side::XdpHop => "bare XDP_REDIRECT hop",
+            Side::DockerDnat => "iptables DNAT (Docker's rules)",
+            Side::UserlandProxy => "userland proxy (as docker-proxy)",
+            Side::IptablesBatch => "iptables-restore, one batch",
+            Side::IptablesPerRule => "iptables, one exec per rule",
+        }
+    }
+
+    /// How the table's ratio columns name it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Side::Xnet => "xnet",
+            Side::DockerBridge => "bridge",
+            Side::PeerHop => "ceiling",
+            Side::XdpHop => "XDP hop",
+            Side::DockerDnat => "DNAT",
+            Side::UserlandProxy => "proxy",
+            Side::IptablesBatch => "batch",
+            Side::IptablesPerRule => "per rule",
         }
     }
 }
@@ -74,6 +126,15 @@ pub enum Better {
     Lower,
 }
 
+/// How the table states xnet against the other sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// xnet / other (`better` says which way is good).
+    Ratio,
+    /// other / xnet, read "xnet is N x faster": for durations.
+    Faster,
+}
+
 /// One number a case measures; a case's measure returns them in this order.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
@@ -81,9 +142,10 @@ pub struct Metric {
     pub suffix: &'static str,
     pub unit: &'static str,
     pub better: Better,
+    pub compare: Compare,
 }
 
-/// How long each measurement runs.
+/// How long each measurement runs, and how big the published-port cases are.
 #[derive(Debug, Clone, Copy)]
 pub struct Effort {
     pub rounds: usize,
@@ -91,6 +153,11 @@ pub struct Effort {
     pub frames: Frames,
     pub tcp_seconds: u32,
     pub rr_seconds: f64,
+    /// Ports published in the many-ports cases (packet rate and setup time).
+    pub many_ports: u16,
+    /// Ports published in the setup case that installs iptables rules one exec at a time
+    /// (too slow for `many_ports`).
+    pub per_rule_ports: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,46 +207,52 @@ pub struct Case {
     pub measure: Measure,
 }
 
-const HIGHER_MPPS: &[Metric] = &[Metric {
+pub const HIGHER_MPPS: &[Metric] = &[Metric {
     suffix: "",
     unit: "Mpps",
     better: Better::Higher,
+    compare: Compare::Ratio,
 }];
-const HIGHER_GBPS: &[Metric] = &[Metric {
+pub const HIGHER_GBPS: &[Metric] = &[Metric {
     suffix: "",
     unit: "Gbit/s",
     better: Better::Higher,
+    compare: Compare::Ratio,
 }];
 const RR_METRICS: &[Metric] = &[
     Metric {
         suffix: "",
         unit: "transactions/s",
         better: Better::Higher,
+        compare: Compare::Ratio,
     },
     Metric {
         suffix: "/p50",
         unit: "us",
         better: Better::Lower,
+        compare: Compare::Ratio,
     },
     Metric {
         suffix: "/p99",
         unit: "us",
         better: Better::Lower,
+        compare: Compare::Ratio,
     },
 ];
 
 const XNET_VS_BRIDGE: &[Side] = &[Side::Xnet, Side::DockerBridge];
 
-fn pair(lab: &Lab, side: Side) -> &Pair {
+/// The containers a side is measured between: xnet's, or the bridge lab's for every other
+/// side (the hops sit on its host-side veths, ahead of the bridge).
+pub fn pair(lab: &Lab, side: Side) -> &Pair {
     match side {
         Side::Xnet => &lab.xnet.pair,
-        // The hops sit on the bridge lab's host-side veths, ahead of the bridge.
-        Side::DockerBridge | Side::PeerHop | Side::XdpHop => &lab.bridge.pair,
+        _ => &lab.bridge.pair,
     }
 }
 
 /// 64-byte UDP from A to B, counted at B.
-fn bridge_pps() -> Vec<Case> {
+fn bridge_pps(_: &Effort) -> Vec<Case> {
     [(1, "1flow"), (64, "64flows")]
         .into_iter()
         .map(|(flows, name)| Case {
@@ -194,7 +267,7 @@ fn bridge_pps() -> Vec<Case> {
 }
 
 /// iperf3 from A to B, containers with their default offloads.
-fn bridge_tcp() -> Vec<Case> {
+fn bridge_tcp(_: &Effort) -> Vec<Case> {
     [(1, "1stream"), (4, "4streams")]
         .into_iter()
         .map(|(streams, name)| Case {
@@ -202,14 +275,22 @@ fn bridge_tcp() -> Vec<Case> {
             sides: XNET_VS_BRIDGE,
             metrics: HIGHER_GBPS,
             measure: Box::new(move |lab, side, effort| {
-                iperf3(pair(lab, side), streams, effort.tcp_seconds)
+                let pair = pair(lab, side);
+                let server = SocketAddrV4::new(pair.b.ip, IPERF3_PORT);
+                iperf3(
+                    &pair.b.netns,
+                    &pair.a.netns,
+                    server,
+                    streams,
+                    effort.tcp_seconds,
+                )
             }),
         })
         .collect()
 }
 
 /// TCP ping-pong, client in A, server in B.
-fn bridge_rr() -> Vec<Case> {
+fn bridge_rr(_: &Effort) -> Vec<Case> {
     [(1, "1B"), (1024, "1KiB")]
         .into_iter()
         .map(|(size, name)| Case {
@@ -223,38 +304,42 @@ fn bridge_rr() -> Vec<Case> {
         .collect()
 }
 
-/// Turns GRO on for the host-side veths while it lives (the generator needs it; see
-/// [`Pair::set_gro`]) and back off, the default, afterwards.
-struct GroOn<'a>(&'a Pair);
+/// Turns generic receive offload on for some veths of a host namespace while it lives, and
+/// back off (the default) afterwards. Frames a generator transmits with XDP into a veth are
+/// dropped unless the receiving end has an XDP program or GRO on (see platform notes), so the
+/// packet-rate scenarios turn it on for every side alike.
+pub struct GroOn<'a> {
+    host: &'a Path,
+    veths: Vec<&'a str>,
+}
 
 impl<'a> GroOn<'a> {
-    fn new(pair: &'a Pair) -> anyhow::Result<Self> {
-        pair.set_gro(true)?;
-        Ok(Self(pair))
+    pub fn new(host: &'a Path, veths: Vec<&'a str>) -> anyhow::Result<Self> {
+        let gro = Self { host, veths };
+        gro.set("on")?;
+        Ok(gro)
+    }
+
+    fn set(&self, state: &str) -> anyhow::Result<()> {
+        for veth in &self.veths {
+            sys::output(sys::in_netns(self.host, "ethtool").args(["-K", veth, "gro", state]))?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for GroOn<'_> {
     fn drop(&mut self) {
-        let _ = self.0.set_gro(false);
+        let _ = self.set("off");
     }
 }
 
 fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::Result<Sample> {
-    let _gro = GroOn::new(pair)?;
-    // Frames redirected with bpf_redirect_peer skip the receiver's XDP hook, so every variant
-    // counts at TC ingress, except XDP_REDIRECT, which only works into a veth whose peer runs
-    // an XDP program: that program is the sink.
-    let sink_hook = if side == Side::XdpHop { "xdp" } else { "tc" };
-    let sink = Held::start(
-        "xnet-sink",
-        sys::in_netns(&pair.b.netns, sys::tool("xnet-sink"))
-            .args(["--dev", "eth0", "--hook", sink_hook]),
-    )?;
+    let _gro = GroOn::new(&pair.host, vec![&pair.a.host_veth, &pair.b.host_veth])?;
     let hop_hook = match side {
         Side::PeerHop => Some("tc"),
         Side::XdpHop => Some("xdp"),
-        Side::Xnet | Side::DockerBridge => None,
+        _ => None,
     };
     let _hop = hop_hook
         .map(|hook| {
@@ -266,28 +351,57 @@ fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::R
             )
         })
         .transpose()?;
-    let mut gen_cmd = sys::in_netns(&pair.a.netns, sys::tool("xnet-gen"));
+    let sender = Sender {
+        netns: &pair.a.netns,
+        dev: "eth0",
+        from: (pair.a.mac, pair.a.ip),
+        to: (pair.b.mac, pair.b.ip),
+        flows,
+        dst_port: None,
+    };
+    // Frames redirected with bpf_redirect_peer skip the receiver's XDP hook, so every variant
+    // counts at TC ingress, except XDP_REDIRECT, which only works into a veth whose peer runs
+    // an XDP program: that program is the sink.
+    let sink_hook = if side == Side::XdpHop { "xdp" } else { "tc" };
+    send_and_count(&sender, &pair.b.netns, sink_hook, frames)
+}
+
+/// Where the generator sends from, and to what.
+pub struct Sender<'a> {
+    /// The sending namespace and the device the frames leave by.
+    pub netns: &'a Path,
+    pub dev: &'a str,
+    /// Source and destination MAC and address of every frame.
+    pub from: (Mac, Ipv4Addr),
+    pub to: (Mac, Ipv4Addr),
+    pub flows: u16,
+    /// UDP destination port of flow 0 (default: the generator's).
+    pub dst_port: Option<u16>,
+}
+
+/// Sends 64-byte UDP frames from `sender` and counts at the sink on eth0 of `receiver`.
+pub fn send_and_count(
+    sender: &Sender,
+    receiver: &Path,
+    sink_hook: &str,
+    frames: Frames,
+) -> anyhow::Result<Sample> {
+    let sink = Held::start(
+        "xnet-sink",
+        sys::in_netns(receiver, sys::tool("xnet-sink"))
+            .args(["--dev", "eth0", "--hook", sink_hook]),
+    )?;
+    let mut gen_cmd = sys::in_netns(sender.netns, sys::tool("xnet-gen"));
     gen_cmd
-        .args([
-            "--dev",
-            "eth0",
-            "--size",
-            "64",
-            "--flows",
-            &flows.to_string(),
-        ])
-        .args([
-            "--src-mac",
-            &pair.a.mac.to_string(),
-            "--dst-mac",
-            &pair.b.mac.to_string(),
-        ])
-        .args([
-            "--src-ip",
-            &pair.a.ip.to_string(),
-            "--dst-ip",
-            &pair.b.ip.to_string(),
-        ]);
+        .args(["--dev", sender.dev, "--size", "64"])
+        .args(["--flows", &sender.flows.to_string()])
+        .args(["--src-mac", &sender.from.0.to_string()])
+        .args(["--dst-mac", &sender.to.0.to_string()])
+        .args(["--src-ip", &sender.from.1.to_string()])
+        .args(["--dst-ip", &sender.to.1.to_string()]);
+    if let Some(port) = sender.dst_port {
+        gen_cmd.args(["--dst-port", &port.to_string()]);
+    }
     match frames {
         Frames::Count(count) => gen_cmd.args(["--count", &count.to_string()]),
         Frames::Seconds(seconds) => gen_cmd.args(["--duration", &seconds.to_string()]),
@@ -309,28 +423,41 @@ fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::R
     })
 }
 
-const IPERF3_PORT: u16 = 5201;
+/// The port the iperf3 servers listen on.
+pub const IPERF3_PORT: u16 = 5201;
 
-fn iperf3(pair: &Pair, streams: u32, seconds: u32) -> anyhow::Result<Sample> {
+/// iperf3 from namespace `client` to `target`, which leads to the `--one-off` server started
+/// in namespace `server` (on [`IPERF3_PORT`]): Gbit/s received.
+pub fn iperf3(
+    server: &Path,
+    client: &Path,
+    target: SocketAddrV4,
+    streams: u32,
+    seconds: u32,
+) -> anyhow::Result<Sample> {
     let _server = Held::spawn(
         "iperf3 server",
-        sys::in_netns(&pair.b.netns, "iperf3").args([
+        sys::in_netns(server, "iperf3").args([
             "--server",
             "--one-off",
             "--port",
             &IPERF3_PORT.to_string(),
         ]),
     )?;
-    wait_listening(&pair.b.netns, IPERF3_PORT)?;
-    let out = sys::output(sys::in_netns(&pair.a.netns, "iperf3").args([
+    wait_listening(server, IPERF3_PORT)?;
+    let out = sys::output(sys::in_netns(client, "iperf3").args([
         "--client",
-        &pair.b.ip.to_string(),
+        &target.ip().to_string(),
         "--port",
-        &IPERF3_PORT.to_string(),
+        &target.port().to_string(),
         "--time",
         &seconds.to_string(),
         "--parallel",
         &streams.to_string(),
+        // A path that does not lead to the server fails the measurement instead of waiting
+        // for TCP's connect timeout.
+        "--connect-timeout",
+        "5000",
         "--json",
     ]))?;
     let report: Value = serde_json::from_str(&out).context("parsing iperf3 --json")?;
@@ -372,7 +499,7 @@ fn ping_pong(pair: &Pair, size: usize, seconds: f64) -> anyhow::Result<Sample> {
 }
 
 /// Waits until something listens on TCP `port` in `netns` (iperf3 says nothing when it does).
-fn wait_listening(netns: &std::path::Path, port: u16) -> anyhow::Result<()> {
+fn wait_listening(netns: &Path, port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let filter = format!("sport = :{port}");
     while Instant::now() < deadline {

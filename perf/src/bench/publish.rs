@@ -1,0 +1,166 @@
+//! The published-port scenarios: traffic from another host (the lab's outside namespace)
+//! through the host's uplink to a port published by container B, and the time publishing
+//! takes. xnet publishes with its CLI; Docker's side is its iptables rules on the bridge lab
+//! (DNAT, filter accept, masquerade per port), and for TCP also a userland proxy like
+//! docker-proxy.
+
+use std::{net::SocketAddrV4, time::Duration};
+
+use anyhow::bail;
+
+use super::{
+    lab::Lab,
+    ports::{Install, Ports, Proto, Published},
+    scenarios::{
+        Better, Case, Compare, Effort, Frames, GroOn, HIGHER_GBPS, HIGHER_MPPS, IPERF3_PORT,
+        Metric, Sample, Sender, Side, iperf3, pair, send_and_count,
+    },
+    sys::{self, Held},
+    uplink::{OUTSIDE_DEV, UPLINK, Uplink},
+};
+
+/// First port of the UDP range published for the packet rate (host and container alike).
+const PPS_FIRST_PORT: u16 = 10_000;
+/// First port of the range whose publishing is timed.
+const SETUP_FIRST_PORT: u16 = 30_000;
+/// Host port published for iperf3, and the one the userland proxy listens on (not covered by
+/// the DNAT rules: traffic from outside would be DNATed before it reached a proxy there).
+const TCP_HOST_PORT: u16 = 8080;
+const PROXY_PORT: u16 = 8081;
+
+const LOWER_SECONDS: &[Metric] = &[Metric {
+    suffix: "",
+    unit: "s",
+    better: Better::Lower,
+    compare: Compare::Faster,
+}];
+
+/// 64-byte UDP from the outside to the last of 1 and of many published ports of B.
+pub fn publish_pps(effort: &Effort) -> Vec<Case> {
+    [1, effort.many_ports]
+        .into_iter()
+        .map(|count| Case {
+            name: format!(
+                "publish-pps/{count}port{}",
+                if count == 1 { "" } else { "s" }
+            ),
+            sides: &[Side::Xnet, Side::DockerDnat],
+            metrics: HIGHER_MPPS,
+            measure: Box::new(move |lab, side, effort| {
+                let ports = Ports {
+                    proto: Proto::Udp,
+                    host: PPS_FIRST_PORT,
+                    container: PPS_FIRST_PORT,
+                    count,
+                };
+                published_packet_rate(lab, side, ports, effort.frames)
+            }),
+        })
+        .collect()
+}
+
+/// iperf3 from the outside to a port published by B, one stream.
+pub fn publish_tcp(_: &Effort) -> Vec<Case> {
+    vec![Case {
+        name: "publish-tcp/1stream".into(),
+        sides: &[Side::Xnet, Side::DockerDnat, Side::UserlandProxy],
+        metrics: HIGHER_GBPS,
+        measure: Box::new(|lab, side, effort| published_tcp(lab, side, effort.tcp_seconds)),
+    }]
+}
+
+/// Publishing many ports of the running B: xnet's CLI against Docker's rules in one
+/// iptables-restore batch; and, at fewer ports, also against one iptables exec per rule.
+pub fn publish_setup(effort: &Effort) -> Vec<Case> {
+    let case = |count: u16, sides| Case {
+        name: format!("publish-setup/{count}ports"),
+        sides,
+        metrics: LOWER_SECONDS,
+        measure: Box::new(move |lab, side, _| {
+            let ports = Ports {
+                proto: Proto::Udp,
+                host: SETUP_FIRST_PORT,
+                container: SETUP_FIRST_PORT,
+                count,
+            };
+            let (_published, took) = publish(lab, side, ports)?;
+            Ok(Sample {
+                values: vec![took.as_secs_f64()],
+                frames: None,
+            })
+        }),
+    };
+    vec![
+        case(effort.many_ports, &[Side::Xnet, Side::IptablesBatch]),
+        case(
+            effort.per_rule_ports,
+            &[Side::Xnet, Side::IptablesBatch, Side::IptablesPerRule],
+        ),
+    ]
+}
+
+/// Publishes `ports` of container B the way `side` does, and how long that took.
+fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>, Duration)> {
+    match side {
+        Side::Xnet => Published::by_xnet(&lab.xnet, "b", ports),
+        Side::DockerDnat | Side::IptablesBatch => {
+            Published::by_iptables(&lab.bridge, ports, Install::Batch)
+        }
+        Side::IptablesPerRule => Published::by_iptables(&lab.bridge, ports, Install::PerRule),
+        _ => bail!("{} does not publish ports", side.label()),
+    }
+}
+
+fn uplink(lab: &Lab, side: Side) -> &Uplink {
+    match side {
+        Side::Xnet => &lab.xnet.uplink,
+        _ => &lab.bridge.uplink,
+    }
+}
+
+fn published_packet_rate(
+    lab: &Lab,
+    side: Side,
+    ports: Ports,
+    frames: Frames,
+) -> anyhow::Result<Sample> {
+    let (pair, uplink) = (pair(lab, side), uplink(lab, side));
+    let _gro = GroOn::new(&pair.host, vec![UPLINK])?;
+    let _published = publish(lab, side, ports)?;
+    let sender = Sender {
+        netns: &uplink.outside,
+        dev: OUTSIDE_DEV,
+        from: (uplink.outside_mac, uplink.outside_ip),
+        to: (uplink.host_mac, uplink.host_ip),
+        flows: 1,
+        dst_port: Some(ports.last_host_port()),
+    };
+    // Delivered into B as skbs (bpf_redirect_peer or the bridge), so counted at TC ingress.
+    send_and_count(&sender, &pair.b.netns, "tc", frames)
+}
+
+fn published_tcp(lab: &Lab, side: Side, seconds: u32) -> anyhow::Result<Sample> {
+    let (pair, uplink) = (pair(lab, side), uplink(lab, side));
+    let ports = Ports {
+        proto: Proto::Tcp,
+        host: TCP_HOST_PORT,
+        container: IPERF3_PORT,
+        count: 1,
+    };
+    let (_published, _proxy, port) = match side {
+        Side::UserlandProxy => {
+            let proxy = Held::start(
+                "xnet-proxy",
+                sys::in_netns(&pair.host, sys::tool("xnet-proxy"))
+                    .arg("--listen")
+                    .arg(SocketAddrV4::new(uplink.host_ip, PROXY_PORT).to_string())
+                    .arg("--to")
+                    .arg(SocketAddrV4::new(pair.b.ip, IPERF3_PORT).to_string()),
+            )?;
+            (None, Some(proxy), PROXY_PORT)
+        }
+        _ => (Some(publish(lab, side, ports)?), None, ports.host),
+    };
+    let target = SocketAddrV4::new(uplink.host_ip, port);
+    iperf3(&pair.b.netns, &uplink.outside, target, 1, seconds)
+}
