@@ -46,15 +46,29 @@ pub struct Ports {
 impl Ports {
     /// The `-p` spec (`8080:80/tcp`, `10000-19999:10000-19999/udp`).
     pub fn spec(&self) -> String {
-        let range = |first: u16| match self.count {
-            1 => first.to_string(),
-            n => format!("{first}-{}", first + (n - 1)),
-        };
         format!(
             "{}:{}/{}",
-            range(self.host),
-            range(self.container),
+            self.range(self.host),
+            self.range(self.container),
             self.proto
+        )
+    }
+
+    /// `count` ports from `first`, as specs write them: `80`, `80-81`.
+    fn range(&self, first: u16) -> String {
+        match self.count {
+            1 => first.to_string(),
+            n => format!("{first}-{}", first + (n - 1)),
+        }
+    }
+
+    /// How `xnet port add` reports these ports: `80-81/tcp -> 0.0.0.0:8080-8081`.
+    fn as_printed(&self) -> String {
+        format!(
+            "{}/{} -> 0.0.0.0:{}",
+            self.range(self.container),
+            self.proto,
+            self.range(self.host)
         )
     }
 
@@ -142,12 +156,11 @@ impl<'a> Published<'a> {
             spec,
         };
         let printed = printed?;
-        // One line per port: anything else means xnet published something else.
-        let lines = printed.lines().count();
+        // The one mapping asked for, whole: anything else means xnet published something else.
+        let expected = ports.as_printed();
         ensure!(
-            lines == usize::from(ports.count),
-            "xnet port add printed {lines} mappings for {} ports",
-            ports.count
+            printed.trim_end() == expected,
+            "xnet port add printed {printed:?}, not {expected:?}"
         );
         Ok((published, took))
     }

@@ -13,7 +13,7 @@ use axum::{
 
 use super::types::{
     AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
-    PortMap, PortsRequest, RemoveOptions,
+    PortRange, PortsRequest, RemoveOptions,
 };
 use crate::{daemon::Daemon, error::XnetError};
 
@@ -171,7 +171,7 @@ async fn add_ports(
     State(d): Shared,
     UrlPath(name): UrlPath<String>,
     Json(req): Json<PortsRequest>,
-) -> ApiResult<PortMap> {
+) -> ApiResult<Vec<PortRange>> {
     Ok(Json(d.add_ports(&name, &req.specs).await?))
 }
 
@@ -179,7 +179,7 @@ async fn remove_ports(
     State(d): Shared,
     UrlPath(name): UrlPath<String>,
     Json(req): Json<PortsRequest>,
-) -> ApiResult<PortMap> {
+) -> ApiResult<Vec<PortRange>> {
     Ok(Json(d.remove_ports(&name, &req.specs).await?))
 }
 

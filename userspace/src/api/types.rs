@@ -70,6 +70,19 @@ pub struct PortsRequest {
     pub specs: Vec<String>,
 }
 
+/// One mapping as `xnet port add` / `xnet port rm` report it, a whole range at once (a range of
+/// 10,000 ports is one line, not 10,000): printed `80-81/tcp -> 127.0.0.1:8080-8081`, and a
+/// single port as `docker port` prints it, `80/tcp -> 0.0.0.0:8080`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortRange {
+    /// `80/tcp` or `80-81/tcp`.
+    pub container_ports: String,
+    pub host_ip: String,
+    /// `8080` or `8080-8081`.
+    pub host_ports: String,
+}
+
 /// Docker's port map: by container port (`80/tcp`), its bindings on the host.
 pub type PortMap = BTreeMap<String, Vec<PortBinding>>;
 

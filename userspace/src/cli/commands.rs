@@ -17,7 +17,8 @@ use crate::{
         client::Client,
         types::{
             AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
-            NetworkCreate, NetworkInspect, PortBinding, PortMap, PortsRequest, StatsReport,
+            NetworkCreate, NetworkInspect, PortBinding, PortMap, PortRange, PortsRequest,
+            StatsReport,
         },
     },
     daemon::HOST_NETWORK,
@@ -86,14 +87,14 @@ async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let changed: PortMap = client
+    let changed: Vec<PortRange> = client
         .post(
             &format!("{}/{verb}", container_path(&name)),
             &PortsRequest { specs },
         )
         .await?;
-    for line in port_lines(&changed, None).expect("no filter") {
-        println!("{line}");
+    for r in changed {
+        println!("{} -> {}:{}", r.container_ports, r.host_ip, r.host_ports);
     }
     Ok(())
 }

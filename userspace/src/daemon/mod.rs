@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::{
     api::types::{
         AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, NetworkConnect,
-        NetworkCreate, NetworkInspect, PortMap, StatsReport,
+        NetworkCreate, NetworkInspect, PortRange, StatsReport,
     },
     datapath::Datapath,
     error::{Result, XnetError},
@@ -145,12 +145,12 @@ impl Daemon {
     }
 
     /// `xnet port add`: the mappings added.
-    pub async fn add_ports(&self, name: &str, specs: &[String]) -> Result<PortMap> {
+    pub async fn add_ports(&self, name: &str, specs: &[String]) -> Result<Vec<PortRange>> {
         self.inner.lock().await.add_ports(name, specs)
     }
 
     /// `xnet port rm`: the mappings removed.
-    pub async fn remove_ports(&self, name: &str, specs: &[String]) -> Result<PortMap> {
+    pub async fn remove_ports(&self, name: &str, specs: &[String]) -> Result<Vec<PortRange>> {
         self.inner.lock().await.remove_ports(name, specs)
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use super::Inner;
 use crate::{
-    api::types::{PortBinding, PortMap},
+    api::types::{PortBinding, PortMap, PortRange},
     datapath::PublishEntry,
     error::{Result, XnetError},
     os::sockets,
@@ -80,7 +80,11 @@ impl Inner {
     }
 
     /// `xnet port add`: publishes more ports of a container; returns the new mappings.
-    pub(super) fn add_ports(&mut self, name_or_id: &str, specs: &[String]) -> Result<PortMap> {
+    pub(super) fn add_ports(
+        &mut self,
+        name_or_id: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortRange>> {
         let container = self.state.container(name_or_id)?.clone();
         let specs = parse_specs(specs)?;
         check_publishable(&container, self.publish_network(&container))?;
@@ -103,11 +107,15 @@ impl Inner {
                 .insert(container.name.clone(), container);
             return Err(e.into());
         }
-        Ok(port_map(&added))
+        Ok(port_ranges(&added))
     }
 
     /// `xnet port rm`: withdraws the mappings each spec names; returns them.
-    pub(super) fn remove_ports(&mut self, name_or_id: &str, specs: &[String]) -> Result<PortMap> {
+    pub(super) fn remove_ports(
+        &mut self,
+        name_or_id: &str,
+        specs: &[String],
+    ) -> Result<Vec<PortRange>> {
         let container = self.state.container(name_or_id)?.clone();
         let mut removed = Vec::new();
         for (text, spec) in specs.iter().zip(parse_specs(specs)?) {
@@ -137,7 +145,7 @@ impl Inner {
             .expect("found above");
         stored.ports.retain(|m| !removed.contains(m));
         self.store.save(&self.state)?;
-        Ok(port_map(&removed))
+        Ok(port_ranges(&removed))
     }
 
     /// After a restart: every mapping of the state is in the datapath again, and keys that no
@@ -202,6 +210,25 @@ pub(super) fn port_map(mappings: &[PortMapping]) -> PortMap {
             .map(move |(port, host)| (port, host_ip.clone(), host.to_string()))
             .collect()
     })
+}
+
+/// `mappings` whole, as `xnet port add` / `port rm` report them.
+fn port_ranges(mappings: &[PortMapping]) -> Vec<PortRange> {
+    let text = |r: &std::ops::RangeInclusive<u16>| {
+        if r.start() == r.end() {
+            r.start().to_string()
+        } else {
+            format!("{}-{}", r.start(), r.end())
+        }
+    };
+    mappings
+        .iter()
+        .map(|m| PortRange {
+            container_ports: format!("{}/{}", text(&m.container_ports), m.protocol),
+            host_ip: m.host_ip.to_string(),
+            host_ports: text(&m.host_ports),
+        })
+        .collect()
 }
 
 /// Docker's `HostConfig.PortBindings`: the same keys, the host side as it was asked for

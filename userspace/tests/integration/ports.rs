@@ -207,6 +207,16 @@ fn ports_are_added_and_removed_on_a_running_container() {
     );
     assert_eq!(host.ok(&["port", "web"]), "90/udp -> 127.0.0.1:9090\n");
     assert_eq!(published_keys(&host).len(), 1);
+    // A range is reported whole, one line (`port` itself lists it port by port, as Docker).
+    assert_eq!(
+        host.ok(&["port", "add", "web", "7000-7009:7100-7109/udp"]),
+        "7100-7109/udp -> 0.0.0.0:7000-7009\n"
+    );
+    assert_eq!(host.ok(&["port", "web"]).lines().count(), 11);
+    assert_eq!(
+        host.ok(&["port", "rm", "web", "7100-7109/udp"]),
+        "7100-7109/udp -> 0.0.0.0:7000-7009\n"
+    );
     host.ok(&["port", "rm", "web", "127.0.0.1:9090:90/udp"]);
     assert_eq!(host.ok(&["port", "web"]), "");
     assert!(published_keys(&host).is_empty());
