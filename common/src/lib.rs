@@ -148,6 +148,17 @@ pub struct PublishedFlow {
     pub last_seen: u64,
 }
 
+impl PublishedFlow {
+    /// Whether `other` is the same connection as seen from its client (only `last_seen` may
+    /// differ).
+    pub fn same_connection(&self, other: &Self) -> bool {
+        self.dialed_addr == other.dialed_addr
+            && self.dialed_port == other.dialed_port
+            && self.client_ifindex == other.client_ifindex
+            && self.client_ip == other.client_ip
+    }
+}
+
 /// `MEMBERS`: [`MemberKey`] -> host-side ifindex (`u32`): the endpoints of each network in
 /// dense slots `0..MEMBER_COUNT[network]`, the fan-out list of broadcast and multicast.
 pub const MAP_MEMBERS: &str = "MEMBERS";

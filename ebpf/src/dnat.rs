@@ -13,7 +13,7 @@ use aya_ebpf::{
         BPF_ANY,
         xdp_action::{XDP_DROP, XDP_PASS},
     },
-    helpers::{bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_redirect, bpf_redirect_neigh},
     maps::lpm_trie::Key,
     programs::{TcContext, XdpContext},
 };
@@ -37,8 +37,10 @@ use crate::{
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
 const NOT_ICMP: u8 = 0xff;
 
-/// The mapping for `port` of `addr`: one bound to that address, else (if `any_address` may
-/// match, i.e. `addr` is known to be the host's) one bound to every address.
+/// The mapping for `port` of `addr`: one bound to every address (if `any_address` may match,
+/// i.e. `addr` is known to be the host's), else one bound to that address. The daemon never
+/// lets the two coexist for a port (0.0.0.0 overlaps every address), so the order only saves
+/// the common case, a binding to every address, its second trie lookup.
 #[inline(always)]
 pub fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Option<Published> {
     let key = |addr| {
@@ -52,9 +54,10 @@ pub fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Opt
             },
         )
     };
-    PUBLISHED
-        .get(key(addr))
-        .or_else(|| any_address.then(|| PUBLISHED.get(key([0; 4]))).flatten())
+    any_address
+        .then(|| PUBLISHED.get(key([0; 4])))
+        .flatten()
+        .or_else(|| PUBLISHED.get(key(addr)))
         .copied()
 }
 
@@ -87,10 +90,12 @@ fn reply_key(
     }
 }
 
+/// When a published flow was last seen. The coarse clock (a tick's resolution) is plenty for
+/// that and cheaper per packet.
 #[inline(always)]
 fn now() -> u64 {
     // SAFETY: plain helper call.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// A frame from the wire (XDP on the uplink) to a published port: translated to the container
@@ -177,7 +182,8 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         client_port,
         packet.proto,
     );
-    if packet.proto == IPPROTO_TCP && !l4.opens_connection && PUBLISH_FLOWS.get_ptr(key).is_none() {
+    let known = PUBLISH_FLOWS.get_ptr_mut(key);
+    if packet.proto == IPPROTO_TCP && !l4.opens_connection && known.is_none() {
         // A TCP segment of no connection to the container: the host's own (one it made from a
         // port that happens to be published), never captured midway.
         return Ok(None);
@@ -190,7 +196,7 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         client_ip: [0; 4],
         last_seen: now(),
     };
-    let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
+    remember(key, known, flow);
 
     let (old_addr, new_addr) = (
         csum::words4(packet.dst),
@@ -216,6 +222,23 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
     }
     stats::count_rx(endpoint.slot, (ctx.data_end() - ctx.data()) as u32);
     Ok(Some(published.ifindex))
+}
+
+/// Records `flow` under `key` for its replies (`known`: what the map holds there now): refreshed
+/// in place when it is the same connection (every packet after a flow's first: an LRU update
+/// per packet costs more than the rest of the translation), inserted otherwise.
+#[inline(always)]
+fn remember(key: FlowKeyV4, known: Option<*mut PublishedFlow>, flow: PublishedFlow) {
+    match known {
+        // SAFETY: the value stays valid for this program run; racing writers only move
+        // `last_seen`.
+        Some(known) if unsafe { (*known).same_connection(&flow) } => unsafe {
+            (*known).last_seen = flow.last_seen;
+        },
+        _ => {
+            let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
+        }
+    }
 }
 
 /// Finds the ports and checksum of a TCP, UDP or SCTP packet.
@@ -385,7 +408,7 @@ fn hairpin(
         src_port,
         l4.proto,
     );
-    let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
+    remember(key, PUBLISH_FLOWS.get_ptr_mut(key), flow);
     V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, published.container_ip)?;
     l4.set_port(ctx, l4.ports_off + 2, dst_port, cport)?;
     V4::set_addr(ctx, &l4, V4::SRC_OFF, packet.src, server.gateway)?;

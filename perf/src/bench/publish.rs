@@ -44,7 +44,7 @@ pub fn publish_pps(effort: &Effort) -> Vec<Case> {
                 "publish-pps/{count}port{}",
                 if count == 1 { "" } else { "s" }
             ),
-            sides: &[Side::Xnet, Side::DockerDnat],
+            sides: &[Side::Xnet, Side::DockerDnat, Side::UplinkDrop],
             metrics: HIGHER_MPPS,
             measure: Box::new(move |lab, side, effort| {
                 let ports = Ports {
@@ -126,7 +126,15 @@ fn published_packet_rate(
 ) -> anyhow::Result<Sample> {
     let (pair, uplink) = (pair(lab, side), uplink(lab, side));
     let _gro = GroOn::new(&pair.host, vec![UPLINK])?;
-    let _published = publish(lab, side, ports)?;
+    // The ceiling publishes nothing: its sink drops every frame as it arrives on the uplink.
+    let (_published, receiver, sink_hook) = match side {
+        Side::UplinkDrop => (None, (pair.host.as_path(), UPLINK), "xdp"),
+        _ => (
+            Some(publish(lab, side, ports)?),
+            (pair.b.netns.as_path(), "eth0"),
+            "tc",
+        ),
+    };
     let sender = Sender {
         netns: &uplink.outside,
         dev: OUTSIDE_DEV,
@@ -135,8 +143,9 @@ fn published_packet_rate(
         flows: 1,
         dst_port: Some(ports.last_host_port()),
     };
-    // Delivered into B as skbs (bpf_redirect_peer or the bridge), so counted at TC ingress.
-    send_and_count(&sender, &pair.b.netns, "tc", frames)
+    // Delivered into B as skbs (through the veth's NAPI or the bridge), so counted at TC
+    // ingress.
+    send_and_count(&sender, receiver, sink_hook, frames)
 }
 
 fn published_tcp(lab: &Lab, side: Side, seconds: u32) -> anyhow::Result<Sample> {

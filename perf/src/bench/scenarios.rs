@@ -54,6 +54,9 @@ pub enum Side {
     IptablesBatch,
     /// The same rules installed with one `iptables` exec per rule, as dockerd 20.10 does.
     IptablesPerRule,
+    /// The outside's frames dropped by an XDP program on the uplink: what sending them costs,
+    /// the ceiling of any published-port path measured with the generator on the same machine.
+    UplinkDrop,
 }
 
 /// How a side enters the report.
@@ -78,6 +81,7 @@ impl Side {
             Side::UserlandProxy => "userland-proxy",
             Side::IptablesBatch => "iptables-restore-batch",
             Side::IptablesPerRule => "iptables-per-rule",
+            Side::UplinkDrop => "bare-xdp-drop-on-uplink",
         }
     }
 
@@ -86,7 +90,7 @@ impl Side {
             Side::Xnet => Role::Ours,
             Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch => Role::Baseline,
             Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
-            Side::PeerHop => Role::Ceiling,
+            Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
         }
     }
@@ -102,6 +106,7 @@ impl Side {
             Side::UserlandProxy => "userland proxy (as docker-proxy)",
             Side::IptablesBatch => "iptables-restore, one batch",
             Side::IptablesPerRule => "iptables, one exec per rule",
+            Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
         }
     }
 
@@ -116,6 +121,7 @@ impl Side {
             Side::UserlandProxy => "proxy",
             Side::IptablesBatch => "batch",
             Side::IptablesPerRule => "per rule",
+            Side::UplinkDrop => "ceiling",
         }
     }
 }
@@ -363,7 +369,7 @@ fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::R
     // counts at TC ingress, except XDP_REDIRECT, which only works into a veth whose peer runs
     // an XDP program: that program is the sink.
     let sink_hook = if side == Side::XdpHop { "xdp" } else { "tc" };
-    send_and_count(&sender, &pair.b.netns, sink_hook, frames)
+    send_and_count(&sender, (&pair.b.netns, "eth0"), sink_hook, frames)
 }
 
 /// Where the generator sends from, and to what.
@@ -379,17 +385,18 @@ pub struct Sender<'a> {
     pub dst_port: Option<u16>,
 }
 
-/// Sends 64-byte UDP frames from `sender` and counts at the sink on eth0 of `receiver`.
+/// Sends 64-byte UDP frames from `sender` and counts at the sink on `receiver`: a device
+/// (`eth0` of a container, say) in a namespace.
 pub fn send_and_count(
     sender: &Sender,
-    receiver: &Path,
+    receiver: (&Path, &str),
     sink_hook: &str,
     frames: Frames,
 ) -> anyhow::Result<Sample> {
     let sink = Held::start(
         "xnet-sink",
-        sys::in_netns(receiver, sys::tool("xnet-sink"))
-            .args(["--dev", "eth0", "--hook", sink_hook]),
+        sys::in_netns(receiver.0, sys::tool("xnet-sink"))
+            .args(["--dev", receiver.1, "--hook", sink_hook]),
     )?;
     let mut gen_cmd = sys::in_netns(sender.netns, sys::tool("xnet-gen"));
     gen_cmd
