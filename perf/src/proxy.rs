@@ -46,6 +46,11 @@ pub fn main(args: &ProxyArgs) -> anyhow::Result<()> {
 /// Connects to `to` and copies both ways until both directions have ended.
 fn serve(client: TcpStream, to: SocketAddr) -> anyhow::Result<()> {
     let upstream = TcpStream::connect(to).with_context(|| format!("connecting to {to}"))?;
+    // Go sets TCP_NODELAY on every TCP connection, docker-proxy's included: without it a
+    // small message waits for the previous one's (delayed) acknowledgement.
+    for stream in [&client, &upstream] {
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+    }
     let (client_rx, upstream_tx) = (client.try_clone()?, upstream.try_clone()?);
     let uploads = thread::spawn(move || copy(&client_rx, &upstream_tx));
     let downloads = copy(&upstream, &client);
@@ -111,7 +116,9 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
                 to,
                 std::ptr::null_mut(),
                 len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
+                // Not SPLICE_F_MORE: into a socket that corks (MSG_MORE), and a small message
+                // would wait 200 ms for more. Go does not pass it either.
+                libc::SPLICE_F_MOVE,
             )
         };
         match n {

@@ -30,7 +30,7 @@ use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample};
 )]
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
-    /// publish-tcp, publish-setup.
+    /// publish-tcp, publish-rr, publish-setup.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]

@@ -13,7 +13,7 @@ use super::{
     ports::{Install, Ports, Proto, Published},
     scenarios::{
         Better, Case, Compare, Effort, Frames, GroOn, HIGHER_GBPS, HIGHER_MPPS, IPERF3_PORT,
-        Metric, Sample, Sender, Side, iperf3, pair, send_and_count,
+        Metric, RR_METRICS, RR_PORT, Sample, Sender, Side, iperf3, pair, ping_pong, send_and_count,
     },
     sys::{self, Held},
     uplink::{OUTSIDE_DEV, UPLINK, Uplink},
@@ -23,7 +23,7 @@ use super::{
 const PPS_FIRST_PORT: u16 = 10_000;
 /// First port of the range whose publishing is timed.
 const SETUP_FIRST_PORT: u16 = 30_000;
-/// Host port published for iperf3, and the one the userland proxy listens on (not covered by
+/// Host port published for the TCP scenarios, and the one the userland proxy listens on (not covered by
 /// the DNAT rules: traffic from outside would be DNATed before it reached a proxy there).
 const TCP_HOST_PORT: u16 = 8080;
 const PROXY_PORT: u16 = 8081;
@@ -150,26 +150,69 @@ fn published_packet_rate(
 
 fn published_tcp(lab: &Lab, side: Side, seconds: u32) -> anyhow::Result<Sample> {
     let (pair, uplink) = (pair(lab, side), uplink(lab, side));
-    let ports = Ports {
-        proto: Proto::Tcp,
-        host: TCP_HOST_PORT,
-        container: IPERF3_PORT,
-        count: 1,
-    };
-    let (_published, _proxy, port) = match side {
-        Side::UserlandProxy => {
+    let entry = TcpEntry::open(lab, side, IPERF3_PORT)?;
+    iperf3(&pair.b.netns, &uplink.outside, entry.target, 1, seconds)
+}
+
+/// TCP ping-pong from the outside through a published port, 1-byte messages: each message
+/// crosses the host once more per direction behind a userland proxy, which shows in
+/// transactions per second and latency where a single stream's throughput hides it.
+pub fn publish_rr(_: &Effort) -> Vec<Case> {
+    vec![Case {
+        name: "publish-rr/1B".into(),
+        sides: &[Side::Xnet, Side::DockerDnat, Side::UserlandProxy],
+        metrics: RR_METRICS,
+        measure: Box::new(|lab, side, effort| {
+            let (pair, uplink) = (pair(lab, side), uplink(lab, side));
+            let entry = TcpEntry::open(lab, side, RR_PORT)?;
+            ping_pong(
+                &pair.b.netns,
+                &uplink.outside,
+                entry.target,
+                1,
+                effort.rr_seconds,
+            )
+        }),
+    }]
+}
+
+/// The way in from the outside to TCP `container_port` of B, as `side` provides it: a port
+/// published by xnet or by Docker's rules, or a userland proxy on the host. Withdrawn on drop.
+struct TcpEntry<'a> {
+    /// Where outside clients connect.
+    target: SocketAddrV4,
+    _published: Option<(Published<'a>, Duration)>,
+    _proxy: Option<Held>,
+}
+
+impl<'a> TcpEntry<'a> {
+    fn open(lab: &'a Lab, side: Side, container_port: u16) -> anyhow::Result<Self> {
+        let (pair, uplink) = (pair(lab, side), uplink(lab, side));
+        if side == Side::UserlandProxy {
             let proxy = Held::start(
                 "xnet-proxy",
                 sys::in_netns(&pair.host, sys::tool("xnet-proxy"))
                     .arg("--listen")
                     .arg(SocketAddrV4::new(uplink.host_ip, PROXY_PORT).to_string())
                     .arg("--to")
-                    .arg(SocketAddrV4::new(pair.b.ip, IPERF3_PORT).to_string()),
+                    .arg(SocketAddrV4::new(pair.b.ip, container_port).to_string()),
             )?;
-            (None, Some(proxy), PROXY_PORT)
+            return Ok(Self {
+                target: SocketAddrV4::new(uplink.host_ip, PROXY_PORT),
+                _published: None,
+                _proxy: Some(proxy),
+            });
         }
-        _ => (Some(publish(lab, side, ports)?), None, ports.host),
-    };
-    let target = SocketAddrV4::new(uplink.host_ip, port);
-    iperf3(&pair.b.netns, &uplink.outside, target, 1, seconds)
+        let ports = Ports {
+            proto: Proto::Tcp,
+            host: TCP_HOST_PORT,
+            container: container_port,
+            count: 1,
+        };
+        Ok(Self {
+            target: SocketAddrV4::new(uplink.host_ip, ports.host),
+            _published: Some(publish(lab, side, ports)?),
+            _proxy: None,
+        })
+    }
 }

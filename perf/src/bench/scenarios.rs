@@ -31,6 +31,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("bridge-rr", bridge_rr),
     ("publish-pps", publish::publish_pps),
     ("publish-tcp", publish::publish_tcp),
+    ("publish-rr", publish::publish_rr),
     ("publish-setup", publish::publish_setup),
 ];
 
@@ -225,7 +226,7 @@ pub const HIGHER_GBPS: &[Metric] = &[Metric {
     better: Better::Higher,
     compare: Compare::Ratio,
 }];
-const RR_METRICS: &[Metric] = &[
+pub const RR_METRICS: &[Metric] = &[
     Metric {
         suffix: "",
         unit: "transactions/s",
@@ -304,7 +305,15 @@ fn bridge_rr(_: &Effort) -> Vec<Case> {
             sides: XNET_VS_BRIDGE,
             metrics: RR_METRICS,
             measure: Box::new(move |lab, side, effort| {
-                ping_pong(pair(lab, side), size, effort.rr_seconds)
+                let pair = pair(lab, side);
+                let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
+                ping_pong(
+                    &pair.b.netns,
+                    &pair.a.netns,
+                    target,
+                    size,
+                    effort.rr_seconds,
+                )
             }),
         })
         .collect()
@@ -478,21 +487,30 @@ pub fn iperf3(
     })
 }
 
-const RR_PORT: u16 = 7000;
+/// The port the ping-pong servers listen on.
+pub const RR_PORT: u16 = 7000;
 
-fn ping_pong(pair: &Pair, size: usize, seconds: f64) -> anyhow::Result<Sample> {
+/// TCP ping-pong of `size`-byte messages from namespace `client` to `target`, which leads to
+/// the server started in namespace `server` (on [`RR_PORT`]).
+pub fn ping_pong(
+    server: &Path,
+    client: &Path,
+    target: SocketAddrV4,
+    size: usize,
+    seconds: f64,
+) -> anyhow::Result<Sample> {
     let _server = Held::start(
         "xnet-rr server",
-        sys::in_netns(&pair.b.netns, sys::tool("xnet-rr")).args([
+        sys::in_netns(server, sys::tool("xnet-rr")).args([
             "server",
             "--listen",
             &format!("0.0.0.0:{RR_PORT}"),
         ]),
     )?;
-    let report: RrReport = sys::report(sys::in_netns(&pair.a.netns, sys::tool("xnet-rr")).args([
+    let report: RrReport = sys::report(sys::in_netns(client, sys::tool("xnet-rr")).args([
         "client",
         "--server",
-        &format!("{}:{RR_PORT}", pair.b.ip),
+        &target.to_string(),
         "--size",
         &size.to_string(),
         "--duration",
