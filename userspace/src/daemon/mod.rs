@@ -15,7 +15,7 @@ mod inspect;
 mod networks;
 mod ports;
 
-use std::{net::IpAddr, path::PathBuf, time::SystemTime};
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, time::SystemTime};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -28,7 +28,7 @@ use crate::{
     },
     datapath::Datapath,
     error::{Result, XnetError},
-    os::{Netlink, netns},
+    os::{Netlink, netns, sockets},
     state::{Network, Sandbox, State, Store},
 };
 
@@ -56,6 +56,9 @@ struct Inner {
     netlink: Netlink,
     /// Where container namespaces are pinned (beside the socket).
     netns_dir: PathBuf,
+    /// The ports reserved from the ephemeral range by someone else (the admin) when the daemon
+    /// started: kept whatever xnet publishes and withdraws (see `reserve_host_ports`).
+    reserved_by_others: BTreeSet<u16>,
 }
 
 impl Daemon {
@@ -68,12 +71,21 @@ impl Daemon {
         let state = store.load()?;
         let datapath = Datapath::load(&config.bpffs)?;
         let netlink = Netlink::current()?;
+        // What the state publishes was reserved by the daemon's earlier run; the rest is not
+        // ours.
+        let mut reserved_by_others = sockets::reserved_ports()?;
+        for m in state.containers.values().flat_map(|c| &c.ports) {
+            for port in m.host_ports.clone() {
+                reserved_by_others.remove(&port);
+            }
+        }
         let mut inner = Inner {
             state,
             store,
             datapath,
             netlink,
             netns_dir: netns::dir_for_socket(&config.socket),
+            reserved_by_others,
         };
         inner.pin_host_namespace()?;
         inner.set_uplink(config.uplink.as_deref()).await?;

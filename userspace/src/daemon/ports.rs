@@ -63,6 +63,7 @@ impl Inner {
         c: &Container,
         mappings: &[PortMapping],
     ) -> anyhow::Result<()> {
+        self.reserve_host_ports(mappings, &[])?;
         publish_entries(c, mappings)
             .iter()
             .try_for_each(|e| self.datapath.publish(e))
@@ -76,7 +77,29 @@ impl Inner {
     ) -> anyhow::Result<()> {
         publish_entries(c, mappings)
             .iter()
-            .try_for_each(|e| self.datapath.unpublish(e))
+            .try_for_each(|e| self.datapath.unpublish(e))?;
+        self.reserve_host_ports(&[], mappings)
+    }
+
+    /// Keeps the kernel from handing a published host port to one of the host's own sockets
+    /// as its ephemeral port: the replies that socket expects would be taken for the
+    /// container's (docker-proxy avoids that by binding every published port). The reserved
+    /// ports (`ip_local_reserved_ports`) become what others reserved plus every host port the
+    /// state publishes, with `adding` about to be published and `removing` withdrawn.
+    fn reserve_host_ports(
+        &self,
+        adding: &[PortMapping],
+        removing: &[PortMapping],
+    ) -> anyhow::Result<()> {
+        let mut reserved = self.reserved_by_others.clone();
+        let published = self.state.containers.values().flat_map(|c| &c.ports);
+        for m in published.filter(|m| !removing.contains(m)).chain(adding) {
+            reserved.extend(m.host_ports.clone());
+        }
+        if reserved != sockets::reserved_ports()? {
+            sockets::set_reserved_ports(&reserved)?;
+        }
+        Ok(())
     }
 
     /// `xnet port add`: publishes more ports of a container; returns the new mappings.
@@ -151,6 +174,7 @@ impl Inner {
     /// After a restart: every mapping of the state is in the datapath again, and keys that no
     /// mapping makes (a container removed while the daemon was down) are gone.
     pub(super) fn reconcile_ports(&mut self) -> anyhow::Result<()> {
+        self.reserve_host_ports(&[], &[])?;
         let entries: Vec<PublishEntry> = self
             .state
             .containers

@@ -1,8 +1,10 @@
 //! The host's own use of ports, read from procfs in the daemon's namespace: which sockets hold
-//! ports that a published mapping would shadow, which process owns one, and the ephemeral
-//! range that omitted host ports are taken from. Parsing is pure and unit-tested.
+//! ports that a published mapping would shadow, which process owns one, the ephemeral range
+//! that omitted host ports are taken from, and the ports reserved from it. Parsing is pure and
+//! unit-tested.
 
 use std::{
+    collections::BTreeSet,
     fs,
     net::{Ipv4Addr, Ipv6Addr},
     ops::RangeInclusive,
@@ -151,6 +153,61 @@ fn parse_sctp_eps(text: &str) -> Vec<Holding> {
 }
 
 /// `ip_local_port_range`: "FIRST<tab>LAST".
+/// `net.ipv4.ip_local_reserved_ports`: ports the kernel never picks as a socket's ephemeral
+/// port (binding them explicitly still works). One list for TCP, UDP and SCTP, IPv4 and IPv6.
+const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+/// The reserved ports of the daemon's namespace.
+pub fn reserved_ports() -> anyhow::Result<BTreeSet<u16>> {
+    let text =
+        fs::read_to_string(RESERVED_PORTS).with_context(|| format!("reading {RESERVED_PORTS}"))?;
+    parse_port_list(&text).with_context(|| format!("parsing {RESERVED_PORTS}: {text:?}"))
+}
+
+/// Makes `ports` the reserved ports of the daemon's namespace.
+pub fn set_reserved_ports(ports: &BTreeSet<u16>) -> anyhow::Result<()> {
+    // An empty list is written as a lone newline: the kernel refuses an empty write.
+    let text = format!("{}\n", format_port_list(ports));
+    fs::write(RESERVED_PORTS, &text)
+        .with_context(|| format!("writing {text:?} to {RESERVED_PORTS}"))
+}
+
+/// `8080,10000-19999` (the kernel's list syntax) as the ports it names.
+fn parse_port_list(text: &str) -> Option<BTreeSet<u16>> {
+    let mut ports = BTreeSet::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (u16, u16) = (first.parse().ok()?, last.parse().ok()?);
+        if first > last {
+            return None;
+        }
+        ports.extend(first..=last);
+    }
+    Some(ports)
+}
+
+/// The ports as the kernel's list syntax, consecutive ones as ranges.
+fn format_port_list(ports: &BTreeSet<u16>) -> String {
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for &port in ports {
+        match ranges.last_mut() {
+            Some((_, last)) if u32::from(*last) + 1 == u32::from(port) => *last = port,
+            _ => ranges.push((port, port)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn parse_port_range(text: &str) -> Option<RangeInclusive<u16>> {
     let mut parts = text.split_whitespace().map(str::parse::<u16>);
     match (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()) {
@@ -162,6 +219,17 @@ fn parse_port_range(text: &str) -> Option<RangeInclusive<u16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_port_lists_round_trip_as_ranges() {
+        let ports = parse_port_list("8080,10000-10002,10003,443\n").unwrap();
+        assert_eq!(ports.len(), 6);
+        assert_eq!(format_port_list(&ports), "443,8080,10000-10003");
+        assert_eq!(parse_port_list("\n").unwrap(), BTreeSet::new());
+        assert_eq!(format_port_list(&BTreeSet::new()), "");
+        assert!(parse_port_list("10-9").is_none());
+        assert!(parse_port_list("http").is_none());
+    }
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 

@@ -312,3 +312,34 @@ fn a_large_range_is_published() {
     // A few prefixes, not one key per port.
     assert!(published_keys(&host).len() <= 30);
 }
+
+#[test]
+fn published_host_ports_are_kept_from_the_hosts_own_sockets() {
+    let mut host = Host::without_daemon();
+    let reserved = |host: &Host| {
+        let out = host.in_host(&["cat", "/proc/sys/net/ipv4/ip_local_reserved_ports"]);
+        stdout(&out).trim().to_string()
+    };
+    // Reserved by the admin before xnet ran: stays, whatever xnet publishes and withdraws.
+    host.in_host(&[
+        "sh",
+        "-c",
+        "echo 50000 > /proc/sys/net/ipv4/ip_local_reserved_ports",
+    ]);
+    host.start_daemon();
+    host.run_sleeper("web", &["-p", "8080:80", "-p", "40000-40002:80-82/udp"]);
+    // The kernel never hands these to a socket of the host as its ephemeral port, whose UDP
+    // replies would then be taken for the container's.
+    assert_eq!(reserved(&host), "8080,40000-40002,50000");
+    host.ok(&["port", "rm", "web", "80-82/udp"]);
+    assert_eq!(reserved(&host), "8080,50000");
+    host.stop_daemon();
+    host.start_daemon();
+    assert_eq!(
+        reserved(&host),
+        "8080,50000",
+        "a restart changed the reservations"
+    );
+    host.ok(&["rm", "-f", "web"]);
+    assert_eq!(reserved(&host), "50000");
+}
