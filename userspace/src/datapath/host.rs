@@ -18,7 +18,7 @@ use xnet_common::{
     PROG_HOST_CONNECT4, PROG_HOST_GETPEERNAME4, PROG_HOST_RECVMSG4, PROG_HOST_SENDMSG4,
 };
 
-use super::{Datapath, one_line_load_error, remove_file_if_exists};
+use super::{Datapath, one_line_load_error, repin};
 
 /// The hooks and the names of their link pins.
 const HOOKS: [(&str, &str); 4] = [
@@ -66,10 +66,7 @@ impl Datapath {
                 .attach(&cgroup, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to {}", root.display()))?;
             let link = FdLink::try_from(prog.take_link(id)?).context("bpf link expected")?;
-            let pin = self.links_dir.join(pin_name);
-            remove_file_if_exists(&pin)?;
-            link.pin(&pin)
-                .with_context(|| format!("pinning {}", pin.display()))?;
+            repin(link, &self.links_dir.join(pin_name))?;
         }
         Ok(true)
     }

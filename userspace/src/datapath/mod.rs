@@ -241,10 +241,7 @@ impl Datapath {
                 .with_context(|| format!("attaching {program} to {ifname}"))?,
         };
         let link = FdLink::try_from(prog.take_link(link_id)?).context("tcx link expected")?;
-        remove_file_if_exists(pin)?;
-        link.pin(pin)
-            .with_context(|| format!("pinning {}", pin.display()))?;
-        Ok(())
+        repin(link, pin)
     }
 
     /// Detaches the endpoint's programs and forgets it in the maps, including its neighbor
@@ -482,6 +479,15 @@ where
         .take_map(name)
         .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+/// Pins `link` at `pin`, in place of whatever was pinned there (the link it replaces, or
+/// adopted).
+fn repin(link: FdLink, pin: &Path) -> anyhow::Result<()> {
+    remove_file_if_exists(pin)?;
+    link.pin(pin)
+        .with_context(|| format!("pinning {}", pin.display()))?;
+    Ok(())
 }
 
 fn remove_file_if_exists(path: &Path) -> anyhow::Result<()> {

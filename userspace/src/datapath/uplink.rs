@@ -15,7 +15,7 @@ use aya::{
 };
 use xnet_common::{PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink};
 
-use super::{Datapath, one_line_load_error, remove_file_if_exists};
+use super::{Datapath, one_line_load_error, remove_file_if_exists, repin};
 
 /// The pins of the uplink's links (endpoint links are named by ifindex).
 const INGRESS_PIN: &str = "uplink-ingress";
@@ -101,9 +101,6 @@ impl Datapath {
                 .with_context(|| format!("attaching {PROG_UPLINK_XDP} to {ifname}"))?,
         };
         let link = FdLink::try_from(prog.take_link(link_id)?).context("XDP bpf link expected")?;
-        remove_file_if_exists(pin)?;
-        link.pin(pin)
-            .with_context(|| format!("pinning {}", pin.display()))?;
-        Ok(())
+        repin(link, pin)
     }
 }
