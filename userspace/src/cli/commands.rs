@@ -102,7 +102,14 @@ async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
 /// `0.0.0.0:8080` for the one port `only` names (`80`, `80/udp`). Err: the key of a port
 /// that is not published.
 fn port_lines(ports: &PortMap, only: Option<&str>) -> Result<Vec<String>, String> {
-    let binding = |b: &PortBinding| format!("{}:{}", b.host_ip, b.host_port);
+    // IPv6 host addresses in brackets, as Docker shows them (`[::]:8080`).
+    let binding = |b: &PortBinding| {
+        if b.host_ip.contains(':') {
+            format!("[{}]:{}", b.host_ip, b.host_port)
+        } else {
+            format!("{}:{}", b.host_ip, b.host_port)
+        }
+    };
     if let Some(port) = only {
         let key = if port.contains('/') {
             port.to_ascii_lowercase()
@@ -470,6 +477,23 @@ mod tests {
         );
         assert_eq!(port_lines(&map, Some("80/UDP")).unwrap(), ["0.0.0.0:8080"]);
         assert_eq!(port_lines(&map, Some("81")).unwrap_err(), "81/tcp");
+    }
+
+    #[test]
+    fn ipv6_host_addresses_are_shown_in_brackets() {
+        let map = bindings(&[
+            ("80/tcp", "0.0.0.0", "8080"),
+            ("80/tcp", "::", "8080"),
+            ("90/tcp", "::1", "9090"),
+        ]);
+        assert_eq!(
+            port_lines(&map, None).unwrap(),
+            [
+                "80/tcp -> 0.0.0.0:8080",
+                "80/tcp -> [::]:8080",
+                "90/tcp -> [::1]:9090"
+            ]
+        );
     }
 
     #[test]
