@@ -362,7 +362,7 @@ fn outside_clients_reach_ports_published_on_ipv6_with_their_own_address() {
 }
 
 #[test]
-fn ipv6_the_xdp_program_does_not_translate_passes() {
+fn ipv6_frames_the_xdp_program_cannot_translate_pass_untouched() {
     let mut dp = dp_with_uplink6();
     dp.publish6(UDP, [0; 16], (8080, 8080), 80);
     // UDP over IPv6 without a checksum is invalid: the host's stack decides (and drops).
