@@ -30,31 +30,46 @@ pub const PROG_HOST_CONNECT4: &str = "host_connect4";
 pub const PROG_HOST_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_HOST_RECVMSG4: &str = "host_recvmsg4";
 pub const PROG_HOST_GETPEERNAME4: &str = "host_getpeername4";
+/// The same for IPv6 sockets (`connect6`, ...): published ports on [::1] and the host's IPv6
+/// addresses.
+pub const PROG_HOST_CONNECT6: &str = "host_connect6";
+pub const PROG_HOST_SENDMSG6: &str = "host_sendmsg6";
+pub const PROG_HOST_RECVMSG6: &str = "host_recvmsg6";
+pub const PROG_HOST_GETPEERNAME6: &str = "host_getpeername6";
 
 /// `HOST_NETNS`: array of one `u64`, the network namespace cookie of the daemon's (the host's)
 /// namespace; the socket hooks act only on sockets there. 0: not set, they act on none.
 pub const MAP_HOST_NETNS: &str = "HOST_NETNS";
-/// `SOCK_REVNAT`: LRU, [`SockRevKey`] -> [`SockAddrV4`]: for a socket that sent datagrams to a
-/// published port, the container address they went to -> the address the socket asked for, so
-/// replies read from it show where it sent them.
+/// `SOCK_REVNAT`: LRU, [`SockRevKeyV4`] -> [`SockAddrV4`]: for a socket that sent datagrams to
+/// a published port, the container address they went to -> the address the socket asked for,
+/// so replies read from it show where it sent them.
 pub const MAP_SOCK_REVNAT: &str = "SOCK_REVNAT";
+/// `SOCK6_REVNAT`: the same for IPv6 sockets, [`SockRevKeyV6`] -> [`SockAddrV6`].
+pub const MAP_SOCK6_REVNAT: &str = "SOCK6_REVNAT";
 
-/// An IPv4 address and port, both in network byte order.
+/// An address `A` and port, both in network byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SockAddrV4 {
-    pub addr: [u8; 4],
+pub struct SockAddr<A> {
+    pub addr: A,
     pub port: [u8; 2],
     pub _pad: [u8; 2],
 }
+pub type SockAddrV4 = SockAddr<[u8; 4]>;
+pub type SockAddrV6 = SockAddr<[u8; 16]>;
 
-/// Key of `SOCK_REVNAT`: a socket (its cookie) and the container address it talks to.
+/// Key of `SOCK_REVNAT` and `SOCK6_REVNAT`: a socket (its cookie) and the container address it
+/// talks to. `T` is the explicit tail padding to a multiple of 8 (none for IPv4, `[u8; 4]` for
+/// IPv6).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SockRevKey {
+pub struct SockRevKey<A, T> {
     pub cookie: u64,
-    pub container: SockAddrV4,
+    pub container: SockAddr<A>,
+    pub _tail: T,
 }
+pub type SockRevKeyV4 = SockRevKey<[u8; 4], [u8; 0]>;
+pub type SockRevKeyV6 = SockRevKey<[u8; 16], [u8; 4]>;
 
 /// `ENDPOINTS`: host-side veth ifindex (`u32`) -> [`Endpoint`].
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
@@ -87,56 +102,68 @@ pub const MAP_NAT_REPLIES: &str = "NAT_REPLIES";
 pub const MAP_NAT6_FLOWS: &str = "NAT6_FLOWS";
 pub const MAP_NAT6_REPLIES: &str = "NAT6_REPLIES";
 
-/// `PUBLISHED`: LPM trie, [`PublishKey`] -> [`Published`]: the published ports (`-p`). A
-/// range of host ports is stored as the few prefixes that cover it, so memory grows with the
-/// number of ranges and a lookup costs the same however many ports are published. Bindings to
-/// every address are stored with address 0.0.0.0; a lookup tries the destination address, then
-/// 0.0.0.0.
+/// `PUBLISHED`: LPM trie, [`PublishKeyV4`] -> [`PublishedV4`]: the published ports (`-p`) on
+/// IPv4 host addresses. A range of host ports is stored as the few prefixes that cover it, so
+/// memory grows with the number of ranges and a lookup costs the same however many ports are
+/// published. Bindings to every address are stored with address 0.0.0.0; a lookup tries the
+/// destination address, then 0.0.0.0.
 pub const MAP_PUBLISHED: &str = "PUBLISHED";
+/// `PUBLISHED6`: the same for IPv6 host addresses ([`PublishKeyV6`] -> [`PublishedV6`], `::`
+/// for every address), leading to the container's IPv6 address.
+pub const MAP_PUBLISHED6: &str = "PUBLISHED6";
 /// `PUBLISH_FLOWS`: LRU, [`FlowKeyV4`] of a connection to a published port as the container
 /// sees its replies (local = the container's address and port, remote = the client) ->
-/// [`PublishedFlow`]: what the client dialed, so replies are translated back to it.
+/// [`PublishedFlowV4`]: what the client dialed, so replies are translated back to it.
 pub const MAP_PUBLISH_FLOWS: &str = "PUBLISH_FLOWS";
+/// `PUBLISH6_FLOWS`: the same for IPv6, [`FlowKeyV6`] -> [`PublishedFlowV6`].
+pub const MAP_PUBLISH6_FLOWS: &str = "PUBLISH6_FLOWS";
 
-/// Capacity of `PUBLISHED` in prefixes (a range takes at most 30).
+/// Capacity of `PUBLISHED` and `PUBLISHED6` in prefixes (a range takes at most 30).
 pub const MAX_PUBLISHED: u32 = 16384;
 
-/// How many bits of a [`PublishKey`] precede the port: protocol and address.
+/// How many bits of a [`PublishKeyV4`] precede the port: protocol and address.
 pub const PUBLISH_PREFIX_FIXED_BITS: u32 = 40;
+/// The same for a [`PublishKeyV6`].
+pub const PUBLISH6_PREFIX_FIXED_BITS: u32 = 136;
 
-/// Key of `PUBLISHED`. Field order is the LPM order: protocol and host address match exactly,
-/// the port by prefix (a range is a set of prefixes).
+/// Key of `PUBLISHED` (`A` = `[u8; 4]`) and `PUBLISHED6` (`[u8; 16]`). Field order is the LPM
+/// order: protocol and host address match exactly, the port by prefix (a range is a set of
+/// prefixes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PublishKey {
+pub struct PublishKey<A> {
     /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP.
     pub proto: u8,
-    /// The host address the mapping is bound to; 0.0.0.0 for all of them.
-    pub addr: [u8; 4],
+    /// The host address the mapping is bound to; 0.0.0.0 (`::`) for all of them.
+    pub addr: A,
     /// The host port, network byte order.
     pub port: [u8; 2],
     pub _pad: u8,
 }
+pub type PublishKeyV4 = PublishKey<[u8; 4]>;
+pub type PublishKeyV6 = PublishKey<[u8; 16]>;
 
 /// Where a published range leads: host port `p` of the range goes to
-/// `container_port_first + (p - host_port_first)` of the container.
+/// `container_port_first + (p - host_port_first)` of the container's address `A`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Published {
+pub struct Published<A> {
     /// The container endpoint's host-side veth.
     pub ifindex: u32,
-    pub container_ip: [u8; 4],
+    pub container_ip: A,
     /// Host byte order (arithmetic is done on them).
     pub host_port_first: u16,
     pub container_port_first: u16,
 }
+pub type PublishedV4 = Published<[u8; 4]>;
+pub type PublishedV6 = Published<[u8; 16]>;
 
 /// A connection to a published port: what its client dialed, and where the client is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PublishedFlow {
+pub struct PublishedFlow<A> {
     /// The address and port the client connected to (network byte order).
-    pub dialed_addr: [u8; 4],
+    pub dialed_addr: A,
     pub dialed_port: [u8; 2],
     pub _pad: [u8; 2],
     /// The client's host-side veth when it is a container of this host (hairpin), else 0
@@ -144,20 +171,11 @@ pub struct PublishedFlow {
     pub client_ifindex: u32,
     /// A hairpin client's own address (its packets reach the server from the server's
     /// gateway, so replies need it back); unused for clients outside.
-    pub client_ip: [u8; 4],
+    pub client_ip: A,
     pub last_seen: u64,
 }
-
-impl PublishedFlow {
-    /// Whether `other` is the same connection as seen from its client (only `last_seen` may
-    /// differ).
-    pub fn same_connection(&self, other: &Self) -> bool {
-        self.dialed_addr == other.dialed_addr
-            && self.dialed_port == other.dialed_port
-            && self.client_ifindex == other.client_ifindex
-            && self.client_ip == other.client_ip
-    }
-}
+pub type PublishedFlowV4 = PublishedFlow<[u8; 4]>;
+pub type PublishedFlowV6 = PublishedFlow<[u8; 16]>;
 
 /// `MEMBERS`: [`MemberKey`] -> host-side ifindex (`u32`): the endpoints of each network in
 /// dense slots `0..MEMBER_COUNT[network]`, the fan-out list of broadcast and multicast.
@@ -448,11 +466,16 @@ mod pod {
     unsafe impl aya::Pod for super::NatFlow {}
     unsafe impl aya::Pod for super::NatReplyV4 {}
     unsafe impl aya::Pod for super::NatReplyV6 {}
-    unsafe impl aya::Pod for super::PublishKey {}
-    unsafe impl aya::Pod for super::Published {}
-    unsafe impl aya::Pod for super::PublishedFlow {}
+    unsafe impl aya::Pod for super::PublishKeyV4 {}
+    unsafe impl aya::Pod for super::PublishKeyV6 {}
+    unsafe impl aya::Pod for super::PublishedV4 {}
+    unsafe impl aya::Pod for super::PublishedV6 {}
+    unsafe impl aya::Pod for super::PublishedFlowV4 {}
+    unsafe impl aya::Pod for super::PublishedFlowV6 {}
     unsafe impl aya::Pod for super::SockAddrV4 {}
-    unsafe impl aya::Pod for super::SockRevKey {}
+    unsafe impl aya::Pod for super::SockAddrV6 {}
+    unsafe impl aya::Pod for super::SockRevKeyV4 {}
+    unsafe impl aya::Pod for super::SockRevKeyV6 {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -467,8 +490,13 @@ const _: () = assert!(core::mem::size_of::<FlowKeyV6>() == 40);
 const _: () = assert!(core::mem::size_of::<NatFlow>() == 16);
 const _: () = assert!(core::mem::size_of::<NatReplyV4>() == 24);
 const _: () = assert!(core::mem::size_of::<NatReplyV6>() == 32);
-const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
-const _: () = assert!(core::mem::size_of::<Published>() == 12);
-const _: () = assert!(core::mem::size_of::<PublishedFlow>() == 24);
+const _: () = assert!(core::mem::size_of::<PublishKeyV4>() == 8);
+const _: () = assert!(core::mem::size_of::<PublishKeyV6>() == 20);
+const _: () = assert!(core::mem::size_of::<PublishedV4>() == 12);
+const _: () = assert!(core::mem::size_of::<PublishedV6>() == 24);
+const _: () = assert!(core::mem::size_of::<PublishedFlowV4>() == 24);
+const _: () = assert!(core::mem::size_of::<PublishedFlowV6>() == 48);
 const _: () = assert!(core::mem::size_of::<SockAddrV4>() == 8);
-const _: () = assert!(core::mem::size_of::<SockRevKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SockAddrV6>() == 20);
+const _: () = assert!(core::mem::size_of::<SockRevKeyV4>() == 16);
+const _: () = assert!(core::mem::size_of::<SockRevKeyV6>() == 32);

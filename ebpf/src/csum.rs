@@ -12,6 +12,22 @@ pub fn words4(bytes: [u8; 4]) -> [u16; 2] {
     ]
 }
 
+/// The 16-bit words of a 16-byte field (an IPv6 address).
+#[inline(always)]
+pub fn words16(bytes: [u8; 16]) -> [u16; 8] {
+    let word = |i: usize| u16::from_ne_bytes([bytes[i], bytes[i + 1]]);
+    [
+        word(0),
+        word(2),
+        word(4),
+        word(6),
+        word(8),
+        word(10),
+        word(12),
+        word(14),
+    ]
+}
+
 /// The word of a 2-byte field (a port, a checksum).
 #[inline(always)]
 pub fn word(bytes: [u8; 2]) -> u16 {

@@ -5,7 +5,8 @@
 //! An outside client's address reaches the container unchanged (Docker's proxy hides it,
 //! moby#25526).
 //!
-//! IPv4, TCP, UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
+//! IPv4 and IPv6 (generic over [`Publish`], NAT's [`Family`] with the publishing maps), TCP,
+//! UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
 //! change: the daemon publishes SCTP only with equal host and container ports).
 
 use aya_ebpf::{
@@ -14,22 +15,22 @@ use aya_ebpf::{
         xdp_action::{XDP_DROP, XDP_PASS},
     },
     helpers::{bpf_ktime_get_coarse_ns, bpf_redirect, bpf_redirect_neigh},
-    maps::lpm_trie::Key,
+    maps::{LpmTrie, LruHashMap, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
 };
 use xnet_common::{
-    DropReason, Endpoint, FlowKeyV4, NAT_PORT_COUNT, NAT_PORT_FIRST, PUBLISH_PREFIX_FIXED_BITS,
-    PublishKey, Published, PublishedFlow, Uplink,
+    DropReason, Endpoint, FlowKey, NAT_PORT_COUNT, NAT_PORT_FIRST, PUBLISH_PREFIX_FIXED_BITS,
+    PUBLISH6_PREFIX_FIXED_BITS, PublishKey, Published, PublishedFlow, Uplink,
 };
 
 use crate::{
-    csum, forward,
-    maps::{self, NAT_REPLIES, PUBLISH_FLOWS, PUBLISHED},
-    nat::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4},
+    csum, forward, ipv6,
+    maps::{self, PUBLISH_FLOWS, PUBLISH6_FLOWS, PUBLISHED, PUBLISHED6},
+    nat::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
     outcome::Outcome,
     parse, stats,
 };
@@ -37,15 +38,102 @@ use crate::{
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
 const NOT_ICMP: u8 = 0xff;
 
+/// What publishing needs besides NAT's differences between IPv4 and IPv6: its maps, the
+/// wildcard address, and the checksum arithmetic XDP does by hand.
+pub trait Publish: Family {
+    /// How many bits of the trie key precede the port.
+    const PREFIX_FIXED_BITS: u32;
+    /// The address of mappings bound to every address (0.0.0.0, `::`).
+    const ANY: Self::Addr;
+    /// UDP over IPv4 may go without a checksum (all zero); over IPv6 that is invalid.
+    const UDP_CHECKSUM_OPTIONAL: bool;
+
+    fn published() -> &'static LpmTrie<PublishKey<Self::Addr>, Published<Self::Addr>>;
+    fn publish_flows() -> &'static LruHashMap<FlowKey<Self::Addr>, PublishedFlow<Self::Addr>>;
+    /// The endpoint's gateway of this family, an address of the host.
+    fn gateway(endpoint: &Endpoint) -> Self::Addr;
+    /// Loopback addresses, which never come from the wire.
+    fn is_loopback(addr: &Self::Addr) -> bool;
+    /// `check` (as stored) once the covered address `old` became `new`.
+    fn csum_addr(check: [u8; 2], old: Self::Addr, new: Self::Addr) -> [u8; 2];
+}
+
+impl Publish for V4 {
+    const PREFIX_FIXED_BITS: u32 = PUBLISH_PREFIX_FIXED_BITS;
+    const ANY: [u8; 4] = [0; 4];
+    const UDP_CHECKSUM_OPTIONAL: bool = true;
+
+    #[inline(always)]
+    fn published() -> &'static LpmTrie<PublishKey<[u8; 4]>, Published<[u8; 4]>> {
+        &PUBLISHED
+    }
+
+    #[inline(always)]
+    fn publish_flows() -> &'static LruHashMap<FlowKey<[u8; 4]>, PublishedFlow<[u8; 4]>> {
+        &PUBLISH_FLOWS
+    }
+
+    #[inline(always)]
+    fn gateway(endpoint: &Endpoint) -> [u8; 4] {
+        endpoint.gateway
+    }
+
+    #[inline(always)]
+    fn is_loopback(addr: &[u8; 4]) -> bool {
+        addr[0] == 127
+    }
+
+    #[inline(always)]
+    fn csum_addr(check: [u8; 2], old: [u8; 4], new: [u8; 4]) -> [u8; 2] {
+        csum::update(check, csum::words4(old), csum::words4(new))
+    }
+}
+
+impl Publish for V6 {
+    const PREFIX_FIXED_BITS: u32 = PUBLISH6_PREFIX_FIXED_BITS;
+    const ANY: [u8; 16] = [0; 16];
+    const UDP_CHECKSUM_OPTIONAL: bool = false;
+
+    #[inline(always)]
+    fn published() -> &'static LpmTrie<PublishKey<[u8; 16]>, Published<[u8; 16]>> {
+        &PUBLISHED6
+    }
+
+    #[inline(always)]
+    fn publish_flows() -> &'static LruHashMap<FlowKey<[u8; 16]>, PublishedFlow<[u8; 16]>> {
+        &PUBLISH6_FLOWS
+    }
+
+    #[inline(always)]
+    fn gateway(endpoint: &Endpoint) -> [u8; 16] {
+        endpoint.gateway6
+    }
+
+    #[inline(always)]
+    fn is_loopback(addr: &[u8; 16]) -> bool {
+        ipv6::same(addr, &ipv6::LOOPBACK)
+    }
+
+    #[inline(always)]
+    fn csum_addr(check: [u8; 2], old: [u8; 16], new: [u8; 16]) -> [u8; 2] {
+        csum::update(check, csum::words16(old), csum::words16(new))
+    }
+}
+
 /// The mapping for `port` of `addr`: one bound to every address (if `any_address` may match,
 /// i.e. `addr` is known to be the host's), else one bound to that address. The daemon never
 /// lets the two coexist for a port (0.0.0.0 overlaps every address), so the order only saves
 /// the common case, a binding to every address, its second trie lookup.
 #[inline(always)]
-pub fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Option<Published> {
+pub fn lookup<F: Publish>(
+    proto: u8,
+    addr: F::Addr,
+    port: [u8; 2],
+    any_address: bool,
+) -> Option<Published<F::Addr>> {
     let key = |addr| {
         Key::new(
-            PUBLISH_PREFIX_FIXED_BITS + 16,
+            F::PREFIX_FIXED_BITS + 16,
             PublishKey {
                 proto,
                 addr,
@@ -55,15 +143,15 @@ pub fn lookup(proto: u8, addr: [u8; 4], port: [u8; 2], any_address: bool) -> Opt
         )
     };
     any_address
-        .then(|| PUBLISHED.get(key([0; 4])))
+        .then(|| F::published().get(key(F::ANY)))
         .flatten()
-        .or_else(|| PUBLISHED.get(key(addr)))
+        .or_else(|| F::published().get(key(addr)))
         .copied()
 }
 
 /// The container port that host port `port` of mapping `published` leads to.
 #[inline(always)]
-pub fn container_port(published: &Published, port: [u8; 2]) -> [u8; 2] {
+pub fn container_port<A>(published: &Published<A>, port: [u8; 2]) -> [u8; 2] {
     let offset = u16::from_be_bytes(port).wrapping_sub(published.host_port_first);
     published
         .container_port_first
@@ -73,14 +161,14 @@ pub fn container_port(published: &Published, port: [u8; 2]) -> [u8; 2] {
 
 /// The flow key a published connection's replies carry, seen from the container.
 #[inline(always)]
-fn reply_key(
-    container: [u8; 4],
+fn reply_key<A>(
+    container: A,
     container_port: [u8; 2],
-    client: [u8; 4],
+    client: A,
     client_port: [u8; 2],
     proto: u8,
-) -> FlowKeyV4 {
-    FlowKeyV4 {
+) -> FlowKey<A> {
+    FlowKey {
         local: container,
         remote: client,
         local_port: container_port,
@@ -118,7 +206,7 @@ pub fn from_wire(ctx: &XdpContext) -> u32 {
 }
 
 /// TCP, UDP and SCTP as XDP sees them: where the ports are, and the checksum that covers the
-/// addresses (none for SCTP, whose CRC32c does not; UDP's may be off, all zero).
+/// addresses (none for SCTP, whose CRC32c does not; UDP's over IPv4 may be off, all zero).
 struct WireL4 {
     ports: *mut [[u8; 2]; 2],
     csum: Option<*mut [u8; 2]>,
@@ -127,8 +215,8 @@ struct WireL4 {
 }
 
 /// Translates a frame to a published port in place; returns the host-side veth to redirect it
-/// to, or `None` to let it pass untouched. A published mapping whose container is gone drops
-/// the frame: the host stack has no business with it either.
+/// to, or `None` to let it pass untouched. IPv6 packets with extension headers pass (their
+/// first next header is no transport).
 #[inline(always)]
 fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
     let Some(uplink) = maps::uplink() else {
@@ -138,32 +226,75 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         return Ok(None);
     };
     // SAFETY: `frame_header` checked the bounds (likewise for every pointer below).
-    if unsafe { (*eth).ether_type } != EtherType::Ipv4 as u16 {
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == EtherType::Ipv4 as u16 {
+        let Some(ip) = parse::frame_header::<Ipv4Hdr>(ctx, EthHdr::LEN) else {
+            return Ok(None);
+        };
+        let header = unsafe { *ip };
+        if header.vihl >> 4 != 4 || header.vihl & 0x0f < 5 {
+            return Ok(None);
+        }
+        let Ok(packet) = Packet::of_ipv4(&header) else {
+            return Ok(None);
+        };
+        let to_uplink = packet.dst == uplink.ipv4;
+        let Some((ifindex, container)) = to_container::<V4>(ctx, eth, &packet, to_uplink)? else {
+            return Ok(None);
+        };
+        // SAFETY: as above; nothing moved the frame since.
+        unsafe {
+            (*ip).dst_addr = container;
+            (*ip).check = V4::csum_addr((*ip).check, packet.dst, container);
+        }
+        Ok(Some(ifindex))
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        let Some(ip) = parse::frame_header::<Ipv6Hdr>(ctx, EthHdr::LEN) else {
+            return Ok(None);
+        };
+        let header = unsafe { *ip };
+        if header.vcf[0] >> 4 != 6 {
+            return Ok(None);
+        }
+        let packet = Packet::of_ipv6(&header);
+        let to_uplink =
+            !ipv6::is_unspecified(&uplink.ipv6) && ipv6::same(&packet.dst, &uplink.ipv6);
+        let Some((ifindex, container)) = to_container::<V6>(ctx, eth, &packet, to_uplink)? else {
+            return Ok(None);
+        };
+        // SAFETY: as above. IPv6 has no header checksum.
+        unsafe { (*ip).dst_addr = container };
+        Ok(Some(ifindex))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The family-independent part of [`translate_from_wire`]: finds the mapping, records the
+/// flow, rewrites the MACs, the destination port and the transport checksum, and returns the
+/// host-side veth and the container's address, which the caller writes into the IP header.
+/// `to_uplink`: the destination is the uplink's address, where mappings bound to every
+/// address answer. A published mapping whose container is gone drops the frame: the host
+/// stack has no business with it either.
+#[inline(always)]
+fn to_container<F: Publish>(
+    ctx: &XdpContext,
+    eth: *mut EthHdr,
+    packet: &Packet<F::Addr>,
+    to_uplink: bool,
+) -> Result<Option<(u32, F::Addr)>, DropReason> {
+    if F::is_loopback(&packet.dst) {
         return Ok(None);
     }
-    let Some(ip) = parse::frame_header::<Ipv4Hdr>(ctx, EthHdr::LEN) else {
+    let Some(l4) = wire_l4::<F>(ctx, packet) else {
         return Ok(None);
     };
-    let header = unsafe { *ip };
-    if header.vihl >> 4 != 4 || header.vihl & 0x0f < 5 {
-        return Ok(None);
-    }
-    let Ok(packet) = Packet::of_ipv4(&header) else {
-        return Ok(None);
-    };
-    if packet.dst[0] == 127 {
-        return Ok(None);
-    }
-    let Some(l4) = wire_l4(ctx, &packet) else {
-        return Ok(None);
-    };
-    // SAFETY: as above.
+    // SAFETY: `wire_l4` checked the bounds.
     let [client_port, port] = unsafe { *l4.ports };
-    let to_uplink = packet.dst == uplink.ipv4;
-    let Some(published) = lookup(packet.proto, packet.dst, port, to_uplink) else {
+    let Some(published) = lookup::<F>(packet.proto, packet.dst, port, to_uplink) else {
         return Ok(None);
     };
-    if to_uplink && is_nat_reply(&packet, client_port, port) {
+    if to_uplink && is_nat_reply::<F>(packet, client_port, port) {
         // A reply of a container's outgoing connection, which left from this port: the NAT
         // flow wins (`uplink_ingress` delivers it).
         return Ok(None);
@@ -182,7 +313,7 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         client_port,
         packet.proto,
     );
-    let known = PUBLISH_FLOWS.get_ptr_mut(key);
+    let known = F::publish_flows().get_ptr_mut(key);
     if packet.proto == IPPROTO_TCP && !l4.opens_connection && known.is_none() {
         // A TCP segment of no connection to the container: the host's own (one it made from a
         // port that happens to be published), never captured midway.
@@ -193,25 +324,18 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         dialed_port: port,
         _pad: [0; 2],
         client_ifindex: 0,
-        client_ip: [0; 4],
+        client_ip: F::ANY,
         last_seen: now(),
     };
-    remember(key, known, flow);
+    remember::<F>(key, known, flow);
 
-    let (old_addr, new_addr) = (
-        csum::words4(packet.dst),
-        csum::words4(published.container_ip),
-    );
     // SAFETY: as above; nothing moved the frame since.
     unsafe {
         (*eth).dst_addr = endpoint.mac;
         (*eth).src_addr = endpoint.host_mac;
-        (*ip).dst_addr = published.container_ip;
-        (*ip).check = csum::update((*ip).check, old_addr, new_addr);
         if let Some(check) = l4.csum {
-            let old = [old_addr[0], old_addr[1], csum::word(port)];
-            let new = [new_addr[0], new_addr[1], csum::word(cport)];
-            let mut updated = csum::update(*check, old, new);
+            let with_addr = F::csum_addr(*check, packet.dst, published.container_ip);
+            let mut updated = csum::update(with_addr, [csum::word(port)], [csum::word(cport)]);
             if packet.proto == IPPROTO_UDP && updated == [0; 2] {
                 // Zero means "no checksum" in UDP; its one's complement twin stands in.
                 updated = [0xff; 2];
@@ -221,29 +345,44 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         (*l4.ports)[1] = cport;
     }
     stats::count_rx(endpoint.slot, (ctx.data_end() - ctx.data()) as u32);
-    Ok(Some(published.ifindex))
+    Ok(Some((published.ifindex, published.container_ip)))
 }
 
 /// Records `flow` under `key` for its replies (`known`: what the map holds there now): refreshed
 /// in place when it is the same connection (every packet after a flow's first: an LRU update
 /// per packet costs more than the rest of the translation), inserted otherwise.
 #[inline(always)]
-fn remember(key: FlowKeyV4, known: Option<*mut PublishedFlow>, flow: PublishedFlow) {
+fn remember<F: Publish>(
+    key: FlowKey<F::Addr>,
+    known: Option<*mut PublishedFlow<F::Addr>>,
+    flow: PublishedFlow<F::Addr>,
+) {
     match known {
         // SAFETY: the value stays valid for this program run; racing writers only move
         // `last_seen`.
-        Some(known) if unsafe { (*known).same_connection(&flow) } => unsafe {
+        Some(known) if unsafe { same_connection::<F>(&*known, &flow) } => unsafe {
             (*known).last_seen = flow.last_seen;
         },
         _ => {
-            let _ = PUBLISH_FLOWS.insert(key, flow, u64::from(BPF_ANY));
+            let _ = F::publish_flows().insert(key, flow, u64::from(BPF_ANY));
         }
     }
 }
 
-/// Finds the ports and checksum of a TCP, UDP or SCTP packet.
+/// Whether two flows are the same connection as seen from its client (only `last_seen` may
+/// differ). Addresses compare through the family (no `memcmp` in BPF).
 #[inline(always)]
-fn wire_l4(ctx: &XdpContext, packet: &Packet<[u8; 4]>) -> Option<WireL4> {
+fn same_connection<F: Publish>(a: &PublishedFlow<F::Addr>, b: &PublishedFlow<F::Addr>) -> bool {
+    F::same(&a.dialed_addr, &b.dialed_addr)
+        && a.dialed_port == b.dialed_port
+        && a.client_ifindex == b.client_ifindex
+        && F::same(&a.client_ip, &b.client_ip)
+}
+
+/// Finds the ports and checksum of a TCP, UDP or SCTP packet; `None` also for UDP without a
+/// checksum where the family forbids that (IPv6: the packet is invalid, the stack drops it).
+#[inline(always)]
+fn wire_l4<F: Publish>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> Option<WireL4> {
     let off = packet.l4_off;
     // Each header whole (bounds-checked), then the fields at their offsets in it.
     match packet.proto {
@@ -262,10 +401,14 @@ fn wire_l4(ctx: &XdpContext, packet: &Packet<[u8; 4]>) -> Option<WireL4> {
         IPPROTO_UDP => {
             let udp: *mut [u8; 8] = parse::frame_header(ctx, off)?;
             let csum: *mut [u8; 2] = udp.cast::<u8>().wrapping_add(6).cast();
+            // SAFETY: inside the bounds-checked header.
+            let has_csum = unsafe { *csum } != [0; 2];
+            if !has_csum && !F::UDP_CHECKSUM_OPTIONAL {
+                return None;
+            }
             Some(WireL4 {
                 ports: udp.cast(),
-                // SAFETY: inside the bounds-checked header.
-                csum: (unsafe { *csum } != [0; 2]).then_some(csum),
+                csum: has_csum.then_some(csum),
                 opens_connection: false,
             })
         }
@@ -283,11 +426,11 @@ fn wire_l4(ctx: &XdpContext, packet: &Packet<[u8; 4]>) -> Option<WireL4> {
 
 /// Whether a packet to the uplink's address is a reply of a container's NATed connection.
 #[inline(always)]
-fn is_nat_reply(packet: &Packet<[u8; 4]>, remote_port: [u8; 2], port: [u8; 2]) -> bool {
+fn is_nat_reply<F: Family>(packet: &Packet<F::Addr>, remote_port: [u8; 2], port: [u8; 2]) -> bool {
     let offset = u16::from_be_bytes(port).wrapping_sub(NAT_PORT_FIRST);
     offset < NAT_PORT_COUNT
-        && NAT_REPLIES
-            .get_ptr(FlowKeyV4 {
+        && F::replies()
+            .get_ptr(FlowKey {
                 local: packet.dst,
                 remote: packet.src,
                 local_port: port,
@@ -301,21 +444,25 @@ fn is_nat_reply(packet: &Packet<[u8; 4]>, remote_port: [u8; 2], port: [u8; 2]) -
 /// A container's packet to the outside that is a reply of a published connection: translated
 /// back to what the client dialed and sent out of the uplink. `Ok(None)`: not such a reply.
 #[inline(never)]
-pub fn reply_to_outside(ctx: &TcContext, packet: &Packet<[u8; 4]>, uplink: &Uplink) -> Outcome {
-    Outcome::pack(translate_reply_to_outside(ctx, packet, uplink))
+pub fn reply_to_outside<F: Publish>(
+    ctx: &TcContext,
+    packet: &Packet<F::Addr>,
+    uplink: &Uplink,
+) -> Outcome {
+    Outcome::pack(translate_reply_to_outside::<F>(ctx, packet, uplink))
 }
 
 #[inline(always)]
-fn translate_reply_to_outside(
+fn translate_reply_to_outside<F: Publish>(
     ctx: &TcContext,
-    packet: &Packet<[u8; 4]>,
+    packet: &Packet<F::Addr>,
     uplink: &Uplink,
 ) -> Result<Option<i32>, DropReason> {
-    let Ok(l4) = L4::of::<V4>(ctx, packet, NOT_ICMP) else {
+    let Ok(l4) = L4::of::<F>(ctx, packet, NOT_ICMP) else {
         return Ok(None);
     };
     let (port, client_port) = l4.ports(ctx)?;
-    if translate_reply_source(ctx, &l4, packet, (port, client_port), false)?.is_none() {
+    if translate_reply_source::<F>(ctx, &l4, packet, (port, client_port), false)?.is_none() {
         return Ok(None);
     }
     // SAFETY: plain helper call; the kernel resolves the next hop.
@@ -329,15 +476,15 @@ fn translate_reply_to_outside(
 /// `hairpin`): rewrites its source to what the client dialed, refreshes the flow, and returns
 /// a copy of it. `Ok(None)`: no such connection.
 #[inline(always)]
-fn translate_reply_source(
+fn translate_reply_source<F: Publish>(
     ctx: &TcContext,
     l4: &L4,
-    packet: &Packet<[u8; 4]>,
+    packet: &Packet<F::Addr>,
     ports: ([u8; 2], [u8; 2]),
     hairpin: bool,
-) -> Result<Option<PublishedFlow>, DropReason> {
+) -> Result<Option<PublishedFlow<F::Addr>>, DropReason> {
     let key = reply_key(packet.src, ports.0, packet.dst, ports.1, l4.proto);
-    let Some(flow) = PUBLISH_FLOWS.get_ptr_mut(key) else {
+    let Some(flow) = F::publish_flows().get_ptr_mut(key) else {
         return Ok(None);
     };
     // SAFETY: the value stays valid for this program run; racing writers only move
@@ -348,7 +495,7 @@ fn translate_reply_source(
     }
     flow.last_seen = now();
     let flow = *flow;
-    V4::set_addr(ctx, l4, V4::SRC_OFF, packet.src, flow.dialed_addr)?;
+    F::set_addr(ctx, l4, F::SRC_OFF, packet.src, flow.dialed_addr)?;
     l4.set_port(ctx, l4.ports_off, ports.0, flow.dialed_port)?;
     Ok(Some(flow))
 }
@@ -359,39 +506,40 @@ fn translate_reply_source(
 /// reply (translated back to what the client dialed, delivered into the client). `Ok(None)`:
 /// neither, the host's own traffic.
 #[inline(never)]
-pub fn to_host_address(
+pub fn to_host_address<F: Publish>(
     ctx: &TcContext,
     ifindex: u32,
     endpoint: &Endpoint,
-    packet: &Packet<[u8; 4]>,
+    packet: &Packet<F::Addr>,
 ) -> Outcome {
-    Outcome::pack(hairpin(ctx, ifindex, endpoint, packet))
+    Outcome::pack(hairpin::<F>(ctx, ifindex, endpoint, packet))
 }
 
 #[inline(always)]
-fn hairpin(
+fn hairpin<F: Publish>(
     ctx: &TcContext,
     ifindex: u32,
     endpoint: &Endpoint,
-    packet: &Packet<[u8; 4]>,
+    packet: &Packet<F::Addr>,
 ) -> Result<Option<i32>, DropReason> {
-    let Ok(l4) = L4::of::<V4>(ctx, packet, NOT_ICMP) else {
+    let Ok(l4) = L4::of::<F>(ctx, packet, NOT_ICMP) else {
         return Ok(None);
     };
     let (src_port, dst_port) = l4.ports(ctx)?;
-    if packet.dst == endpoint.gateway {
+    if F::same(&packet.dst, &F::gateway(endpoint)) {
         // A server's reply to a hairpinned client (which reached it from this gateway)?
         let ports = (src_port, dst_port);
-        if let Some(flow) = translate_reply_source(ctx, &l4, packet, ports, true)? {
-            V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, flow.client_ip)?;
+        if let Some(flow) = translate_reply_source::<F>(ctx, &l4, packet, ports, true)? {
+            F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, flow.client_ip)?;
             return forward::into_endpoint(ctx, flow.client_ifindex).map(Some);
         }
     }
     // Every address this path sees is the host's, so mappings bound to all addresses apply.
-    let Some(published) = lookup(l4.proto, packet.dst, dst_port, true) else {
+    let Some(published) = lookup::<F>(l4.proto, packet.dst, dst_port, true) else {
         return Ok(None);
     };
     let server = maps::endpoint(published.ifindex).ok_or(DropReason::UnknownEndpoint)?;
+    let server_gateway = F::gateway(server);
     let cport = container_port(&published, dst_port);
     let flow = PublishedFlow {
         dialed_addr: packet.dst,
@@ -404,13 +552,13 @@ fn hairpin(
     let key = reply_key(
         published.container_ip,
         cport,
-        server.gateway,
+        server_gateway,
         src_port,
         l4.proto,
     );
-    remember(key, PUBLISH_FLOWS.get_ptr_mut(key), flow);
-    V4::set_addr(ctx, &l4, V4::DST_OFF, packet.dst, published.container_ip)?;
+    remember::<F>(key, F::publish_flows().get_ptr_mut(key), flow);
+    F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, published.container_ip)?;
     l4.set_port(ctx, l4.ports_off + 2, dst_port, cport)?;
-    V4::set_addr(ctx, &l4, V4::SRC_OFF, packet.src, server.gateway)?;
+    F::set_addr(ctx, &l4, F::SRC_OFF, packet.src, server_gateway)?;
     forward::into_endpoint(ctx, published.ifindex).map(Some)
 }

@@ -60,7 +60,7 @@ pub fn ipv4_from_container(
         return to_host(ctx, ifindex, endpoint, &ip);
     }
     let packet = Packet::of_ipv4(&ip)?;
-    if let Some(verdict) = dnat::reply_to_outside(ctx, &packet, &uplink).unpack()? {
+    if let Some(verdict) = dnat::reply_to_outside::<V4>(ctx, &packet, &uplink).unpack()? {
         return Ok(verdict);
     }
     nat::to_outside::<V4>(ctx, ifindex, &packet, &uplink).verdict()
@@ -77,7 +77,8 @@ fn to_host(
     ip: &Ipv4Hdr,
 ) -> Result<i32, DropReason> {
     if let Ok(packet) = Packet::of_ipv4(ip)
-        && let Some(verdict) = dnat::to_host_address(ctx, ifindex, endpoint, &packet).unpack()?
+        && let Some(verdict) =
+            dnat::to_host_address::<V4>(ctx, ifindex, endpoint, &packet).unpack()?
     {
         return Ok(verdict);
     }
@@ -134,9 +135,12 @@ pub fn ipv6_from_container(
         return flood::to_members(ctx, ifindex, endpoint);
     }
     let dst = ip.dst_addr;
-    if ipv6::same(&dst, &endpoint.gateway6) || ipv6::same(&dst, &link_local_of(endpoint.host_mac)) {
-        // The host itself: the gateway, or the host-side veth's link-local address (neighbour
-        // advertisements answering the host's solicitations).
+    if ipv6::same(&dst, &endpoint.gateway6) {
+        return to_host6(ctx, ifindex, endpoint, &ip);
+    }
+    if ipv6::same(&dst, &link_local_of(endpoint.host_mac)) {
+        // The host-side veth's link-local address (neighbour advertisements answering the
+        // host's solicitations).
         return Ok(TC_ACT_OK);
     }
     if let Some(peer) = maps::neighbor6(endpoint.network_id, dst) {
@@ -158,10 +162,29 @@ pub fn ipv6_from_container(
         return Err(DropReason::NoUplink);
     }
     if ipv6::same(&dst, &uplink.ipv6) {
-        return Ok(TC_ACT_OK);
+        return to_host6(ctx, ifindex, endpoint, &ip);
     }
     let packet = Packet::of_ipv6(&ip);
+    if let Some(verdict) = dnat::reply_to_outside::<V6>(ctx, &packet, &uplink).unpack()? {
+        return Ok(verdict);
+    }
     nat::to_outside::<V6>(ctx, ifindex, &packet, &uplink).verdict()
+}
+
+/// [`to_host`] for IPv6: published ports through the host's IPv6 addresses (hairpin), else the
+/// host stack's own traffic.
+#[inline(always)]
+fn to_host6(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    ip: &Ipv6Hdr,
+) -> Result<i32, DropReason> {
+    let packet = Packet::of_ipv6(ip);
+    if let Some(verdict) = dnat::to_host_address::<V6>(ctx, ifindex, endpoint, &packet).unpack()? {
+        return Ok(verdict);
+    }
+    Ok(TC_ACT_OK)
 }
 
 /// Delivers a frame of `endpoint` to `peer`, another endpoint of its network.

@@ -1,6 +1,9 @@
 //! IPv6 address tests. Written as two 64-bit compares: comparing `[u8; 16]` with `==` may
 //! compile to a call to `memcmp`, which the BPF target does not have.
 
+/// `::1`.
+pub const LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
 /// Whether two IPv6 addresses are equal.
 #[inline(always)]
 pub fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {

@@ -8,7 +8,8 @@ use aya_ebpf::{
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
     MAX_PUBLISHED, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
-    PublishKey, Published, PublishedFlow, SockAddrV4, SockRevKey, Uplink,
+    PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4, PublishedV6,
+    SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Uplink,
 };
 
 #[map]
@@ -110,14 +111,25 @@ pub fn member(network_id: u32, slot: u32) -> Option<u32> {
 }
 
 #[map]
-pub static PUBLISHED: LpmTrie<PublishKey, Published> = LpmTrie::pinned(MAX_PUBLISHED, 0);
+pub static PUBLISHED: LpmTrie<PublishKeyV4, PublishedV4> = LpmTrie::pinned(MAX_PUBLISHED, 0);
 
 #[map]
-pub static PUBLISH_FLOWS: LruHashMap<FlowKeyV4, PublishedFlow> =
+pub static PUBLISHED6: LpmTrie<PublishKeyV6, PublishedV6> = LpmTrie::pinned(MAX_PUBLISHED, 0);
+
+#[map]
+pub static PUBLISH_FLOWS: LruHashMap<FlowKeyV4, PublishedFlowV4> =
+    LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static PUBLISH6_FLOWS: LruHashMap<FlowKeyV6, PublishedFlowV6> =
     LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
 #[map]
 pub static HOST_NETNS: Array<u64> = Array::pinned(1, 0);
 
 #[map]
-pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockAddrV4> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+pub static SOCK_REVNAT: LruHashMap<SockRevKeyV4, SockAddrV4> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static SOCK6_REVNAT: LruHashMap<SockRevKeyV6, SockAddrV6> =
+    LruHashMap::pinned(MAX_NAT_FLOWS, 0);

@@ -94,7 +94,11 @@ async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
         )
         .await?;
     for r in changed {
-        println!("{} -> {}:{}", r.container_ports, r.host_ip, r.host_ports);
+        println!(
+            "{} -> {}",
+            r.container_ports,
+            host_side(&r.host_ip, &r.host_ports)
+        );
     }
     Ok(())
 }
@@ -102,8 +106,18 @@ async fn port(client: &Client, args: PortArgs) -> anyhow::Result<()> {
 /// `docker port`'s lines, by container port: `80/tcp -> 0.0.0.0:8080`, or only
 /// `0.0.0.0:8080` for the one port `only` names (`80`, `80/udp`). Err: the key of a port
 /// that is not published.
+/// A host address and port(s) as Docker shows them: `0.0.0.0:8080`, IPv6 addresses in
+/// brackets (`[::]:8080`).
+fn host_side(host_ip: &str, ports: &str) -> String {
+    if host_ip.contains(':') {
+        format!("[{host_ip}]:{ports}")
+    } else {
+        format!("{host_ip}:{ports}")
+    }
+}
+
 fn port_lines(ports: &PortMap, only: Option<&str>) -> Result<Vec<String>, String> {
-    let binding = |b: &PortBinding| format!("{}:{}", b.host_ip, b.host_port);
+    let binding = |b: &PortBinding| host_side(&b.host_ip, &b.host_port);
     if let Some(port) = only {
         let key = if port.contains('/') {
             port.to_ascii_lowercase()
@@ -471,6 +485,23 @@ mod tests {
         );
         assert_eq!(port_lines(&map, Some("80/UDP")).unwrap(), ["0.0.0.0:8080"]);
         assert_eq!(port_lines(&map, Some("81")).unwrap_err(), "81/tcp");
+    }
+
+    #[test]
+    fn ipv6_host_addresses_are_shown_in_brackets() {
+        let map = bindings(&[
+            ("80/tcp", "0.0.0.0", "8080"),
+            ("80/tcp", "::", "8080"),
+            ("90/tcp", "::1", "9090"),
+        ]);
+        assert_eq!(
+            port_lines(&map, None).unwrap(),
+            [
+                "80/tcp -> 0.0.0.0:8080",
+                "80/tcp -> [::]:8080",
+                "90/tcp -> [::1]:9090"
+            ]
+        );
     }
 
     #[test]

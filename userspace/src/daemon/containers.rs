@@ -87,8 +87,8 @@ impl Inner {
         };
         // Host ports are resolved before anything is made, so a conflict leaves nothing.
         if !specs.is_empty() {
-            check_publishable(&container, net.as_ref())?;
-            container.ports = self.resolve_ports(&container.name, &specs)?;
+            let ipv6 = check_publishable(&container, net.as_ref())?;
+            container.ports = self.resolve_ports(&container.name, ipv6, &specs)?;
         }
         self.build(container, NewSandbox::Fresh, net.as_ref(), ips)
             .await

@@ -3,7 +3,7 @@
 //! `PUBLISHED` trie, leading to the container's first endpoint. They are withdrawn with that
 //! endpoint (disconnect, rm) and rewritten from the state on every start.
 
-use std::collections::HashSet;
+use std::net::IpAddr;
 
 use super::Inner;
 use crate::{
@@ -13,16 +13,19 @@ use crate::{
     os::sockets,
     state::{
         Container, Endpoint, Network, Sandbox,
-        ports::{Holder, Holding, PortError, PortMapping, PortSpec, Protocol, resolve_all},
+        ports::{
+            Holder, Holding, PortError, PortMapping, PortSpec, Protocol, host_binding, resolve_all,
+        },
     },
 };
 
 impl Inner {
-    /// The mappings `specs` ask for, for container `owner`, checked against everything that
-    /// holds host ports now. Nothing is changed.
+    /// The mappings `specs` ask for, for container `owner` (with an IPv6 address if `ipv6`),
+    /// checked against everything that holds host ports now. Nothing is changed.
     pub(super) fn resolve_ports(
         &self,
         owner: &str,
+        ipv6: bool,
         specs: &[PortSpec],
     ) -> Result<Vec<PortMapping>> {
         let mut taken: Vec<Holding> = self
@@ -37,7 +40,8 @@ impl Inner {
             .collect();
         taken.extend(sockets::held_ports()?);
         let ephemeral = sockets::ephemeral_range()?;
-        let mappings = resolve_all(specs, owner, &mut taken, &ephemeral).map_err(port_error)?;
+        let mappings =
+            resolve_all(specs, owner, ipv6, &mut taken, &ephemeral).map_err(port_error)?;
         if let Some(m) = mappings.iter().find(|m| {
             m.protocol == Protocol::Sctp && m.host_ports.start() != m.container_ports.start()
         }) {
@@ -110,8 +114,8 @@ impl Inner {
     ) -> Result<Vec<PortRange>> {
         let container = self.state.container(name_or_id)?.clone();
         let specs = parse_specs(specs)?;
-        check_publishable(&container, self.publish_network(&container))?;
-        let added = self.resolve_ports(&container.name, &specs)?;
+        let ipv6 = check_publishable(&container, self.publish_network(&container))?;
+        let added = self.resolve_ports(&container.name, ipv6, &specs)?;
         let done = self.publish_ports(&container, &added).and_then(|()| {
             let stored = self
                 .state
@@ -181,17 +185,7 @@ impl Inner {
             .values()
             .flat_map(|c| publish_entries(c, &c.ports))
             .collect();
-        let mut wanted = HashSet::new();
-        for entry in &entries {
-            self.datapath.publish(entry)?;
-            wanted.extend(entry.keys().iter().map(|k| (k.prefix_len(), k.data())));
-        }
-        for key in self.datapath.published_keys() {
-            if !wanted.contains(&(key.prefix_len(), key.data())) {
-                self.datapath.remove_published(&key)?;
-            }
-        }
-        Ok(())
+        self.datapath.reconcile_published(&entries)
     }
 }
 
@@ -204,7 +198,8 @@ pub(super) fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>> {
 }
 
 /// Published ports need an endpoint (the first, on `target`) on a network with a way in.
-pub(super) fn check_publishable(container: &Container, target: Option<&Network>) -> Result<()> {
+/// Returns whether that network has IPv6 (then the container has an IPv6 address to publish).
+pub(super) fn check_publishable(container: &Container, target: Option<&Network>) -> Result<bool> {
     if container.sandbox == Sandbox::Host {
         return Err(XnetError::invalid(format!(
             "container {} uses the host network: its ports are the host's already",
@@ -223,7 +218,7 @@ pub(super) fn check_publishable(container: &Container, target: Option<&Network>)
             net.name
         )));
     }
-    Ok(())
+    Ok(net.ipv6.is_some())
 }
 
 /// Docker's `NetworkSettings.Ports`: one key per container port (`80/tcp`), its host bindings.
@@ -270,7 +265,9 @@ pub(super) fn port_bindings(mappings: &[PortMapping]) -> PortMap {
     })
 }
 
-/// A port map from each mapping's (container port, host address, host port) triples.
+/// A port map from each mapping's (container port, host address, host port) triples; a
+/// binding appears once (a spec without a host address makes an IPv4 and an IPv6 mapping,
+/// which Docker's `PortBindings` show as the one binding asked for).
 fn by_container_port(
     mappings: &[PortMapping],
     triples: impl Fn(&PortMapping) -> Vec<(u16, String, String)>,
@@ -278,9 +275,11 @@ fn by_container_port(
     let mut map = PortMap::new();
     for m in mappings {
         for (port, host_ip, host_port) in triples(m) {
-            map.entry(format!("{port}/{}", m.protocol))
-                .or_default()
-                .push(PortBinding { host_ip, host_port });
+            let bindings = map.entry(format!("{port}/{}", m.protocol)).or_default();
+            let binding = PortBinding { host_ip, host_port };
+            if !bindings.contains(&binding) {
+                bindings.push(binding);
+            }
         }
     }
     map
@@ -292,18 +291,27 @@ fn publish_entries(c: &Container, mappings: &[PortMapping]) -> Vec<PublishEntry>
     let Some(ep) = c.endpoints.first() else {
         return Vec::new();
     };
-    mappings.iter().map(|m| publish_entry(m, ep)).collect()
+    mappings
+        .iter()
+        .filter_map(|m| publish_entry(m, ep))
+        .collect()
 }
 
-fn publish_entry(m: &PortMapping, ep: &Endpoint) -> PublishEntry {
-    PublishEntry {
+/// The entry of a mapping, toward the endpoint's address of the host address's family (an
+/// IPv6 mapping is only made for an endpoint with an IPv6 address).
+fn publish_entry(m: &PortMapping, ep: &Endpoint) -> Option<PublishEntry> {
+    let container_ip = match m.host_ip {
+        IpAddr::V4(_) => IpAddr::V4(ep.ipv4),
+        IpAddr::V6(_) => IpAddr::V6(ep.ipv6?),
+    };
+    Some(PublishEntry {
         proto: m.protocol.number(),
         host_ip: m.host_ip,
         host_ports: m.host_ports.clone(),
-        container_ip: ep.ipv4,
+        container_ip,
         container_port_first: *m.container_ports.start(),
         ifindex: ep.host_ifindex,
-    }
+    })
 }
 
 /// The one-line error for a spec that cannot have its host ports, naming who holds them.
@@ -324,7 +332,8 @@ fn port_error(err: PortError) -> XnetError {
                     sockets::socket_owner(inode).unwrap_or_else(|| "a listening socket".into())
                 ),
             };
-            XnetError::conflict(format!("host port {addr}:{port}/{protocol} {by}"))
+            let binding = host_binding(addr, port);
+            XnetError::conflict(format!("host port {binding}/{protocol} {by}"))
         }
     }
 }
@@ -338,7 +347,7 @@ mod tests {
         let specs = parse_specs(&["127.0.0.1:8080-8081:80-81".into(), "9090:80".into()]).unwrap();
         let mappings: Vec<PortMapping> = specs
             .iter()
-            .map(|s| crate::state::ports::resolve(s, &[], &(1..=1)).unwrap())
+            .flat_map(|s| crate::state::ports::resolve(s, false, &[], &(1..=1)).unwrap())
             .collect();
         let json = serde_json::to_value(port_map(&mappings)).unwrap();
         assert_eq!(
@@ -360,7 +369,7 @@ mod tests {
     #[test]
     fn conflicts_are_one_line_naming_the_holder() {
         let err = port_error(PortError::Taken {
-            addr: std::net::Ipv4Addr::UNSPECIFIED,
+            addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
             port: 8080,
             protocol: crate::state::ports::Protocol::Tcp,
             holder: Holder::Container("web".into()),
@@ -370,7 +379,7 @@ mod tests {
             "host port 0.0.0.0:8080/tcp is already published by container web"
         );
         let err = port_error(PortError::Taken {
-            addr: std::net::Ipv4Addr::LOCALHOST,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
             port: 53,
             protocol: crate::state::ports::Protocol::Udp,
             holder: Holder::Socket(u64::MAX),
@@ -378,6 +387,42 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "host port 127.0.0.1:53/udp is in use by a listening socket"
+        );
+        let err = port_error(PortError::Taken {
+            addr: std::net::Ipv6Addr::UNSPECIFIED.into(),
+            port: 8080,
+            protocol: crate::state::ports::Protocol::Tcp,
+            holder: Holder::Container("web".into()),
+        });
+        assert_eq!(
+            err.to_string(),
+            "host port [::]:8080/tcp is already published by container web"
+        );
+    }
+
+    #[test]
+    fn dual_stack_mappings_show_both_wildcards_and_one_requested_binding() {
+        let specs = parse_specs(&["8080:80".into(), "[::1]:9090:90".into()]).unwrap();
+        let mappings: Vec<PortMapping> = specs
+            .iter()
+            .flat_map(|s| crate::state::ports::resolve(s, true, &[], &(1..=1)).unwrap())
+            .collect();
+        let json = serde_json::to_value(port_map(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
+                           {"HostIp": "::", "HostPort": "8080"}],
+                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
+            })
+        );
+        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
+            })
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The socket hooks for the host's own connections to published ports (`connect4`, `sendmsg4`,
-//! `recvmsg4`, `getpeername4` on the root of the cgroup v2 hierarchy, so every process is below them). They see
+//! `recvmsg4`, `getpeername4`, and their IPv6 twins, on the root of the cgroup v2 hierarchy, so every process is below them). They see
 //! the whole machine's sockets and act on those of this daemon's network namespace only, whose
 //! cookie they find in `HOST_NETNS`.
 
@@ -15,17 +15,22 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
 };
 use xnet_common::{
-    PROG_HOST_CONNECT4, PROG_HOST_GETPEERNAME4, PROG_HOST_RECVMSG4, PROG_HOST_SENDMSG4,
+    PROG_HOST_CONNECT4, PROG_HOST_CONNECT6, PROG_HOST_GETPEERNAME4, PROG_HOST_GETPEERNAME6,
+    PROG_HOST_RECVMSG4, PROG_HOST_RECVMSG6, PROG_HOST_SENDMSG4, PROG_HOST_SENDMSG6,
 };
 
 use super::{Datapath, one_line_load_error, repin};
 
 /// The hooks and the names of their link pins.
-const HOOKS: [(&str, &str); 4] = [
+const HOOKS: [(&str, &str); 8] = [
     (PROG_HOST_CONNECT4, "host-connect4"),
     (PROG_HOST_SENDMSG4, "host-sendmsg4"),
     (PROG_HOST_RECVMSG4, "host-recvmsg4"),
     (PROG_HOST_GETPEERNAME4, "host-getpeername4"),
+    (PROG_HOST_CONNECT6, "host-connect6"),
+    (PROG_HOST_SENDMSG6, "host-sendmsg6"),
+    (PROG_HOST_RECVMSG6, "host-recvmsg6"),
+    (PROG_HOST_GETPEERNAME6, "host-getpeername6"),
 ];
 
 pub(super) fn load_hooks(ebpf: &mut Ebpf) -> anyhow::Result<()> {

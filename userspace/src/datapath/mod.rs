@@ -35,9 +35,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MAP_DROP_STATS, MAP_ENDPOINT_STATS,
     MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6,
-    MAP_PUBLISHED, MAP_SUBNETS, MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor, Neighbor6Key,
-    NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PublishKey,
-    Published, Uplink, link_local_of,
+    MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS, MAP_SUBNETS6, MAP_UPLINK, MemberKey, Neighbor,
+    Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS,
+    PublishKeyV4, PublishKeyV6, PublishedV4, PublishedV6, Uplink, link_local_of,
 };
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
@@ -60,7 +60,8 @@ pub struct Datapath {
     drop_stats: PerCpuArray<MapData, u64>,
     uplink: Array<MapData, Uplink>,
     subnets: LpmTrie<MapData, [u8; 4], u32>,
-    published: LpmTrie<MapData, PublishKey, Published>,
+    published: LpmTrie<MapData, PublishKeyV4, PublishedV4>,
+    published6: LpmTrie<MapData, PublishKeyV6, PublishedV6>,
     host_netns: Array<MapData, u64>,
     subnets6: LpmTrie<MapData, [u8; 16], u32>,
     members: HashMap<MapData, MemberKey, u32>,
@@ -106,6 +107,7 @@ impl Datapath {
             uplink: take_map(&mut ebpf, MAP_UPLINK)?,
             subnets: take_map(&mut ebpf, MAP_SUBNETS)?,
             published: take_map(&mut ebpf, MAP_PUBLISHED)?,
+            published6: take_map(&mut ebpf, MAP_PUBLISHED6)?,
             host_netns: take_map(&mut ebpf, MAP_HOST_NETNS)?,
             subnets6: take_map(&mut ebpf, MAP_SUBNETS6)?,
             members: take_map(&mut ebpf, MAP_MEMBERS)?,

@@ -1,11 +1,18 @@
-//! Published ports in the `PUBLISHED` LPM trie: a range of host ports becomes the few port
-//! prefixes that cover it exactly, each pointing at the same [`Published`] value.
+//! Published ports in the `PUBLISHED` (IPv4 host addresses) and `PUBLISHED6` (IPv6) LPM
+//! tries: a range of host ports becomes the few port prefixes that cover it exactly, each
+//! pointing at the same [`Published`] value.
 
-use std::{net::Ipv4Addr, ops::RangeInclusive};
+use std::{collections::HashSet, hash::Hash, net::IpAddr, ops::RangeInclusive};
 
-use anyhow::Context as _;
-use aya::maps::lpm_trie::Key;
-use xnet_common::{PUBLISH_PREFIX_FIXED_BITS, PublishKey, Published};
+use anyhow::{Context as _, bail};
+use aya::{
+    Pod,
+    maps::{
+        MapData,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use xnet_common::{PUBLISH_PREFIX_FIXED_BITS, PUBLISH6_PREFIX_FIXED_BITS, PublishKey, Published};
 
 use super::{Datapath, ignore_missing};
 
@@ -14,27 +21,34 @@ use super::{Datapath, ignore_missing};
 pub struct PublishEntry {
     /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP.
     pub proto: u8,
-    /// The host address it is bound to; 0.0.0.0 for every address.
-    pub host_ip: Ipv4Addr,
+    /// The host address it is bound to; 0.0.0.0 (`::`) for every address of its family.
+    pub host_ip: IpAddr,
     pub host_ports: RangeInclusive<u16>,
-    pub container_ip: Ipv4Addr,
+    /// The container's address of the same family.
+    pub container_ip: IpAddr,
     /// The container port the range's first host port leads to.
     pub container_port_first: u16,
     /// The container endpoint's host-side veth.
     pub ifindex: u32,
 }
 
+/// A published range in the trie of one family: its keys and their value.
+type TrieEntry<A> = (Vec<Key<PublishKey<A>>>, Published<A>);
+
 impl PublishEntry {
-    /// The trie keys of this range.
-    pub fn keys(&self) -> Vec<Key<PublishKey>> {
+    /// The trie keys of this range, for host address `addr` (`fixed_bits` before the port).
+    fn keys<A: Copy>(&self, addr: A, fixed_bits: u32) -> Vec<Key<PublishKey<A>>>
+    where
+        PublishKey<A>: Pod,
+    {
         port_prefixes(self.host_ports.clone())
             .into_iter()
             .map(|(port, bits)| {
                 Key::new(
-                    PUBLISH_PREFIX_FIXED_BITS + bits,
+                    fixed_bits + bits,
                     PublishKey {
                         proto: self.proto,
-                        addr: self.host_ip.octets(),
+                        addr,
                         port: port.to_be_bytes(),
                         _pad: 0,
                     },
@@ -43,13 +57,37 @@ impl PublishEntry {
             .collect()
     }
 
-    /// What each of the range's keys points at.
-    pub fn value(&self) -> Published {
+    /// What each of the range's keys points at, for container address `container_ip`.
+    fn value<A>(&self, container_ip: A) -> Published<A> {
         Published {
             ifindex: self.ifindex,
-            container_ip: self.container_ip.octets(),
+            container_ip,
             host_port_first: *self.host_ports.start(),
             container_port_first: self.container_port_first,
+        }
+    }
+
+    /// The entry for `PUBLISHED`, if its host address is IPv4.
+    pub fn ipv4(&self) -> anyhow::Result<Option<TrieEntry<[u8; 4]>>> {
+        match (self.host_ip, self.container_ip) {
+            (IpAddr::V4(host), IpAddr::V4(container)) => Ok(Some((
+                self.keys(host.octets(), PUBLISH_PREFIX_FIXED_BITS),
+                self.value(container.octets()),
+            ))),
+            (IpAddr::V4(_), IpAddr::V6(_)) => bail!("{self:?}: IPv4 host address, IPv6 container"),
+            (IpAddr::V6(_), _) => Ok(None),
+        }
+    }
+
+    /// The entry for `PUBLISHED6`, if its host address is IPv6.
+    pub fn ipv6(&self) -> anyhow::Result<Option<TrieEntry<[u8; 16]>>> {
+        match (self.host_ip, self.container_ip) {
+            (IpAddr::V6(host), IpAddr::V6(container)) => Ok(Some((
+                self.keys(host.octets(), PUBLISH6_PREFIX_FIXED_BITS),
+                self.value(container.octets()),
+            ))),
+            (IpAddr::V6(_), IpAddr::V4(_)) => bail!("{self:?}: IPv6 host address, IPv4 container"),
+            (IpAddr::V4(_), _) => Ok(None),
         }
     }
 }
@@ -57,31 +95,73 @@ impl PublishEntry {
 impl Datapath {
     /// Publishes a range (idempotent: the same range again rewrites the same keys).
     pub fn publish(&mut self, entry: &PublishEntry) -> anyhow::Result<()> {
-        let value = entry.value();
-        for key in entry.keys() {
-            self.published
-                .insert(&key, value, 0)
-                .context("writing PUBLISHED")?;
+        if let Some((keys, value)) = entry.ipv4()? {
+            insert_all(&mut self.published, &keys, value).context("writing PUBLISHED")?;
+        }
+        if let Some((keys, value)) = entry.ipv6()? {
+            insert_all(&mut self.published6, &keys, value).context("writing PUBLISHED6")?;
         }
         Ok(())
     }
 
     /// Withdraws a range; keys already gone are fine.
     pub fn unpublish(&mut self, entry: &PublishEntry) -> anyhow::Result<()> {
-        for key in entry.keys() {
-            self.remove_published(&key)?;
+        if let Some((keys, _)) = entry.ipv4()? {
+            remove_all(&mut self.published, &keys).context("removing from PUBLISHED")?;
+        }
+        if let Some((keys, _)) = entry.ipv6()? {
+            remove_all(&mut self.published6, &keys).context("removing from PUBLISHED6")?;
         }
         Ok(())
     }
 
-    /// Every key in the trie (to reconcile with the state).
-    pub fn published_keys(&self) -> Vec<Key<PublishKey>> {
-        self.published.keys().filter_map(Result::ok).collect()
+    /// Makes the tries hold exactly `entries`: each is (re)written, and keys that none of them
+    /// makes (a container removed while the daemon was down) are removed.
+    pub fn reconcile_published(&mut self, entries: &[PublishEntry]) -> anyhow::Result<()> {
+        let (mut wanted4, mut wanted6) = (Vec::new(), Vec::new());
+        for entry in entries {
+            self.publish(entry)?;
+            wanted4.extend(entry.ipv4()?.map(|(keys, _)| keys).unwrap_or_default());
+            wanted6.extend(entry.ipv6()?.map(|(keys, _)| keys).unwrap_or_default());
+        }
+        keep_only(&mut self.published, &wanted4).context("reconciling PUBLISHED")?;
+        keep_only(&mut self.published6, &wanted6).context("reconciling PUBLISHED6")
     }
+}
 
-    pub fn remove_published(&mut self, key: &Key<PublishKey>) -> anyhow::Result<()> {
-        ignore_missing(self.published.remove(key)).context("removing from PUBLISHED")
+fn insert_all<K: Pod, V: Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    keys: &[Key<K>],
+    value: V,
+) -> anyhow::Result<()> {
+    for key in keys {
+        trie.insert(key, value, 0)?;
     }
+    Ok(())
+}
+
+fn remove_all<K: Pod, V: Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    keys: &[Key<K>],
+) -> anyhow::Result<()> {
+    for key in keys {
+        ignore_missing(trie.remove(key))?;
+    }
+    Ok(())
+}
+
+/// Removes every key of `trie` that is not in `wanted`.
+fn keep_only<K: Pod + Eq + Hash, V: Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    wanted: &[Key<K>],
+) -> anyhow::Result<()> {
+    let wanted: HashSet<(u32, K)> = wanted.iter().map(|k| (k.prefix_len(), k.data())).collect();
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+        .collect();
+    remove_all(trie, &stale)
 }
 
 /// The aligned port blocks, as (first port, prefix length in bits of the 16), that cover

@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeSet,
     fs,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::RangeInclusive,
 };
 
@@ -17,10 +17,10 @@ use crate::state::ports::{Holder, Holding, Protocol};
 /// `/proc/net/tcp` state of a listening socket.
 const TCP_LISTEN: &str = "0A";
 
-/// The sockets of the daemon's namespace that hold an IPv4 port: listening TCP, bound UDP,
-/// listening SCTP (when the kernel has SCTP). IPv6 sockets count when they are bound to `::`
-/// (they accept IPv4 too unless IPV6_V6ONLY, which procfs does not show) or to an
-/// IPv4-mapped address.
+/// The sockets of the daemon's namespace that hold a port: listening TCP, bound UDP, listening
+/// SCTP (when the kernel has SCTP). An IPv6 socket bound to `::` holds the IPv4 port too (it
+/// accepts IPv4 unless IPV6_V6ONLY, which procfs does not show); one bound to an IPv4-mapped
+/// address holds only that IPv4 address.
 pub fn held_ports() -> anyhow::Result<Vec<Holding>> {
     let mut held = Vec::new();
     for (file, protocol, listen_only) in [
@@ -71,7 +71,7 @@ fn read_optional(path: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The entries of `/proc/net/{tcp,tcp6,udp,udp6}` that hold an IPv4 port. Columns: `sl
+/// The entries of `/proc/net/{tcp,tcp6,udp,udp6}` that hold a port. Columns: `sl
 /// local_address rem_address st ... uid timeout inode`; addresses are hex words in the
 /// kernel's byte order, `ADDR:PORT`.
 fn parse_inet(text: &str, protocol: Protocol, listen_only: bool) -> Vec<Holding> {
@@ -85,41 +85,48 @@ fn parse_inet(text: &str, protocol: Protocol, listen_only: bool) -> Vec<Holding>
             }
             let (addr, port) = local.split_once(':')?;
             let port = u16::from_str_radix(port, 16).ok()?;
-            Some(Holding {
+            let inode = inode.parse().ok()?;
+            Some(held_addresses(ip_of_hex(addr)?).map(move |addr| Holding {
                 protocol,
-                addr: ipv4_of_hex(addr)?,
+                addr,
                 ports: port..=port,
-                holder: Holder::Socket(inode.parse().ok()?),
-            })
+                holder: Holder::Socket(inode),
+            }))
         })
+        .flatten()
         .collect()
 }
 
-/// An IPv4 address from procfs hex: 8 digits (IPv4), or 32 (IPv6) when it is `::` (the
-/// wildcard, 0.0.0.0 for IPv4) or IPv4-mapped. Other IPv6 addresses hold no IPv4 port.
-fn ipv4_of_hex(hex: &str) -> Option<Ipv4Addr> {
+/// The addresses a socket bound to `ip` holds its port on: `::` holds 0.0.0.0 too, an
+/// IPv4-mapped address its IPv4 address.
+fn held_addresses(ip: IpAddr) -> impl Iterator<Item = IpAddr> {
+    let (own, also) = match ip {
+        IpAddr::V6(v6) if v6.is_unspecified() => (ip, Some(Ipv4Addr::UNSPECIFIED.into())),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (v4.into(), None),
+            None => (ip, None),
+        },
+        IpAddr::V4(_) => (ip, None),
+    };
+    std::iter::once(own).chain(also)
+}
+
+/// An address from procfs hex: 8 digits (IPv4) or 32 (IPv6).
+fn ip_of_hex(hex: &str) -> Option<IpAddr> {
     let words = (0..hex.len() / 8)
         .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
         .collect::<Option<Vec<u32>>>()?;
     // Each word is printed as a native-endian integer of network-order bytes.
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
     match bytes.len() {
-        4 => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
-        16 => {
-            let ip = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
-            if ip.is_unspecified() {
-                Some(Ipv4Addr::UNSPECIFIED)
-            } else {
-                ip.to_ipv4_mapped()
-            }
-        }
+        4 => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()),
+        16 => Some(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?).into()),
         _ => None,
     }
 }
 
 /// `/proc/net/sctp/eps`: `ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...`, the port in
-/// decimal and the local addresses in text; an endpoint with any IPv4 (or wildcard) address
-/// holds its port.
+/// decimal and the local addresses in text; an endpoint holds its port on each of them.
 fn parse_sctp_eps(text: &str) -> Vec<Holding> {
     text.lines()
         .skip(1)
@@ -131,21 +138,16 @@ fn parse_sctp_eps(text: &str) -> Vec<Holding> {
             port.zip(inode)
                 .into_iter()
                 .flat_map(move |(port, inode)| {
-                    addrs.iter().filter_map(move |a| {
-                        let addr = match a.parse::<std::net::IpAddr>().ok()? {
-                            std::net::IpAddr::V4(ip) => ip,
-                            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                                Ipv4Addr::UNSPECIFIED
-                            }
-                            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped()?,
-                        };
-                        Some(Holding {
+                    addrs
+                        .iter()
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .flat_map(held_addresses)
+                        .map(move |addr| Holding {
                             protocol: Protocol::Sctp,
                             addr,
                             ports: port..=port,
                             holder: Holder::Socket(inode),
                         })
-                    })
                 })
                 .collect::<Vec<_>>()
         })
@@ -254,7 +256,7 @@ mod tests {
             parse_inet(&text, Protocol::Tcp, true),
             [Holding {
                 protocol: Protocol::Tcp,
-                addr: Ipv4Addr::LOCALHOST,
+                addr: Ipv4Addr::LOCALHOST.into(),
                 ports: 8080..=8080,
                 holder: Holder::Socket(11)
             }]
@@ -264,12 +266,12 @@ mod tests {
         assert_eq!(udp.len(), 2);
         assert_eq!(
             (udp[1].addr, udp[1].ports.clone()),
-            (Ipv4Addr::UNSPECIFIED, 80..=80)
+            (Ipv4Addr::UNSPECIFIED.into(), 80..=80)
         );
     }
 
     #[test]
-    fn ipv6_wildcard_and_mapped_sockets_hold_ipv4_ports() {
+    fn ipv6_sockets_hold_their_ports_and_the_wildcard_the_ipv4_one_too() {
         let mapped = format!(
             "0000000000000000{:08X}{}",
             u32::from_ne_bytes([0, 0, 0xff, 0xff]),
@@ -282,11 +284,17 @@ mod tests {
             line(&format!("{}:0018", "F".repeat(32)), "0A", 3),
         );
         let held = parse_inet(&text, Protocol::Tcp, true);
-        let addrs: Vec<_> = held.iter().map(|h| (h.addr, *h.ports.start())).collect();
-        assert_eq!(
-            addrs,
-            [(Ipv4Addr::UNSPECIFIED, 22), (Ipv4Addr::LOCALHOST, 23)]
-        );
+        let addrs: Vec<_> = held
+            .iter()
+            .map(|h| (h.addr.to_string(), *h.ports.start()))
+            .collect();
+        let expected = [
+            ("::", 22),
+            ("0.0.0.0", 22),
+            ("127.0.0.1", 23),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 24),
+        ];
+        assert_eq!(addrs, expected.map(|(a, p)| (a.to_string(), p)));
     }
 
     #[test]
@@ -294,7 +302,8 @@ mod tests {
         let text = "ENDPT     SOCK   STY SST HBKT LPORT   UID INODE LADDRS\n\
                     ffff8881 ffff8882 2   10  29   3868       0 4242 10.0.0.1 127.0.0.1 fd00::1\n";
         let held = parse_sctp_eps(text);
-        assert_eq!(held.len(), 2);
+        assert_eq!(held.len(), 3);
+        assert_eq!(held[2].addr, "fd00::1".parse::<IpAddr>().unwrap());
         assert_eq!(
             (held[0].addr, held[0].ports.clone(), &held[0].holder),
             (

@@ -110,8 +110,8 @@ pub struct Container {
     /// One per network, in the order they were connected; the first one's gateway is the
     /// container's default route.
     pub endpoints: Vec<Endpoint>,
-    /// Published ports (`-p`), host ports resolved. They lead to the first endpoint's IPv4
-    /// address and go with that endpoint.
+    /// Published ports (`-p`), host ports resolved. They lead to the first endpoint's address
+    /// of their host address's family and go with that endpoint.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
 }

@@ -19,8 +19,8 @@ use super::{
 const fn fd(last: u8) -> [u8; 16] {
     [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
 }
-const ME_IP6: [u8; 16] = fd(2);
-const GATEWAY6: [u8; 16] = fd(1);
+pub(super) const ME_IP6: [u8; 16] = fd(2);
+pub(super) const GATEWAY6: [u8; 16] = fd(1);
 const PEER_IP6: [u8; 16] = fd(3);
 /// On the other network, in the same range on purpose: only the network id separates them.
 const STRANGER_IP6: [u8; 16] = fd(4);
@@ -30,8 +30,8 @@ const HOST_LL: [u8; 16] = link_local_of(HOST_MAC);
 const UNSPECIFIED: [u8; 16] = [0; 16];
 const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const MLD_ROUTERS: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16];
-const UPLINK_IP6: [u8; 16] = [0xfd, 0, 0xc8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const REMOTE_IP6: [u8; 16] = [0xfd, 0, 0xc9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub(super) const UPLINK_IP6: [u8; 16] = [0xfd, 0, 0xc8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub(super) const REMOTE_IP6: [u8; 16] = [0xfd, 0, 0xc9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 const ICMPV6: u8 = 58;
 const UDP: u8 = 17;
@@ -82,7 +82,7 @@ fn solicited_node(target: [u8; 16]) -> [u8; 16] {
 }
 
 /// The pseudo header IPv6 upper-layer checksums cover.
-fn pseudo(src: [u8; 16], dst: [u8; 16], next_header: u8, len: usize) -> Vec<u8> {
+pub(super) fn pseudo(src: [u8; 16], dst: [u8; 16], next_header: u8, len: usize) -> Vec<u8> {
     [
         &src[..],
         &dst[..],
@@ -93,7 +93,7 @@ fn pseudo(src: [u8; 16], dst: [u8; 16], next_header: u8, len: usize) -> Vec<u8> 
 }
 
 /// An IPv6 frame carrying `payload` (whose checksum, at `csum_at`, is filled in).
-fn ipv6_frame(
+pub(super) fn ipv6_frame(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
     (src, dst): ([u8; 16], [u8; 16]),
@@ -152,7 +152,11 @@ fn advertisement(dst_mac: [u8; 6], dst: [u8; 16], target: [u8; 16], tll: [u8; 6]
 }
 
 /// A UDP datagram over IPv6 with a valid checksum.
-fn udp6(src_mac: [u8; 6], (src, sport): ([u8; 16], u16), (dst, dport): ([u8; 16], u16)) -> Vec<u8> {
+pub(super) fn udp6(
+    src_mac: [u8; 6],
+    (src, sport): ([u8; 16], u16),
+    (dst, dport): ([u8; 16], u16),
+) -> Vec<u8> {
     let body = b"xnet nat66";
     let mut udp = Vec::new();
     udp.extend_from_slice(&sport.to_be_bytes());
@@ -170,7 +174,7 @@ fn udp6_from_me(dst_mac: [u8; 6], dst: [u8; 16]) -> Vec<u8> {
 }
 
 /// Asserts the upper-layer checksum of an IPv6 frame verifies; returns (src, dst, payload).
-fn checked6(frame: &[u8]) -> ([u8; 16], [u8; 16], &[u8]) {
+pub(super) fn checked6(frame: &[u8]) -> ([u8; 16], [u8; 16], &[u8]) {
     let src: [u8; 16] = frame[22..38].try_into().unwrap();
     let dst: [u8; 16] = frame[38..54].try_into().unwrap();
     let payload = &frame[54..];
@@ -390,11 +394,11 @@ fn ipv6_to_other_networks_or_nowhere_is_dropped() {
     dp.assert_dropped(&udp6_from_me(HOST_MAC, REMOTE_IP6), DropReason::Internal);
 }
 
-fn port(bytes: &[u8]) -> u16 {
+pub(super) fn port(bytes: &[u8]) -> u16 {
     u16::from_be_bytes([bytes[0], bytes[1]])
 }
 
-fn dp_with_uplink6() -> Datapath {
+pub(super) fn dp_with_uplink6() -> Datapath {
     let mut dp = datapath6();
     dp.set_uplink(Uplink {
         ifindex: 7,
@@ -404,7 +408,7 @@ fn dp_with_uplink6() -> Datapath {
     dp
 }
 
-fn assert_nat_port(port: u16) {
+pub(super) fn assert_nat_port(port: u16) {
     let range = u32::from(NAT_PORT_FIRST)..u32::from(NAT_PORT_FIRST) + u32::from(NAT_PORT_COUNT);
     assert!(range.contains(&u32::from(port)), "{port}");
 }

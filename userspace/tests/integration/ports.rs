@@ -7,12 +7,12 @@ use std::{ops::RangeInclusive, time::Duration};
 
 use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
 use serde_json::json;
-use xnet_common::{PublishKey, Published};
+use xnet_common::{PublishKeyV4, PublishedV4};
 
 use crate::common::{Host, eventually, stdout};
 
 /// The host's pinned `PUBLISHED` trie (it outlives the daemon).
-fn published_trie(host: &Host) -> LpmTrie<MapData, PublishKey, Published> {
+fn published_trie(host: &Host) -> LpmTrie<MapData, PublishKeyV4, PublishedV4> {
     let data = MapData::from_pin(host.bpffs.join("maps/PUBLISHED")).unwrap();
     LpmTrie::try_from(Map::LpmTrie(data)).unwrap()
 }
@@ -167,7 +167,7 @@ fn conflicts_and_impossible_requests_are_refused_and_change_nothing() {
         ),
         (
             "-p [::1]:8080:80",
-            "only IPv4 host addresses are supported for now",
+            "cannot publish on [::1]: the container has no IPv6 address",
         ),
         ("-p 8080:80/icmp", "unknown protocol"),
         ("--expose 80", "expected HOST_PORT:CONTAINER_PORT[/PROTO]"),
@@ -182,6 +182,65 @@ fn conflicts_and_impossible_requests_are_refused_and_change_nothing() {
     assert_eq!(before, after, "a refused request changed something");
     // The same port of another protocol is free.
     host.run_sleeper("dns", &["-p", "8080:53/udp"]);
+}
+
+#[test]
+fn ipv6_bindings_conflict_with_ipv6_bindings_and_sockets_only() {
+    let mut host = Host::start();
+    host.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.41.0.0/24",
+        "--subnet",
+        "fd00:41::/64",
+        "v6net",
+    ]);
+    host.run_sleeper("web", &["--network", "v6net", "-p", "9000:80"]);
+    let listener = host.host_netns();
+    host.spawn_in(&listener, &["iperf3", "-s", "-B", "::1", "-p", "8383"]);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            !stdout(&host.in_host(&["ss", "-Hltn", "sport = :8383"])).is_empty()
+        }),
+        "the test's listener did not come up"
+    );
+    let before = published_keys(&host);
+    for (args, expected) in [
+        (
+            "-p [::1]:9000:80",
+            "host port [::1]:9000/tcp is already published by container web",
+        ),
+        (
+            "-p 127.0.0.1:9000:80",
+            "host port 127.0.0.1:9000/tcp is already published by container web",
+        ),
+        (
+            "-p [::]:8383:80",
+            "host port [::]:8383/tcp is in use by iperf3 (pid ",
+        ),
+    ] {
+        let mut line = vec!["run", "--name", "b", "--network", "v6net"];
+        line.extend(args.split(' '));
+        line.extend(["--", "true"]);
+        let err = host.fails(&line);
+        assert!(err.contains(expected), "{args}: {err:?} lacks {expected:?}");
+    }
+    assert_eq!(
+        published_keys(&host),
+        before,
+        "a refused request changed something"
+    );
+    // The IPv4 side of a port held on [::1] only is free, and so is another IPv6 address's.
+    host.run_sleeper("v4", &["--network", "v6net", "-p", "127.0.0.1:8383:80"]);
+    host.run_sleeper("v6", &["--network", "v6net", "-p", "[2001:db8::1]:8383:80"]);
+    assert_eq!(host.ok(&["port", "v6"]), "80/tcp -> [2001:db8::1]:8383\n");
+    // Without a host address, both families; `port add` reports each mapping whole.
+    assert_eq!(
+        host.ok(&["port", "add", "v6", "7000-7001:90-91/udp"]),
+        "90-91/udp -> 0.0.0.0:7000-7001\n90-91/udp -> [::]:7000-7001\n"
+    );
 }
 
 #[test]
@@ -276,14 +335,14 @@ fn mappings_survive_a_daemon_restart_and_stale_ones_are_removed() {
     let mut trie = published_trie(&host);
     let stale = Key::new(
         xnet_common::PUBLISH_PREFIX_FIXED_BITS + 16,
-        PublishKey {
+        PublishKeyV4 {
             proto: 6,
             addr: [0; 4],
             port: 9999u16.to_be_bytes(),
             _pad: 0,
         },
     );
-    let value = Published {
+    let value = PublishedV4 {
         ifindex: 1,
         container_ip: [10, 0, 0, 1],
         host_port_first: 9999,

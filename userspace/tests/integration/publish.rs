@@ -1,7 +1,7 @@
 //! Published ports end to end, with real iperf3 over TCP and UDP: from another host through
 //! the uplink (the container sees the client's own address), from the host itself on 127.0.0.1
 //! and on its address (socket hooks, no proxy), from other containers through a host address
-//! (hairpin), and host-address bindings.
+//! (hairpin), and host-address bindings; over IPv4, and over IPv6 for a dual-stack container.
 
 use std::time::Duration;
 
@@ -156,5 +156,125 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
     assert!(
         iperf_refused(&host, &outside, "10.200.0.1", 8080),
         "unpublished port reached"
+    );
+}
+
+#[test]
+fn a_dual_stack_container_is_published_over_ipv6_too() {
+    let mut host = Host::with_uplink();
+    host.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.40.0.0/24",
+        "--subnet",
+        "fd00:40::/64",
+        "v6net",
+    ]);
+    let publish = [
+        "--network",
+        "v6net",
+        "-p",
+        "8080:80",
+        "-p",
+        "8081:81/udp",
+        "-p",
+        "8081:81",
+        "-p",
+        "[::1]:9090:90",
+    ];
+    host.run_sleeper("web", &publish);
+    host.run_sleeper("client", &["--network", "v6net"]);
+
+    // Without a host address: 0.0.0.0 and [::], the same host port, as Docker shows them.
+    let listed = host.ok(&["port", "web", "80"]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["0.0.0.0:8080", "[::]:8080"]
+    );
+    let ports = &host.inspect("web")["NetworkSettings"]["Ports"];
+    assert_eq!(
+        ports["80/tcp"],
+        serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": "8080"},
+                           {"HostIp": "::", "HostPort": "8080"}]),
+        "{ports}"
+    );
+    assert_eq!(
+        ports["90/tcp"],
+        serde_json::json!([{"HostIp": "::1", "HostPort": "9090"}])
+    );
+
+    let web = host.sandbox("web");
+    let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
+    for port in ["80", "81", "90"] {
+        host.spawn_in(&web, &["iperf3", "-s", "-p", port]);
+    }
+
+    // Another host, through the uplink's IPv6 address; the server sees the client's own.
+    let log = host.dir.join("iperf-published6.json");
+    host.spawn_in(
+        &web,
+        &[
+            "sh",
+            "-c",
+            &format!("iperf3 -s -1 -J -p 82 > {}", log.display()),
+        ],
+    );
+    host.ok(&["port", "add", "web", "8082:82"]);
+    assert!(
+        iperf_reaches(&host, &outside, "fd00:200::1", 8082, false),
+        "TCP over IPv6 from outside"
+    );
+    let report = json_report(&log).expect("no iperf3 report");
+    assert_eq!(
+        report["start"]["connected"][0]["remote_host"], "fd00:200::2",
+        "the container must see the client's address: {report}"
+    );
+    assert!(
+        iperf_reaches(&host, &outside, "fd00:200::1", 8080, false),
+        "TCP over IPv6 from outside"
+    );
+    assert!(
+        iperf_reaches(&host, &outside, "fd00:200::1", 8081, true),
+        "UDP over IPv6 from outside"
+    );
+    assert!(
+        iperf_reaches(&host, &outside, "10.200.0.1", 8080, false),
+        "IPv4 from outside, beside IPv6"
+    );
+
+    // The host itself, on [::1] and on its IPv6 address.
+    assert!(
+        iperf_reaches(&host, &host_ns, "::1", 8080, false),
+        "host via [::1]"
+    );
+    assert!(
+        iperf_reaches(&host, &host_ns, "fd00:200::1", 8080, false),
+        "host via its IPv6 address"
+    );
+    assert!(
+        iperf_reaches(&host, &host_ns, "::1", 8081, true),
+        "host UDP via [::1]"
+    );
+
+    // Another container, through the uplink's IPv6 address and its IPv6 gateway (hairpin).
+    assert!(
+        iperf_reaches(&host, &client, "fd00:200::1", 8080, false),
+        "hairpin via the uplink's IPv6 address"
+    );
+    assert!(
+        iperf_reaches(&host, &client, "fd00:40::1", 8080, false),
+        "hairpin via the IPv6 gateway"
+    );
+
+    // Bound to [::1]: the host reaches it, nobody else does.
+    assert!(
+        iperf_reaches(&host, &host_ns, "::1", 9090, false),
+        "[::1] binding"
+    );
+    assert!(
+        iperf_refused(&host, &outside, "fd00:200::1", 9090),
+        "a port bound to [::1] was reached from another host"
     );
 }
