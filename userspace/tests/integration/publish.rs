@@ -42,6 +42,41 @@ fn iperf_refused(host: &Host, client_ns: &str, ip: &str, port: u16) -> bool {
     !iperf_client(host, client_ns, "6", (ip, port), false)
 }
 
+/// iperf3 servers in container `name` on ports 80, 81 and 90 (the tests publish them).
+fn start_servers(host: &mut Host, name: &str) {
+    let sandbox = host.sandbox(name);
+    for port in ["80", "81", "90"] {
+        host.spawn_in(&sandbox, &["iperf3", "-s", "-p", port]);
+    }
+}
+
+/// Publishes 8082 to port 82 of container `name`, connects from the outside to the host's
+/// address `addresses.0`, and checks the server saw the outside's own address `addresses.1`.
+fn outside_client_is_seen_as_itself(host: &mut Host, name: &str, addresses: (&str, &str)) {
+    let log = host
+        .dir
+        .join(format!("iperf-published-{}.json", addresses.1));
+    host.spawn_in(
+        &host.sandbox(name),
+        &[
+            "sh",
+            "-c",
+            &format!("iperf3 -s -1 -J -p 82 > {}", log.display()),
+        ],
+    );
+    host.ok(&["port", "add", name, "8082:82"]);
+    assert!(
+        iperf_reaches(host, &host.outside(), addresses.0, 8082, false),
+        "TCP from outside to {}",
+        addresses.0
+    );
+    let report = json_report(&log).expect("no iperf3 report");
+    assert_eq!(
+        report["start"]["connected"][0]["remote_host"], addresses.1,
+        "the container must see the client's address: {report}"
+    );
+}
+
 #[test]
 fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
     let mut host = Host::with_uplink();
@@ -59,32 +94,11 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
         ],
     );
     host.run_sleeper("client", &[]);
-    let web = host.sandbox("web");
     let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
-    for port in ["80", "81", "90"] {
-        host.spawn_in(&web, &["iperf3", "-s", "-p", port]);
-    }
+    start_servers(&mut host, "web");
 
     // Another host, through the uplink; the server sees the client's own address.
-    let log = host.dir.join("iperf-published.json");
-    host.spawn_in(
-        &web,
-        &[
-            "sh",
-            "-c",
-            &format!("iperf3 -s -1 -J -p 82 > {}", log.display()),
-        ],
-    );
-    host.ok(&["port", "add", "web", "8082:82"]);
-    assert!(
-        iperf_reaches(&host, &outside, "10.200.0.1", 8082, false),
-        "TCP from outside"
-    );
-    let report = json_report(&log).expect("no iperf3 report");
-    assert_eq!(
-        report["start"]["connected"][0]["remote_host"], "10.200.0.2",
-        "the container must see the client's address: {report}"
-    );
+    outside_client_is_seen_as_itself(&mut host, "web", ("10.200.0.1", "10.200.0.2"));
     assert!(
         iperf_reaches(&host, &outside, "10.200.0.1", 8080, false),
         "TCP from outside"
@@ -205,32 +219,11 @@ fn a_dual_stack_container_is_published_over_ipv6_too() {
         serde_json::json!([{"HostIp": "::1", "HostPort": "9090"}])
     );
 
-    let web = host.sandbox("web");
     let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
-    for port in ["80", "81", "90"] {
-        host.spawn_in(&web, &["iperf3", "-s", "-p", port]);
-    }
+    start_servers(&mut host, "web");
 
     // Another host, through the uplink's IPv6 address; the server sees the client's own.
-    let log = host.dir.join("iperf-published6.json");
-    host.spawn_in(
-        &web,
-        &[
-            "sh",
-            "-c",
-            &format!("iperf3 -s -1 -J -p 82 > {}", log.display()),
-        ],
-    );
-    host.ok(&["port", "add", "web", "8082:82"]);
-    assert!(
-        iperf_reaches(&host, &outside, "fd00:200::1", 8082, false),
-        "TCP over IPv6 from outside"
-    );
-    let report = json_report(&log).expect("no iperf3 report");
-    assert_eq!(
-        report["start"]["connected"][0]["remote_host"], "fd00:200::2",
-        "the container must see the client's address: {report}"
-    );
+    outside_client_is_seen_as_itself(&mut host, "web", ("fd00:200::1", "fd00:200::2"));
     assert!(
         iperf_reaches(&host, &outside, "fd00:200::1", 8080, false),
         "TCP over IPv6 from outside"
