@@ -77,6 +77,62 @@ fn outside_client_is_seen_as_itself(host: &mut Host, name: &str, addresses: (&st
     );
 }
 
+/// The host's addresses of one family that published ports are dialed on.
+struct HostAddresses<'a> {
+    /// The uplink's: from the outside, the host itself, and other containers (hairpin).
+    uplink: &'a str,
+    loopback: &'a str,
+    /// The client container's gateway (hairpin).
+    gateway: &'a str,
+}
+
+/// Checks the ports the tests publish on container `web` (8080/tcp and 8081/udp on every
+/// address, 90 on loopback as 9090) from every place Docker users reach them: another host
+/// through the uplink, the host itself on loopback and its own address, container `client`
+/// through the uplink's address and its gateway; and that the loopback binding is reached
+/// from the host only.
+fn reached_from_everywhere(host: &Host, to: HostAddresses) {
+    let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
+    for (from, addr, port, udp, what) in [
+        (&outside, to.uplink, 8080, false, "TCP from outside"),
+        (&outside, to.uplink, 8081, true, "UDP from outside"),
+        (&host_ns, to.loopback, 8080, false, "the host via loopback"),
+        (&host_ns, to.uplink, 8080, false, "the host via its address"),
+        (
+            &host_ns,
+            to.loopback,
+            8081,
+            true,
+            "the host, UDP via loopback",
+        ),
+        (
+            &client,
+            to.uplink,
+            8080,
+            false,
+            "hairpin via the uplink's address",
+        ),
+        (&client, to.gateway, 8080, false, "hairpin via the gateway"),
+        (
+            &host_ns,
+            to.loopback,
+            9090,
+            false,
+            "the loopback binding from the host",
+        ),
+    ] {
+        assert!(
+            iperf_reaches(host, from, addr, port, udp),
+            "{what} ({addr})"
+        );
+    }
+    assert!(
+        iperf_refused(host, &outside, to.uplink, 9090),
+        "a port bound to {} was reached from another host",
+        to.loopback
+    );
+}
+
 #[test]
 fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
     let mut host = Host::with_uplink();
@@ -94,56 +150,22 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
         ],
     );
     host.run_sleeper("client", &[]);
-    let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
+    let outside = host.outside();
     start_servers(&mut host, "web");
 
     // Another host, through the uplink; the server sees the client's own address.
     outside_client_is_seen_as_itself(&mut host, "web", ("10.200.0.1", "10.200.0.2"));
-    assert!(
-        iperf_reaches(&host, &outside, "10.200.0.1", 8080, false),
-        "TCP from outside"
-    );
-    assert!(
-        iperf_reaches(&host, &outside, "10.200.0.1", 8081, true),
-        "UDP from outside"
-    );
-
-    // The host itself, on loopback and on its own address.
-    assert!(
-        iperf_reaches(&host, &host_ns, "127.0.0.1", 8080, false),
-        "host via 127.0.0.1"
-    );
-    assert!(
-        iperf_reaches(&host, &host_ns, "10.200.0.1", 8080, false),
-        "host via its address"
-    );
-    assert!(
-        iperf_reaches(&host, &host_ns, "127.0.0.1", 8081, true),
-        "host UDP via 127.0.0.1"
-    );
-
-    // Another container, through the host's address and through its gateway (hairpin).
     let gateway = host.inspect("client")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(
-        iperf_reaches(&host, &client, "10.200.0.1", 8080, false),
-        "hairpin via uplink"
-    );
-    assert!(
-        iperf_reaches(&host, &client, &gateway, 8080, false),
-        "hairpin via gateway"
-    );
-
-    // Bound to 127.0.0.1: the host reaches it, nobody else does.
-    assert!(
-        iperf_reaches(&host, &host_ns, "127.0.0.1", 9090, false),
-        "loopback binding"
-    );
-    assert!(
-        iperf_refused(&host, &outside, "10.200.0.1", 9090),
-        "a port bound to 127.0.0.1 was reached from another host"
+    reached_from_everywhere(
+        &host,
+        HostAddresses {
+            uplink: "10.200.0.1",
+            loopback: "127.0.0.1",
+            gateway: &gateway,
+        },
     );
 
     // From the wire it is the uplink's XDP program that translates, and its link is pinned:
@@ -219,55 +241,21 @@ fn a_dual_stack_container_is_published_over_ipv6_too() {
         serde_json::json!([{"HostIp": "::1", "HostPort": "9090"}])
     );
 
-    let (outside, host_ns, client) = (host.outside(), host.host_netns(), host.sandbox("client"));
+    let outside = host.outside();
     start_servers(&mut host, "web");
 
     // Another host, through the uplink's IPv6 address; the server sees the client's own.
     outside_client_is_seen_as_itself(&mut host, "web", ("fd00:200::1", "fd00:200::2"));
-    assert!(
-        iperf_reaches(&host, &outside, "fd00:200::1", 8080, false),
-        "TCP over IPv6 from outside"
-    );
-    assert!(
-        iperf_reaches(&host, &outside, "fd00:200::1", 8081, true),
-        "UDP over IPv6 from outside"
+    reached_from_everywhere(
+        &host,
+        HostAddresses {
+            uplink: "fd00:200::1",
+            loopback: "::1",
+            gateway: "fd00:40::1",
+        },
     );
     assert!(
         iperf_reaches(&host, &outside, "10.200.0.1", 8080, false),
         "IPv4 from outside, beside IPv6"
-    );
-
-    // The host itself, on [::1] and on its IPv6 address.
-    assert!(
-        iperf_reaches(&host, &host_ns, "::1", 8080, false),
-        "host via [::1]"
-    );
-    assert!(
-        iperf_reaches(&host, &host_ns, "fd00:200::1", 8080, false),
-        "host via its IPv6 address"
-    );
-    assert!(
-        iperf_reaches(&host, &host_ns, "::1", 8081, true),
-        "host UDP via [::1]"
-    );
-
-    // Another container, through the uplink's IPv6 address and its IPv6 gateway (hairpin).
-    assert!(
-        iperf_reaches(&host, &client, "fd00:200::1", 8080, false),
-        "hairpin via the uplink's IPv6 address"
-    );
-    assert!(
-        iperf_reaches(&host, &client, "fd00:40::1", 8080, false),
-        "hairpin via the IPv6 gateway"
-    );
-
-    // Bound to [::1]: the host reaches it, nobody else does.
-    assert!(
-        iperf_reaches(&host, &host_ns, "::1", 9090, false),
-        "[::1] binding"
-    );
-    assert!(
-        iperf_refused(&host, &outside, "fd00:200::1", 9090),
-        "a port bound to [::1] was reached from another host"
     );
 }
