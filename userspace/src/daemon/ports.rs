@@ -14,7 +14,8 @@ use crate::{
     state::{
         Container, Endpoint, Network, Sandbox,
         ports::{
-            Holder, Holding, PortError, PortMapping, PortSpec, Protocol, host_binding, resolve_all,
+            Holder, Holding, PortError, PortMapping, PortSpec, Protocol, host_binding, range_text,
+            resolve_all,
         },
     },
 };
@@ -233,19 +234,12 @@ pub(super) fn port_map(mappings: &[PortMapping]) -> PortMap {
 
 /// `mappings` whole, as `xnet port add` / `port rm` report them.
 fn port_ranges(mappings: &[PortMapping]) -> Vec<PortRange> {
-    let text = |r: &std::ops::RangeInclusive<u16>| {
-        if r.start() == r.end() {
-            r.start().to_string()
-        } else {
-            format!("{}-{}", r.start(), r.end())
-        }
-    };
     mappings
         .iter()
         .map(|m| PortRange {
-            container_ports: format!("{}/{}", text(&m.container_ports), m.protocol),
+            container_ports: format!("{}/{}", range_text(&m.container_ports), m.protocol),
             host_ip: m.host_ip.to_string(),
-            host_ports: text(&m.host_ports),
+            host_ports: range_text(&m.host_ports),
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::state::ports::{Holder, Holding, Protocol};
+use crate::state::ports::{Holder, Holding, Protocol, range_text};
 
 /// `/proc/net/tcp` state of a listening socket.
 const TCP_LISTEN: &str = "0A";
@@ -190,24 +190,16 @@ fn parse_port_list(text: &str) -> Option<BTreeSet<u16>> {
 
 /// The ports as the kernel's list syntax, consecutive ones as ranges.
 fn format_port_list(ports: &BTreeSet<u16>) -> String {
-    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    let mut ranges: Vec<RangeInclusive<u16>> = Vec::new();
     for &port in ports {
         match ranges.last_mut() {
-            Some((_, last)) if u32::from(*last) + 1 == u32::from(port) => *last = port,
-            _ => ranges.push((port, port)),
+            Some(range) if u32::from(*range.end()) + 1 == u32::from(port) => {
+                *range = *range.start()..=port;
+            }
+            _ => ranges.push(port..=port),
         }
     }
-    ranges
-        .iter()
-        .map(|&(first, last)| {
-            if first == last {
-                first.to_string()
-            } else {
-                format!("{first}-{last}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    ranges.iter().map(range_text).collect::<Vec<_>>().join(",")
 }
 
 fn parse_port_range(text: &str) -> Option<RangeInclusive<u16>> {

@@ -430,6 +430,15 @@ fn free_run(
     None
 }
 
+/// Ports as specs and the kernel write them: `80`, or `8080-8081` for a range.
+pub fn range_text(ports: &RangeInclusive<u16>) -> String {
+    if ports.start() == ports.end() {
+        ports.start().to_string()
+    } else {
+        format!("{}-{}", ports.start(), ports.end())
+    }
+}
+
 /// `addr:port` as Docker shows a host binding: IPv6 addresses in brackets.
 pub fn host_binding(addr: IpAddr, port: u16) -> String {
     SocketAddr::new(addr, port).to_string()
