@@ -9,7 +9,7 @@ use std::{
     path::PathBuf,
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use aya::{
     Ebpf,
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
@@ -19,7 +19,7 @@ use xnet_common::{
     PROG_HOST_RECVMSG4, PROG_HOST_RECVMSG6, PROG_HOST_SENDMSG4, PROG_HOST_SENDMSG6,
 };
 
-use super::{Datapath, one_line_load_error, repin};
+use super::{Datapath, one_line_load_error, program, repin};
 
 /// The hooks and the names of their link pins.
 const HOOKS: [(&str, &str); 8] = [
@@ -43,10 +43,7 @@ pub(super) fn load_hooks(ebpf: &mut Ebpf) -> anyhow::Result<()> {
 }
 
 fn hook<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut CgroupSockAddr> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
-        .try_into()
-        .with_context(|| format!("program {name} is not a cgroup socket hook"))
+    program(ebpf, name, "a cgroup socket hook")
 }
 
 impl Datapath {

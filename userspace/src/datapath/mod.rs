@@ -25,7 +25,7 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
-        ProgramError, SchedClassifier, TcAttachType,
+        Program, ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
         tc::SchedClassifierLink,
     },
@@ -466,11 +466,19 @@ fn trie_keys<const N: usize>(
         .filter_map(|key| Some((key.data(), u8::try_from(key.prefix_len()).ok()?)))
 }
 
-fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+/// Program `name` of the object as the type `P` it must have (`kind` names it in the error).
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str, kind: &str) -> anyhow::Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
         .try_into()
-        .with_context(|| format!("program {name} is not a TC classifier"))
+        .with_context(|| format!("program {name} is not {kind}"))
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    program(ebpf, name, "a TC classifier")
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>

@@ -4,7 +4,7 @@
 
 use std::{net::Ipv6Addr, path::Path};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use aya::{
     Ebpf,
     programs::{
@@ -15,7 +15,7 @@ use aya::{
 };
 use xnet_common::{PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink};
 
-use super::{Datapath, one_line_load_error, remove_file_if_exists, repin};
+use super::{Datapath, one_line_load_error, program, remove_file_if_exists, repin};
 
 /// The pins of the uplink's links (endpoint links are named by ifindex).
 const INGRESS_PIN: &str = "uplink-ingress";
@@ -28,10 +28,7 @@ pub(super) fn load_xdp(ebpf: &mut Ebpf) -> anyhow::Result<()> {
 }
 
 fn xdp(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    ebpf.program_mut(PROG_UPLINK_XDP)
-        .ok_or_else(|| anyhow!("program {PROG_UPLINK_XDP} missing from the eBPF object"))?
-        .try_into()
-        .with_context(|| format!("program {PROG_UPLINK_XDP} is not an XDP program"))
+    program(ebpf, PROG_UPLINK_XDP, "an XDP program")
 }
 
 impl Datapath {
