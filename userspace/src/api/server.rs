@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
+use futures::FutureExt as _;
 
 use super::types::{
     AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
@@ -61,13 +62,32 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-/// Serves the API on `socket` until `shutdown` resolves. The socket is root-only (0600): the
-/// API creates namespaces and attaches kernel programs.
+/// Serves the API on `socket`, and Docker's plugin protocol on `plugin_socket` if given, until
+/// `shutdown` resolves. The sockets are root-only (0600): the API creates namespaces and
+/// attaches kernel programs, and dockerd runs as root.
 pub async fn serve(
     daemon: Arc<Daemon>,
     socket: &Path,
+    plugin_socket: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let shutdown = shutdown.shared();
+    let api = axum::serve(bind(socket)?, router(daemon.clone()))
+        .with_graceful_shutdown(shutdown.clone())
+        .into_future();
+    let Some(plugin_socket) = plugin_socket else {
+        return api.await.context("serving the API");
+    };
+    let plugin = axum::serve(bind(plugin_socket)?, super::plugin::router(daemon))
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    let (api, plugin) = tokio::join!(api, plugin);
+    api.context("serving the API")?;
+    plugin.context("serving the Docker plugin")
+}
+
+/// A root-only listener on `socket`, replacing a stale socket file but never a live server's.
+fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -78,10 +98,7 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    axum::serve(listener, router(daemon))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API")
+    Ok(listener)
 }
 
 async fn list_networks(State(d): Shared) -> ApiResult<Vec<super::types::NetworkInspect>> {

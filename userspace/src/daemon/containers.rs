@@ -16,6 +16,7 @@ use xnet_common::{
 
 use super::{
     Inner,
+    docker::{refuse_docker_container, refuse_docker_network},
     networks::{DEFAULT_NETWORK, HOST_NETWORK, HOST_VETH_PREFIX},
     now,
     ports::{check_publishable, parse_specs},
@@ -73,6 +74,7 @@ impl Inner {
             sandbox: Sandbox::Owned,
             endpoints: Vec::new(),
             ports: Vec::new(),
+            docker: None,
             name: req.name.clone(),
             id,
         };
@@ -85,6 +87,9 @@ impl Inner {
             Some(_) => None,
             None => Some(self.state.network(network)?.clone()),
         };
+        if let Some(net) = &net {
+            refuse_docker_network(net, &format!("docker run --network {}", net.name))?;
+        }
         // Host ports are resolved before anything is made, so a conflict leaves nothing.
         if !specs.is_empty() {
             let ipv6 = check_publishable(&container, net.as_ref())?;
@@ -106,6 +111,7 @@ impl Inner {
             )));
         }
         let net = self.state.network(network)?.clone();
+        refuse_docker_network(&net, &format!("docker network connect {}", net.name))?;
         let source = Path::new(&req.netns);
         if !netns::is_pinned(source) {
             return Err(XnetError::invalid(format!(
@@ -127,6 +133,7 @@ impl Inner {
             sandbox: Sandbox::Attached,
             endpoints: Vec::new(),
             ports: Vec::new(),
+            docker: None,
             name: req.name.clone(),
             id,
         };
@@ -189,6 +196,8 @@ impl Inner {
             )));
         }
         let net = self.state.network(network)?.clone();
+        refuse_docker_network(&net, &format!("docker network connect {}", net.name))?;
+        refuse_docker_container(&container, "docker network connect")?;
         if container.endpoints.iter().any(|e| e.network == net.name) {
             return Err(XnetError::conflict(format!(
                 "endpoint with name {} already exists in network {}",
@@ -232,6 +241,8 @@ impl Inner {
             )));
         }
         let net = self.state.network(network)?.clone();
+        refuse_docker_network(&net, &format!("docker network disconnect {}", net.name))?;
+        refuse_docker_container(&container, "docker network disconnect")?;
         let Some(position) = container
             .endpoints
             .iter()
@@ -283,6 +294,7 @@ impl Inner {
 
     pub(super) async fn remove_container(&mut self, name_or_id: &str, force: bool) -> Result<()> {
         let container = self.state.container(name_or_id)?.clone();
+        refuse_docker_container(&container, "docker rm")?;
         if container.sandbox == Sandbox::Attached {
             return Err(XnetError::invalid(format!(
                 "container {0} was attached with `xnet attach`; use `xnet detach {0}`",
@@ -311,6 +323,7 @@ impl Inner {
     /// namespace and its processes belong to whoever made them.
     pub(super) async fn detach(&mut self, name_or_id: &str) -> Result<()> {
         let container = self.state.container(name_or_id)?.clone();
+        refuse_docker_container(&container, "docker rm")?;
         if container.sandbox != Sandbox::Attached {
             return Err(XnetError::invalid(format!(
                 "container {0} was not attached with `xnet attach`; use `xnet rm {0}`",
@@ -391,18 +404,7 @@ impl Inner {
                 Some(ipam::allocate(config, &used, requested)?)
             }
         };
-        let slots: BTreeSet<u32> = self
-            .state
-            .containers
-            .values()
-            .flat_map(|c| &c.endpoints)
-            .map(|e| e.slot)
-            .collect();
-        let slot = (0..MAX_ENDPOINTS)
-            .find(|s| !slots.contains(s))
-            .ok_or_else(|| {
-                XnetError::conflict(format!("all {MAX_ENDPOINTS} endpoints are in use"))
-            })?;
+        let slot = self.free_slot()?;
         let id = random_id()?;
         Ok(Endpoint {
             host_ifname: format!("{HOST_VETH_PREFIX}{}", &id[..11]),
@@ -418,6 +420,14 @@ impl Inner {
             host_mac: Mac([0; 6]),
             slot,
         })
+    }
+
+    /// The lowest datapath slot (counters index) no endpoint uses.
+    pub(super) fn free_slot(&self) -> Result<u32> {
+        let slots: BTreeSet<u32> = self.all_endpoints().map(|e| e.slot).collect();
+        (0..MAX_ENDPOINTS)
+            .find(|s| !slots.contains(s))
+            .ok_or_else(|| XnetError::conflict(format!("all {MAX_ENDPOINTS} endpoints are in use")))
     }
 
     pub(super) fn endpoint_entry(&self, ep: &Endpoint) -> anyhow::Result<EndpointEntry> {
@@ -448,7 +458,8 @@ impl Inner {
         for ep in &container.endpoints {
             self.teardown_endpoint(ep).await?;
         }
-        if container.sandbox != Sandbox::Host {
+        // The host's namespace and Docker's sandboxes are not xnet's to remove.
+        if matches!(container.sandbox, Sandbox::Owned | Sandbox::Attached) {
             netns::remove(&container.sandbox_key)?;
         }
         Ok(())
@@ -526,23 +537,7 @@ async fn plumb_endpoint(
     ep: &mut Endpoint,
     net: &Network,
 ) -> Result<()> {
-    let peer_name = format!("{PEER_VETH_PREFIX}{}", &ep.id[..11]);
-    netlink.create_veth(&ep.host_ifname, &peer_name).await?;
-    let host = netlink
-        .link_by_name(&ep.host_ifname)
-        .await?
-        .context("host-side veth vanished")?;
-    ep.host_ifindex = host.index;
-    ep.host_mac = Mac(host.mac);
-    // On an IPv4-only network the host side needs no IPv6 of its own; without it the host
-    // sends the container no router solicitations or MLD reports (noise in its counters, and
-    // in tests). The daemon's threads are in its namespace, so these are the host side's.
-    let host_sysctls = if ep.ipv6.is_some() {
-        ipv6_sysctls(&ep.host_ifname, Side::Host)
-    } else {
-        vec![(format!("ipv6/conf/{}/disable_ipv6", ep.host_ifname), "1")]
-    };
-    netns::write_sysctls(&host_sysctls)?;
+    let peer_name = create_pair(netlink, ep).await?;
     let peer = netlink
         .link_by_name(&peer_name)
         .await?
@@ -569,13 +564,75 @@ async fn plumb_endpoint(
     for a in &addresses {
         inside.ensure_default_route(a.gateway).await?;
     }
+    plumb_host_side(datapath, netlink, ep, net).await
+}
 
+/// The endpoint as Docker's plugin protocol wants it (`Join`): the veth pair in the daemon's
+/// namespace, which is dockerd's, with the container end (returned) named, addressed at layer
+/// 2 and able to take XDP frames, for Docker to move into the sandbox, name and give its
+/// addresses and routes; the host end plumbed as for any endpoint.
+pub(super) async fn plumb_for_docker(
+    datapath: &mut crate::datapath::Datapath,
+    netlink: &Netlink,
+    ep: &mut Endpoint,
+    net: &Network,
+) -> Result<String> {
+    let peer_name = create_pair(netlink, ep).await?;
+    let peer = netlink
+        .link_by_name(&peer_name)
+        .await?
+        .context("container-side veth vanished")?;
+    netlink
+        .configure(peer.index, &peer_name, ep.mac.0, net.mtu)
+        .await?;
+    // GRO is the device's setting: it moves into the sandbox with it.
+    ethtool::enable_gro(&peer_name)?;
+    plumb_host_side(datapath, netlink, ep, net).await?;
+    Ok(peer_name)
+}
+
+/// The name of the container end of an endpoint's veth while it is in the daemon's namespace.
+pub(super) fn peer_name(ep: &Endpoint) -> String {
+    format!("{PEER_VETH_PREFIX}{}", &ep.id[..11])
+}
+
+/// Creates the endpoint's veth pair in the daemon's namespace, fills in the host end's ifindex
+/// and MAC and sets its IPv6 up; returns the container end's name.
+async fn create_pair(netlink: &Netlink, ep: &mut Endpoint) -> Result<String> {
+    let peer_name = peer_name(ep);
+    netlink.create_veth(&ep.host_ifname, &peer_name).await?;
+    let host = netlink
+        .link_by_name(&ep.host_ifname)
+        .await?
+        .context("host-side veth vanished")?;
+    ep.host_ifindex = host.index;
+    ep.host_mac = Mac(host.mac);
+    // On an IPv4-only network the host side needs no IPv6 of its own; without it the host
+    // sends the container no router solicitations or MLD reports (noise in its counters, and
+    // in tests). The daemon's threads are in its namespace, so these are the host side's.
+    let host_sysctls = if ep.ipv6.is_some() {
+        ipv6_sysctls(&ep.host_ifname, Side::Host)
+    } else {
+        vec![(format!("ipv6/conf/{}/disable_ipv6", ep.host_ifname), "1")]
+    };
+    netns::write_sysctls(&host_sysctls)?;
+    Ok(peer_name)
+}
+
+/// Publishes the endpoint in the datapath, and only then brings the host end up and routes
+/// its addresses to it.
+async fn plumb_host_side(
+    datapath: &mut crate::datapath::Datapath,
+    netlink: &Netlink,
+    ep: &Endpoint,
+    net: &Network,
+) -> Result<()> {
     datapath.add_endpoint(&endpoint_entry(ep, net))?;
     if let Some(mtu) = net.mtu {
         netlink.set_mtu(ep.host_ifindex, mtu).await?;
     }
     netlink.set_up(ep.host_ifindex).await?;
-    for a in &addresses {
+    for a in &addresses(ep, net) {
         netlink
             .add_host_route(a.ip, ep.host_ifindex, a.gateway)
             .await?;

@@ -155,6 +155,9 @@ impl Inner {
         let pid = running_pid(c);
         let status = match (pid, c.pid) {
             (Some(_), _) => "running",
+            // Docker's containers are xnet's while their sandbox has joined a network, which
+            // it has while they run (xnet knows no process of theirs).
+            (None, _) if c.sandbox == Sandbox::Docker => "running",
             (None, Some(_)) => "exited",
             (None, None) => "created",
         };
@@ -166,7 +169,7 @@ impl Inner {
             args: c.command.iter().skip(1).cloned().collect(),
             state: ContainerState {
                 status: status.into(),
-                running: pid.is_some(),
+                running: status == "running",
                 pid: pid.unwrap_or(0),
             },
             host_config: HostConfig {

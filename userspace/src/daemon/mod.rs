@@ -8,9 +8,13 @@
 //!   one endpoint (veth pair, addresses, routes, datapath) and its teardown;
 //! - [`inspect`]: the Docker-shaped views;
 //! - [`ports`]: published ports (host port allocation, conflicts, the datapath's entries);
+//! - [`docker`]: the Docker engine's calls through the network plugin, and [`docker_names`]:
+//!   Docker's names for what those calls made;
 //! - `reconcile` (here): adopting what survived a restart.
 
 mod containers;
+mod docker;
+mod docker_names;
 mod inspect;
 mod networks;
 mod ports;
@@ -19,7 +23,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, time::SystemTime};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::{
     api::types::{
@@ -43,10 +47,25 @@ pub struct Config {
     pub bpffs: PathBuf,
     /// The interface egress leaves through (source-NATed to its address); none: no egress.
     pub uplink: Option<String>,
+    /// Serve Docker's network plugin protocol (`--docker-plugin`).
+    pub docker: Option<DockerConfig>,
+}
+
+/// xnetd as a Docker network plugin.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// The driver name (`docker network create -d NAME`): the socket is
+    /// `<plugin dir>/NAME.sock`.
+    pub plugin: String,
+    pub socket: PathBuf,
+    /// Docker's API (`unix:///var/run/docker.sock`), asked for the names of what it made.
+    pub api: String,
 }
 
 pub struct Daemon {
     inner: Mutex<Inner>,
+    /// Woken when Docker made something that wants a name (see `docker_names`).
+    names_wanted: Notify,
 }
 
 struct Inner {
@@ -59,6 +78,8 @@ struct Inner {
     /// The ports reserved from the ephemeral range by someone else (the admin) when the daemon
     /// started: kept whatever xnet publishes and withdraws (see `reserve_host_ports`).
     reserved_by_others: BTreeSet<u16>,
+    /// Set when serving Docker's plugin protocol.
+    docker: Option<DockerConfig>,
 }
 
 impl Daemon {
@@ -86,6 +107,7 @@ impl Daemon {
             netlink,
             netns_dir: netns::dir_for_socket(&config.socket),
             reserved_by_others,
+            docker: config.docker.clone(),
         };
         inner.pin_host_namespace()?;
         inner.set_uplink(config.uplink.as_deref()).await?;
@@ -102,6 +124,7 @@ impl Daemon {
         inner.store.save(&inner.state)?;
         Ok(Self {
             inner: Mutex::new(inner),
+            names_wanted: Notify::new(),
         })
     }
 
@@ -262,10 +285,15 @@ impl Inner {
             let mut kept = Vec::new();
             for ep in &container.endpoints {
                 let link = self.netlink.link_by_name(&ep.host_ifname).await?;
-                if link.is_some_and(|l| l.index == ep.host_ifindex) {
+                let docker = container.sandbox == Sandbox::Docker;
+                let survived = link.is_some_and(|l| l.index == ep.host_ifindex)
+                    && (!docker || self.docker_endpoint_survived(ep).await?);
+                if survived {
                     // (Containers plumbed by a daemon from before the uplink's XDP program
-                    // need it too.)
-                    containers::accept_xdp_frames(&container.sandbox_key, &ep.ifname)?;
+                    // need it too; Docker's had it from the start.)
+                    if !docker {
+                        containers::accept_xdp_frames(&container.sandbox_key, &ep.ifname)?;
+                    }
                     self.datapath.add_endpoint(&self.endpoint_entry(ep)?)?;
                     kept.push(ep.clone());
                 } else {
@@ -284,7 +312,12 @@ impl Inner {
                 stored.ports.clear();
             }
             stored.endpoints = kept;
+            // A Docker container is its joined endpoints.
+            if stored.sandbox == Sandbox::Docker && stored.endpoints.is_empty() {
+                self.state.containers.remove(&name);
+            }
         }
+        self.prune_docker_endpoints();
         self.reconcile_ports()?;
         let live: Vec<u32> = self.all_endpoints().map(|e| e.host_ifindex).collect();
         for ifindex in self.datapath.endpoint_ifindexes() {

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{Inner, now, random_id, validate_name};
+use super::{Inner, docker::refuse_docker_network, now, random_id, validate_name};
 use crate::{
     api::types::NetworkCreate,
     error::{Result, XnetError},
@@ -30,12 +30,12 @@ const IPV6_MIN_MTU: u32 = 1280;
 pub(super) const HOST_VETH_PREFIX: &str = "xv";
 
 /// The effect of a network's `-o` options.
-struct Options {
-    icc: bool,
-    mtu: Option<u32>,
+pub(super) struct Options {
+    pub icc: bool,
+    pub mtu: Option<u32>,
 }
 
-fn parse_options(options: &BTreeMap<String, String>) -> Result<Options> {
+pub(super) fn parse_options(options: &BTreeMap<String, String>) -> Result<Options> {
     let mut parsed = Options {
         icc: true,
         mtu: None,
@@ -118,7 +118,7 @@ impl Inner {
     /// Subnets a new network must not overlap, per family: our networks', and every host
     /// route that is not one of ours (a Docker engine's 172.17.0.0/16 on docker0, the uplink's
     /// LAN, ...).
-    async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
+    pub(super) async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
         let mut taken = (Vec::new(), Vec::new());
         for n in self.state.networks.values() {
             let owner = format!("network {}", n.name);
@@ -213,27 +213,34 @@ impl Inner {
             driver,
             ipv4,
             ipv6,
-            datapath_id: self.state.next_network_id,
+            datapath_id: 0,
             created: now(),
             internal: req.internal,
             options: req.options,
             icc: options.icc,
             mtu: options.mtu,
+            docker: None,
         };
+        self.install_network(network).await
+    }
+
+    /// Gives a new, validated network its datapath id, the host its gateways and the datapath
+    /// its subnets, and keeps it; undoes all of it on failure. Returns its name.
+    pub(super) async fn install_network(&mut self, mut network: Network) -> Result<String> {
+        network.datapath_id = self.state.next_network_id;
         self.state.next_network_id += 1;
         let lo = self.loopback().await?;
         let added = self.add_network_to_host(lo, &network).await;
-        self.state
-            .networks
-            .insert(req.name.clone(), network.clone());
+        let name = network.name.clone();
+        self.state.networks.insert(name.clone(), network.clone());
         if let Err(e) = added.and_then(|()| self.store.save(&self.state)) {
-            self.state.networks.remove(&req.name);
+            self.state.networks.remove(&name);
             if let Err(cleanup) = self.remove_network_from_host(lo, &network).await {
                 eprintln!("xnetd: cleaning up after a failed network create: {cleanup:#}");
             }
             return Err(e.into());
         }
-        Ok(req.name)
+        Ok(name)
     }
 
     /// Gives the host the network's gateways and registers its subnets in the datapath. The
@@ -269,11 +276,17 @@ impl Inner {
             )));
         }
         let net = self.state.network(name_or_id)?.clone();
+        refuse_docker_network(&net, "docker network rm")?;
         if net.name == DEFAULT_NETWORK {
             return Err(XnetError::invalid(format!(
                 "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
             )));
         }
+        self.uninstall_network(&net).await
+    }
+
+    /// Removes a network no endpoint uses any more from the host, the datapath and the state.
+    pub(super) async fn uninstall_network(&mut self, net: &Network) -> Result<()> {
         let attached: Vec<&str> = self
             .state
             .endpoints_on(&net.name)
@@ -287,7 +300,7 @@ impl Inner {
             )));
         }
         let lo = self.loopback().await?;
-        self.remove_network_from_host(lo, &net).await?;
+        self.remove_network_from_host(lo, net).await?;
         self.state.networks.remove(&net.name);
         self.store.save(&self.state)?;
         Ok(())

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::Inner;
+use super::{Inner, docker::refuse_docker_container};
 use crate::{
     api::types::{PortBinding, PortMap, PortRange},
     datapath::PublishEntry,
@@ -114,6 +114,7 @@ impl Inner {
         specs: &[String],
     ) -> Result<Vec<PortRange>> {
         let container = self.state.container(name_or_id)?.clone();
+        refuse_docker_container(&container, "docker run -p")?;
         let specs = parse_specs(specs)?;
         let ipv6 = check_publishable(&container, self.publish_network(&container))?;
         let added = self.resolve_ports(&container.name, ipv6, &specs)?;
@@ -145,6 +146,7 @@ impl Inner {
         specs: &[String],
     ) -> Result<Vec<PortRange>> {
         let container = self.state.container(name_or_id)?.clone();
+        refuse_docker_container(&container, "docker run -p")?;
         let mut removed = Vec::new();
         for (text, spec) in specs.iter().zip(parse_specs(specs)?) {
             let matching: Vec<&PortMapping> = container

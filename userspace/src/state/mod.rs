@@ -7,5 +7,7 @@ mod model;
 pub mod ports;
 mod store;
 
-pub use model::{Container, Endpoint, IpConfig, Mac, Network, Sandbox, State};
+pub use model::{
+    Container, DockerEndpoint, DockerOwned, Endpoint, IpConfig, Mac, Network, Sandbox, State,
+};
 pub use store::Store;

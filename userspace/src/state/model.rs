@@ -30,6 +30,10 @@ pub struct State {
     /// made the first time one is needed (RFC 4193).
     #[serde(default)]
     pub ula_prefix: Option<Ipv6Net>,
+    /// Endpoints Docker created on its networks (`CreateEndpoint`) and no container has
+    /// joined yet (or left): by endpoint id.
+    #[serde(default)]
+    pub docker_endpoints: BTreeMap<String, DockerEndpoint>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +66,29 @@ pub struct Network {
     /// default when unset.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Made by a Docker engine through the plugin (`docker network create -d xnet`); only
+    /// Docker removes it.
+    #[serde(default)]
+    pub docker: Option<DockerOwned>,
+}
+
+/// What xnet knows of an object a Docker engine made through the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerOwned {
+    /// Whether the name is Docker's (asked from its API after the call that made the object:
+    /// the plugin protocol carries ids only); until then it is `docker-<id prefix>`.
+    pub named: bool,
+}
+
+/// An endpoint Docker created (`CreateEndpoint`) and no container has joined: its addresses,
+/// given by Docker's IPAM, and the MAC the plugin gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerEndpoint {
+    /// The network's id (Docker's, which is xnet's for Docker's networks).
+    pub network_id: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+    pub mac: Mac,
 }
 
 /// A network's addressing in one family.
@@ -93,6 +120,9 @@ pub enum Sandbox {
     Attached,
     /// The host namespace (`--network host`); nothing to create or remove.
     Host,
+    /// A Docker container's sandbox, joined through the plugin: Docker made it, names and
+    /// addresses the interfaces in it, and removes it; xnet holds no pin of it.
+    Docker,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +144,9 @@ pub struct Container {
     /// of their host address's family and go with that endpoint.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// A Docker container (`sandbox` is [`Sandbox::Docker`]).
+    #[serde(default)]
+    pub docker: Option<DockerOwned>,
 }
 
 /// A container's attachment to a network: its veth pair and address.
@@ -148,6 +181,22 @@ impl State {
     pub fn network(&self, name_or_id: &str) -> Result<&Network> {
         resolve(&self.networks, name_or_id, |n| &n.id)
             .ok_or_else(|| XnetError::not_found(format!("network {name_or_id} not found")))
+    }
+
+    /// The network with this id (Docker names networks by id only).
+    pub fn network_by_id(&self, id: &str) -> Result<&Network> {
+        self.networks
+            .values()
+            .find(|n| n.id == id)
+            .ok_or_else(|| XnetError::not_found(format!("network {id} not found")))
+    }
+
+    /// The container with a joined endpoint of this id, and the endpoint's position.
+    pub fn joined_endpoint(&self, endpoint_id: &str) -> Option<(&Container, usize)> {
+        self.containers.values().find_map(|c| {
+            let position = c.endpoints.iter().position(|e| e.id == endpoint_id)?;
+            Some((c, position))
+        })
     }
 
     /// A container by name, full id or unique id prefix.

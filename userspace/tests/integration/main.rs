@@ -3,6 +3,7 @@
 
 mod bridge;
 mod common;
+mod docker;
 mod egress;
 mod errors;
 mod ipv6;

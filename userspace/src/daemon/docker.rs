@@ -1,0 +1,607 @@
+//! The Docker engine's calls through the network plugin ([`crate::api::plugin`]): Docker's
+//! networks become xnet networks and its containers' sandboxes xnet containers, on the same
+//! datapath as `xnet run`'s, with the same isolation, egress and published ports.
+//!
+//! Who does what: Docker's IPAM chooses subnets and addresses (xnet checks them against every
+//! other network and the host's routes); Docker owns the sandboxes, moves the interface xnet
+//! prepares into them and addresses it; xnet owns the veth pairs, the datapath entries, the
+//! host's routes and the published ports. The protocol names networks and endpoints by id
+//! only: names come from Docker's API afterwards (`docker_names`).
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use super::{
+    Daemon, Inner,
+    containers::{peer_name, plumb_for_docker},
+    networks::{HOST_VETH_PREFIX, parse_options},
+    now,
+    ports::{check_publishable, parse_specs},
+    random_id,
+};
+use crate::{
+    api::plugin::{
+        CreateEndpoint, CreateNetwork, Empty, EndpointCall, EndpointCreated, EndpointInterface,
+        InterfaceName, Join, Joined, NetworkCall, OPT_GENERIC, OPT_INTERNAL, OPT_PORTMAP, OperInfo,
+        PortBinding, ProgramExternalConnectivity,
+    },
+    error::{Result, XnetError},
+    state::{Container, DockerEndpoint, DockerOwned, Endpoint, Mac, Network, Sandbox, ipam},
+};
+
+/// The name of a Docker object until Docker's API tells its own: `docker-<id prefix>`.
+pub(super) fn provisional_name(id: &str) -> String {
+    format!("docker-{}", &id[..id.len().min(12)])
+}
+
+/// Refuses to change a Docker network with xnet's commands; `instead` is the Docker command.
+pub(super) fn refuse_docker_network(net: &Network, instead: &str) -> Result<()> {
+    match net.docker {
+        Some(_) => Err(XnetError::invalid(format!(
+            "network {} is managed by Docker: use {instead}",
+            net.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses to change a Docker container with xnet's commands; `instead` is the Docker command.
+pub(super) fn refuse_docker_container(c: &Container, instead: &str) -> Result<()> {
+    match c.sandbox {
+        Sandbox::Docker => Err(XnetError::invalid(format!(
+            "container {} is managed by Docker: use {instead}",
+            c.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Daemon {
+    pub async fn docker_create_network(&self, req: CreateNetwork) -> Result<Empty> {
+        let mut inner = self.inner.lock().await;
+        inner.docker_create_network(req).await?;
+        drop(inner);
+        self.names_wanted.notify_one();
+        Ok(Empty {})
+    }
+
+    pub async fn docker_delete_network(&self, req: NetworkCall) -> Result<Empty> {
+        self.inner
+            .lock()
+            .await
+            .docker_delete_network(&req.network_id)
+            .await?;
+        Ok(Empty {})
+    }
+
+    pub async fn docker_create_endpoint(&self, req: CreateEndpoint) -> Result<EndpointCreated> {
+        self.inner.lock().await.docker_create_endpoint(req)
+    }
+
+    pub async fn docker_delete_endpoint(&self, req: EndpointCall) -> Result<Empty> {
+        self.inner
+            .lock()
+            .await
+            .docker_delete_endpoint(&req.endpoint_id)
+            .await?;
+        Ok(Empty {})
+    }
+
+    pub async fn docker_join(&self, req: Join) -> Result<Joined> {
+        let mut inner = self.inner.lock().await;
+        let joined = inner.docker_join(req).await?;
+        drop(inner);
+        self.names_wanted.notify_one();
+        Ok(joined)
+    }
+
+    pub async fn docker_leave(&self, req: EndpointCall) -> Result<Empty> {
+        self.inner
+            .lock()
+            .await
+            .docker_leave(&req.endpoint_id)
+            .await?;
+        Ok(Empty {})
+    }
+
+    pub async fn docker_program_external(&self, req: ProgramExternalConnectivity) -> Result<Empty> {
+        self.inner.lock().await.docker_program_external(req)?;
+        Ok(Empty {})
+    }
+
+    pub async fn docker_revoke_external(&self, req: EndpointCall) -> Result<Empty> {
+        self.inner
+            .lock()
+            .await
+            .docker_revoke_external(&req.endpoint_id)?;
+        Ok(Empty {})
+    }
+
+    pub async fn docker_endpoint_info(&self, req: EndpointCall) -> Result<OperInfo> {
+        let inner = self.inner.lock().await;
+        let mut value = BTreeMap::new();
+        if let Some(ep) = inner.state.docker_endpoints.get(&req.endpoint_id) {
+            value.insert(
+                "com.docker.network.endpoint.macaddress".to_string(),
+                Value::from(ep.mac.to_string()),
+            );
+        }
+        Ok(OperInfo { value })
+    }
+}
+
+impl Inner {
+    /// The plugin's name, which is the driver name Docker's networks carry.
+    fn plugin_name(&self) -> Result<&str> {
+        self.docker
+            .as_ref()
+            .map(|d| d.plugin.as_str())
+            .ok_or_else(|| XnetError::invalid("xnetd serves no Docker plugin"))
+    }
+
+    async fn docker_create_network(&mut self, req: CreateNetwork) -> Result<()> {
+        let driver = self.plugin_name()?.to_string();
+        if self.state.networks.values().any(|n| n.id == req.network_id) {
+            // A repeated call (Docker retries when an answer got lost).
+            return Ok(());
+        }
+        let internal = req
+            .options
+            .get(OPT_INTERNAL)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let generic = generic_options(&req.options)?;
+        let options = parse_options(&generic)?;
+        let (subnets, gateways) = pools(&req)?;
+        let (want4, want6) = ipam::by_family(&subnets, &gateways, &[])?;
+        let (taken4, taken6) = self.taken_subnets().await?;
+        // Docker's IPAM has chosen: a subnet taken here is refused, never replaced.
+        let ipv4 = ipam::configure(&want4, &taken4, std::iter::empty())
+            .map_err(|e| XnetError::conflict(format!("{e}; choose another --subnet")))?;
+        let ipv6 = match req.ipv6_data.is_empty() {
+            true => None,
+            false => Some(
+                ipam::configure(&want6, &taken6, std::iter::empty())
+                    .map_err(|e| XnetError::conflict(format!("{e}; choose another --subnet")))?,
+            ),
+        };
+        let network = Network {
+            name: provisional_name(&req.network_id),
+            id: req.network_id,
+            driver,
+            ipv4,
+            ipv6,
+            datapath_id: 0,
+            created: now(),
+            internal,
+            options: generic,
+            icc: options.icc,
+            mtu: options.mtu,
+            docker: Some(DockerOwned { named: false }),
+        };
+        self.install_network(network).await?;
+        Ok(())
+    }
+
+    async fn docker_delete_network(&mut self, network_id: &str) -> Result<()> {
+        let Ok(net) = self.state.network_by_id(network_id).cloned() else {
+            return Ok(());
+        };
+        self.uninstall_network(&net).await?;
+        self.state
+            .docker_endpoints
+            .retain(|_, ep| ep.network_id != network_id);
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    fn docker_create_endpoint(&mut self, req: CreateEndpoint) -> Result<EndpointCreated> {
+        let net = self.state.network_by_id(&req.network_id)?;
+        let ipv4: Ipv4Addr = address(&req.interface.address, "IPv4")?.ok_or_else(|| {
+            XnetError::invalid("the endpoint has no IPv4 address from Docker's IPAM")
+        })?;
+        if !net.ipv4.subnet.contains(&ipv4) {
+            return Err(XnetError::invalid(format!(
+                "address {ipv4} is outside network {}'s subnet {}",
+                net.name, net.ipv4.subnet
+            )));
+        }
+        let ipv6: Option<Ipv6Addr> = address(&req.interface.address_ipv6, "IPv6")?;
+        let taken = self.state.docker_endpoints.iter().find(|(id, ep)| {
+            ep.network_id == req.network_id && ep.ipv4 == ipv4 && **id != req.endpoint_id
+        });
+        if taken.is_some() {
+            return Err(XnetError::conflict(format!(
+                "address {ipv4} is already in use on network {}",
+                net.name
+            )));
+        }
+        let given_mac = !req.interface.mac_address.is_empty();
+        let mac = match given_mac {
+            true => req
+                .interface
+                .mac_address
+                .parse()
+                .map_err(XnetError::invalid)?,
+            false => Mac::for_ipv4(ipv4),
+        };
+        self.state.docker_endpoints.insert(
+            req.endpoint_id,
+            DockerEndpoint {
+                network_id: req.network_id,
+                ipv4,
+                ipv6,
+                mac,
+            },
+        );
+        self.store.save(&self.state)?;
+        // Docker refuses an answer that changes what it set itself.
+        let mac_address = if given_mac {
+            String::new()
+        } else {
+            mac.to_string()
+        };
+        Ok(EndpointCreated {
+            interface: EndpointInterface {
+                mac_address,
+                ..EndpointInterface::default()
+            },
+        })
+    }
+
+    async fn docker_delete_endpoint(&mut self, endpoint_id: &str) -> Result<()> {
+        // Docker leaves first; if that call was lost (xnetd was down), leave now.
+        self.docker_leave(endpoint_id).await?;
+        if self.state.docker_endpoints.remove(endpoint_id).is_some() {
+            self.store.save(&self.state)?;
+        }
+        Ok(())
+    }
+
+    async fn docker_join(&mut self, req: Join) -> Result<Joined> {
+        let created = self
+            .state
+            .docker_endpoints
+            .get(&req.endpoint_id)
+            .cloned()
+            .ok_or_else(|| {
+                XnetError::not_found(format!("endpoint {} not found", req.endpoint_id))
+            })?;
+        if req.endpoint_id.len() < 12 || self.state.joined_endpoint(&req.endpoint_id).is_some() {
+            return Err(XnetError::conflict(format!(
+                "endpoint {} has already joined a sandbox",
+                req.endpoint_id
+            )));
+        }
+        let net = self.state.network_by_id(&created.network_id)?.clone();
+        let sandbox_key = PathBuf::from(&req.sandbox_key);
+        let mut container = match self.docker_container_at(&sandbox_key) {
+            Some(c) => c.clone(),
+            None => Container {
+                id: random_id()?,
+                name: provisional_name(&sandbox_id(&sandbox_key)),
+                sandbox_key,
+                created: now(),
+                command: Vec::new(),
+                pid: None,
+                sandbox: Sandbox::Docker,
+                endpoints: Vec::new(),
+                ports: Vec::new(),
+                docker: Some(DockerOwned { named: false }),
+            },
+        };
+        let mut ep = Endpoint {
+            host_ifname: format!("{HOST_VETH_PREFIX}{}", &req.endpoint_id[..11]),
+            id: req.endpoint_id,
+            network: net.name.clone(),
+            ipv4: created.ipv4,
+            ipv6: created.ipv6.filter(|_| net.ipv6.is_some()),
+            static_ipv4: false,
+            static_ipv6: false,
+            mac: created.mac,
+            // Docker names them `eth<n>` in the order they join.
+            ifname: format!("eth{}", container.endpoints.len()),
+            host_ifindex: 0,
+            host_mac: Mac([0; 6]),
+            slot: self.free_slot()?,
+        };
+        let src_name =
+            match plumb_for_docker(&mut self.datapath, &self.netlink, &mut ep, &net).await {
+                Ok(name) => name,
+                Err(e) => {
+                    if let Err(cleanup) = self.teardown_endpoint(&ep).await {
+                        eprintln!("xnetd: cleaning up after a failed join: {cleanup:#}");
+                    }
+                    return Err(e);
+                }
+            };
+        container.endpoints.push(ep);
+        self.state
+            .containers
+            .insert(container.name.clone(), container);
+        self.store.save(&self.state)?;
+        self.sync_members(&net.name)?;
+        // On an internal network no default route: its gateway only answers.
+        let gateway = |ip: IpAddr| {
+            if net.internal {
+                String::new()
+            } else {
+                ip.to_string()
+            }
+        };
+        Ok(Joined {
+            interface_name: InterfaceName {
+                src_name,
+                dst_prefix: "eth",
+            },
+            gateway: gateway(net.ipv4.gateway.into()),
+            gateway_ipv6: net
+                .ipv6
+                .map(|c| gateway(c.gateway.into()))
+                .unwrap_or_default(),
+            disable_gateway_service: false,
+        })
+    }
+
+    /// The Docker container whose sandbox is at `key`.
+    fn docker_container_at(&self, key: &Path) -> Option<&Container> {
+        self.state
+            .containers
+            .values()
+            .find(|c| c.sandbox == Sandbox::Docker && c.sandbox_key == key)
+    }
+
+    async fn docker_leave(&mut self, endpoint_id: &str) -> Result<()> {
+        let Some((container, position)) = self.state.joined_endpoint(endpoint_id) else {
+            return Ok(());
+        };
+        let container = container.clone();
+        // Published ports lead to the first endpoint and go with it.
+        if position == 0 {
+            self.unpublish_ports(&container, &container.ports)?;
+        }
+        let ep = &container.endpoints[position];
+        self.teardown_endpoint(ep).await?;
+        let stored = self
+            .state
+            .containers
+            .get_mut(&container.name)
+            .expect("found above");
+        stored.endpoints.remove(position);
+        if position == 0 {
+            stored.ports.clear();
+        }
+        if stored.endpoints.is_empty() {
+            self.state.containers.remove(&container.name);
+        }
+        self.store.save(&self.state)?;
+        self.sync_members(&ep.network)?;
+        Ok(())
+    }
+
+    /// Publishes the sandbox's `-p` bindings on its gateway endpoint, the one Docker names.
+    fn docker_program_external(&mut self, req: ProgramExternalConnectivity) -> Result<()> {
+        let bindings: Vec<PortBinding> = match req.options.get(OPT_PORTMAP) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| XnetError::invalid(format!("malformed port bindings: {e}")))?,
+        };
+        let specs = bindings
+            .iter()
+            .map(port_spec)
+            .collect::<Result<Vec<String>>>()?;
+        let specs = parse_specs(&specs)?;
+        let (container, position) =
+            self.state
+                .joined_endpoint(&req.endpoint_id)
+                .ok_or_else(|| {
+                    XnetError::not_found(format!("endpoint {} not found", req.endpoint_id))
+                })?;
+        let mut container = container.clone();
+        // Programmed again (the gateway endpoint changed): the old bindings go first.
+        self.unpublish_ports(&container, &container.ports)?;
+        container.ports.clear();
+        // xnet's published ports lead to a container's first endpoint: the one Docker
+        // programs becomes the first.
+        let programmed = container.endpoints.remove(position);
+        container.endpoints.insert(0, programmed);
+        self.state
+            .containers
+            .insert(container.name.clone(), container.clone());
+        if !specs.is_empty() {
+            let ipv6 = check_publishable(&container, self.publish_network(&container))?;
+            let mappings = self.resolve_ports(&container.name, ipv6, &specs)?;
+            if let Err(e) = self.publish_ports(&container, &mappings) {
+                let _ = self.unpublish_ports(&container, &mappings);
+                return Err(e.into());
+            }
+            container.ports = mappings;
+            self.state
+                .containers
+                .insert(container.name.clone(), container);
+        }
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    fn docker_revoke_external(&mut self, endpoint_id: &str) -> Result<()> {
+        let Some((container, 0)) = self.state.joined_endpoint(endpoint_id) else {
+            return Ok(());
+        };
+        let container = container.clone();
+        self.unpublish_ports(&container, &container.ports)?;
+        self.state
+            .containers
+            .get_mut(&container.name)
+            .expect("found above")
+            .ports
+            .clear();
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    /// After a restart: forgets what Docker created while xnetd was down and will not tell
+    /// again; a Docker endpoint whose interface came back to the daemon's namespace (Docker
+    /// left while xnetd was down) is gone.
+    pub(super) async fn docker_endpoint_survived(&self, ep: &Endpoint) -> anyhow::Result<bool> {
+        Ok(self.netlink.link_by_name(&peer_name(ep)).await?.is_none())
+    }
+
+    /// Docker endpoints on networks that are gone.
+    pub(super) fn prune_docker_endpoints(&mut self) {
+        let networks: Vec<String> = self.state.networks.values().map(|n| n.id.clone()).collect();
+        self.state
+            .docker_endpoints
+            .retain(|_, ep| networks.contains(&ep.network_id));
+    }
+}
+
+/// The `-o` options of `docker network create`, as text.
+fn generic_options(options: &BTreeMap<String, Value>) -> Result<BTreeMap<String, String>> {
+    let Some(generic) = options.get(OPT_GENERIC) else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(generic) = generic.as_object() else {
+        return Ok(BTreeMap::new());
+    };
+    generic
+        .iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key.clone(), text.clone())),
+            Value::Bool(_) | Value::Number(_) => Ok((key.clone(), value.to_string())),
+            _ => Err(XnetError::invalid(format!(
+                "unsupported value for network option {key:?}"
+            ))),
+        })
+        .collect()
+}
+
+/// Docker's pools and gateways as `--subnet` / `--gateway` values (one of each per family).
+fn pools(req: &CreateNetwork) -> Result<(Vec<String>, Vec<String>)> {
+    if req.ipv4_data.len() > 1 || req.ipv6_data.len() > 1 {
+        return Err(XnetError::invalid(
+            "an xnet network has at most one subnet per address family",
+        ));
+    }
+    let all = req.ipv4_data.iter().chain(&req.ipv6_data);
+    let subnets = all.clone().map(|d| d.pool.clone()).collect();
+    let gateways = all
+        .filter(|d| !d.gateway.is_empty())
+        .map(|d| d.gateway.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    Ok((subnets, gateways))
+}
+
+/// An interface address as Docker gives it (`10.1.0.2/24`; empty: none).
+fn address<A: std::str::FromStr>(text: &str, family: &str) -> Result<Option<A>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let ip = text.split('/').next().unwrap_or_default();
+    ip.parse()
+        .map(Some)
+        .map_err(|_| XnetError::invalid(format!("invalid {family} address {text:?}")))
+}
+
+/// The sandbox's id, the last part of its key (`/var/run/docker/netns/<id>`).
+fn sandbox_id(key: &Path) -> String {
+    key.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One Docker port binding as the `-p` spec that means the same, so Docker's bindings go
+/// through the same parsing and checks as `xnet run -p`.
+fn port_spec(b: &PortBinding) -> Result<String> {
+    let proto = match b.proto {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        other => {
+            return Err(XnetError::invalid(format!(
+                "unsupported protocol number {other} in a port binding"
+            )));
+        }
+    };
+    let host_ip = match b.host_ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        Ok(IpAddr::V4(ip)) => ip.to_string(),
+        Err(_) if b.host_ip.is_empty() => String::new(),
+        Err(_) => {
+            return Err(XnetError::invalid(format!(
+                "invalid host IP {:?} in a port binding",
+                b.host_ip
+            )));
+        }
+    };
+    let host_port = match (b.host_port, b.host_port_end) {
+        (0, _) => String::new(),
+        (first, last) if last <= first => first.to_string(),
+        (first, last) => format!("{first}-{last}"),
+    };
+    let container = format!("{}/{proto}", b.port);
+    Ok(match (host_ip.is_empty(), host_port.is_empty()) {
+        (true, true) => container,
+        (true, false) => format!("{host_port}:{container}"),
+        (false, true) => format!("{host_ip}::{container}"),
+        (false, false) => format!("{host_ip}:{host_port}:{container}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ports::PortSpec;
+
+    fn binding(proto: u8, host_ip: &str, host_port: u16, host_port_end: u16) -> PortBinding {
+        PortBinding {
+            proto,
+            port: 80,
+            host_ip: host_ip.into(),
+            host_port,
+            host_port_end,
+        }
+    }
+
+    #[test]
+    fn dockers_bindings_become_the_specs_that_mean_the_same() {
+        for (b, spec) in [
+            (binding(6, "", 8080, 8080), "8080:80/tcp"),
+            (binding(17, "", 0, 0), "80/udp"),
+            (binding(132, "", 80, 0), "80:80/sctp"),
+            (binding(6, "127.0.0.1", 8080, 8080), "127.0.0.1:8080:80/tcp"),
+            (binding(6, "127.0.0.1", 0, 0), "127.0.0.1::80/tcp"),
+            (binding(6, "::1", 8080, 8080), "[::1]:8080:80/tcp"),
+            (binding(6, "", 8000, 8010), "8000-8010:80/tcp"),
+        ] {
+            assert_eq!(port_spec(&b).unwrap(), spec);
+            spec.parse::<PortSpec>()
+                .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        }
+        assert!(port_spec(&binding(1, "", 0, 0)).is_err());
+        assert!(port_spec(&binding(6, "nonsense", 0, 0)).is_err());
+    }
+
+    #[test]
+    fn pools_and_gateways_become_subnet_and_gateway_flags() {
+        let req: CreateNetwork = serde_json::from_str(
+            r#"{"NetworkID":"n","IPv4Data":[{"Pool":"10.1.0.0/24","Gateway":"10.1.0.1/24"}],
+            "IPv6Data":[{"Pool":"fd00:1::/64","Gateway":""}]}"#,
+        )
+        .unwrap();
+        let (subnets, gateways) = pools(&req).unwrap();
+        assert_eq!(subnets, ["10.1.0.0/24", "fd00:1::/64"]);
+        assert_eq!(gateways, ["10.1.0.1"]);
+        assert_eq!(
+            address::<Ipv4Addr>("10.1.0.2/24", "IPv4").unwrap(),
+            Some(Ipv4Addr::new(10, 1, 0, 2))
+        );
+        assert_eq!(address::<Ipv4Addr>("", "IPv4").unwrap(), None);
+        assert!(address::<Ipv4Addr>("x/24", "IPv4").is_err());
+    }
+}
