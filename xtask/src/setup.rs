@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result, anyhow, ensure};
 use crate::cmd;
 
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, then the tools the
-/// integration tests drive (busybox-static provides the programs of their container images)
+/// integration tests drive (busybox-static provides the programs of their container images;
+/// curl is the HTTP client of the Docker tests: busybox's wget crashes on the host's NSS)
 /// and the benchmarks' baseline needs (iptables, for Docker's rules).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -29,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "jq",
     "iptables",
+    "curl",
 ];
 
 /// Programs the tests run, and the package that provides each.
@@ -38,6 +40,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("iperf3", "iperf3"),
     ("nsenter", "util-linux"),
+    ("curl", "curl"),
     ("ss", "iproute2"),
     ("bridge", "iproute2"),
     ("iptables-restore", "iptables"),

@@ -159,3 +159,337 @@ fn docker_networks_connect_their_containers_and_isolate_them() {
         host.endpoint_link_pins()
     );
 }
+
+/// The address Docker gave container `name` on `network`.
+fn docker_ip(host: &Host, name: &str, network: &str) -> String {
+    let format = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
+    host.docker(&["inspect", "--format", &format, name])
+}
+
+#[test]
+fn docker_options_icc_internal_and_egress_hold() {
+    let Some(mut host) = docker_host(true) else {
+        return;
+    };
+    create_network(&host, "open", &["--subnet", "10.231.3.0/24"]);
+    create_network(
+        &host,
+        "noicc",
+        &[
+            "--subnet",
+            "10.231.4.0/24",
+            "-o",
+            "com.docker.network.bridge.enable_icc=false",
+        ],
+    );
+    create_network(&host, "inner", &["--internal", "--subnet", "10.231.5.0/24"]);
+    run_sleeper(&mut host, "out1", &["--network", "open"]);
+    run_sleeper(&mut host, "lone1", &["--network", "noicc"]);
+    run_sleeper(&mut host, "lone2", &["--network", "noicc"]);
+    run_sleeper(&mut host, "in1", &["--network", "inner"]);
+    run_sleeper(&mut host, "in2", &["--network", "inner"]);
+
+    // Egress: to the outside, source-NATed to the uplink's address.
+    let out1 = host.docker_netns("out1");
+    assert!(host.reaches(&out1, "10.201.0.1"), "out1 -> the outside");
+    // icc=false: no peer, but the gateway (and so the host's services) answers.
+    let lone1 = host.docker_netns("lone1");
+    assert!(host.reaches(&lone1, "10.231.4.1"), "lone1 -> its gateway");
+    assert!(
+        host.cannot_reach(&lone1, &docker_ip(&host, "lone2", "noicc")),
+        "icc=false let lone1 reach lone2"
+    );
+    // --internal: peers and gateway, no way out, and no default route to try one.
+    let in1 = host.docker_netns("in1");
+    assert!(
+        host.reaches(&in1, &docker_ip(&host, "in2", "inner")),
+        "in1 -> in2"
+    );
+    assert!(host.reaches(&in1, "10.231.5.1"), "in1 -> its gateway");
+    let routes = host.docker(&["exec", "in1", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(
+        host.cannot_reach(&in1, "10.201.0.1"),
+        "internal reached the outside"
+    );
+    let inner: Value = serde_json::from_str(&host.ok(&["network", "inspect", "inner"])).unwrap();
+    assert_eq!(inner[0]["Internal"], true, "{inner}");
+}
+
+#[test]
+fn docker_published_ports_reach_the_container_and_conflicts_are_refused() {
+    let Some(mut host) = docker_host(true) else {
+        return;
+    };
+    let image = host.engine().busybox_image().unwrap();
+    create_network(&host, "web", &["--subnet", "10.231.6.0/24"]);
+    host.docker(&[
+        "run", "-d", "--name", "site", "--network", "web", "-p", "18080:80", "-p", "18100-18110:81",
+        "-p", "82", image, "sh", "-c",
+        "mkdir /www && echo hi > /www/index.html && httpd -p 81 -h /www && exec httpd -f -p 80 -h /www",
+    ]);
+    let fetch = |from: &str, url: &str| {
+        let mut body = String::new();
+        let got = eventually(Duration::from_secs(8), || {
+            let out = host.in_container(from, &["curl", "-s", "--max-time", "2", url]);
+            body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            succeeded(&out)
+        });
+        assert!(got && body == "hi", "GET {url} from {from}: {body:?}");
+    };
+    // From another host through the uplink (XDP DNAT), and from the host itself.
+    assert!(names_become(&host, &["ps"], "Names", &["site"]));
+    fetch(&host.host_netns(), "http://127.0.0.1:18080/");
+    fetch(&host.outside(), "http://10.200.0.1:18080/");
+    let ports = host.ok(&["port", "site"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:18080"), "{ports}");
+    assert!(ports.contains("81/tcp -> 0.0.0.0:18100"), "{ports}");
+    assert!(
+        ports.lines().any(|l| l.starts_with("82/tcp -> 0.0.0.0:")),
+        "{ports}"
+    );
+    fetch(&host.outside(), "http://10.200.0.1:18100/");
+
+    // A second container on the same host port: refused with xnet's reason, and rolled back.
+    let out = host.docker_output(&[
+        "run",
+        "-d",
+        "--name",
+        "copycat",
+        "--network",
+        "web",
+        "-p",
+        "18080:80",
+        image,
+        "sleep",
+        "600",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second binding of 18080 was accepted"
+    );
+    assert!(
+        stderr.contains("driver failed programming external connectivity")
+            && stderr.contains("18080")
+            && stderr.contains("site"),
+        "{stderr}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || host.ok(&["ps"]).lines().count()
+            == 2),
+        "the refused container kept an endpoint: {}",
+        host.ok(&["ps"])
+    );
+    // xnet's own commands leave Docker's objects to Docker.
+    assert!(
+        host.fails(&["rm", "-f", "site"])
+            .contains("managed by Docker")
+    );
+    assert!(
+        host.fails(&["port", "add", "site", "9999:80"])
+            .contains("managed by Docker")
+    );
+    assert!(
+        host.fails(&["network", "rm", "web"])
+            .contains("managed by Docker")
+    );
+    assert!(
+        host.fails(&["run", "--network", "web", "--name", "x1", "--", "true"])
+            .contains("managed by Docker")
+    );
+
+    // Stopping the container withdraws its ports.
+    host.docker(&["rm", "-f", "site"]);
+    assert!(
+        !succeeded(&host.in_container(
+            &host.outside(),
+            &["curl", "-s", "--max-time", "2", "http://10.200.0.1:18080/"]
+        )),
+        "a removed container's port still answers"
+    );
+}
+
+#[test]
+fn docker_subnets_that_overlap_are_refused_with_a_clear_error() {
+    let Some(host) = docker_host(false) else {
+        return;
+    };
+    host.ok(&["network", "create", "--subnet", "10.231.9.0/24", "mine"]);
+    let plugin = host.plugin();
+    let out = host.docker_output(&[
+        "network",
+        "create",
+        "-d",
+        &plugin,
+        "--subnet",
+        "10.231.9.0/25",
+        "theirs",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an overlapping subnet was accepted");
+    assert!(stderr.contains("overlaps with network mine"), "{stderr}");
+    // Docker's own choice without --subnet (172.17.0.0/16 first) is xnet's bridge here.
+    let out = host.docker_output(&["network", "create", "-d", &plugin, "auto"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("overlaps with network bridge"),
+        "{stderr}"
+    );
+    let networks = host.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !networks.contains("theirs") && !networks.contains("auto"),
+        "{networks}"
+    );
+    assert!(names_become(
+        &host,
+        &["network", "ls"],
+        "Name",
+        &["bridge", "host", "mine", "none"]
+    ));
+}
+
+#[test]
+fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    create_network(&host, "front", &["--subnet", "10.231.7.0/24"]);
+    create_network(&host, "back", &["--subnet", "10.231.8.0/24"]);
+    run_sleeper(&mut host, "app", &["--network", "front"]);
+    run_sleeper(&mut host, "db", &["--network", "back"]);
+    let app = host.docker_netns("app");
+    let db_ip = docker_ip(&host, "db", "back");
+    assert!(
+        host.cannot_reach(&app, &db_ip),
+        "app reached db across networks"
+    );
+
+    host.docker(&["network", "connect", "back", "app"]);
+    assert!(names_become(&host, &["ps"], "Names", &["app", "db"]));
+    assert_eq!(
+        endpoint(&host, "app", "back")["IPAddress"],
+        docker_ip(&host, "app", "back").as_str()
+    );
+    assert!(host.reaches(&app, &db_ip), "app -> db after connect");
+    let links = host.docker(&["exec", "app", "ip", "-o", "link"]);
+    assert!(links.contains("eth1"), "{links}");
+
+    host.docker(&["network", "disconnect", "back", "app"]);
+    assert!(
+        host.cannot_reach(&app, &db_ip),
+        "app reached db after disconnect"
+    );
+    assert!(endpoint(&host, "app", "back").is_null());
+    assert_eq!(xnet_links(&host).len(), 2, "{:?}", xnet_links(&host));
+    assert!(
+        host.reaches(&app, "10.231.7.1"),
+        "app's first network still works"
+    );
+}
+
+#[test]
+fn docker_containers_keep_working_across_an_xnetd_restart() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    create_network(&host, "n1", &["--subnet", "10.231.10.0/24"]);
+    run_sleeper(&mut host, "a1", &["--network", "n1"]);
+    run_sleeper(&mut host, "b1", &["--network", "n1"]);
+    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+    let before = listed(&host, &["ps"]);
+    let a1 = host.docker_netns("a1");
+    let b1_ip = docker_ip(&host, "b1", "n1");
+
+    host.stop_daemon();
+    assert!(host.reaches(&a1, &b1_ip), "the datapath stopped with xnetd");
+    host.start_daemon();
+    assert_eq!(listed(&host, &["ps"]), before);
+    assert!(host.reaches(&a1, &b1_ip), "a1 -> b1 after the restart");
+    // Docker's calls work again: a new container joins, an old one leaves.
+    run_sleeper(&mut host, "c1", &["--network", "n1"]);
+    assert!(host.reaches(&a1, &docker_ip(&host, "c1", "n1")), "a1 -> c1");
+    host.docker(&["rm", "-f", "b1"]);
+    assert!(names_become(&host, &["ps"], "Names", &["a1", "c1"]));
+    assert_eq!(xnet_links(&host).len(), 2, "{:?}", xnet_links(&host));
+}
+
+#[test]
+fn docker_live_restore_keeps_traffic_and_state_across_a_dockerd_restart() {
+    let options = DockerOptions {
+        live_restore: true,
+        ..DockerOptions::default()
+    };
+    let Some(mut host) = Host::with_docker(false, options) else {
+        return;
+    };
+    create_network(&host, "n1", &["--subnet", "10.231.11.0/24"]);
+    run_sleeper(&mut host, "a1", &["--network", "n1"]);
+    run_sleeper(&mut host, "b1", &["--network", "n1"]);
+    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+    let before = listed(&host, &["ps"]);
+    let a1 = host.docker_netns("a1");
+    let b1_ip = docker_ip(&host, "b1", "n1");
+
+    host.engine().stop().unwrap();
+    assert!(host.reaches(&a1, &b1_ip), "a1 -> b1 while dockerd is down");
+    host.engine().restart().unwrap();
+    assert!(
+        host.reaches(&a1, &b1_ip),
+        "a1 -> b1 after dockerd's restart"
+    );
+    assert_eq!(
+        listed(&host, &["ps"]),
+        before,
+        "live restore changed xnet's state"
+    );
+    host.docker(&["rm", "-f", "a1", "b1"]);
+    assert!(listed(&host, &["ps"]).is_empty());
+    assert!(xnet_links(&host).is_empty(), "{:?}", xnet_links(&host));
+}
+
+#[test]
+fn docker_restart_policy_containers_rejoin_after_a_dockerd_restart() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    create_network(&host, "n1", &["--subnet", "10.231.12.0/24"]);
+    run_sleeper(&mut host, "a1", &["--network", "n1", "--restart", "always"]);
+    run_sleeper(&mut host, "b1", &["--network", "n1", "--restart", "always"]);
+    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+
+    // Without live restore dockerd stops its containers (they leave), then starts them again
+    // (new endpoints join).
+    host.engine().stop().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || listed(&host, &["ps"])
+            .is_empty()),
+        "stopped containers kept their endpoints: {:?}",
+        listed(&host, &["ps"])
+    );
+    host.engine().restart().unwrap();
+    assert!(
+        names_become(&host, &["ps"], "Names", &["a1", "b1"]),
+        "{:?}",
+        listed(&host, &["ps"])
+    );
+    for name in ["a1", "b1"] {
+        let docker = host.docker(&[
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.Networks.n1.EndpointID}}",
+            name,
+        ]);
+        assert_eq!(
+            endpoint(&host, name, "n1")["EndpointID"],
+            docker.as_str(),
+            "{name}"
+        );
+    }
+    let a1 = host.docker_netns("a1");
+    assert!(
+        host.reaches(&a1, &docker_ip(&host, "b1", "n1")),
+        "a1 -> b1 after the restart"
+    );
+    assert_eq!(xnet_links(&host).len(), 2, "{:?}", xnet_links(&host));
+}
