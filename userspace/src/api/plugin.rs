@@ -1,12 +1,13 @@
-//! Docker's network plugin protocol (libnetwork's remote driver, moby
-//! `libnetwork/docs/remote.md`) as Docker 20.10 speaks it, served on xnetd's plugin socket
-//! under `/run/docker/plugins/`: the wire types and the routes. The calls themselves are
-//! `daemon::docker`'s.
+//! Docker's network plugin protocols as Docker 20.10 speaks them, served on xnetd's plugin
+//! socket under `/run/docker/plugins/`: libnetwork's remote network driver (moby
+//! `libnetwork/docs/remote.md`) and remote IPAM driver (`libnetwork/docs/ipam.md`), used with
+//! `docker network create -d xnet [--ipam-driver xnet]`. The wire types and the routes; the
+//! calls themselves are `daemon::docker`'s and `daemon::docker_ipam`'s.
 //!
 //! Docker's requests are `POST /<Interface>.<Method>` with a JSON body (`null` for some) and no
 //! Content-Type header, so bodies are read as bytes rather than through axum's `Json`, which
-//! insists on one. Refusals are HTTP 200 with `{"Err": "…"}`: Docker shows the message to the
-//! user as `… remote: <message>`.
+//! insists on one. Refusals are HTTP 200 with `{"Err": "…"}` (`{"Error": "…"}` for IPAM): Docker
+//! shows the message to the user as `… remote: <message>`.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -199,11 +200,85 @@ pub struct OperInfo {
     pub value: BTreeMap<String, Value>,
 }
 
-/// Every refusal.
-#[derive(Debug, Serialize, Deserialize)]
+/// `IpamDriver.GetCapabilities`: xnet keeps its pools and addresses across restarts, so Docker
+/// need not replay its requests.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PluginError {
-    pub err: String,
+pub struct IpamCapabilities {
+    #[serde(rename = "RequiresMACAddress")]
+    pub requires_mac_address: bool,
+    pub requires_request_replay: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddressSpaces {
+    pub local_default_address_space: &'static str,
+    pub global_default_address_space: &'static str,
+}
+
+/// `IpamDriver.RequestPool`: `--subnet` (empty: xnet picks) and `--ip-range`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestPool {
+    #[serde(default)]
+    pub pool: String,
+    #[serde(default)]
+    pub sub_pool: String,
+    /// `--ipam-opt`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub options: BTreeMap<String, String>,
+    #[serde(rename = "V6", default)]
+    pub v6: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoolGranted {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    /// The subnet, `10.1.0.0/24`.
+    pub pool: String,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReleasePool {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+}
+
+/// `IpamDriver.RequestAddress`: a container's address (`--ip`, else any), or the network's
+/// gateway (`--gateway`, else the first) when the options say so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestAddress {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The option key and value that make a RequestAddress ask for the gateway.
+pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
+pub const GATEWAY_ADDRESS: &str = "com.docker.network.gateway";
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddressGranted {
+    /// With the pool's prefix length: `10.1.0.2/24`.
+    pub address: String,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleaseAddress {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    pub address: String,
 }
 
 /// Docker sends `null` for absent objects and lists.
@@ -215,14 +290,18 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// A plugin answer: 200 with the JSON body, or with `{"Err": …}` on a refusal.
-struct PluginReply(Result<Value, String>);
+/// A plugin answer: 200 with the JSON body, or with the refusal under the protocol's key.
+struct PluginReply {
+    result: Result<Value, String>,
+    /// `Err` for the network driver, `Error` for IPAM.
+    error_key: &'static str,
+}
 
 impl IntoResponse for PluginReply {
     fn into_response(self) -> Response {
-        let body = match self.0 {
+        let body = match self.result {
             Ok(value) => value,
-            Err(err) => serde_json::json!(PluginError { err }),
+            Err(err) => serde_json::json!({ self.error_key: err }),
         };
         (
             StatusCode::OK,
@@ -240,24 +319,35 @@ fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed plugin request: {e}"))
 }
 
+/// A network driver's answer.
 fn reply<T: Serialize>(result: Result<T, XnetError>) -> PluginReply {
-    PluginReply(
-        result
-            .map(|v| serde_json::to_value(v).expect("plugin answers serialize"))
-            .map_err(|e| e.to_string()),
-    )
+    answer(result, "Err")
 }
 
-/// Routes one call: decode, log, run, encode.
+/// An IPAM driver's answer.
+fn ipam_reply<T: Serialize>(result: Result<T, XnetError>) -> PluginReply {
+    answer(result, "Error")
+}
+
+fn answer<T: Serialize>(result: Result<T, XnetError>, error_key: &'static str) -> PluginReply {
+    PluginReply {
+        result: result
+            .map(|v| serde_json::to_value(v).expect("plugin answers serialize"))
+            .map_err(|e| e.to_string()),
+        error_key,
+    }
+}
+
+/// Routes one call: decode, log, run, encode with `$reply`.
 macro_rules! call {
-    ($name:literal, $request:ty, |$d:ident, $req:ident| $body:expr) => {
+    ($name:literal, $reply:ident, $request:ty, |$d:ident, $req:ident| $body:expr) => {
         post(|State($d): Shared, body: Bytes| async move {
             let $req: $request = match decode(&body) {
                 Ok(req) => req,
-                Err(e) => return PluginReply(Err(e)),
+                Err(e) => return $reply::<()>(Err(XnetError::invalid(e))),
             };
             eprintln!("xnetd: docker plugin: {}", $name);
-            reply($body.await)
+            $reply($body.await)
         })
     };
 }
@@ -268,7 +358,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/Plugin.Activate",
             post(|| async {
                 reply(Ok(Activation {
-                    implements: vec!["NetworkDriver"],
+                    implements: vec!["NetworkDriver", "IpamDriver"],
                 }))
             }),
         )
@@ -283,49 +373,54 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         )
         .route(
             "/NetworkDriver.CreateNetwork",
-            call!("CreateNetwork", CreateNetwork, |d, req| d
+            call!("CreateNetwork", reply, CreateNetwork, |d, req| d
                 .docker_create_network(req)),
         )
         .route(
             "/NetworkDriver.DeleteNetwork",
-            call!("DeleteNetwork", NetworkCall, |d, req| d
+            call!("DeleteNetwork", reply, NetworkCall, |d, req| d
                 .docker_delete_network(req)),
         )
         .route(
             "/NetworkDriver.CreateEndpoint",
-            call!("CreateEndpoint", CreateEndpoint, |d, req| d
+            call!("CreateEndpoint", reply, CreateEndpoint, |d, req| d
                 .docker_create_endpoint(req)),
         )
         .route(
             "/NetworkDriver.DeleteEndpoint",
-            call!("DeleteEndpoint", EndpointCall, |d, req| d
+            call!("DeleteEndpoint", reply, EndpointCall, |d, req| d
                 .docker_delete_endpoint(req)),
         )
         .route(
             "/NetworkDriver.EndpointOperInfo",
-            call!("EndpointOperInfo", EndpointCall, |d, req| d
+            call!("EndpointOperInfo", reply, EndpointCall, |d, req| d
                 .docker_endpoint_info(req)),
         )
         .route(
             "/NetworkDriver.Join",
-            call!("Join", Join, |d, req| d.docker_join(req)),
+            call!("Join", reply, Join, |d, req| d.docker_join(req)),
         )
         .route(
             "/NetworkDriver.Leave",
-            call!("Leave", EndpointCall, |d, req| d.docker_leave(req)),
+            call!("Leave", reply, EndpointCall, |d, req| d.docker_leave(req)),
         )
         .route(
             "/NetworkDriver.ProgramExternalConnectivity",
             call!(
                 "ProgramExternalConnectivity",
+                reply,
                 ProgramExternalConnectivity,
                 |d, req| d.docker_program_external(req)
             ),
         )
         .route(
             "/NetworkDriver.RevokeExternalConnectivity",
-            call!("RevokeExternalConnectivity", EndpointCall, |d, req| d
-                .docker_revoke_external(req)),
+            call!(
+                "RevokeExternalConnectivity",
+                reply,
+                EndpointCall,
+                |d, req| d.docker_revoke_external(req)
+            ),
         )
         // Node discovery: only swarm sends these; a local driver has nothing to do.
         .route(
@@ -335,6 +430,44 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/NetworkDriver.DiscoverDelete",
             post(|| async { reply(Ok(serde_json::json!({}))) }),
+        )
+        .route(
+            "/IpamDriver.GetCapabilities",
+            post(|| async {
+                ipam_reply(Ok(IpamCapabilities {
+                    requires_mac_address: false,
+                    requires_request_replay: false,
+                }))
+            }),
+        )
+        .route(
+            "/IpamDriver.GetDefaultAddressSpaces",
+            post(|| async {
+                ipam_reply(Ok(AddressSpaces {
+                    local_default_address_space: "xnet",
+                    global_default_address_space: "xnet-global",
+                }))
+            }),
+        )
+        .route(
+            "/IpamDriver.RequestPool",
+            call!("RequestPool", ipam_reply, RequestPool, |d, req| d
+                .ipam_request_pool(req)),
+        )
+        .route(
+            "/IpamDriver.ReleasePool",
+            call!("ReleasePool", ipam_reply, ReleasePool, |d, req| d
+                .ipam_release_pool(req)),
+        )
+        .route(
+            "/IpamDriver.RequestAddress",
+            call!("RequestAddress", ipam_reply, RequestAddress, |d, req| d
+                .ipam_request_address(req)),
+        )
+        .route(
+            "/IpamDriver.ReleaseAddress",
+            call!("ReleaseAddress", ipam_reply, ReleaseAddress, |d, req| d
+                .ipam_release_address(req)),
         )
         .with_state(daemon)
 }
@@ -418,7 +551,14 @@ mod tests {
             created,
             serde_json::json!({"Interface":{"MacAddress":"02:42:0a:01:00:02"}})
         );
-        let refused = reply::<()>(Err(XnetError::conflict("no"))).0;
-        assert_eq!(refused, Err("no".to_string()));
+        let refused = reply::<()>(Err(XnetError::conflict("no")));
+        assert_eq!(
+            (refused.result, refused.error_key),
+            (Err("no".to_string()), "Err")
+        );
+        assert_eq!(
+            ipam_reply::<()>(Err(XnetError::conflict("no"))).error_key,
+            "Error"
+        );
     }
 }

@@ -8,12 +8,13 @@
 //!   one endpoint (veth pair, addresses, routes, datapath) and its teardown;
 //! - [`inspect`]: the Docker-shaped views;
 //! - [`ports`]: published ports (host port allocation, conflicts, the datapath's entries);
-//! - [`docker`]: the Docker engine's calls through the network plugin, and [`docker_names`]:
-//!   Docker's names for what those calls made;
+//! - [`docker`]: the Docker engine's calls through the network plugin, [`docker_ipam`]: its
+//!   IPAM plugin, and [`docker_names`]: Docker's names for what those calls made;
 //! - `reconcile` (here): adopting what survived a restart.
 
 mod containers;
 mod docker;
+mod docker_ipam;
 mod docker_names;
 mod inspect;
 mod networks;

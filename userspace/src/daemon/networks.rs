@@ -158,7 +158,7 @@ impl Inner {
     }
 
     /// The daemon's unique local /48, made on first use.
-    fn ula_prefix(&mut self) -> Result<Ipv6Net> {
+    pub(super) fn ula_prefix(&mut self) -> Result<Ipv6Net> {
         if let Some(ula) = self.state.ula_prefix {
             return Ok(ula);
         }

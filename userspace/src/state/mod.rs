@@ -8,6 +8,7 @@ pub mod ports;
 mod store;
 
 pub use model::{
-    Container, DockerEndpoint, DockerOwned, Endpoint, IpConfig, Mac, Network, Sandbox, State,
+    Container, DockerEndpoint, DockerOwned, DockerPool, Endpoint, IpConfig, Mac, Network, Sandbox,
+    State,
 };
 pub use store::Store;

@@ -1,5 +1,5 @@
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::{Ipv4Addr, Ipv6Addr},
     path::PathBuf,
@@ -34,6 +34,21 @@ pub struct State {
     /// joined yet (or left): by endpoint id.
     #[serde(default)]
     pub docker_endpoints: BTreeMap<String, DockerEndpoint>,
+    /// The pools xnet's IPAM gave Docker's networks (`--ipam-driver xnet`), by pool id (the
+    /// subnet), per family.
+    #[serde(default)]
+    pub docker_pools4: BTreeMap<String, DockerPool<Ipv4Net>>,
+    #[serde(default)]
+    pub docker_pools6: BTreeMap<String, DockerPool<Ipv6Net>>,
+}
+
+/// A pool xnet's IPAM gave a Docker network, and the addresses it handed out of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct DockerPool<N: Subnet> {
+    pub config: IpConfig<N>,
+    /// Not the gateway, which is the config's.
+    pub allocated: BTreeSet<N::Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

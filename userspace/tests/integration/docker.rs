@@ -493,3 +493,73 @@ fn docker_restart_policy_containers_rejoin_after_a_dockerd_restart() {
     );
     assert_eq!(xnet_links(&host).len(), 2, "{:?}", xnet_links(&host));
 }
+
+#[test]
+fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    let plugin = host.plugin();
+    let ipam: &[&str] = &["--ipam-driver", &plugin];
+    // xnet's bridge holds 172.17.0.0/16 here (no docker0 in the host's namespace), which
+    // Docker's own IPAM would hand out first.
+    create_network(&host, "auto1", ipam);
+    create_network(&host, "auto2", ipam);
+    let subnet = |name: &str| {
+        host.docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            name,
+        ])
+    };
+    assert_eq!(subnet("auto1"), "172.18.0.0/16");
+    assert_eq!(subnet("auto2"), "172.19.0.0/16");
+    let fixed = [ipam, &["--subnet", "10.231.13.0/24"]].concat();
+    create_network(&host, "fixed", &fixed);
+    run_sleeper(
+        &mut host,
+        "pinned",
+        &["--network", "fixed", "--ip", "10.231.13.50"],
+    );
+    run_sleeper(&mut host, "first", &["--network", "fixed"]);
+    assert_eq!(docker_ip(&host, "pinned", "fixed"), "10.231.13.50");
+    assert_eq!(docker_ip(&host, "first", "fixed"), "10.231.13.2");
+    // (Docker shows only a user-given gateway; xnet shows the one in use.)
+    assert!(names_become(
+        &host,
+        &["network", "ls"],
+        "Name",
+        &["auto1", "auto2", "bridge", "fixed", "host", "none"]
+    ));
+    let net: Value = serde_json::from_str(&host.ok(&["network", "inspect", "fixed"])).unwrap();
+    assert_eq!(
+        net[0]["IPAM"]["Config"][0]["Gateway"], "10.231.13.1",
+        "{net}"
+    );
+    assert!(host.reaches(&host.docker_netns("first"), "10.231.13.50"));
+    // A released address is the lowest free one again.
+    host.docker(&["rm", "-f", "first"]);
+    run_sleeper(&mut host, "second", &["--network", "fixed"]);
+    assert_eq!(docker_ip(&host, "second", "fixed"), "10.231.13.2");
+    // Overlaps are refused by the IPAM already.
+    let overlapping = [ipam, &["--subnet", "10.231.13.0/25"]].concat();
+    let mut args = vec!["network", "create", "-d", &plugin];
+    args.extend_from_slice(&overlapping);
+    args.push("clash");
+    let out = host.docker_output(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("overlaps"),
+        "{stderr}"
+    );
+
+    host.docker(&["rm", "-f", "pinned", "second"]);
+    host.docker(&["network", "rm", "auto1", "auto2", "fixed"]);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(host.dir.join("state/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["docker_pools4"], serde_json::json!({}), "{state}");
+    assert_eq!(state["docker_endpoints"], serde_json::json!({}), "{state}");
+}

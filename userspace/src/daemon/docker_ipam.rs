@@ -1,0 +1,216 @@
+//! xnet's IPAM for Docker (`docker network create -d xnet --ipam-driver xnet`): pools and
+//! addresses by xnet's rules, the ones `xnet network create` and `xnet run` follow. Docker's
+//! own IPAM knows only Docker's networks, so without `--subnet` it hands out 172.17.0.0/16
+//! first, whatever the host routes there (xnet's `bridge`, docker0); this one skips every
+//! subnet xnet or the host uses, and gives the lowest free address.
+//!
+//! A pool is requested before the network is created (the request carries no network id), so
+//! pools are kept by pool id (the subnet) until Docker releases them.
+
+use std::collections::BTreeMap;
+
+use super::{Daemon, Inner};
+use crate::{
+    api::plugin::{
+        AddressGranted, Empty, GATEWAY_ADDRESS, PoolGranted, REQUEST_ADDRESS_TYPE, ReleaseAddress,
+        ReleasePool, RequestAddress, RequestPool,
+    },
+    error::{Result, XnetError},
+    state::{
+        DockerPool, IpConfig,
+        ipam::{self, Requested, Subnet, Taken},
+    },
+};
+
+impl Daemon {
+    pub async fn ipam_request_pool(&self, req: RequestPool) -> Result<PoolGranted> {
+        self.inner.lock().await.ipam_request_pool(req).await
+    }
+
+    pub async fn ipam_release_pool(&self, req: ReleasePool) -> Result<Empty> {
+        let mut inner = self.inner.lock().await;
+        inner.state.docker_pools4.remove(&req.pool_id);
+        inner.state.docker_pools6.remove(&req.pool_id);
+        inner.store.save(&inner.state)?;
+        Ok(Empty {})
+    }
+
+    pub async fn ipam_request_address(&self, req: RequestAddress) -> Result<AddressGranted> {
+        let mut inner = self.inner.lock().await;
+        let state = &mut inner.state;
+        let address = match (
+            state.docker_pools4.get_mut(&req.pool_id),
+            state.docker_pools6.get_mut(&req.pool_id),
+        ) {
+            (Some(pool), _) => grant(pool, &req)?,
+            (_, Some(pool)) => grant(pool, &req)?,
+            (None, None) => return Err(unknown_pool(&req.pool_id)),
+        };
+        inner.store.save(&inner.state)?;
+        Ok(AddressGranted {
+            address,
+            data: BTreeMap::new(),
+        })
+    }
+
+    pub async fn ipam_release_address(&self, req: ReleaseAddress) -> Result<Empty> {
+        let mut inner = self.inner.lock().await;
+        let state = &mut inner.state;
+        if let Some(pool) = state.docker_pools4.get_mut(&req.pool_id) {
+            release(pool, &req.address)?;
+        } else if let Some(pool) = state.docker_pools6.get_mut(&req.pool_id) {
+            release(pool, &req.address)?;
+        }
+        inner.store.save(&inner.state)?;
+        Ok(Empty {})
+    }
+}
+
+impl Inner {
+    async fn ipam_request_pool(&mut self, req: RequestPool) -> Result<PoolGranted> {
+        if let Some(key) = req.options.keys().next() {
+            return Err(XnetError::invalid(format!(
+                "unsupported --ipam-opt {key:?}: xnet's IPAM takes none"
+            )));
+        }
+        let requested = Requested {
+            subnet: given(&req.pool),
+            gateway: None,
+            ip_range: given(&req.sub_pool),
+        };
+        let (mut taken4, mut taken6) = self.taken_subnets().await?;
+        let subnet = if req.v6 {
+            taken6.extend(pools_taken(&self.state.docker_pools6));
+            let pool = ipam::ula_pool(self.ula_prefix()?);
+            let config = ipam::configure(&requested, &taken6, pool)?;
+            keep(&mut self.state.docker_pools6, config)
+        } else {
+            taken4.extend(pools_taken(&self.state.docker_pools4));
+            let config = ipam::configure(&requested, &taken4, ipam::default_pool())?;
+            keep(&mut self.state.docker_pools4, config)
+        };
+        self.store.save(&self.state)?;
+        Ok(PoolGranted {
+            pool_id: subnet.clone(),
+            pool: subnet,
+            data: BTreeMap::new(),
+        })
+    }
+}
+
+/// Keeps a new pool under its id, the subnet; returns the id.
+fn keep<N: Subnet>(pools: &mut BTreeMap<String, DockerPool<N>>, config: IpConfig<N>) -> String {
+    let id = config.subnet.to_string();
+    pools.insert(
+        id.clone(),
+        DockerPool {
+            config,
+            allocated: Default::default(),
+        },
+    );
+    id
+}
+
+/// Pools already handed out count as taken, also before their network exists.
+fn pools_taken<N: Subnet>(pools: &BTreeMap<String, DockerPool<N>>) -> Vec<Taken<N>> {
+    pools
+        .values()
+        .map(|p| Taken {
+            subnet: p.config.subnet,
+            owner: "a Docker network's pool".to_string(),
+        })
+        .collect()
+}
+
+/// The gateway (`--gateway`, else the first address) or a container's address (`--ip`, else
+/// the lowest free one), with the pool's prefix length.
+fn grant<N: Subnet>(pool: &mut DockerPool<N>, req: &RequestAddress) -> Result<String> {
+    let wanted = given(&req.address).map(|a| a.split('/').next().unwrap_or(a));
+    let is_gateway =
+        req.options.get(REQUEST_ADDRESS_TYPE).map(String::as_str) == Some(GATEWAY_ADDRESS);
+    let ip = if is_gateway {
+        pool.config.gateway = ipam::gateway(pool.config.subnet, wanted)?;
+        pool.config.gateway
+    } else {
+        let ip = ipam::allocate(&pool.config, &pool.allocated, wanted)?;
+        pool.allocated.insert(ip);
+        ip
+    };
+    Ok(format!("{ip}/{}", pool.config.subnet.prefix_len()))
+}
+
+fn release<N: Subnet>(pool: &mut DockerPool<N>, address: &str) -> Result<()> {
+    let text = address.split('/').next().unwrap_or(address);
+    let ip: N::Addr = text
+        .parse()
+        .map_err(|_| XnetError::invalid(format!("invalid address {address:?}")))?;
+    pool.allocated.remove(&ip);
+    Ok(())
+}
+
+fn unknown_pool(id: &str) -> XnetError {
+    XnetError::not_found(format!("pool {id} was not requested from xnet's IPAM"))
+}
+
+/// A request's optional text field.
+fn given(text: &str) -> Option<&str> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use ipnet::Ipv4Net;
+
+    use super::*;
+
+    fn pool(subnet: &str) -> DockerPool<Ipv4Net> {
+        let requested = Requested {
+            subnet: Some(subnet),
+            ..Requested::default()
+        };
+        DockerPool {
+            config: ipam::configure(&requested, &[], std::iter::empty()).unwrap(),
+            allocated: Default::default(),
+        }
+    }
+
+    fn request(address: &str, gateway: bool) -> RequestAddress {
+        let mut options = BTreeMap::new();
+        if gateway {
+            options.insert(
+                REQUEST_ADDRESS_TYPE.to_string(),
+                GATEWAY_ADDRESS.to_string(),
+            );
+        }
+        RequestAddress {
+            pool_id: "p".into(),
+            address: address.into(),
+            options,
+        }
+    }
+
+    #[test]
+    fn addresses_follow_xnets_rules() {
+        let mut p = pool("10.1.0.0/24");
+        assert_eq!(grant(&mut p, &request("", true)).unwrap(), "10.1.0.1/24");
+        assert_eq!(grant(&mut p, &request("", false)).unwrap(), "10.1.0.2/24");
+        assert_eq!(
+            grant(&mut p, &request("10.1.0.9", false)).unwrap(),
+            "10.1.0.9/24"
+        );
+        assert_eq!(grant(&mut p, &request("", false)).unwrap(), "10.1.0.3/24");
+        // Taken, the gateway, outside: refused.
+        for bad in ["10.1.0.9", "10.1.0.1", "10.2.0.5"] {
+            assert!(grant(&mut p, &request(bad, false)).is_err(), "{bad}");
+        }
+        release(&mut p, "10.1.0.2").unwrap();
+        assert_eq!(grant(&mut p, &request("", false)).unwrap(), "10.1.0.2/24");
+        // --gateway.
+        let mut p = pool("10.1.0.0/24");
+        assert_eq!(
+            grant(&mut p, &request("10.1.0.254", true)).unwrap(),
+            "10.1.0.254/24"
+        );
+        assert_eq!(grant(&mut p, &request("", false)).unwrap(), "10.1.0.1/24");
+    }
+}
