@@ -452,12 +452,14 @@ impl Inner {
         Ok(self.netlink.link_by_name(&peer_name(ep)).await?.is_none())
     }
 
-    /// Docker endpoints on networks that are gone.
+    /// After a restart, Docker's endpoints that no sandbox has joined are stale: their
+    /// container was removed while xnetd was down (Docker's DeleteEndpoint got no answer and
+    /// its IPAM already freed the address), or Docker rolled back a Join that got none.
     pub(super) fn prune_docker_endpoints(&mut self) {
-        let networks: Vec<String> = self.state.networks.values().map(|n| n.id.clone()).collect();
+        let joined: Vec<String> = self.all_endpoints().map(|e| e.id.clone()).collect();
         self.state
             .docker_endpoints
-            .retain(|_, ep| networks.contains(&ep.network_id));
+            .retain(|id, _| joined.contains(id));
     }
 }
 

@@ -3,6 +3,10 @@
 //! called them and renames them in xnet's state: `xnet network ls` and `xnet ps` then show
 //! `docker network ls`'s and `docker ps`'s names. It never runs inside a plugin call: Docker
 //! holds its own locks while it waits for the plugin's answer.
+//!
+//! The first answer after xnetd starts also tells which of Docker's networks Docker removed
+//! while xnetd was down (Docker removes them even when the plugin does not answer): those are
+//! removed here too.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -67,15 +71,23 @@ impl Daemon {
             }
         };
         let mut warned = false;
+        let mut synced = false;
         loop {
-            if !self.inner.lock().await.has_unnamed_docker_objects() {
+            if synced && !self.inner.lock().await.has_unnamed_docker_objects() {
                 self.names_wanted.notified().await;
                 continue;
             }
             match ask_docker(&client).await {
                 Ok(names) => {
                     warned = false;
-                    if let Err(e) = self.inner.lock().await.apply_docker_names(&names) {
+                    let mut inner = self.inner.lock().await;
+                    if !synced {
+                        synced = true;
+                        if let Err(e) = inner.forget_removed_docker_networks(&names).await {
+                            eprintln!("xnetd: removing networks Docker removed: {e:#}");
+                        }
+                    }
+                    if let Err(e) = inner.apply_docker_names(&names) {
                         eprintln!("xnetd: naming Docker's objects: {e:#}");
                     }
                 }
@@ -123,6 +135,27 @@ async fn ask_docker(client: &Client) -> anyhow::Result<Names> {
 }
 
 impl Inner {
+    /// Removes the Docker networks Docker once named (so it stored them) and no longer lists,
+    /// if no container uses them.
+    async fn forget_removed_docker_networks(&mut self, names: &Names) -> crate::error::Result<()> {
+        let gone: Vec<crate::state::Network> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.docker.is_some_and(|d| d.named) && !names.networks.contains_key(&n.id))
+            .filter(|n| self.state.endpoints_on(&n.name).next().is_none())
+            .cloned()
+            .collect();
+        for net in gone {
+            eprintln!(
+                "xnetd: Docker removed network {} while xnetd was down; removing it",
+                net.name
+            );
+            self.uninstall_network(&net).await?;
+        }
+        Ok(())
+    }
+
     fn has_unnamed_docker_objects(&self) -> bool {
         let unnamed = |d: &Option<DockerOwned>| d.is_some_and(|d| !d.named);
         self.state.networks.values().any(|n| unnamed(&n.docker))

@@ -563,3 +563,54 @@ fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
     assert_eq!(state["docker_pools4"], serde_json::json!({}), "{state}");
     assert_eq!(state["docker_endpoints"], serde_json::json!({}), "{state}");
 }
+
+/// Slow (about a minute): Docker retries each call to a plugin that does not answer for 30 s
+/// before it gives up and goes on without it.
+#[test]
+fn docker_objects_removed_while_xnetd_is_down_are_forgotten_at_its_start() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    create_network(&host, "n1", &["--subnet", "10.231.14.0/24"]);
+    create_network(&host, "n2", &["--subnet", "10.231.15.0/24"]);
+    run_sleeper(&mut host, "stays", &["--network", "n1"]);
+    run_sleeper(&mut host, "goes", &["--network", "n1"]);
+    assert!(names_become(&host, &["ps"], "Names", &["goes", "stays"]));
+    assert!(names_become(
+        &host,
+        &["network", "ls"],
+        "Name",
+        &["bridge", "host", "n1", "n2", "none"]
+    ));
+
+    host.stop_daemon();
+    // Docker's Leave, DeleteEndpoint and DeleteNetwork fail (after their retries); it removes
+    // the container (and its sandbox) and the network anyway.
+    std::thread::scope(|s| {
+        s.spawn(|| host.docker(&["rm", "-f", "goes"]));
+        s.spawn(|| host.docker(&["network", "rm", "n2"]));
+    });
+    host.start_daemon();
+    assert!(names_become(&host, &["ps"], "Names", &["stays"]));
+    assert!(
+        names_become(
+            &host,
+            &["network", "ls"],
+            "Name",
+            &["bridge", "host", "n1", "none"]
+        ),
+        "{:?}",
+        listed(&host, &["network", "ls"])
+    );
+    assert_eq!(xnet_links(&host).len(), 1, "{:?}", xnet_links(&host));
+    assert_eq!(
+        host.endpoint_link_pins().len(),
+        2,
+        "{:?}",
+        host.endpoint_link_pins()
+    );
+    // Its address is free again for Docker's next container.
+    run_sleeper(&mut host, "next", &["--network", "n1"]);
+    let stays = host.docker_netns("stays");
+    assert!(host.reaches(&stays, &docker_ip(&host, "next", "n1")));
+}
