@@ -134,6 +134,9 @@ fn run(xnetd_args: &[String]) -> Result<()> {
     println!("  {xnet} network ls");
     println!("  {xnet} run --name web -d -- sleep infinity");
     println!("  {xnet} run --name client -- ping -c 3 <web's IP, from `{xnet} inspect web`>");
+    println!("as Docker's network driver: cargo xtask run -- --docker-plugin xnet, then");
+    println!("  docker network create -d xnet --ipam-driver xnet mynet");
+    println!("  docker run -d --network mynet -p 8080:80 IMAGE");
 
     let mut xnetd = Command::new(release.join("xnetd"));
     xnetd.args(xnetd_args);
@@ -257,6 +260,45 @@ fn bench(
     cmd::run(&mut bench).context("bench")
 }
 
+/// What the tests' private Docker engines (xnet-dockerlab) and plugins may leave: their
+/// exec roots, directories, plugin sockets and dockerd processes.
+fn docker_lab_leftovers() -> Vec<String> {
+    let entries = |dir: &str, prefix: &str| -> Vec<String> {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let mut leaked: Vec<String> = [
+        ("/run", "xdl-"),
+        ("/run/docker/plugins", "xnet-xt"),
+        ("/run/docker/plugins", "xnet-xb"),
+    ]
+    .into_iter()
+    .flat_map(|(dir, prefix)| entries(dir, prefix))
+    .chain(entries(
+        &env::temp_dir().to_string_lossy(),
+        "xnet-dockerlab-",
+    ))
+    .map(|path| format!("Docker test engine leftover {path}"))
+    .collect();
+    for pid in entries("/proc", "") {
+        let cmdline = fs::read(format!("{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with("dockerd ") && cmdline.contains("--exec-root /run/xdl-") {
+            leaked.push(format!("Docker test engine still running: {pid}"));
+        }
+    }
+    leaked
+}
+
 /// Tests must remove their namespaces and pins even when they fail: leftovers break later
 /// runs and clutter the machine.
 fn check_leaks() -> Result<()> {
@@ -279,8 +321,9 @@ fn check_leaks() -> Result<()> {
             leaked.push(format!("bpffs pin {}", path.display()));
         }
     }
+    leaked.extend(docker_lab_leftovers());
     if leaked.is_empty() {
-        println!("no leaked network namespaces or bpffs pins");
+        println!("no leaked network namespaces, bpffs pins or Docker test engines");
         return Ok(());
     }
     for leak in &leaked {

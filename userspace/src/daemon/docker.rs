@@ -161,14 +161,15 @@ impl Inner {
         let (want4, want6) = ipam::by_family(&subnets, &gateways, &[])?;
         let (taken4, taken6) = self.taken_subnets().await?;
         // Docker's IPAM has chosen: a subnet taken here is refused, never replaced.
-        let ipv4 = ipam::configure(&want4, &taken4, std::iter::empty())
-            .map_err(|e| XnetError::conflict(format!("{e}; choose another --subnet")))?;
+        let refused = |e: XnetError| {
+            XnetError::conflict(format!(
+                "{e}; choose a free --subnet, or let xnet choose with --ipam-driver {driver}"
+            ))
+        };
+        let ipv4 = ipam::configure(&want4, &taken4, std::iter::empty()).map_err(refused)?;
         let ipv6 = match req.ipv6_data.is_empty() {
             true => None,
-            false => Some(
-                ipam::configure(&want6, &taken6, std::iter::empty())
-                    .map_err(|e| XnetError::conflict(format!("{e}; choose another --subnet")))?,
-            ),
+            false => Some(ipam::configure(&want6, &taken6, std::iter::empty()).map_err(refused)?),
         };
         let network = Network {
             name: provisional_name(&req.network_id),

@@ -130,6 +130,11 @@ fn docker_networks_connect_their_containers_and_isolate_them() {
         succeeded(&host.docker_output(&["exec", "a1", "ping", "-c", "1", "-W", "2", &b1_ip])),
         "docker exec a1 ping b1"
     );
+    // Docker's embedded DNS (in the container's namespace) names the peers.
+    assert!(
+        succeeded(&host.docker_output(&["exec", "a1", "ping", "-c", "1", "-W", "2", "b1"])),
+        "docker exec a1 ping b1 (by name)"
+    );
     assert!(host.cannot_reach(&a1, &c2_ip), "a1 on n1 reached c2 on n2");
     let a1_ip = host.docker(&[
         "inspect",
@@ -613,4 +618,38 @@ fn docker_objects_removed_while_xnetd_is_down_are_forgotten_at_its_start() {
     run_sleeper(&mut host, "next", &["--network", "n1"]);
     let stays = host.docker_netns("stays");
     assert!(host.reaches(&stays, &docker_ip(&host, "next", "n1")));
+}
+
+#[test]
+fn docker_dual_stack_networks_carry_ipv6_between_containers() {
+    let Some(mut host) = docker_host(false) else {
+        return;
+    };
+    create_network(
+        &host,
+        "dual",
+        &[
+            "--ipv6",
+            "--subnet",
+            "10.231.16.0/24",
+            "--subnet",
+            "fd00:231:16::/64",
+        ],
+    );
+    run_sleeper(&mut host, "v6a", &["--network", "dual"]);
+    run_sleeper(&mut host, "v6b", &["--network", "dual"]);
+    let format = "{{.NetworkSettings.Networks.dual.GlobalIPv6Address}}";
+    let b = host.docker(&["inspect", "--format", format, "v6b"]);
+    assert!(b.starts_with("fd00:231:16::"), "{b}");
+    assert!(names_become(&host, &["ps"], "Names", &["v6a", "v6b"]));
+    assert_eq!(
+        endpoint(&host, "v6b", "dual")["GlobalIPv6Address"],
+        b.as_str()
+    );
+    let a = host.docker_netns("v6a");
+    assert!(host.reaches(&a, &b), "v6a -> v6b over IPv6");
+    assert!(
+        host.reaches(&a, "fd00:231:16::1"),
+        "v6a -> its IPv6 gateway"
+    );
 }
