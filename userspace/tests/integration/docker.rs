@@ -280,6 +280,10 @@ fn docker_published_ports_reach_the_container_and_conflicts_are_refused() {
             && stderr.contains("site"),
         "{stderr}"
     );
+    assert_eq!(
+        host.docker(&["inspect", "--format", "{{.State.Status}}", "copycat"]),
+        "created"
+    );
     assert!(
         eventually(Duration::from_secs(10), || host.ok(&["ps"]).lines().count()
             == 2),
