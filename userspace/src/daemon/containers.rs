@@ -253,21 +253,8 @@ impl Inner {
                 container.name, net.name
             )));
         };
-        // Published ports lead to the first endpoint and go with it, as in Docker.
-        if position == 0 {
-            self.unpublish_ports(&container, &container.ports)?;
-        }
-        self.teardown_endpoint(&container.endpoints[position])
-            .await?;
-        let stored = self
-            .state
-            .containers
-            .get_mut(&container.name)
-            .expect("found above");
-        stored.endpoints.remove(position);
-        if position == 0 {
-            stored.ports.clear();
-        }
+        self.remove_endpoint(&container, position).await?;
+        let stored = &self.state.containers[&container.name];
         // A default route left with the interface it used; the next network (of that family)
         // provides one.
         let networks = &self.state.networks;
@@ -289,6 +276,31 @@ impl Inner {
         }
         self.store.save(&self.state)?;
         self.sync_members(&net.name)?;
+        Ok(())
+    }
+
+    /// Tears down the container's endpoint at `position` and drops it from the stored
+    /// container; with the published ports if it was the first (they lead there, as in
+    /// Docker).
+    pub(super) async fn remove_endpoint(
+        &mut self,
+        container: &Container,
+        position: usize,
+    ) -> Result<()> {
+        if position == 0 {
+            self.unpublish_ports(container, &container.ports)?;
+        }
+        self.teardown_endpoint(&container.endpoints[position])
+            .await?;
+        let stored = self
+            .state
+            .containers
+            .get_mut(&container.name)
+            .expect("a stored container");
+        stored.endpoints.remove(position);
+        if position == 0 {
+            stored.ports.clear();
+        }
         Ok(())
     }
 

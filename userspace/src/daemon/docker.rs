@@ -362,26 +362,13 @@ impl Inner {
             return Ok(());
         };
         let container = container.clone();
-        // Published ports lead to the first endpoint and go with it.
-        if position == 0 {
-            self.unpublish_ports(&container, &container.ports)?;
-        }
-        let ep = &container.endpoints[position];
-        self.teardown_endpoint(ep).await?;
-        let stored = self
-            .state
-            .containers
-            .get_mut(&container.name)
-            .expect("found above");
-        stored.endpoints.remove(position);
-        if position == 0 {
-            stored.ports.clear();
-        }
-        if stored.endpoints.is_empty() {
+        self.remove_endpoint(&container, position).await?;
+        // A Docker container is its joined endpoints.
+        if self.state.containers[&container.name].endpoints.is_empty() {
             self.state.containers.remove(&container.name);
         }
         self.store.save(&self.state)?;
-        self.sync_members(&ep.network)?;
+        self.sync_members(&container.endpoints[position].network)?;
         Ok(())
     }
 
