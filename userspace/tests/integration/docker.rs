@@ -165,6 +165,28 @@ fn docker_networks_connect_their_containers_and_isolate_them() {
     );
 }
 
+/// `docker run -d --name NAME ARGS` of a web server answering `hi` on ports 80 and 81.
+fn run_web(host: &mut Host, name: &str, args: &[&str]) {
+    let image = host.engine().busybox_image().unwrap();
+    let mut all = vec!["run", "-d", "--name", name];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        image,
+        "sh",
+        "-c",
+        "mkdir /www && echo hi > /www/index.html && httpd -p 81 -h /www && exec httpd -f -p 80 -h /www",
+    ]);
+    host.docker(&all);
+}
+
+/// Whether `url` answers `hi` to curl in the namespace at `from`, retrying for a few seconds.
+fn serves(host: &Host, from: &str, url: &str) -> bool {
+    eventually(Duration::from_secs(8), || {
+        let out = host.in_container(from, &["curl", "-s", "--max-time", "2", url]);
+        succeeded(&out) && String::from_utf8_lossy(&out.stdout).trim() == "hi"
+    })
+}
+
 /// The address Docker gave container `name` on `network`.
 fn docker_ip(host: &Host, name: &str, network: &str) -> String {
     let format = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
@@ -228,20 +250,13 @@ fn docker_published_ports_reach_the_container_and_conflicts_are_refused() {
     };
     let image = host.engine().busybox_image().unwrap();
     create_network(&host, "web", &["--subnet", "10.231.6.0/24"]);
-    host.docker(&[
-        "run", "-d", "--name", "site", "--network", "web", "-p", "18080:80", "-p", "18100-18110:81",
-        "-p", "82", image, "sh", "-c",
-        "mkdir /www && echo hi > /www/index.html && httpd -p 81 -h /www && exec httpd -f -p 80 -h /www",
-    ]);
-    let fetch = |from: &str, url: &str| {
-        let mut body = String::new();
-        let got = eventually(Duration::from_secs(8), || {
-            let out = host.in_container(from, &["curl", "-s", "--max-time", "2", url]);
-            body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            succeeded(&out)
-        });
-        assert!(got && body == "hi", "GET {url} from {from}: {body:?}");
-    };
+    let publish = ["-p", "18080:80", "-p", "18100-18110:81", "-p", "82"];
+    run_web(
+        &mut host,
+        "site",
+        &[&["--network", "web"][..], &publish].concat(),
+    );
+    let fetch = |from: &str, url: &str| assert!(serves(&host, from, url), "GET {url} from {from}");
     // From another host through the uplink (XDP DNAT), and from the host itself.
     assert!(names_become(&host, &["ps"], "Names", &["site"]));
     fetch(&host.host_netns(), "http://127.0.0.1:18080/");
@@ -365,7 +380,9 @@ fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
     };
     create_network(&host, "front", &["--subnet", "10.231.7.0/24"]);
     create_network(&host, "back", &["--subnet", "10.231.8.0/24"]);
-    run_sleeper(&mut host, "app", &["--network", "front"]);
+    run_web(&mut host, "app", &["--network", "front", "-p", "18200:80"]);
+    let published = |host: &Host| serves(host, &host.host_netns(), "http://127.0.0.1:18200/");
+    assert!(published(&host), "app's published port");
     run_sleeper(&mut host, "db", &["--network", "back"]);
     let app = host.docker_netns("app");
     let db_ip = docker_ip(&host, "db", "back");
@@ -383,6 +400,8 @@ fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
     assert!(host.reaches(&app, &db_ip), "app -> db after connect");
     let links = host.docker(&["exec", "app", "ip", "-o", "link"]);
     assert!(links.contains("eth1"), "{links}");
+    // Docker may make the new endpoint the gateway one: the ports follow it.
+    assert!(published(&host), "app's published port after connect");
 
     host.docker(&["network", "disconnect", "back", "app"]);
     assert!(
@@ -395,6 +414,7 @@ fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
         host.reaches(&app, "10.231.7.1"),
         "app's first network still works"
     );
+    assert!(published(&host), "app's published port after disconnect");
 }
 
 #[test]
