@@ -1,14 +1,18 @@
-//! The two setups every scenario runs on, built side by side in namespaces of their own:
+//! The setups every scenario runs on, built side by side in namespaces of their own:
 //!
 //! - [`XnetLab`]: a simulated host running the real xnetd (started as the integration tests
 //!   start it, with `--uplink`) with two containers created by the real `xnet` CLI on a
 //!   user-defined network;
 //! - [`BridgeLab`]: the same two containers behind a Linux bridge with br_netfilter on and the
 //!   iptables rules Docker installs for a user-defined bridge network. Its host-side veths also
-//!   carry the bare hops (ceiling and reference) when those are measured.
+//!   carry the bare hops (ceiling and reference) when those are measured;
+//! - [`DockerLab`]: real Docker, a private engine of the machine's Docker installation with
+//!   Docker's default networking (its bridge driver, its iptables rules, docker-proxy), with
+//!   the two containers on a user-defined network and B's ports published with `-p`; only
+//!   where a Docker engine is installed.
 //!
-//! Both use the same subnet, addresses and MACs, both hosts have an [`Uplink`] to an outside
-//! namespace of their own, and both are torn down on drop.
+//! All use the same subnet, addresses and MACs, all hosts have an [`Uplink`] to an outside
+//! namespace of their own, and all are torn down on drop.
 
 use std::{
     io::Write as _,
@@ -22,7 +26,11 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
+use xnet_dockerlab::Engine;
+
 use super::{
+    ports::{Ports, Proto},
+    scenarios::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
@@ -386,16 +394,135 @@ pub fn iptables_restore(host: &Path, rules: &str, noflush: bool) -> anyhow::Resu
     })
 }
 
-/// Both labs. Built once per run; every scenario measures on them.
+/// Real Docker: a private engine (xnet-dockerlab) with Docker's own networking inside a host
+/// namespace of its own, containers `a` and `b` of a busybox image on a user-defined network,
+/// B's ports published with `-p` when it is created (Docker cannot add them later).
+pub struct DockerLab {
+    pub pair: Pair,
+    pub uplink: Uplink,
+    /// What B publishes.
+    published: Vec<Ports>,
+    // Before the namespace: its containers leave and its dockerd stops while it exists.
+    engine: Engine,
+    _host: Netns,
+}
+
+impl DockerLab {
+    pub fn up(run_id: &str, published: Vec<Ports>) -> anyhow::Result<Self> {
+        let host = Netns::create(format!("{run_id}-dk"))?;
+        let uplink = Uplink::up(&host, format!("{run_id}-dk-ext"))?;
+        let options = xnet_dockerlab::Options {
+            docker_networking: true,
+            live_restore: false,
+        };
+        let engine = Engine::start(&host.path(), &format!("{run_id}-dk"), options)?;
+        let image = engine.busybox_image()?;
+        engine.run(&[
+            "network",
+            "create",
+            "--subnet",
+            SUBNET,
+            "--gateway",
+            GATEWAY,
+            "bench",
+        ])?;
+        // Docker gives each the MAC the other labs use (02:42 and the address): the docker CLI
+        // of this machine cannot ask the 20.10 engine for one.
+        for (name, ip, _mac) in BRIDGE_CONTAINERS {
+            let mut args = vec![
+                "run".to_string(),
+                "-d".into(),
+                "--name".into(),
+                docker_name(name),
+                "--network".into(),
+                "bench".into(),
+                "--ip".into(),
+                ip.into(),
+            ];
+            if name == "b" {
+                args.extend(published.iter().flat_map(|p| ["-p".into(), p.spec()]));
+            }
+            args.extend([image.into(), "sleep".into(), "infinity".into()]);
+            engine.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        let host_path = host.path();
+        let a = probe_container(&host_path, engine.netns_of(&docker_name("a"))?)?;
+        let b = probe_container(&host_path, engine.netns_of(&docker_name("b"))?)?;
+        Ok(Self {
+            pair: Pair {
+                host: host_path,
+                a,
+                b,
+            },
+            uplink,
+            published,
+            engine,
+            _host: host,
+        })
+    }
+
+    /// The host port B's `container_port` is published on, if it is.
+    pub fn host_port(&self, proto: Proto, container_port: u16) -> Option<u16> {
+        self.published
+            .iter()
+            .find(|p| p.proto == proto && p.count == 1 && p.container == container_port)
+            .map(|p| p.host)
+    }
+
+    /// Whether B was created with exactly these ports published.
+    pub fn publishes(&self, ports: Ports) -> bool {
+        self.published.contains(&ports)
+    }
+
+    /// The engine's version, for the report.
+    pub fn version(&self) -> String {
+        self.engine
+            .run(&["version", "--format", "{{.Server.Version}}"])
+            .unwrap_or_default()
+    }
+}
+
+/// Container `name`'s name in real Docker, which wants two characters at least.
+fn docker_name(name: &str) -> String {
+    format!("bench-{name}")
+}
+
+/// Every lab. Built once per run; every scenario measures on them.
 pub struct Lab {
     pub xnet: XnetLab,
     pub bridge: BridgeLab,
+    /// None where no Docker engine is installed: real Docker's side is then skipped.
+    pub docker: Option<DockerLab>,
 }
 
 impl Lab {
-    pub fn up(run_id: &str, xnet_bin_dir: &Path) -> anyhow::Result<Self> {
+    /// `docker_ports`: what real Docker's container B publishes.
+    pub fn up(run_id: &str, xnet_bin_dir: &Path, docker_ports: Vec<Ports>) -> anyhow::Result<Self> {
         let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
         let xnet = XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?;
-        Ok(Self { xnet, bridge })
+        let docker = match Engine::unavailable() {
+            Some(why) => {
+                eprintln!("skipping real Docker's side: {why}");
+                None
+            }
+            None => Some(DockerLab::up(run_id, docker_ports).context("setting up real Docker")?),
+        };
+        Ok(Self {
+            xnet,
+            bridge,
+            docker,
+        })
+    }
+
+    /// Whether this run can measure `side` (real Docker's needs an engine).
+    pub fn measures(&self, side: Side) -> bool {
+        side != Side::DockerReal || self.docker.is_some()
+    }
+
+    /// Real Docker's lab; only sides [`Lab::measures`] are measured.
+    pub fn docker(&self) -> &DockerLab {
+        self.docker
+            .as_ref()
+            .expect("real Docker's side is measured only where its lab exists")
     }
 }

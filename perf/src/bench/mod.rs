@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use lab::Lab;
 use report::{Row, SideResult, Summary};
-use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample};
+use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample, Side};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,7 +159,13 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         .xnet_bin_dir
         .clone()
         .unwrap_or_else(|| sys::tool("").to_path_buf());
-    let lab = Lab::up(&run_id, &xnet_bin_dir)?;
+    let lab = Lab::up(&run_id, &xnet_bin_dir, publish::docker_ports())?;
+    if let Some(docker) = &lab.docker {
+        eprintln!(
+            "real Docker: engine {} in namespaces {run_id}-dk*",
+            docker.version()
+        );
+    }
     let rows = measure_all(&lab, &cases, &effort)?;
     drop(lab);
 
@@ -184,7 +190,17 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec<Row>> {
-    let total: usize = cases.iter().map(|c| c.sides.len() * effort.rounds).sum();
+    let sides_of = |case: &Case| -> Vec<Side> {
+        case.sides
+            .iter()
+            .copied()
+            .filter(|s| lab.measures(*s))
+            .collect()
+    };
+    let total: usize = cases
+        .iter()
+        .map(|c| sides_of(c).len() * effort.rounds)
+        .sum();
     let progress = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("valid template")
@@ -192,9 +208,10 @@ fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec
     );
     let mut rows = Vec::new();
     for case in cases {
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); case.sides.len()];
+        let sides = sides_of(case);
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sides.len()];
         for round in 1..=effort.rounds {
-            for (side, taken) in case.sides.iter().zip(&mut samples) {
+            for (side, taken) in sides.iter().zip(&mut samples) {
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     bail!("interrupted");
                 }
@@ -223,7 +240,7 @@ fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec
                 progress.inc(1);
             }
         }
-        rows.extend(rows_of(case, &samples, effort.rounds));
+        rows.extend(rows_of(case, &sides, &samples, effort.rounds));
     }
     progress.finish_and_clear();
     Ok(rows)
@@ -247,8 +264,8 @@ fn describe(case: &Case, sample: &Sample) -> String {
     }
 }
 
-/// One row per metric of the case.
-fn rows_of(case: &Case, samples: &[Vec<Sample>], rounds: usize) -> Vec<Row> {
+/// One row per metric of the case, from the samples of `sides`.
+fn rows_of(case: &Case, sides: &[Side], samples: &[Vec<Sample>], rounds: usize) -> Vec<Row> {
     case.metrics
         .iter()
         .enumerate()
@@ -258,8 +275,7 @@ fn rows_of(case: &Case, samples: &[Vec<Sample>], rounds: usize) -> Vec<Row> {
             better: metric.better,
             compare: metric.compare,
             rounds,
-            sides: case
-                .sides
+            sides: sides
                 .iter()
                 .zip(samples)
                 .map(|(side, taken)| SideResult {

@@ -14,7 +14,7 @@ use std::{
 use anyhow::ensure;
 
 use super::{
-    lab::{self, BRIDGE, BridgeLab, XnetLab},
+    lab::{self, BRIDGE, BridgeLab, DockerLab, XnetLab},
     sys,
 };
 
@@ -35,7 +35,7 @@ impl fmt::Display for Proto {
 
 /// `count` consecutive host ports from `host` published to as many container ports from
 /// `container`: Docker's `-p HOST-END:CONTAINER-END/PROTO`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub proto: Proto,
     pub host: u16,
@@ -135,9 +135,23 @@ pub enum Published<'a> {
     /// Withdrawn by loading Docker's base rules again (the per-port rules are appended to
     /// them), which takes one `iptables-restore` however many rules there are.
     Iptables { host: &'a Path },
+    /// Published by real Docker when it created the container (`docker run -p`), and
+    /// withdrawn when it removes it.
+    AtCreation,
 }
 
 impl<'a> Published<'a> {
+    /// Ports real Docker's B was created with (it cannot publish more on a running
+    /// container); nothing is done, so nothing is timed.
+    pub fn by_docker(lab: &DockerLab, ports: Ports) -> anyhow::Result<(Self, Duration)> {
+        ensure!(
+            lab.publishes(ports),
+            "real Docker publishes ports only when it creates a container; B does not publish {}",
+            ports.spec()
+        );
+        Ok((Self::AtCreation, Duration::ZERO))
+    }
+
     /// Publishes with the real CLI, on the running `container`; the time is the CLI's, from
     /// exec to exit.
     pub fn by_xnet(
@@ -213,6 +227,7 @@ impl Drop for Published<'_> {
                 spec,
             } => lab.xnet(&["port", "rm", container, spec]).map(drop),
             Published::Iptables { host } => lab::restore_docker_rules(host),
+            Published::AtCreation => Ok(()),
         };
         if let Err(error) = result {
             eprintln!("warning: withdrawing published ports: {error:#}");

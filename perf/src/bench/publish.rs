@@ -2,7 +2,9 @@
 //! through the host's uplink to a port published by container B, and the time publishing
 //! takes. xnet publishes with its CLI; Docker's side is its iptables rules on the bridge lab
 //! (DNAT, filter accept, masquerade per port), and for TCP also a userland proxy like
-//! docker-proxy.
+//! docker-proxy; real Docker publishes with `docker run -p` (its DNAT, with docker-proxy
+//! running beside, as by default). Real Docker is measured at one published port only:
+//! docker-proxy is one process per published port, and 10,000 of them do not fit here.
 
 use std::{net::SocketAddrV4, time::Duration};
 
@@ -27,6 +29,9 @@ const SETUP_FIRST_PORT: u16 = 30_000;
 /// the DNAT rules: traffic from outside would be DNATed before it reached a proxy there).
 const TCP_HOST_PORT: u16 = 8080;
 const PROXY_PORT: u16 = 8081;
+/// Real Docker publishes both TCP servers at once (the other sides one at a time, on
+/// `TCP_HOST_PORT`): the ping-pong server's host port there.
+const DOCKER_RR_HOST_PORT: u16 = 8082;
 
 const LOWER_SECONDS: &[Metric] = &[Metric {
     suffix: "",
@@ -34,6 +39,22 @@ const LOWER_SECONDS: &[Metric] = &[Metric {
     better: Better::Lower,
     compare: Compare::Faster,
 }];
+
+/// What real Docker's container B publishes (`docker run -p`, when it is created): the packet
+/// rate's single port and the TCP scenarios' servers.
+pub fn docker_ports() -> Vec<Ports> {
+    let one = |proto, host, container| Ports {
+        proto,
+        host,
+        container,
+        count: 1,
+    };
+    vec![
+        one(Proto::Udp, PPS_FIRST_PORT, PPS_FIRST_PORT),
+        one(Proto::Tcp, TCP_HOST_PORT, IPERF3_PORT),
+        one(Proto::Tcp, DOCKER_RR_HOST_PORT, RR_PORT),
+    ]
+}
 
 /// 64-byte UDP from the outside to the last of 1 and of many published ports of B.
 pub fn publish_pps(effort: &Effort) -> Vec<Case> {
@@ -44,7 +65,16 @@ pub fn publish_pps(effort: &Effort) -> Vec<Case> {
                 "publish-pps/{count}port{}",
                 if count == 1 { "" } else { "s" }
             ),
-            sides: &[Side::Xnet, Side::DockerDnat, Side::UplinkDrop],
+            sides: if count == 1 {
+                &[
+                    Side::Xnet,
+                    Side::DockerDnat,
+                    Side::DockerReal,
+                    Side::UplinkDrop,
+                ]
+            } else {
+                &[Side::Xnet, Side::DockerDnat, Side::UplinkDrop]
+            },
             metrics: HIGHER_MPPS,
             measure: Box::new(move |lab, side, effort| {
                 let ports = Ports {
@@ -63,7 +93,12 @@ pub fn publish_pps(effort: &Effort) -> Vec<Case> {
 pub fn publish_tcp(_: &Effort) -> Vec<Case> {
     vec![Case {
         name: "publish-tcp/1stream".into(),
-        sides: &[Side::Xnet, Side::DockerDnat, Side::UserlandProxy],
+        sides: &[
+            Side::Xnet,
+            Side::DockerDnat,
+            Side::UserlandProxy,
+            Side::DockerReal,
+        ],
         metrics: HIGHER_GBPS,
         measure: Box::new(|lab, side, effort| published_tcp(lab, side, effort.tcp_seconds)),
     }]
@@ -107,6 +142,7 @@ fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>
             Published::by_iptables(&lab.bridge, ports, Install::Batch)
         }
         Side::IptablesPerRule => Published::by_iptables(&lab.bridge, ports, Install::PerRule),
+        Side::DockerReal => Published::by_docker(lab.docker(), ports),
         _ => bail!("{} does not publish ports", side.label()),
     }
 }
@@ -114,6 +150,7 @@ fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>
 fn uplink(lab: &Lab, side: Side) -> &Uplink {
     match side {
         Side::Xnet => &lab.xnet.uplink,
+        Side::DockerReal => &lab.docker().uplink,
         _ => &lab.bridge.uplink,
     }
 }
@@ -160,7 +197,12 @@ fn published_tcp(lab: &Lab, side: Side, seconds: u32) -> anyhow::Result<Sample> 
 pub fn publish_rr(_: &Effort) -> Vec<Case> {
     vec![Case {
         name: "publish-rr/1B".into(),
-        sides: &[Side::Xnet, Side::DockerDnat, Side::UserlandProxy],
+        sides: &[
+            Side::Xnet,
+            Side::DockerDnat,
+            Side::UserlandProxy,
+            Side::DockerReal,
+        ],
         metrics: RR_METRICS,
         measure: Box::new(|lab, side, effort| {
             let (pair, uplink) = (pair(lab, side), uplink(lab, side));
@@ -203,9 +245,18 @@ impl<'a> TcpEntry<'a> {
                 _proxy: Some(proxy),
             });
         }
+        let host_port = match side {
+            Side::DockerReal => lab
+                .docker()
+                .host_port(Proto::Tcp, container_port)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("real Docker's B does not publish {container_port}")
+                })?,
+            _ => TCP_HOST_PORT,
+        };
         let ports = Ports {
             proto: Proto::Tcp,
-            host: TCP_HOST_PORT,
+            host: host_port,
             container: container_port,
             count: 1,
         };

@@ -151,6 +151,7 @@ impl Row {
             (Role::Ours, "ours"),
             (Role::Baseline, "baseline"),
             (Role::SecondBaseline, "second_baseline"),
+            (Role::Docker, "docker"),
             (Role::Ceiling, "ceiling"),
             (Role::Reference, "reference"),
         ] {
@@ -161,6 +162,7 @@ impl Row {
         v["ratio"] = json!(self.ratio_to(Role::Baseline));
         for (role, key) in [
             (Role::SecondBaseline, "ratio_to_second_baseline"),
+            (Role::Docker, "ratio_to_docker"),
             (Role::Ceiling, "ratio_to_ceiling"),
         ] {
             if let Some(r) = self.ratio_to(role) {
@@ -301,6 +303,13 @@ pub fn verify_json(path: &Path) -> anyhow::Result<usize> {
         };
         for key in needs {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
+        }
+        if object.get("docker").is_some() {
+            let ratio = object["ratio_to_docker"].as_f64();
+            ensure!(
+                ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+                "bad ratio_to_docker in {object}"
+            );
         }
     }
     Ok(all.len())

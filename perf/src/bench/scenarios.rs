@@ -58,6 +58,9 @@ pub enum Side {
     /// The outside's frames dropped by an XDP program on the uplink: what sending them costs,
     /// the ceiling of any published-port path measured with the generator on the same machine.
     UplinkDrop,
+    /// Real Docker (the machine's engine, privately started: its bridge driver, iptables rules
+    /// and `-p` with docker-proxy on, as by default).
+    DockerReal,
 }
 
 /// How a side enters the report.
@@ -67,6 +70,8 @@ pub enum Role {
     Baseline,
     /// Another baseline xnet is compared with, in a ratio of its own.
     SecondBaseline,
+    /// Real Docker, what users run today.
+    Docker,
     Ceiling,
     Reference,
 }
@@ -83,6 +88,7 @@ impl Side {
             Side::IptablesBatch => "iptables-restore-batch",
             Side::IptablesPerRule => "iptables-per-rule",
             Side::UplinkDrop => "bare-xdp-drop-on-uplink",
+            Side::DockerReal => "docker-real",
         }
     }
 
@@ -93,6 +99,7 @@ impl Side {
             Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
             Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
+            Side::DockerReal => Role::Docker,
         }
     }
 
@@ -108,6 +115,7 @@ impl Side {
             Side::IptablesBatch => "iptables-restore, one batch",
             Side::IptablesPerRule => "iptables, one exec per rule",
             Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
+            Side::DockerReal => "real Docker 20.10",
         }
     }
 
@@ -123,6 +131,7 @@ impl Side {
             Side::IptablesBatch => "batch",
             Side::IptablesPerRule => "per rule",
             Side::UplinkDrop => "ceiling",
+            Side::DockerReal => "Docker",
         }
     }
 }
@@ -247,13 +256,14 @@ pub const RR_METRICS: &[Metric] = &[
     },
 ];
 
-const XNET_VS_BRIDGE: &[Side] = &[Side::Xnet, Side::DockerBridge];
+const XNET_VS_BRIDGE: &[Side] = &[Side::Xnet, Side::DockerBridge, Side::DockerReal];
 
-/// The containers a side is measured between: xnet's, or the bridge lab's for every other
-/// side (the hops sit on its host-side veths, ahead of the bridge).
+/// The containers a side is measured between: xnet's, real Docker's, or the bridge lab's for
+/// every other side (the hops sit on its host-side veths, ahead of the bridge).
 pub fn pair(lab: &Lab, side: Side) -> &Pair {
     match side {
         Side::Xnet => &lab.xnet.pair,
+        Side::DockerReal => &lab.docker().pair,
         _ => &lab.bridge.pair,
     }
 }
@@ -264,7 +274,13 @@ fn bridge_pps(_: &Effort) -> Vec<Case> {
         .into_iter()
         .map(|(flows, name)| Case {
             name: format!("bridge-pps/{name}"),
-            sides: &[Side::Xnet, Side::DockerBridge, Side::PeerHop, Side::XdpHop],
+            sides: &[
+                Side::Xnet,
+                Side::DockerBridge,
+                Side::DockerReal,
+                Side::PeerHop,
+                Side::XdpHop,
+            ],
             metrics: HIGHER_MPPS,
             measure: Box::new(move |lab, side, effort| {
                 packet_rate(pair(lab, side), side, flows, effort.frames)
