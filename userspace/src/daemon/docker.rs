@@ -433,9 +433,9 @@ impl Inner {
         Ok(())
     }
 
-    /// After a restart: forgets what Docker created while xnetd was down and will not tell
-    /// again; a Docker endpoint whose interface came back to the daemon's namespace (Docker
-    /// left while xnetd was down) is gone.
+    /// After a restart, whether a Docker endpoint is still in its sandbox: when Docker leaves
+    /// while xnetd is down, it moves the container end back into its (and xnetd's) namespace
+    /// under its old name.
     pub(super) async fn docker_endpoint_survived(&self, ep: &Endpoint) -> anyhow::Result<bool> {
         Ok(self.netlink.link_by_name(&peer_name(ep)).await?.is_none())
     }

@@ -53,11 +53,19 @@ struct DockerEndpointSettings {
     endpoint_id: String,
 }
 
-/// What Docker calls xnet's objects: network id → name; endpoint id → container.
+/// What Docker calls xnet's objects: network id → name; endpoint id → its container.
 #[derive(Default)]
 struct Names {
     networks: BTreeMap<String, String>,
-    endpoints: BTreeMap<String, (String, String, String)>,
+    endpoints: BTreeMap<String, ContainerName>,
+}
+
+/// A Docker container as `xnet ps` shows it.
+#[derive(Clone)]
+struct ContainerName {
+    id: String,
+    name: String,
+    command: String,
 }
 
 impl Daemon {
@@ -127,7 +135,11 @@ async fn ask_docker(client: &Client) -> anyhow::Result<Names> {
         for settings in endpoints.into_values() {
             names.endpoints.insert(
                 settings.endpoint_id,
-                (c.id.clone(), name.clone(), c.command.clone()),
+                ContainerName {
+                    id: c.id.clone(),
+                    name: name.clone(),
+                    command: c.command.clone(),
+                },
             );
         }
     }
@@ -204,18 +216,20 @@ impl Inner {
             })
             .collect();
         for (old, endpoint_ids) in unnamed {
-            let Some((id, name, command)) =
-                endpoint_ids.iter().find_map(|e| names.endpoints.get(e))
-            else {
+            let Some(docker) = endpoint_ids.iter().find_map(|e| names.endpoints.get(e)) else {
                 continue;
             };
-            let new = self.free_name(name, id, |state, n| {
+            let new = self.free_name(&docker.name, &docker.id, |state, n| {
                 n != old && state.containers.contains_key(n)
             });
             let mut c = self.state.containers.remove(&old).expect("listed");
             c.name = new.clone();
-            c.id = id.clone();
-            c.command = command.split_whitespace().map(str::to_string).collect();
+            c.id = docker.id.clone();
+            c.command = docker
+                .command
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
             c.docker = Some(DockerOwned { named: true });
             self.state.containers.insert(new, c);
         }
