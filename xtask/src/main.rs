@@ -260,8 +260,8 @@ fn bench(
     cmd::run(&mut bench).context("bench")
 }
 
-/// What the tests' private Docker engines (xnet-dockerlab) and plugins may leave: their
-/// exec roots, directories, plugin sockets and dockerd processes.
+/// What the tests' and benchmarks' private Docker engines (xnet-dockerlab) and plugins may
+/// leave: their exec roots, directories, cgroups, plugin sockets and dockerd processes.
 fn docker_lab_leftovers() -> Vec<String> {
     let entries = |dir: &str, prefix: &str| -> Vec<String> {
         fs::read_dir(dir)
@@ -287,6 +287,13 @@ fn docker_lab_leftovers() -> Vec<String> {
         &env::temp_dir().to_string_lossy(),
         "xnet-dockerlab-",
     ))
+    // An engine's cgroup parent: in every hierarchy under cgroup v1, once under v2.
+    .chain(
+        entries("/sys/fs/cgroup", "")
+            .into_iter()
+            .chain(["/sys/fs/cgroup".to_string()])
+            .flat_map(|hierarchy| entries(&hierarchy, "xnet-dockerlab-")),
+    )
     .map(|path| format!("Docker test engine leftover {path}"))
     .collect();
     for pid in entries("/proc", "") {
