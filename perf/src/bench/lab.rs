@@ -6,13 +6,12 @@
 //! - [`BridgeLab`]: the same two containers behind a Linux bridge with br_netfilter on and the
 //!   iptables rules Docker installs for a user-defined bridge network. Its host-side veths also
 //!   carry the bare hops (ceiling and reference) when those are measured;
-//! - [`DockerLab`]: real Docker, a private engine of the machine's Docker installation with
-//!   Docker's default networking (its bridge driver, its iptables rules, docker-proxy), with
-//!   the two containers on a user-defined network and B's ports published with `-p`; only
-//!   where a Docker engine is installed.
+//! - [`DockerLab`]: real Docker, where the machine has an engine: a private dockerd of the
+//!   machine's installation (xnet-dockerlab) with Docker's default networking, its two
+//!   containers on a user-defined network of its bridge driver, B's ports published with `-p`.
 //!
-//! All use the same subnet, addresses and MACs, all hosts have an [`Uplink`] to an outside
-//! namespace of their own, and all are torn down on drop.
+//! All use the same subnet, addresses, MACs and MTU, all hosts have an [`Uplink`] to an
+//! outside namespace of their own, and all are torn down on drop.
 
 use std::{
     io::Write as _,
@@ -23,27 +22,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow, bail, ensure};
 use serde_json::Value;
-
 use xnet_dockerlab::Engine;
 
 use super::{
-    ports::{Ports, Proto},
+    ports::Ports,
     scenarios::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
 use crate::frame::Mac;
 
-/// The network both labs give their containers (Docker's first user-defined subnet).
+/// The network every lab gives its containers (Docker's first user-defined subnet).
 const SUBNET: &str = "172.18.0.0/16";
 const GATEWAY: &str = "172.18.0.1";
 const PREFIX: u8 = 16;
 /// Name of the bridge (Docker names them br-<network id>).
 pub const BRIDGE: &str = "br-bench";
-/// Containers A (sender, client) and B (receiver, server) on the bridge: Docker-style MACs.
-const BRIDGE_CONTAINERS: [(&str, &str, &str); 2] = [
+/// Containers A (sender, client) and B (receiver, server) of the bridge and Docker labs (xnet
+/// gives its own the same): Docker's MACs, 02:42 + the IPv4 address.
+const CONTAINERS: [(&str, &str, &str); 2] = [
     ("a", "172.18.0.2", "02:42:ac:12:00:02"),
     ("b", "172.18.0.3", "02:42:ac:12:00:03"),
 ];
@@ -54,6 +53,7 @@ pub struct Container {
     pub netns: PathBuf,
     pub ip: Ipv4Addr,
     pub mac: Mac,
+    pub mtu: u32,
     /// The host-side end of its veth, in the lab's host namespace.
     pub host_veth: String,
 }
@@ -92,6 +92,9 @@ fn probe_container(host: &Path, netns: PathBuf) -> anyhow::Result<Container> {
     Ok(Container {
         ip: text(&addr[0]["addr_info"][0]["local"], "address")?.parse()?,
         mac: text(&link[0]["address"], "MAC")?.parse()?,
+        mtu: link[0]["mtu"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("MTU of {} unknown", netns.display()))? as u32,
         host_veth,
         netns,
     })
@@ -237,6 +240,7 @@ fn placeholder() -> Container {
         netns: PathBuf::new(),
         ip: Ipv4Addr::UNSPECIFIED,
         mac: Mac([0; 6]),
+        mtu: 0,
         host_veth: String::new(),
     }
 }
@@ -263,7 +267,7 @@ impl BridgeLab {
         ip_h(&["addr", "add", &format!("{GATEWAY}/{PREFIX}"), "dev", BRIDGE])?;
         ip_h(&["link", "set", BRIDGE, "up"])?;
         let mut netns = Vec::new();
-        for (name, ip, mac) in BRIDGE_CONTAINERS {
+        for (name, ip, mac) in CONTAINERS {
             let ns = Netns::create(format!("{run_id}-br-{name}"))?;
             let veth = format!("veth-{name}");
             ip_h(&[
@@ -394,28 +398,36 @@ pub fn iptables_restore(host: &Path, rules: &str, noflush: bool) -> anyhow::Resu
     })
 }
 
-/// Real Docker: a private engine (xnet-dockerlab) with Docker's own networking inside a host
-/// namespace of its own, containers `a` and `b` of a busybox image on a user-defined network,
-/// B's ports published with `-p` when it is created (Docker cannot add them later).
+/// Real Docker: a private dockerd of the machine's installation (xnet-dockerlab) in a host
+/// namespace of its own, with Docker's default networking there (bridge driver, iptables
+/// rules, masquerade, docker-proxy), and containers `bench-a` and `bench-b` of a busybox image
+/// on a user-defined network. Docker publishes ports only when it creates a container, so B
+/// publishes, for the whole run, every port a scenario reaches it on.
 pub struct DockerLab {
     pub pair: Pair,
     pub uplink: Uplink,
-    /// What B publishes.
+    /// What B publishes (`docker run -p`).
     published: Vec<Ports>,
-    // Before the namespace: its containers leave and its dockerd stops while it exists.
+    image: &'static str,
+    // Before the host namespace: the engine stops its containers and itself while the
+    // namespace still exists, and the namespace's drop kills only what that left behind.
     engine: Engine,
     _host: Netns,
 }
 
+/// Docker's names for A and B (it wants at least two characters).
+const DOCKER_CONTAINERS: [&str; 2] = ["bench-a", "bench-b"];
+
 impl DockerLab {
-    pub fn up(run_id: &str, published: Vec<Ports>) -> anyhow::Result<Self> {
-        let host = Netns::create(format!("{run_id}-dk"))?;
-        let uplink = Uplink::up(&host, format!("{run_id}-dk-ext"))?;
+    /// `published`: the ports B publishes.
+    pub fn up(run_id: &str, published: &[Ports]) -> anyhow::Result<Self> {
+        let host = Netns::create(format!("{run_id}-docker"))?;
+        let uplink = Uplink::up(&host, format!("{run_id}-docker-ext"))?;
         let options = xnet_dockerlab::Options {
             docker_networking: true,
             live_restore: false,
         };
-        let engine = Engine::start(&host.path(), &format!("{run_id}-dk"), options)?;
+        let engine = Engine::start(&host.path(), run_id, options)?;
         let image = engine.busybox_image()?;
         engine.run(&[
             "network",
@@ -426,28 +438,38 @@ impl DockerLab {
             GATEWAY,
             "bench",
         ])?;
-        // Docker gives each the MAC the other labs use (02:42 and the address): the docker CLI
-        // of this machine cannot ask the 20.10 engine for one.
-        for (name, ip, _mac) in BRIDGE_CONTAINERS {
+        for (name, (_, ip, _)) in DOCKER_CONTAINERS.into_iter().zip(CONTAINERS) {
             let mut args = vec![
-                "run".to_string(),
-                "-d".into(),
-                "--name".into(),
-                docker_name(name),
-                "--network".into(),
-                "bench".into(),
-                "--ip".into(),
-                ip.into(),
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "bench",
+                "--ip",
+                ip,
             ];
-            if name == "b" {
-                args.extend(published.iter().flat_map(|p| ["-p".into(), p.spec()]));
+            // Docker's MAC for the address is the other labs' (02:42 + the IPv4 address),
+            // checked below: with `--mac-address` the CLI (newer than this engine) asks for
+            // an API version the engine does not have.
+            let specs: Vec<String> = published.iter().map(Ports::spec).collect();
+            if name == DOCKER_CONTAINERS[1] {
+                args.extend(specs.iter().flat_map(|spec| ["-p", spec.as_str()]));
             }
-            args.extend([image.into(), "sleep".into(), "infinity".into()]);
-            engine.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+            args.extend([image, "sleep", "infinity"]);
+            engine.run(&args)?;
         }
         let host_path = host.path();
-        let a = probe_container(&host_path, engine.netns_of(&docker_name("a"))?)?;
-        let b = probe_container(&host_path, engine.netns_of(&docker_name("b"))?)?;
+        let a = probe_container(&host_path, engine.netns_of(DOCKER_CONTAINERS[0])?)?;
+        let b = probe_container(&host_path, engine.netns_of(DOCKER_CONTAINERS[1])?)?;
+        for (container, (name, ip, mac)) in [&a, &b].into_iter().zip(CONTAINERS) {
+            ensure!(
+                container.ip.to_string() == ip && container.mac.to_string() == mac,
+                "Docker's container {name} has {} and {}, not {ip} and {mac} as in the other labs",
+                container.ip,
+                container.mac
+            );
+        }
         Ok(Self {
             pair: Pair {
                 host: host_path,
@@ -455,74 +477,113 @@ impl DockerLab {
                 b,
             },
             uplink,
-            published,
+            published: published.to_vec(),
+            image,
             engine,
             _host: host,
         })
     }
 
-    /// The host port B's `container_port` is published on, if it is.
-    pub fn host_port(&self, proto: Proto, container_port: u16) -> Option<u16> {
-        self.published
-            .iter()
-            .find(|p| p.proto == proto && p.count == 1 && p.container == container_port)
-            .map(|p| p.host)
+    /// Has B send a frame (one ping to its gateway), so that Docker's bridge knows B's MAC
+    /// and forwards the frames a packet-rate measurement sends B instead of flooding them
+    /// (B only receives them): the bridge of a container that sent anything in the last five
+    /// minutes (its ageing time), and what the bridge lab's static entry gives that lab.
+    pub fn let_bridge_learn_b(&self) -> anyhow::Result<()> {
+        let mut ping = sys::in_netns(&self.pair.b.netns, "ping");
+        sys::output(ping.args(["-c", "1", "-W", "1", GATEWAY])).map(drop)
     }
 
-    /// Whether B was created with exactly these ports published.
+    /// Whether B publishes exactly `ports`.
     pub fn publishes(&self, ports: Ports) -> bool {
         self.published.contains(&ports)
     }
 
-    /// The engine's version, for the report.
-    pub fn version(&self) -> String {
+    /// The engine's version, as `docker version` gives it.
+    pub fn version(&self) -> anyhow::Result<String> {
         self.engine
             .run(&["version", "--format", "{{.Server.Version}}"])
-            .unwrap_or_default()
     }
-}
 
-/// Container `name`'s name in real Docker, which wants two characters at least.
-fn docker_name(name: &str) -> String {
-    format!("bench-{name}")
+    /// Runs a container of the lab's image on its network with `docker run -d` and these `-p`
+    /// specs; returns how long `docker run` took, from exec to exit.
+    pub fn run_container(&self, name: &str, specs: &[String]) -> anyhow::Result<Duration> {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "bench"];
+        args.extend(specs.iter().flat_map(|spec| ["-p", spec.as_str()]));
+        args.extend([self.image, "sleep", "infinity"]);
+        let start = Instant::now();
+        self.engine.run(&args)?;
+        Ok(start.elapsed())
+    }
+
+    /// Removes a container [`DockerLab::run_container`] started.
+    pub fn remove_container(&self, name: &str) -> anyhow::Result<()> {
+        self.engine.run(&["rm", "-f", name]).map(drop)
+    }
 }
 
 /// Every lab. Built once per run; every scenario measures on them.
 pub struct Lab {
     pub xnet: XnetLab,
     pub bridge: BridgeLab,
-    /// None where no Docker engine is installed: real Docker's side is then skipped.
+    /// Real Docker's, where an engine can run (otherwise its side is skipped).
     pub docker: Option<DockerLab>,
 }
 
 impl Lab {
-    /// `docker_ports`: what real Docker's container B publishes.
-    pub fn up(run_id: &str, xnet_bin_dir: &Path, docker_ports: Vec<Ports>) -> anyhow::Result<Self> {
+    /// `docker_published`: the ports real Docker's B publishes (from its creation on).
+    pub fn up(
+        run_id: &str,
+        xnet_bin_dir: &Path,
+        docker_published: &[Ports],
+    ) -> anyhow::Result<Self> {
         let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
         let xnet = XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?;
         let docker = match Engine::unavailable() {
             Some(why) => {
-                eprintln!("skipping real Docker's side: {why}");
+                eprintln!("real Docker's side is skipped: {why}");
                 None
             }
-            None => Some(DockerLab::up(run_id, docker_ports).context("setting up real Docker")?),
+            None => {
+                Some(DockerLab::up(run_id, docker_published).context("setting up real Docker")?)
+            }
         };
-        Ok(Self {
+        let lab = Self {
             xnet,
             bridge,
             docker,
-        })
+        };
+        lab.check_same_mtu()?;
+        Ok(lab)
     }
 
-    /// Whether this run can measure `side` (real Docker's needs an engine).
-    pub fn measures(&self, side: Side) -> bool {
-        side != Side::DockerReal || self.docker.is_some()
-    }
-
-    /// Real Docker's lab; only sides [`Lab::measures`] are measured.
+    /// Real Docker's lab. Only called for [`Side::DockerReal`], which is measured only where
+    /// the lab exists (see [`Lab::measures`]).
     pub fn docker(&self) -> &DockerLab {
         self.docker
             .as_ref()
             .expect("real Docker's side is measured only where its lab exists")
+    }
+
+    /// Whether this run can measure `side`: real Docker's needs an engine.
+    pub fn measures(&self, side: Side) -> bool {
+        side != Side::DockerReal || self.docker.is_some()
+    }
+
+    /// A different MTU would change what a TCP segment carries: the labs must agree (Docker's
+    /// is its default, 1500, since the private engine does not read the machine's
+    /// daemon.json).
+    fn check_same_mtu(&self) -> anyhow::Result<()> {
+        let pairs = [Some(&self.xnet.pair), Some(&self.bridge.pair)]
+            .into_iter()
+            .chain([self.docker.as_ref().map(|d| &d.pair)]);
+        let mtus: Vec<u32> = pairs
+            .flatten()
+            .flat_map(|pair| [pair.a.mtu, pair.b.mtu])
+            .collect();
+        ensure!(
+            mtus.windows(2).all(|w| w[0] == w[1]),
+            "the containers' MTUs differ between the labs: {mtus:?} (xnet, bridge, Docker)"
+        );
+        Ok(())
     }
 }

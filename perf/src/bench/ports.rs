@@ -1,7 +1,7 @@
-//! Publishing ports on either lab, as each side does it: xnet with its CLI (`xnet port add`),
-//! Docker with iptables rules, in one `iptables-restore` batch or one `iptables` exec per
-//! rule. Each returns how long publishing took and a guard that withdraws the ports (untimed)
-//! when dropped, also on failure.
+//! Publishing ports on each lab, as each side does it: xnet with its CLI (`xnet port add`),
+//! Docker's rules with iptables, in one `iptables-restore` batch or one `iptables` exec per
+//! rule, and real Docker with `docker run -p`. Each returns how long publishing took and a
+//! guard that withdraws the ports (untimed) when dropped, also on failure.
 
 use std::{
     fmt,
@@ -135,21 +135,51 @@ pub enum Published<'a> {
     /// Withdrawn by loading Docker's base rules again (the per-port rules are appended to
     /// them), which takes one `iptables-restore` however many rules there are.
     Iptables { host: &'a Path },
-    /// Published by real Docker when it created the container (`docker run -p`), and
-    /// withdrawn when it removes it.
+    /// Published by real Docker's B since its creation: nothing to withdraw.
     AtCreation,
+    /// A container real Docker created with the ports published; removed with them.
+    DockerContainer { lab: &'a DockerLab, name: String },
 }
 
 impl<'a> Published<'a> {
-    /// Ports real Docker's B was created with (it cannot publish more on a running
-    /// container); nothing is done, so nothing is timed.
-    pub fn by_docker(lab: &DockerLab, ports: Ports) -> anyhow::Result<(Self, Duration)> {
+    /// Ports real Docker's B was created with (Docker cannot publish ports of a running
+    /// container, so B publishes every port a scenario needs from the start).
+    pub fn by_docker_at_creation(lab: &DockerLab, ports: Ports) -> anyhow::Result<Self> {
         ensure!(
             lab.publishes(ports),
-            "real Docker publishes ports only when it creates a container; B does not publish {}",
+            "real Docker's B was not created with -p {}",
             ports.spec()
         );
-        Ok((Self::AtCreation, Duration::ZERO))
+        Ok(Self::AtCreation)
+    }
+
+    /// Publishes with real Docker, which publishes only when it creates a container: `docker
+    /// run -d -p SPEC` of a new container on the lab's network. The time is what publishing
+    /// added to `docker run`: that run's, from exec to exit, less the same `docker run`
+    /// without `-p` just before (whose container is removed again, untimed).
+    pub fn by_docker_run(
+        lab: &'a DockerLab,
+        name: &str,
+        ports: Ports,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let plain = format!("{name}-plain");
+        let without = lab.run_container(&plain, &[]);
+        let removed = lab.remove_container(&plain);
+        let without = without?;
+        removed?;
+        // Before running it, so that a failed run's container goes too.
+        let published = Self::DockerContainer {
+            lab,
+            name: name.to_string(),
+        };
+        let with = lab.run_container(name, &[ports.spec()])?;
+        ensure!(
+            with > without,
+            "docker run -p {} took {with:?}, less than without it ({without:?}): too noisy to \
+             tell what publishing took",
+            ports.spec()
+        );
+        Ok((published, with - without))
     }
 
     /// Publishes with the real CLI, on the running `container`; the time is the CLI's, from
@@ -228,6 +258,7 @@ impl Drop for Published<'_> {
             } => lab.xnet(&["port", "rm", container, spec]).map(drop),
             Published::Iptables { host } => lab::restore_docker_rules(host),
             Published::AtCreation => Ok(()),
+            Published::DockerContainer { lab, name } => lab.remove_container(name),
         };
         if let Err(error) = result {
             eprintln!("warning: withdrawing published ports: {error:#}");

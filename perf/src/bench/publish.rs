@@ -1,12 +1,15 @@
 //! The published-port scenarios: traffic from another host (the lab's outside namespace)
-//! through the host's uplink to a port published by container B, and the time publishing
-//! takes. xnet publishes with its CLI; Docker's side is its iptables rules on the bridge lab
-//! (DNAT, filter accept, masquerade per port), and for TCP also a userland proxy like
-//! docker-proxy; real Docker publishes with `docker run -p` (its DNAT, with docker-proxy
-//! running beside, as by default). Real Docker is measured at one published port only:
-//! docker-proxy is one process per published port, and 10,000 of them do not fit here.
+//! through the host's uplink, or from the host itself, to a port published by container B,
+//! and the time publishing takes. xnet publishes with its CLI; Docker's side is its iptables
+//! rules on the bridge lab (DNAT, filter accept, masquerade per port), and for TCP also a
+//! userland proxy like docker-proxy; real Docker publishes with `docker run -p`, docker-proxy
+//! on, as by default.
 
-use std::{net::SocketAddrV4, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::bail;
 
@@ -25,13 +28,15 @@ use super::{
 const PPS_FIRST_PORT: u16 = 10_000;
 /// First port of the range whose publishing is timed.
 const SETUP_FIRST_PORT: u16 = 30_000;
-/// Host port published for the TCP scenarios, and the one the userland proxy listens on (not covered by
-/// the DNAT rules: traffic from outside would be DNATed before it reached a proxy there).
-const TCP_HOST_PORT: u16 = 8080;
+/// Host ports published for the TCP servers of B, iperf3's and the ping-pong's: one each, as
+/// real Docker's B publishes both for the whole run.
+const IPERF3_HOST_PORT: u16 = 8080;
+const RR_HOST_PORT: u16 = 8082;
+/// The port the userland proxy listens on: not a published one (traffic from outside would be
+/// DNATed before it reached a proxy there).
 const PROXY_PORT: u16 = 8081;
-/// Real Docker publishes both TCP servers at once (the other sides one at a time, on
-/// `TCP_HOST_PORT`): the ping-pong server's host port there.
-const DOCKER_RR_HOST_PORT: u16 = 8082;
+/// The container real Docker publishes the setup case's ports on (B cannot gain ports).
+const DOCKER_SETUP_CONTAINER: &str = "bench-setup";
 
 const LOWER_SECONDS: &[Metric] = &[Metric {
     suffix: "",
@@ -40,23 +45,41 @@ const LOWER_SECONDS: &[Metric] = &[Metric {
     compare: Compare::Faster,
 }];
 
-/// What real Docker's container B publishes (`docker run -p`, when it is created): the packet
-/// rate's single port and the TCP scenarios' servers.
-pub fn docker_ports() -> Vec<Ports> {
-    let one = |proto, host, container| Ports {
-        proto,
-        host,
-        container,
-        count: 1,
-    };
-    vec![
-        one(Proto::Udp, PPS_FIRST_PORT, PPS_FIRST_PORT),
-        one(Proto::Tcp, TCP_HOST_PORT, IPERF3_PORT),
-        one(Proto::Tcp, DOCKER_RR_HOST_PORT, RR_PORT),
-    ]
+/// The UDP ports the packet rate is sent to: `count` from [`PPS_FIRST_PORT`], host and
+/// container alike.
+fn pps_ports(count: u16) -> Ports {
+    Ports {
+        proto: Proto::Udp,
+        host: PPS_FIRST_PORT,
+        container: PPS_FIRST_PORT,
+        count,
+    }
 }
 
-/// 64-byte UDP from the outside to the last of 1 and of many published ports of B.
+/// TCP `container_port` of B (iperf3's or the ping-pong's) published on its host port.
+fn tcp_ports(container_port: u16) -> Ports {
+    let host = if container_port == RR_PORT {
+        RR_HOST_PORT
+    } else {
+        IPERF3_HOST_PORT
+    };
+    Ports {
+        proto: Proto::Tcp,
+        host,
+        container: container_port,
+        count: 1,
+    }
+}
+
+/// What real Docker's B publishes from its creation on: the one-port packet rate's port and
+/// both TCP servers.
+pub fn docker_published() -> Vec<Ports> {
+    vec![pps_ports(1), tcp_ports(IPERF3_PORT), tcp_ports(RR_PORT)]
+}
+
+/// 64-byte UDP from the outside to the last of 1 and of many published ports of B. Real
+/// Docker only at one port: docker-proxy runs two processes per published port (IPv4 and
+/// IPv6), 20,000 for the big range.
 pub fn publish_pps(effort: &Effort) -> Vec<Case> {
     [1, effort.many_ports]
         .into_iter()
@@ -77,13 +100,10 @@ pub fn publish_pps(effort: &Effort) -> Vec<Case> {
             },
             metrics: HIGHER_MPPS,
             measure: Box::new(move |lab, side, effort| {
-                let ports = Ports {
-                    proto: Proto::Udp,
-                    host: PPS_FIRST_PORT,
-                    container: PPS_FIRST_PORT,
-                    count,
-                };
-                published_packet_rate(lab, side, ports, effort.frames)
+                if side == Side::DockerReal {
+                    lab.docker().let_bridge_learn_b()?;
+                }
+                published_packet_rate(lab, side, pps_ports(count), effort.frames)
             }),
         })
         .collect()
@@ -105,7 +125,8 @@ pub fn publish_tcp(_: &Effort) -> Vec<Case> {
 }
 
 /// Publishing many ports of the running B: xnet's CLI against Docker's rules in one
-/// iptables-restore batch; and, at fewer ports, also against one iptables exec per rule.
+/// iptables-restore batch; at fewer ports, also against one iptables exec per rule; and at
+/// fewer still, also against real Docker, which starts two docker-proxy processes per port.
 pub fn publish_setup(effort: &Effort) -> Vec<Case> {
     let case = |count: u16, sides| Case {
         name: format!("publish-setup/{count}ports"),
@@ -118,7 +139,7 @@ pub fn publish_setup(effort: &Effort) -> Vec<Case> {
                 container: SETUP_FIRST_PORT,
                 count,
             };
-            let (_published, took) = publish(lab, side, ports)?;
+            let (_published, took) = publish_timed(lab, side, ports)?;
             Ok(Sample {
                 values: vec![took.as_secs_f64()],
                 frames: None,
@@ -131,19 +152,38 @@ pub fn publish_setup(effort: &Effort) -> Vec<Case> {
             effort.per_rule_ports,
             &[Side::Xnet, Side::IptablesBatch, Side::IptablesPerRule],
         ),
+        case(
+            effort.docker_setup_ports,
+            &[
+                Side::Xnet,
+                Side::IptablesBatch,
+                Side::IptablesPerRule,
+                Side::DockerReal,
+            ],
+        ),
     ]
 }
 
-/// Publishes `ports` of container B the way `side` does, and how long that took.
-fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>, Duration)> {
+/// Publishes `ports` the way `side` does, and how long that took: of the running B, or, for
+/// real Docker, which cannot, of a container it creates with them.
+fn publish_timed(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>, Duration)> {
     match side {
         Side::Xnet => Published::by_xnet(&lab.xnet, "b", ports),
         Side::DockerDnat | Side::IptablesBatch => {
             Published::by_iptables(&lab.bridge, ports, Install::Batch)
         }
         Side::IptablesPerRule => Published::by_iptables(&lab.bridge, ports, Install::PerRule),
-        Side::DockerReal => Published::by_docker(lab.docker(), ports),
+        Side::DockerReal => Published::by_docker_run(lab.docker(), DOCKER_SETUP_CONTAINER, ports),
         _ => bail!("{} does not publish ports", side.label()),
+    }
+}
+
+/// Publishes `ports` of B for traffic to reach them: real Docker's B publishes its ports
+/// since its creation.
+fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<Published<'_>> {
+    match side {
+        Side::DockerReal => Published::by_docker_at_creation(lab.docker(), ports),
+        _ => publish_timed(lab, side, ports).map(|(published, _)| published),
     }
 }
 
@@ -186,17 +226,31 @@ fn published_packet_rate(
 }
 
 fn published_tcp(lab: &Lab, side: Side, seconds: u32) -> anyhow::Result<Sample> {
-    let (pair, uplink) = (pair(lab, side), uplink(lab, side));
-    let entry = TcpEntry::open(lab, side, IPERF3_PORT)?;
-    iperf3(&pair.b.netns, &uplink.outside, entry.target, 1, seconds)
+    let entry = TcpEntry::open(lab, side, IPERF3_PORT, Origin::Outside)?;
+    iperf3(
+        &pair(lab, side).b.netns,
+        &entry.client,
+        entry.target,
+        1,
+        seconds,
+    )
 }
 
-/// TCP ping-pong from the outside through a published port, 1-byte messages: each message
-/// crosses the host once more per direction behind a userland proxy, which shows in
-/// transactions per second and latency where a single stream's throughput hides it.
+/// TCP ping-pong through a published port, 1-byte messages: each message crosses the host
+/// once more per direction behind a userland proxy, which shows in transactions per second and
+/// latency where a single stream's throughput hides it. From the outside, Docker's way in is
+/// its DNAT (docker-proxy never sees those connections); from the host itself, to 127.0.0.1,
+/// it is docker-proxy, and xnet's is its socket hooks. Docker's rules serve the host's
+/// connections to its own non-loopback addresses (nat `OUTPUT`): the iptables side is measured
+/// from the host that way.
 pub fn publish_rr(_: &Effort) -> Vec<Case> {
-    vec![Case {
-        name: "publish-rr/1B".into(),
+    [
+        ("publish-rr/1B", Origin::Outside),
+        ("publish-rr/1B-from-host", Origin::Host),
+    ]
+    .into_iter()
+    .map(|(name, origin)| Case {
+        name: name.into(),
         sides: &[
             Side::Xnet,
             Side::DockerDnat,
@@ -204,64 +258,70 @@ pub fn publish_rr(_: &Effort) -> Vec<Case> {
             Side::DockerReal,
         ],
         metrics: RR_METRICS,
-        measure: Box::new(|lab, side, effort| {
-            let (pair, uplink) = (pair(lab, side), uplink(lab, side));
-            let entry = TcpEntry::open(lab, side, RR_PORT)?;
+        measure: Box::new(move |lab, side, effort| {
+            let entry = TcpEntry::open(lab, side, RR_PORT, origin)?;
             ping_pong(
-                &pair.b.netns,
-                &uplink.outside,
+                &pair(lab, side).b.netns,
+                &entry.client,
                 entry.target,
                 1,
                 effort.rr_seconds,
             )
         }),
-    }]
+    })
+    .collect()
 }
 
-/// The way in from the outside to TCP `container_port` of B, as `side` provides it: a port
-/// published by xnet or by Docker's rules, or a userland proxy on the host. Withdrawn on drop.
+/// Where a published port's client runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The lab's outside namespace, through the host's uplink.
+    Outside,
+    /// The lab's host namespace itself.
+    Host,
+}
+
+/// The way in to TCP `container_port` of B, as `side` provides it: a port published by xnet,
+/// by Docker's rules or by real Docker, or a userland proxy on the host. Withdrawn on drop.
 struct TcpEntry<'a> {
-    /// Where outside clients connect.
+    /// The namespace the client runs in, and where it connects.
+    client: PathBuf,
     target: SocketAddrV4,
-    _published: Option<(Published<'a>, Duration)>,
+    _published: Option<Published<'a>>,
     _proxy: Option<Held>,
 }
 
 impl<'a> TcpEntry<'a> {
-    fn open(lab: &'a Lab, side: Side, container_port: u16) -> anyhow::Result<Self> {
+    fn open(lab: &'a Lab, side: Side, container_port: u16, origin: Origin) -> anyhow::Result<Self> {
         let (pair, uplink) = (pair(lab, side), uplink(lab, side));
+        let (client, host_ip) = match origin {
+            Origin::Outside => (uplink.outside.clone(), uplink.host_ip),
+            // Docker's rules leave 127.0.0.0/8 alone (it is docker-proxy's): the host reaches
+            // a port they publish on its own address.
+            Origin::Host if side == Side::DockerDnat => (pair.host.clone(), uplink.host_ip),
+            Origin::Host => (pair.host.clone(), Ipv4Addr::LOCALHOST),
+        };
         if side == Side::UserlandProxy {
+            let target = SocketAddrV4::new(host_ip, PROXY_PORT);
             let proxy = Held::start(
                 "xnet-proxy",
                 sys::in_netns(&pair.host, sys::tool("xnet-proxy"))
                     .arg("--listen")
-                    .arg(SocketAddrV4::new(uplink.host_ip, PROXY_PORT).to_string())
+                    .arg(target.to_string())
                     .arg("--to")
                     .arg(SocketAddrV4::new(pair.b.ip, container_port).to_string()),
             )?;
             return Ok(Self {
-                target: SocketAddrV4::new(uplink.host_ip, PROXY_PORT),
+                client,
+                target,
                 _published: None,
                 _proxy: Some(proxy),
             });
         }
-        let host_port = match side {
-            Side::DockerReal => lab
-                .docker()
-                .host_port(Proto::Tcp, container_port)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("real Docker's B does not publish {container_port}")
-                })?,
-            _ => TCP_HOST_PORT,
-        };
-        let ports = Ports {
-            proto: Proto::Tcp,
-            host: host_port,
-            container: container_port,
-            count: 1,
-        };
+        let ports = tcp_ports(container_port);
         Ok(Self {
-            target: SocketAddrV4::new(uplink.host_ip, ports.host),
+            client,
+            target: SocketAddrV4::new(host_ip, ports.host),
             _published: Some(publish(lab, side, ports)?),
             _proxy: None,
         })

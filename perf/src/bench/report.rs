@@ -173,6 +173,7 @@ impl Row {
             for (role, key) in [
                 (Role::Baseline, "times_faster"),
                 (Role::SecondBaseline, "times_faster_than_second_baseline"),
+                (Role::Docker, "times_faster_than_docker"),
             ] {
                 if let Some(r) = self.ratio_to(role) {
                     v[key] = json!(1.0 / r);
@@ -211,6 +212,9 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
             others.push(side);
         }
     }
+    // Baselines first, then real Docker, the ceiling and the reference, whichever row
+    // brought them in.
+    others.sort_by_key(|side| side.role());
     // xnet is compared with every side but the reference.
     let compared = |side: Side| side.role() != Role::Reference;
     let counts_frames = rows
@@ -232,14 +236,25 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
             });
         }
     }
-    if let (true, Some(baseline)) = (counts_frames, baseline) {
-        head.push(format!("loss xnet / {}", baseline.short()));
+    // Loss of xnet, the baseline and real Docker, where they count frames.
+    let lossy: Vec<Side> = [Some(Side::Xnet), baseline, Some(Side::DockerReal)]
+        .into_iter()
+        .flatten()
+        .filter(|side| {
+            rows.iter()
+                .any(|r| r.side(*side).is_some_and(|s| s.frames.is_some()))
+        })
+        .collect();
+    if counts_frames && baseline.is_some() {
+        let names: Vec<&str> = lossy.iter().map(|s| s.short()).collect();
+        head.push(format!("loss {}", names.join(" / ")));
     }
     let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for row in rows {
         let cell = |side: Side| row.side(side).map_or("–".into(), |s| s.summary.cell());
-        let lost = |side: Option<Side>| {
-            side.and_then(|side| row.side(side)?.frames)
+        let lost = |side: Side| {
+            row.side(side)
+                .and_then(|s| s.frames)
                 .map_or("–".into(), |d| format!("{:.1}%", 100.0 * d.loss()))
         };
         let mut cells = vec![
@@ -259,7 +274,8 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
             }
         }
         if counts_frames && baseline.is_some() {
-            cells.push(format!("{} / {}", lost(Some(Side::Xnet)), lost(baseline)));
+            let losses: Vec<String> = lossy.iter().map(|side| lost(*side)).collect();
+            cells.push(losses.join(" / "));
         }
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
@@ -274,8 +290,9 @@ pub fn write_json(rows: &[Row], machine: &Value, path: &Path) -> anyhow::Result<
 }
 
 /// Reads the JSON back and checks every object has what the issue promises: the smoke run's
-/// check that the file is usable by whatever consumes it.
-pub fn verify_json(path: &Path) -> anyhow::Result<usize> {
+/// check that the file is usable by whatever consumes it. `with_docker`: the results that
+/// must have real Docker's side.
+pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize> {
     let all: Value = serde_json::from_str(&fs::read_to_string(path)?)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     let all = all.as_array().ok_or_else(|| anyhow!("not a JSON array"))?;
@@ -304,13 +321,19 @@ pub fn verify_json(path: &Path) -> anyhow::Result<usize> {
         for key in needs {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
-        if object.get("docker").is_some() {
+        if with_docker.iter().any(|name| name == scenario) {
             let ratio = object["ratio_to_docker"].as_f64();
             ensure!(
-                ratio.is_some_and(|r| r.is_finite() && r > 0.0),
-                "bad ratio_to_docker in {object}"
+                object.get("docker").is_some() && ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+                "real Docker's side or its ratio missing in {object}"
             );
         }
+    }
+    for name in with_docker {
+        ensure!(
+            all.iter().any(|o| o["scenario"] == name.as_str()),
+            "no result for {name}"
+        );
     }
     Ok(all.len())
 }
@@ -451,7 +474,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("results.json");
         write_json(&[row()], &machine(0.0), &path).unwrap();
-        assert_eq!(verify_json(&path).unwrap(), 1);
+        assert_eq!(verify_json(&path, &[]).unwrap(), 1);
         let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert!((v[0]["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
         assert!((v[0]["ratio_to_ceiling"].as_f64().unwrap() - 1.0).abs() < 1e-9);
@@ -475,6 +498,43 @@ mod tests {
         );
         assert!(table.contains("| 2.00x |"), "{table}");
         assert!(table.contains("0.0% / 10.0%"), "{table}");
+    }
+
+    #[test]
+    fn real_docker_gets_a_column_a_loss_and_a_ratio_of_its_own() {
+        let mut with_docker = row();
+        with_docker.sides.insert(
+            2,
+            SideResult {
+                side: Side::DockerReal,
+                summary: Summary::of(&[0.8, 0.8, 0.8]),
+                frames: Some(Delivery {
+                    sent: 100,
+                    delivered: 80,
+                }),
+            },
+        );
+        let table = table(&[with_docker.clone()]);
+        assert!(
+            table.contains("| Docker 20.10 (bridge driver, -p, docker-proxy) | xnet / Docker |")
+                && table.contains("| 2.75x |")
+                && table.contains("| loss xnet / bridge / Docker |")
+                && table.contains("| 0.0% / 10.0% / 20.0% |"),
+            "{table}"
+        );
+        let dir = std::env::temp_dir().join(format!("xnet-perf-docker-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        write_json(&[with_docker], &machine(0.0), &path).unwrap();
+        let name = "bridge-pps/1flow".to_string();
+        assert_eq!(verify_json(&path, std::slice::from_ref(&name)).unwrap(), 1);
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v[0]["docker"]["name"], "docker-real");
+        assert!((v[0]["ratio_to_docker"].as_f64().unwrap() - 2.75).abs() < 1e-9);
+        // A result that should have real Docker's side and has not fails the smoke check.
+        write_json(&[row()], &machine(0.0), &path).unwrap();
+        assert!(verify_json(&path, &[name]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn setup_row() -> Row {

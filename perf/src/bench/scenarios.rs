@@ -58,19 +58,20 @@ pub enum Side {
     /// The outside's frames dropped by an XDP program on the uplink: what sending them costs,
     /// the ceiling of any published-port path measured with the generator on the same machine.
     UplinkDrop,
-    /// Real Docker (the machine's engine, privately started: its bridge driver, iptables rules
-    /// and `-p` with docker-proxy on, as by default).
+    /// Real Docker: a private engine of the machine's installation with Docker's default
+    /// networking (its bridge driver and iptables rules, `-p` with docker-proxy on), where
+    /// one can run.
     DockerReal,
 }
 
-/// How a side enters the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a side enters the report; the tables' columns follow this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Ours,
     Baseline,
     /// Another baseline xnet is compared with, in a ratio of its own.
     SecondBaseline,
-    /// Real Docker, what users run today.
+    /// Real Docker, what users of Docker run today: compared in a ratio of its own.
     Docker,
     Ceiling,
     Reference,
@@ -115,7 +116,7 @@ impl Side {
             Side::IptablesBatch => "iptables-restore, one batch",
             Side::IptablesPerRule => "iptables, one exec per rule",
             Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
-            Side::DockerReal => "real Docker 20.10",
+            Side::DockerReal => "Docker 20.10 (bridge driver, -p, docker-proxy)",
         }
     }
 
@@ -174,6 +175,9 @@ pub struct Effort {
     /// Ports published in the setup case that installs iptables rules one exec at a time
     /// (too slow for `many_ports`).
     pub per_rule_ports: u16,
+    /// Ports published in the setup case that real Docker is part of (two docker-proxy
+    /// processes per port: too many for `per_rule_ports`).
+    pub docker_setup_ports: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +222,8 @@ pub type Measure = Box<dyn Fn(&Lab, Side, &Effort) -> anyhow::Result<Sample>>;
 
 pub struct Case {
     pub name: String,
+    /// In the order they are measured in each round; those the run has no lab for (real
+    /// Docker without an engine) are left out.
     pub sides: &'static [Side],
     pub metrics: &'static [Metric],
     pub measure: Measure,
@@ -256,7 +262,7 @@ pub const RR_METRICS: &[Metric] = &[
     },
 ];
 
-const XNET_VS_BRIDGE: &[Side] = &[Side::Xnet, Side::DockerBridge, Side::DockerReal];
+const XNET_VS_BRIDGE_AND_DOCKER: &[Side] = &[Side::Xnet, Side::DockerBridge, Side::DockerReal];
 
 /// The containers a side is measured between: xnet's, real Docker's, or the bridge lab's for
 /// every other side (the hops sit on its host-side veths, ahead of the bridge).
@@ -283,6 +289,9 @@ fn bridge_pps(_: &Effort) -> Vec<Case> {
             ],
             metrics: HIGHER_MPPS,
             measure: Box::new(move |lab, side, effort| {
+                if side == Side::DockerReal {
+                    lab.docker().let_bridge_learn_b()?;
+                }
                 packet_rate(pair(lab, side), side, flows, effort.frames)
             }),
         })
@@ -295,7 +304,7 @@ fn bridge_tcp(_: &Effort) -> Vec<Case> {
         .into_iter()
         .map(|(streams, name)| Case {
             name: format!("bridge-tcp/{name}"),
-            sides: XNET_VS_BRIDGE,
+            sides: XNET_VS_BRIDGE_AND_DOCKER,
             metrics: HIGHER_GBPS,
             measure: Box::new(move |lab, side, effort| {
                 let pair = pair(lab, side);
@@ -318,7 +327,7 @@ fn bridge_rr(_: &Effort) -> Vec<Case> {
         .into_iter()
         .map(|(size, name)| Case {
             name: format!("bridge-rr/{name}"),
-            sides: XNET_VS_BRIDGE,
+            sides: XNET_VS_BRIDGE_AND_DOCKER,
             metrics: RR_METRICS,
             measure: Box::new(move |lab, side, effort| {
                 let pair = pair(lab, side);
