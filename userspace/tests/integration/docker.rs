@@ -417,15 +417,21 @@ fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
     assert!(published(&host), "app's published port after disconnect");
 }
 
+/// Network `n1` on `subnet` with sleepers `a1` and `b1` (`args` for both), named in xnet.
+fn a1_and_b1_on_n1(host: &mut Host, subnet: &str, args: &[&str]) {
+    create_network(host, "n1", &["--subnet", subnet]);
+    for name in ["a1", "b1"] {
+        run_sleeper(host, name, &[&["--network", "n1"][..], args].concat());
+    }
+    assert!(names_become(host, &["ps"], "Names", &["a1", "b1"]));
+}
+
 #[test]
 fn docker_containers_keep_working_across_an_xnetd_restart() {
     let Some(mut host) = docker_host(false) else {
         return;
     };
-    create_network(&host, "n1", &["--subnet", "10.231.10.0/24"]);
-    run_sleeper(&mut host, "a1", &["--network", "n1"]);
-    run_sleeper(&mut host, "b1", &["--network", "n1"]);
-    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+    a1_and_b1_on_n1(&mut host, "10.231.10.0/24", &[]);
     let before = listed(&host, &["ps"]);
     let a1 = host.docker_netns("a1");
     let b1_ip = docker_ip(&host, "b1", "n1");
@@ -452,10 +458,7 @@ fn docker_live_restore_keeps_traffic_and_state_across_a_dockerd_restart() {
     let Some(mut host) = Host::with_docker(false, options) else {
         return;
     };
-    create_network(&host, "n1", &["--subnet", "10.231.11.0/24"]);
-    run_sleeper(&mut host, "a1", &["--network", "n1"]);
-    run_sleeper(&mut host, "b1", &["--network", "n1"]);
-    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+    a1_and_b1_on_n1(&mut host, "10.231.11.0/24", &[]);
     let before = listed(&host, &["ps"]);
     let a1 = host.docker_netns("a1");
     let b1_ip = docker_ip(&host, "b1", "n1");
@@ -482,10 +485,7 @@ fn docker_restart_policy_containers_rejoin_after_a_dockerd_restart() {
     let Some(mut host) = docker_host(false) else {
         return;
     };
-    create_network(&host, "n1", &["--subnet", "10.231.12.0/24"]);
-    run_sleeper(&mut host, "a1", &["--network", "n1", "--restart", "always"]);
-    run_sleeper(&mut host, "b1", &["--network", "n1", "--restart", "always"]);
-    assert!(names_become(&host, &["ps"], "Names", &["a1", "b1"]));
+    a1_and_b1_on_n1(&mut host, "10.231.12.0/24", &["--restart", "always"]);
 
     // Without live restore dockerd stops its containers (they leave), then starts them again
     // (new endpoints join).
