@@ -37,6 +37,18 @@ use crate::frame::Mac;
 /// The network every lab gives its containers (Docker's first user-defined subnet).
 const SUBNET: &str = "172.18.0.0/16";
 const GATEWAY: &str = "172.18.0.1";
+/// The containers' network in the xnet and Docker labs, made with the same arguments by both
+/// CLIs (xnet's takes Docker's syntax).
+const NETWORK: &str = "bench";
+const CREATE_NETWORK: [&str; 7] = [
+    "network",
+    "create",
+    "--subnet",
+    SUBNET,
+    "--gateway",
+    GATEWAY,
+    NETWORK,
+];
 const PREFIX: u8 = 16;
 /// Name of the bridge (Docker names them br-<network id>).
 pub const BRIDGE: &str = "br-bench";
@@ -147,15 +159,7 @@ impl XnetLab {
             _host: host,
         };
         lab.wait_for_daemon()?;
-        lab.xnet(&[
-            "network",
-            "create",
-            "--subnet",
-            SUBNET,
-            "--gateway",
-            GATEWAY,
-            "bench",
-        ])?;
+        lab.xnet(&CREATE_NETWORK)?;
         for name in ["a", "b"] {
             lab.xnet(&[
                 "run",
@@ -163,7 +167,7 @@ impl XnetLab {
                 "--name",
                 name,
                 "--network",
-                "bench",
+                NETWORK,
                 "--",
                 "sleep",
                 "infinity",
@@ -415,6 +419,21 @@ pub struct DockerLab {
     _host: Netns,
 }
 
+/// `docker run -d --name NAME --network bench EXTRA -p SPEC... IMAGE sleep infinity`.
+fn docker_run(
+    engine: &Engine,
+    image: &str,
+    name: &str,
+    extra: &[&str],
+    specs: &[String],
+) -> anyhow::Result<()> {
+    let mut args = vec!["run", "-d", "--name", name, "--network", NETWORK];
+    args.extend_from_slice(extra);
+    args.extend(specs.iter().flat_map(|spec| ["-p", spec.as_str()]));
+    args.extend([image, "sleep", "infinity"]);
+    engine.run(&args).map(drop)
+}
+
 /// Docker's names for A and B (it wants at least two characters).
 const DOCKER_CONTAINERS: [&str; 2] = ["bench-a", "bench-b"];
 
@@ -429,35 +448,18 @@ impl DockerLab {
         };
         let engine = Engine::start(&host.path(), run_id, options)?;
         let image = engine.busybox_image()?;
-        engine.run(&[
-            "network",
-            "create",
-            "--subnet",
-            SUBNET,
-            "--gateway",
-            GATEWAY,
-            "bench",
-        ])?;
+        engine.run(&CREATE_NETWORK)?;
+        let specs: Vec<String> = published.iter().map(Ports::spec).collect();
         for (name, (_, ip, _)) in DOCKER_CONTAINERS.into_iter().zip(CONTAINERS) {
-            let mut args = vec![
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                "bench",
-                "--ip",
-                ip,
-            ];
             // Docker's MAC for the address is the other labs' (02:42 + the IPv4 address),
             // checked below: with `--mac-address` the CLI (newer than this engine) asks for
             // an API version the engine does not have.
-            let specs: Vec<String> = published.iter().map(Ports::spec).collect();
-            if name == DOCKER_CONTAINERS[1] {
-                args.extend(specs.iter().flat_map(|spec| ["-p", spec.as_str()]));
-            }
-            args.extend([image, "sleep", "infinity"]);
-            engine.run(&args)?;
+            let b_specs: &[String] = if name == DOCKER_CONTAINERS[1] {
+                &specs
+            } else {
+                &[]
+            };
+            docker_run(&engine, image, name, &["--ip", ip], b_specs)?;
         }
         let host_path = host.path();
         let a = probe_container(&host_path, engine.netns_of(DOCKER_CONTAINERS[0])?)?;
@@ -507,11 +509,8 @@ impl DockerLab {
     /// Runs a container of the lab's image on its network with `docker run -d` and these `-p`
     /// specs; returns how long `docker run` took, from exec to exit.
     pub fn run_container(&self, name: &str, specs: &[String]) -> anyhow::Result<Duration> {
-        let mut args = vec!["run", "-d", "--name", name, "--network", "bench"];
-        args.extend(specs.iter().flat_map(|spec| ["-p", spec.as_str()]));
-        args.extend([self.image, "sleep", "infinity"]);
         let start = Instant::now();
-        self.engine.run(&args)?;
+        docker_run(&self.engine, self.image, name, &[], specs)?;
         Ok(start.elapsed())
     }
 
