@@ -77,6 +77,11 @@ fn outside_client_is_seen_as_itself(host: &mut Host, name: &str, addresses: (&st
     );
 }
 
+/// The `-p` flags on every address of the container `web` that [`reached_from_everywhere`]
+/// checks: 8080/tcp and 8081/udp (and tcp, for iperf3's control connection); its tests add
+/// 90 on a loopback address only, as 9090.
+const WEB_PORTS: [&str; 6] = ["-p", "8080:80", "-p", "8081:81/udp", "-p", "8081:81"];
+
 /// The host's addresses of one family that published ports are dialed on.
 struct HostAddresses<'a> {
     /// The uplink's: from the outside, the host itself, and other containers (hairpin).
@@ -138,16 +143,7 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
     let mut host = Host::with_uplink();
     host.run_sleeper(
         "web",
-        &[
-            "-p",
-            "8080:80",
-            "-p",
-            "8081:81/udp",
-            "-p",
-            "8081:81",
-            "-p",
-            "127.0.0.1:9090:90",
-        ],
+        &[&WEB_PORTS[..], &["-p", "127.0.0.1:9090:90"]].concat(),
     );
     host.run_sleeper("client", &[]);
     let outside = host.outside();
@@ -209,17 +205,11 @@ fn a_dual_stack_container_is_published_over_ipv6_too() {
         "v6net",
     ]);
     let publish = [
-        "--network",
-        "v6net",
-        "-p",
-        "8080:80",
-        "-p",
-        "8081:81/udp",
-        "-p",
-        "8081:81",
-        "-p",
-        "[::1]:9090:90",
-    ];
+        &["--network", "v6net"][..],
+        &WEB_PORTS,
+        &["-p", "[::1]:9090:90"],
+    ]
+    .concat();
     host.run_sleeper("web", &publish);
     host.run_sleeper("client", &["--network", "v6net"]);
 
