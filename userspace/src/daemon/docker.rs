@@ -9,7 +9,7 @@
 //! only: names come from Docker's API afterwards (`docker_names`).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
@@ -206,21 +206,20 @@ impl Inner {
         let ipv4: Ipv4Addr = address(&req.interface.address, "IPv4")?.ok_or_else(|| {
             XnetError::invalid("the endpoint has no IPv4 address from Docker's IPAM")
         })?;
-        if !net.ipv4.subnet.contains(&ipv4) {
-            return Err(XnetError::invalid(format!(
-                "address {ipv4} is outside network {}'s subnet {}",
-                net.name, net.ipv4.subnet
-            )));
-        }
         let ipv6: Option<Ipv6Addr> = address(&req.interface.address_ipv6, "IPv6")?;
-        let taken = self.state.docker_endpoints.iter().find(|(id, ep)| {
-            ep.network_id == req.network_id && ep.ipv4 == ipv4 && **id != req.endpoint_id
-        });
-        if taken.is_some() {
-            return Err(XnetError::conflict(format!(
-                "address {ipv4} is already in use on network {}",
-                net.name
-            )));
+        // Docker's IPAM chose them: they are checked as `--ip`/`--ip6` are (a host address of
+        // the subnet, not the gateway, not another endpoint's), never replaced.
+        let others = self
+            .state
+            .docker_endpoints
+            .iter()
+            .filter(|(id, ep)| ep.network_id == req.network_id && **id != req.endpoint_id)
+            .map(|(_, ep)| ep);
+        let used4: BTreeSet<Ipv4Addr> = others.clone().map(|ep| ep.ipv4).collect();
+        ipam::allocate(&net.ipv4, &used4, Some(&ipv4.to_string()))?;
+        if let (Some(config), Some(ip)) = (&net.ipv6, ipv6) {
+            let used6: BTreeSet<Ipv6Addr> = others.filter_map(|ep| ep.ipv6).collect();
+            ipam::allocate(config, &used6, Some(&ip.to_string()))?;
         }
         let given_mac = !req.interface.mac_address.is_empty();
         let mac = match given_mac {
