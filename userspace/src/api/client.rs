@@ -1,4 +1,6 @@
-//! The CLI's side of the socket: one HTTP/1 request per call over a fresh Unix connection.
+//! The CLI's side of the socket: one HTTP/1 request per call over a fresh Unix connection. The
+//! same client asks Docker's API (xnetd, for the names of what Docker made): both answer
+//! errors as `{"message": …}`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,17 +14,48 @@ use super::types::ErrorBody;
 
 pub struct Client {
     socket: PathBuf,
+    /// Whom it talks to, for messages: xnetd or dockerd.
+    server: Server,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Xnetd,
+    Dockerd,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Xnetd => "xnetd",
+            Server::Dockerd => "dockerd",
+        }
+    }
 }
 
 impl Client {
-    /// `host` is `unix:///path/to/socket` (Docker's `-H` form) or a bare path.
+    /// xnetd's API. `host` is `unix:///path/to/socket` (Docker's `-H` form) or a bare path.
     pub fn new(host: &str) -> anyhow::Result<Self> {
+        Self::to(host, Server::Xnetd)
+    }
+
+    /// Docker's API, at `host` as for [`Client::new`].
+    pub fn docker(host: &str) -> anyhow::Result<Self> {
+        Self::to(host, Server::Dockerd)
+    }
+
+    fn to(host: &str, server: Server) -> anyhow::Result<Self> {
         let path = host.strip_prefix("unix://").unwrap_or(host);
         if path.is_empty() || host.contains("://") && !host.starts_with("unix://") {
-            bail!("invalid --host {host:?}: expected unix:///path/to/xnet.sock");
+            let (flag, socket) = match server {
+                Server::Xnetd => ("--host", "xnet.sock"),
+                Server::Dockerd => ("--docker-host", "docker.sock"),
+            };
+            bail!("invalid {flag} {host:?}: expected unix:///path/to/{socket}");
         }
         Ok(Self {
             socket: Path::new(path).to_owned(),
+            server,
         })
     }
 
@@ -55,9 +88,10 @@ impl Client {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| self.connect_error(e))?;
+        let talking = || format!("talking to {}", self.server.name());
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .context("talking to xnetd")?;
+            .with_context(talking)?;
         tokio::spawn(connection);
         let body = match body {
             Some(b) => Bytes::from(serde_json::to_vec(b)?),
@@ -66,13 +100,10 @@ impl Client {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "xnetd")
+            .header("host", self.server.name())
             .header("content-type", "application/json")
             .body(Full::new(body))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .context("talking to xnetd")?;
+        let response = sender.send_request(request).await.with_context(talking)?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
         if !status.is_success() {
@@ -81,11 +112,15 @@ impl Client {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             return Err(anyhow!(message));
         }
-        serde_json::from_slice(&bytes).context("decoding xnetd's answer")
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("decoding {}'s answer", self.server.name()))
     }
 
     fn connect_error(&self, err: std::io::Error) -> anyhow::Error {
         let at = self.socket.display();
+        if self.server == Server::Dockerd {
+            return anyhow!("cannot connect to dockerd at unix://{at}: {err}");
+        }
         match err.kind() {
             std::io::ErrorKind::PermissionDenied => anyhow!(
                 "permission denied while trying to connect to the xnet daemon socket at unix://{at}: xnet must run as root"

@@ -71,7 +71,7 @@ struct ContainerName {
 impl Daemon {
     /// Names Docker's objects as they appear, until the process ends.
     pub async fn name_docker_objects(self: Arc<Self>, api: String) {
-        let client = match Client::new(&api) {
+        let client = match Client::docker(&api) {
             Ok(client) => client,
             Err(e) => {
                 eprintln!("xnetd: --docker-host: {e:#}; Docker's objects keep their ids as names");
