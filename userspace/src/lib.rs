@@ -1,16 +1,26 @@
-//! xnet's user space: the `xnetd` daemon and the `xnet` CLI share this library.
+//! xnet's user space: the `xnetd` daemon and the `xnet` CLI share this library. Layers, each
+//! using only those below it:
 //!
-//! - [`api`]: the JSON API on the Unix socket (wire types, server routes, client);
-//! - [`daemon`]: request handling, the one place that sequences state, OS and datapath;
-//! - [`state`]: the desired world and its rules (IPAM, names), persisted atomically;
-//! - [`datapath`]: loading, pinning and adopting the eBPF programs and maps;
-//! - [`os`]: network namespaces, veths, addresses and routes over netlink;
-//! - [`cli`]: the `xnet` commands.
+//! - [`cli`]: the `xnet` commands, a client of [`api`];
+//! - [`api`]: xnet's JSON API on the Unix socket (wire types, routes, client), and
+//!   [`docker`]: Docker's plugin protocols on the plugin socket; both call the daemon;
+//! - [`daemon`]: request handling, the one place that sequences state, drivers and kernel;
+//! - [`drivers`]: the network drivers (bridge, host, null), what a network and an endpoint of
+//!   each are in the kernel, through [`plumbing`] (an endpoint's veth pair, addresses and
+//!   routes) and [`datapath`] (loading, pinning and adopting the eBPF programs and maps);
+//! - [`os`]: network namespaces, links, addresses and routes over netlink, sysctls;
+//! - [`state`]: the desired world and its rules (IPAM, ports, options, names), persisted
+//!   atomically;
+//! - [`logging`]: xnetd's log lines.
 
 pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod datapath;
+pub mod docker;
+pub mod drivers;
 pub mod error;
+pub mod logging;
 pub mod os;
+pub mod plumbing;
 pub mod state;

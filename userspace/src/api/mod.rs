@@ -1,7 +1,10 @@
-//! The JSON API on xnetd's Unix socket: wire types (Docker-shaped where Docker has a shape),
-//! the HTTP server routes, the client the CLI uses, and Docker's network plugin protocol.
+//! xnet's JSON API on xnetd's Unix socket: wire types (Docker-shaped where Docker has a shape),
+//! the HTTP server routes, and the client the CLI uses. Docker's plugin protocols are
+//! [`crate::docker`]'s.
 
 pub mod client;
-pub mod plugin;
 pub mod server;
 pub mod types;
+
+/// Where xnetd serves its API unless told otherwise (`xnetd --socket`, `xnet --host`).
+pub const DEFAULT_SOCKET: &str = "/run/xnet/xnet.sock";

@@ -1,16 +1,26 @@
-//! HTTP routes over the Unix socket; thin: decode, call the daemon, encode.
+//! HTTP routes over the Unix socket; thin: decode, call the daemon, encode. [`serve`] also
+//! serves Docker's plugin routes on theirs.
 
-use std::{os::unix::fs::PermissionsExt as _, path::Path, sync::Arc};
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use anyhow::Context as _;
 use axum::{
     Json, Router,
-    extract::{Path as UrlPath, Query, State},
+    extract::{Path as UrlPath, Query, Request, State},
     http::StatusCode,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
-use futures::FutureExt as _;
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use super::types::{
     AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
@@ -62,28 +72,45 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-/// Serves the API on `socket`, and Docker's plugin protocol on `plugin_socket` if given, until
-/// `shutdown` resolves. The sockets are root-only (0600): the API creates namespaces and
-/// attaches kernel programs, and dockerd runs as root.
+/// Serves `routes` on `socket` until `shutdown` resolves, one span per request (its number,
+/// method and path) around everything logged while answering it. The socket is root-only
+/// (0600): the API creates namespaces and attaches kernel programs, and dockerd runs as root.
 pub async fn serve(
-    daemon: Arc<Daemon>,
     socket: &Path,
-    plugin_socket: Option<&Path>,
+    routes: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shutdown = shutdown.shared();
-    let api = axum::serve(bind(socket)?, router(daemon.clone()))
-        .with_graceful_shutdown(shutdown.clone())
-        .into_future();
-    let Some(plugin_socket) = plugin_socket else {
-        return api.await.context("serving the API");
-    };
-    let plugin = axum::serve(bind(plugin_socket)?, super::plugin::router(daemon))
+    let routes = routes.layer(middleware::from_fn(request_span));
+    axum::serve(bind(socket)?, routes)
         .with_graceful_shutdown(shutdown)
-        .into_future();
-    let (api, plugin) = tokio::join!(api, plugin);
-    api.context("serving the API")?;
-    plugin.context("serving the Docker plugin")
+        .await
+        .with_context(|| format!("serving {}", socket.display()))
+}
+
+/// Runs one request inside its own span, and logs how it ended.
+async fn request_span(request: Request, next: Next) -> Response {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!(
+        "request",
+        id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    async move {
+        let started = Instant::now();
+        let response = next.run(request).await;
+        let status = response.status();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            warn!(status = status.as_u16(), elapsed_ms, "request failed");
+        } else {
+            debug!(status = status.as_u16(), elapsed_ms, "request done");
+        }
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 /// A root-only listener on `socket`, replacing a stale socket file but never a live server's.

@@ -2,11 +2,15 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
+use futures::FutureExt as _;
+use tracing::{error, info};
 use xnet::{
-    api::server,
+    api::{DEFAULT_SOCKET, server},
     daemon::{Config, Daemon, DockerConfig},
+    docker,
+    logging::{self, LogFormat},
 };
 
 #[derive(Debug, Parser)]
@@ -17,7 +21,7 @@ use xnet::{
 )]
 struct Args {
     /// Unix socket to serve the API on (root-only).
-    #[arg(long, default_value = "/run/xnet/xnet.sock")]
+    #[arg(long, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Where the state file lives.
     #[arg(long, default_value = "/var/lib/xnet")]
@@ -39,12 +43,24 @@ struct Args {
     /// Docker's API, asked for the names of the networks and containers it makes.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     docker_host: String,
+    /// What to log: a level (error, warn, info, debug, trace) or `tracing` directives
+    /// (`xnet::daemon=debug,info`).
+    #[arg(long, env = "XNET_LOG", default_value = "info")]
+    log_level: String,
+    /// How to write log lines (to stderr).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() {
-    if let Err(err) = serve(Args::parse()).await {
+    let args = Args::parse();
+    if let Err(err) = logging::init(&args.log_level, args.log_format) {
         eprintln!("xnetd: {err:#}");
+        std::process::exit(1);
+    }
+    if let Err(err) = serve(args).await {
+        error!("{err:#}");
         std::process::exit(1);
     }
 }
@@ -79,13 +95,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);
-    println!("xnetd: serving on unix://{}", config.socket.display());
+    info!(socket = %config.socket.display(), "serving xnet's API");
     if let Some(docker) = &config.docker {
-        println!(
-            "xnetd: Docker network plugin {:?} on unix://{}",
-            docker.plugin,
-            docker.socket.display()
-        );
+        info!(plugin = %docker.plugin, socket = %docker.socket.display(), "serving Docker's network plugin");
         tokio::spawn(daemon.clone().name_docker_objects(docker.api.clone()));
     }
     let shutdown = async {
@@ -96,15 +108,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         // Nothing is torn down: the datapath keeps forwarding from its pins until the next start.
-        println!("xnetd: stopping; the datapath keeps forwarding");
-    };
-    let plugin_socket = config.docker.as_ref().map(|d| d.socket.as_path());
-    server::serve(daemon, &config.socket, plugin_socket, shutdown)
-        .await
-        .context("API server")?;
-    let _ = std::fs::remove_file(&config.socket);
-    if let Some(plugin_socket) = plugin_socket {
-        let _ = std::fs::remove_file(plugin_socket);
+        info!("stopping; the datapath keeps forwarding");
     }
-    Ok(())
+    .shared();
+    let api = server::serve(
+        &config.socket,
+        server::router(daemon.clone()),
+        shutdown.clone(),
+    );
+    let served = match &config.docker {
+        None => api.await,
+        Some(plugin) => {
+            let routes = docker::routes::router(daemon);
+            let plugin = server::serve(&plugin.socket, routes, shutdown);
+            let (api, plugin) = tokio::join!(api, plugin);
+            api.and(plugin)
+        }
+    };
+    let _ = std::fs::remove_file(&config.socket);
+    if let Some(docker) = &config.docker {
+        let _ = std::fs::remove_file(&docker.socket);
+    }
+    served
 }

@@ -21,7 +21,7 @@ use crate::{
             StatsReport,
         },
     },
-    daemon::HOST_NETWORK,
+    state::HOST_NETWORK,
 };
 
 /// Runs one CLI invocation; returns the process exit code.

@@ -8,8 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
 
-/// Default socket of xnetd (also `xnetd --socket`'s default).
-pub const DEFAULT_HOST: &str = "unix:///run/xnet/xnet.sock";
+use crate::api::DEFAULT_SOCKET;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,7 +18,7 @@ pub const DEFAULT_HOST: &str = "unix:///run/xnet/xnet.sock";
 )]
 pub struct Cli {
     /// Daemon socket to connect to.
-    #[arg(short = 'H', long, env = "XNET_HOST", default_value = DEFAULT_HOST, global = true)]
+    #[arg(short = 'H', long, env = "XNET_HOST", default_value_t = format!("unix://{DEFAULT_SOCKET}"), global = true)]
     pub host: String,
     #[command(subcommand)]
     pub command: Command,
@@ -494,7 +493,10 @@ mod tests {
 
     #[test]
     fn host_comes_from_flag_or_default_and_formats_parse() {
-        assert_eq!(parse(&["ps"]).unwrap().host, DEFAULT_HOST);
+        assert_eq!(
+            parse(&["ps"]).unwrap().host,
+            format!("unix://{DEFAULT_SOCKET}")
+        );
         let cli = parse(&[
             "--host",
             "unix:///tmp/x.sock",

@@ -3,26 +3,33 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{
-    Inner,
     containers::running_pid,
-    networks::{DEFAULT_NETWORK, HOST_NETWORK, NONE_NETWORK},
-    ports::{port_bindings, port_map},
+    inner::{Inner, Target},
 };
 use crate::{
     api::types::{
         ContainerInspect, ContainerState, EndpointAddresses, EndpointIpamConfig, EndpointSettings,
         HostConfig, Ipam, IpamConfig, NetworkContainer, NetworkInspect, NetworkSettings,
+        PortBinding, PortMap,
     },
     error::Result,
-    state::{Container, Endpoint, IpConfig, Network, Sandbox, ipam::Subnet},
+    state::{
+        Container, DEFAULT_NETWORK, Endpoint, HOST_NETWORK, IpConfig, NONE_NETWORK, Network,
+        Sandbox, ipam::Subnet, ports::PortMapping,
+    },
 };
 
 impl Inner {
     pub(super) fn network_inspect(&self, name_or_id: &str) -> Result<NetworkInspect> {
-        if let Some(name) = self.predefined_without_datapath(name_or_id) {
-            return Ok(self.predefined_inspect(name));
-        }
-        let net = self.state.network(name_or_id)?;
+        let net = match self.target(name_or_id)? {
+            Target::Recordless {
+                name,
+                driver,
+                host_namespace,
+            } => return Ok(self.recordless_inspect(name, driver, host_namespace)),
+            Target::Network(net, _) => net,
+        };
+        let net = &net;
         let containers = self
             .state
             .endpoints_on(&net.name)
@@ -44,7 +51,7 @@ impl Inner {
             id: net.id.clone(),
             created: net.created.clone(),
             scope: "local".into(),
-            driver: net.driver.clone(),
+            driver: self.shown_driver(net),
             enable_ipv6: net.ipv6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
@@ -61,20 +68,29 @@ impl Inner {
         })
     }
 
+    /// Docker's networks show the plugin's name as their driver, as `docker network ls` does.
+    fn shown_driver(&self, net: &Network) -> String {
+        match (&net.docker, &self.docker) {
+            (Some(_), Some(docker)) => docker.plugin.clone(),
+            _ => net.driver.clone(),
+        }
+    }
+
     /// `host` and `none` as Docker shows them: drivers `host` and `null`, no IPAM config.
-    fn predefined_inspect(&self, name: &'static str) -> NetworkInspect {
-        let (id, driver, sandbox) = if name == HOST_NETWORK {
-            (&self.state.host_network_id, "host", Some(Sandbox::Host))
-        } else {
-            (&self.state.none_network_id, "null", None)
-        };
+    fn recordless_inspect(
+        &self,
+        name: &'static str,
+        driver: &'static str,
+        host_namespace: bool,
+    ) -> NetworkInspect {
+        let id = self.state.predefined_id(name).unwrap_or_default();
         let containers = self
             .state
             .containers
             .values()
-            .filter(|c| match sandbox {
-                Some(kind) => c.sandbox == kind,
-                None => c.sandbox == Sandbox::Owned && c.endpoints.is_empty(),
+            .filter(|c| match host_namespace {
+                true => c.sandbox == Sandbox::Host,
+                false => c.sandbox == Sandbox::Owned && c.endpoints.is_empty(),
             })
             .map(|c| {
                 let member = NetworkContainer {
@@ -89,7 +105,7 @@ impl Inner {
             .collect();
         NetworkInspect {
             name: name.into(),
-            id: id.clone(),
+            id: id.to_string(),
             created: String::new(),
             scope: "local".into(),
             driver: driver.into(),
@@ -221,5 +237,106 @@ fn endpoint_addresses(ep: &Endpoint, net: &Network) -> EndpointAddresses {
         global_ipv6_address,
         global_ipv6_prefix_len,
         mac_address: ep.mac.to_string(),
+    }
+}
+
+/// Docker's `NetworkSettings.Ports`: one key per container port (`80/tcp`), its host bindings.
+fn port_map(mappings: &[PortMapping]) -> PortMap {
+    by_container_port(mappings, |m| {
+        let host_ip = m.host_ip.to_string();
+        m.pairs()
+            .map(move |(port, host)| (port, host_ip.clone(), host.to_string()))
+            .collect()
+    })
+}
+
+/// Docker's `HostConfig.PortBindings`: the same keys, the host side as it was asked for
+/// (empty where the daemon chose).
+fn port_bindings(mappings: &[PortMapping]) -> PortMap {
+    by_container_port(mappings, |m| {
+        let host_ip = m
+            .requested
+            .host_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        m.requested_pairs()
+            .map(move |(port, host)| (port, host_ip.clone(), host))
+            .collect()
+    })
+}
+
+/// A port map from each mapping's (container port, host address, host port) triples; a
+/// binding appears once (a spec without a host address makes an IPv4 and an IPv6 mapping,
+/// which Docker's `PortBindings` show as the one binding asked for).
+fn by_container_port(
+    mappings: &[PortMapping],
+    triples: impl Fn(&PortMapping) -> Vec<(u16, String, String)>,
+) -> PortMap {
+    let mut map = PortMap::new();
+    for m in mappings {
+        for (port, host_ip, host_port) in triples(m) {
+            let bindings = map.entry(format!("{port}/{}", m.protocol)).or_default();
+            let binding = PortBinding { host_ip, host_port };
+            if !bindings.contains(&binding) {
+                bindings.push(binding);
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ports::PortMapping, rules::parse_specs};
+
+    #[test]
+    fn port_map_has_one_key_per_container_port() {
+        let specs = parse_specs(&["127.0.0.1:8080-8081:80-81".into(), "9090:80".into()]).unwrap();
+        let mappings: Vec<PortMapping> = specs
+            .iter()
+            .flat_map(|s| crate::state::ports::resolve(s, false, &[], &(1..=1)).unwrap())
+            .collect();
+        let json = serde_json::to_value(port_map(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"},
+                           {"HostIp": "0.0.0.0", "HostPort": "9090"}],
+                "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8081"}],
+            })
+        );
+        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
+        assert_eq!(
+            json["80/tcp"],
+            serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": "8080"},
+                               {"HostIp": "", "HostPort": "9090"}])
+        );
+    }
+
+    #[test]
+    fn dual_stack_mappings_show_both_wildcards_and_one_requested_binding() {
+        let specs = parse_specs(&["8080:80".into(), "[::1]:9090:90".into()]).unwrap();
+        let mappings: Vec<PortMapping> = specs
+            .iter()
+            .flat_map(|s| crate::state::ports::resolve(s, true, &[], &(1..=1)).unwrap())
+            .collect();
+        let json = serde_json::to_value(port_map(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
+                           {"HostIp": "::", "HostPort": "8080"}],
+                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
+            })
+        );
+        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
+            })
+        );
     }
 }

@@ -1,93 +1,46 @@
-//! Networks: user-defined bridge networks with their options, and the pre-defined `bridge`,
-//! `host` and `none`.
+//! Networks: create and remove through their driver, the pre-defined `bridge`, `host` and
+//! `none`, and the subnets a new network must stay clear of.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::collections::BTreeMap;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use tracing::{info, warn};
 
-use super::{Inner, docker::refuse_docker_network, now, random_id, validate_name};
+use super::inner::{Inner, Target};
 use crate::{
     api::types::NetworkCreate,
+    drivers::{self, Attachment, BRIDGE},
     error::{Result, XnetError},
+    plumbing::HOST_VETH_PREFIX,
     state::{
-        Network,
+        DEFAULT_NETWORK, KernelObject, Network,
+        ids::{now, random_id},
         ipam::{self, Taken},
+        rules::{refuse_docker_network, validate_name},
     },
 };
 
-pub const DEFAULT_NETWORK: &str = "bridge";
-pub const HOST_NETWORK: &str = "host";
-pub const NONE_NETWORK: &str = "none";
-
-/// The driver of every network xnet creates (and of `bridge`).
-pub(super) const BRIDGE_DRIVER: &str = "bridge";
-/// Docker's option keys that xnet implements; any other `-o` is refused rather than ignored.
-const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
-const OPT_MTU: &str = "com.docker.network.driver.mtu";
-/// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).
-const IPV6_MIN_MTU: u32 = 1280;
-/// Host-side veths are named with this prefix plus an id prefix; routes through them are ours.
-pub(super) const HOST_VETH_PREFIX: &str = "xv";
-
-/// The effect of a network's `-o` options.
-pub(super) struct Options {
-    pub icc: bool,
-    pub mtu: Option<u32>,
-}
-
-pub(super) fn parse_options(options: &BTreeMap<String, String>) -> Result<Options> {
-    let mut parsed = Options {
-        icc: true,
-        mtu: None,
-    };
-    for (key, value) in options {
-        match key.as_str() {
-            OPT_ICC => {
-                parsed.icc = value.parse().map_err(|_| {
-                    XnetError::invalid(format!(
-                        "invalid {OPT_ICC}={value:?}: expected true or false"
-                    ))
-                })?;
-            }
-            OPT_MTU => {
-                let mtu: u32 = value
-                    .parse()
-                    .ok()
-                    .filter(|m| (68..=65535).contains(m))
-                    .ok_or_else(|| {
-                        XnetError::invalid(format!(
-                            "invalid {OPT_MTU}={value:?}: expected a number from 68 to 65535"
-                        ))
-                    })?;
-                parsed.mtu = Some(mtu);
-            }
-            _ => {
-                return Err(XnetError::invalid(format!(
-                    "unsupported network option {key:?} (supported: {OPT_ICC}, {OPT_MTU})"
-                )));
-            }
-        }
-    }
-    Ok(parsed)
-}
-
 impl Inner {
-    /// `bridge` (a real network), and `host` and `none` (no datapath, just names to run
-    /// containers with), as every Docker engine has them.
+    /// The pre-defined networks every Docker engine has: `bridge` (a network of the bridge
+    /// driver, made on first start), and `host` and `none` (no record, just an id).
     pub(super) async fn ensure_predefined_networks(&mut self) -> Result<()> {
-        if !self.state.networks.contains_key(DEFAULT_NETWORK) {
-            self.create_network(NetworkCreate {
-                name: DEFAULT_NETWORK.into(),
-                ..NetworkCreate::default()
-            })
-            .await?;
-        }
-        for id in [
-            &mut self.state.host_network_id,
-            &mut self.state.none_network_id,
-        ] {
-            if id.is_empty() {
-                *id = random_id()?;
+        for (name, driver) in drivers::predefined() {
+            match driver.attachment() {
+                Attachment::Endpoints(_) if !self.state.networks.contains_key(name) => {
+                    self.create_network(NetworkCreate {
+                        name: name.into(),
+                        driver: Some(driver.name().into()),
+                        ..NetworkCreate::default()
+                    })
+                    .await?;
+                }
+                Attachment::Endpoints(_) => {}
+                Attachment::HostNamespace | Attachment::Isolated => {
+                    let id = self.state.predefined_id_mut(name).expect("recordless");
+                    if id.is_empty() {
+                        *id = random_id()?;
+                    }
+                }
             }
         }
         Ok(())
@@ -95,30 +48,19 @@ impl Inner {
 
     /// All network names, pre-defined ones included, sorted.
     pub(super) fn network_names(&self) -> Vec<String> {
+        let recordless = drivers::predefined()
+            .map(|(name, _)| name)
+            .filter(|name| !self.state.networks.contains_key(*name));
         let mut names: Vec<String> = self.state.networks.keys().cloned().collect();
-        names.extend([HOST_NETWORK.to_string(), NONE_NETWORK.to_string()]);
+        names.extend(recordless.map(String::from));
         names.sort();
         names
-    }
-
-    /// A name (or id) that denotes `host` or `none`, resolved to that name.
-    pub(super) fn predefined_without_datapath(&self, name_or_id: &str) -> Option<&'static str> {
-        let is = |name: &str, id: &str| {
-            name_or_id == name || (!name_or_id.is_empty() && id.starts_with(name_or_id))
-        };
-        if is(HOST_NETWORK, &self.state.host_network_id) {
-            Some(HOST_NETWORK)
-        } else if is(NONE_NETWORK, &self.state.none_network_id) {
-            Some(NONE_NETWORK)
-        } else {
-            None
-        }
     }
 
     /// Subnets a new network must not overlap, per family: our networks', and every host
     /// route that is not one of ours (a Docker engine's 172.17.0.0/16 on docker0, the uplink's
     /// LAN, ...).
-    pub(super) async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
+    pub(crate) async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
         let mut taken = (Vec::new(), Vec::new());
         for n in self.state.networks.values() {
             let owner = format!("network {}", n.name);
@@ -133,14 +75,14 @@ impl Inner {
                 owner,
             });
         }
-        let names: BTreeMap<u32, String> = self
-            .netlink
+        let netlink = &self.kernel.netlink;
+        let names: BTreeMap<u32, String> = netlink
             .links()
             .await?
             .into_iter()
             .map(|l| (l.index, l.name))
             .collect();
-        for route in self.netlink.routes().await? {
+        for route in netlink.routes().await? {
             let name = route.oif.and_then(|i| names.get(&i)).cloned();
             let ours = name
                 .as_deref()
@@ -158,7 +100,7 @@ impl Inner {
     }
 
     /// The daemon's unique local /48, made on first use.
-    pub(super) fn ula_prefix(&mut self) -> Result<Ipv6Net> {
+    pub(crate) fn ula_prefix(&mut self) -> Result<Ipv6Net> {
         if let Some(ula) = self.state.ula_prefix {
             return Ok(ula);
         }
@@ -172,35 +114,44 @@ impl Inner {
     pub(super) async fn create_network(&mut self, req: NetworkCreate) -> Result<String> {
         validate_name(&req.name, "network")?;
         if self.state.networks.contains_key(&req.name)
-            || self.predefined_without_datapath(&req.name) == Some(req.name.as_str())
+            || matches!(self.recordless(&req.name), Some(Target::Recordless { name, .. }) if name == req.name)
         {
             return Err(XnetError::conflict(format!(
                 "network with name {} already exists",
                 req.name
             )));
         }
-        let driver = req.driver.unwrap_or_else(|| BRIDGE_DRIVER.into());
-        if driver != BRIDGE_DRIVER {
-            return Err(XnetError::invalid(format!(
-                "driver {driver:?} is not supported (available: bridge)"
-            )));
-        }
-        let options = parse_options(&req.options)?;
+        let driver_name = req.driver.unwrap_or_else(|| BRIDGE.into());
+        let driver = match drivers::by_name(&driver_name).map(|d| d.attachment()) {
+            Some(Attachment::Endpoints(driver)) => driver,
+            // Docker's words: there is one `host` and one `none`.
+            Some(_) => {
+                return Err(XnetError::conflict(format!(
+                    "only one instance of \"{driver_name}\" network is allowed"
+                )));
+            }
+            None => {
+                return Err(XnetError::invalid(format!(
+                    "driver {driver_name:?} is not supported (available: {})",
+                    drivers::creatable().join(", ")
+                )));
+            }
+        };
+        let options = driver.check_options(&req.options, req.enable_ipv6)?;
         let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
         if !req.enable_ipv6
             && let Some(flag) = want6.first_flag()
         {
             return Err(XnetError::invalid(format!("an IPv6 {flag} needs --ipv6")));
         }
-        if req.enable_ipv6
-            && let Some(mtu) = options.mtu.filter(|m| *m < IPV6_MIN_MTU)
-        {
-            return Err(XnetError::invalid(format!(
-                "{OPT_MTU}={mtu} is too small for --ipv6 (IPv6 needs {IPV6_MIN_MTU})"
-            )));
-        }
         let (taken4, taken6) = self.taken_subnets().await?;
-        let ipv4 = ipam::configure(&want4, &taken4, ipam::default_pool())?;
+        // Beside a Docker engine, xnet's own networks keep out of the pools Docker's IPAM
+        // hands out (it knows only Docker's networks).
+        let pool = match self.docker {
+            Some(_) => ipam::pool_beside_docker(),
+            None => ipam::default_pool(),
+        };
+        let ipv4 = ipam::configure(&want4, &taken4, pool)?;
         let ipv6 = if req.enable_ipv6 {
             let pool = ipam::ula_pool(self.ula_prefix()?);
             Some(ipam::configure(&want6, &taken6, pool)?)
@@ -210,7 +161,7 @@ impl Inner {
         let network = Network {
             id: random_id()?,
             name: req.name.clone(),
-            driver,
+            driver: driver_name,
             ipv4,
             ipv6,
             datapath_id: 0,
@@ -224,58 +175,48 @@ impl Inner {
         self.install_network(network).await
     }
 
-    /// Gives a new, validated network its datapath id, the host its gateways and the datapath
-    /// its subnets, and keeps it; undoes all of it on failure. Returns its name.
-    pub(super) async fn install_network(&mut self, mut network: Network) -> Result<String> {
+    /// Gives a new, validated network its datapath id and its host-wide objects (through its
+    /// driver), and keeps it; undoes all of it on failure. Returns its name.
+    pub(crate) async fn install_network(&mut self, mut network: Network) -> Result<String> {
+        let driver = self.driver(&network)?;
         network.datapath_id = self.state.next_network_id;
         self.state.next_network_id += 1;
-        let lo = self.loopback().await?;
-        let added = self.add_network_to_host(lo, &network).await;
+        let objects: Vec<KernelObject> = network
+            .subnets_and_gateways()
+            .map(|(_, ip)| KernelObject::HostAddress { ip })
+            .collect();
+        self.begin(&objects)?;
         let name = network.name.clone();
+        let added = driver.add_network(&mut self.kernel, &network).await;
         self.state.networks.insert(name.clone(), network.clone());
-        if let Err(e) = added.and_then(|()| self.store.save(&self.state)) {
+        self.settle(&objects);
+        if let Err(e) = added.and_then(|()| self.save()) {
             self.state.networks.remove(&name);
-            if let Err(cleanup) = self.remove_network_from_host(lo, &network).await {
-                eprintln!("xnetd: cleaning up after a failed network create: {cleanup:#}");
+            match driver.remove_network(&mut self.kernel, &network).await {
+                Ok(()) => {
+                    let _ = self.save();
+                }
+                Err(cleanup) => {
+                    // Still recorded in flight: the next start removes them.
+                    self.state.in_flight.extend(objects);
+                    warn!(network = %name, "cleaning up after a failed network create: {cleanup:#}");
+                }
             }
             return Err(e.into());
         }
+        info!(network = %name, driver = %network.driver, subnet = %network.ipv4.subnet, "network created");
         Ok(name)
     }
 
-    /// Gives the host the network's gateways and registers its subnets in the datapath. The
-    /// gateways are addresses of the host itself; without a bridge device they live on the
-    /// loopback (/32, /128), and the kernel accepts them on whichever veth a packet enters.
-    pub(super) async fn add_network_to_host(
-        &mut self,
-        lo: u32,
-        net: &Network,
-    ) -> anyhow::Result<()> {
-        for (subnet, gateway) in subnets_and_gateways(net) {
-            self.netlink
-                .add_address(lo, gateway, IpNet::from(gateway).max_prefix_len())
-                .await?;
-            self.datapath.add_subnet(subnet, net.datapath_id)?;
-        }
-        Ok(())
-    }
-
-    /// Undoes [`Self::add_network_to_host`]; tolerates parts that are already gone.
-    async fn remove_network_from_host(&mut self, lo: u32, net: &Network) -> anyhow::Result<()> {
-        for (subnet, gateway) in subnets_and_gateways(net) {
-            self.netlink.delete_address(lo, gateway).await?;
-            self.datapath.remove_subnet(subnet)?;
-        }
-        Ok(())
-    }
-
     pub(super) async fn remove_network(&mut self, name_or_id: &str) -> Result<()> {
-        if let Some(name) = self.predefined_without_datapath(name_or_id) {
-            return Err(XnetError::invalid(format!(
-                "{name} is a pre-defined network and cannot be removed"
-            )));
-        }
-        let net = self.state.network(name_or_id)?.clone();
+        let net = match self.target(name_or_id)? {
+            Target::Recordless { name, .. } => {
+                return Err(XnetError::invalid(format!(
+                    "{name} is a pre-defined network and cannot be removed"
+                )));
+            }
+            Target::Network(net, _) => net,
+        };
         refuse_docker_network(&net, "docker network rm")?;
         if net.name == DEFAULT_NETWORK {
             return Err(XnetError::invalid(format!(
@@ -286,7 +227,7 @@ impl Inner {
     }
 
     /// Removes a network no endpoint uses any more from the host, the datapath and the state.
-    pub(super) async fn uninstall_network(&mut self, net: &Network) -> Result<()> {
+    pub(crate) async fn uninstall_network(&mut self, net: &Network) -> Result<()> {
         let attached: Vec<&str> = self
             .state
             .endpoints_on(&net.name)
@@ -299,46 +240,11 @@ impl Inner {
                 attached.join(", ")
             )));
         }
-        let lo = self.loopback().await?;
-        self.remove_network_from_host(lo, net).await?;
+        let driver = self.driver(net)?;
+        driver.remove_network(&mut self.kernel, net).await?;
         self.state.networks.remove(&net.name);
-        self.store.save(&self.state)?;
+        self.save()?;
+        info!(network = %net.name, "network removed");
         Ok(())
-    }
-}
-
-/// Each family's subnet and gateway of `net`.
-pub(super) fn subnets_and_gateways(net: &Network) -> impl Iterator<Item = (IpNet, IpAddr)> {
-    let v4 = (net.ipv4.subnet.into(), net.ipv4.gateway.into());
-    let v6 = net.ipv6.map(|c| (c.subnet.into(), c.gateway.into()));
-    std::iter::once(v4).chain(v6)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn options_are_parsed_and_unknown_ones_refused() {
-        let o = parse_options(&opts(&[])).unwrap();
-        assert!(o.icc && o.mtu.is_none());
-        let o = parse_options(&opts(&[(OPT_ICC, "false"), (OPT_MTU, "1400")])).unwrap();
-        assert!(!o.icc);
-        assert_eq!(o.mtu, Some(1400));
-        for bad in [
-            (OPT_ICC, "no"),
-            (OPT_MTU, "10"),
-            (OPT_MTU, "big"),
-            ("com.docker.network.bridge.name", "br0"),
-        ] {
-            assert!(parse_options(&opts(&[bad])).is_err(), "{bad:?} accepted");
-        }
     }
 }

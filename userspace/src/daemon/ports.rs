@@ -5,25 +5,28 @@
 
 use std::net::IpAddr;
 
-use super::{Inner, docker::refuse_docker_container};
+use tracing::{info, warn};
+
+use super::inner::Inner;
 use crate::{
-    api::types::{PortBinding, PortMap, PortRange},
+    api::types::PortRange,
     datapath::PublishEntry,
     error::{Result, XnetError},
     os::sockets,
     state::{
-        Container, Endpoint, Network, Sandbox,
+        Container, Endpoint, KernelObject, Network,
         ports::{
-            Holder, Holding, PortError, PortMapping, PortSpec, Protocol, host_binding, range_text,
+            Holder, Holding, PortError, PortMapping, PortSpec, host_binding, range_text,
             resolve_all,
         },
+        rules::{check_publishable, check_sctp_ports, parse_specs, refuse_docker_container},
     },
 };
 
 impl Inner {
     /// The mappings `specs` ask for, for container `owner` (with an IPv6 address if `ipv6`),
     /// checked against everything that holds host ports now. Nothing is changed.
-    pub(super) fn resolve_ports(
+    pub(crate) fn resolve_ports(
         &self,
         owner: &str,
         ipv6: bool,
@@ -43,27 +46,19 @@ impl Inner {
         let ephemeral = sockets::ephemeral_range()?;
         let mappings =
             resolve_all(specs, owner, ipv6, &mut taken, &ephemeral).map_err(port_error)?;
-        if let Some(m) = mappings.iter().find(|m| {
-            m.protocol == Protocol::Sctp && m.host_ports.start() != m.container_ports.start()
-        }) {
-            return Err(XnetError::invalid(format!(
-                "SCTP port {}-{} can be published only on the same host port (e.g. -p {0}:{0}/sctp): the datapath cannot rewrite SCTP ports (their CRC32c checksum covers them)",
-                m.container_ports.start(),
-                m.container_ports.end()
-            )));
-        }
+        check_sctp_ports(&mappings)?;
         Ok(mappings)
     }
 
     /// The network the container's published ports lead into (its first endpoint's).
-    pub(super) fn publish_network(&self, c: &Container) -> Option<&Network> {
+    pub(crate) fn publish_network(&self, c: &Container) -> Option<&Network> {
         c.endpoints
             .first()
             .and_then(|ep| self.state.networks.get(&ep.network))
     }
 
     /// Writes `mappings` of the container into the datapath (idempotent).
-    pub(super) fn publish_ports(
+    pub(crate) fn publish_ports(
         &mut self,
         c: &Container,
         mappings: &[PortMapping],
@@ -71,18 +66,18 @@ impl Inner {
         self.reserve_host_ports(mappings, &[])?;
         publish_entries(c, mappings)
             .iter()
-            .try_for_each(|e| self.datapath.publish(e))
+            .try_for_each(|e| self.kernel.datapath.publish(e))
     }
 
     /// Withdraws `mappings` of the container from the datapath; what is gone already is fine.
-    pub(super) fn unpublish_ports(
+    pub(crate) fn unpublish_ports(
         &mut self,
         c: &Container,
         mappings: &[PortMapping],
     ) -> anyhow::Result<()> {
         publish_entries(c, mappings)
             .iter()
-            .try_for_each(|e| self.datapath.unpublish(e))?;
+            .try_for_each(|e| self.kernel.datapath.unpublish(e))?;
         self.reserve_host_ports(&[], mappings)
     }
 
@@ -118,6 +113,8 @@ impl Inner {
         let specs = parse_specs(specs)?;
         let ipv6 = check_publishable(&container, self.publish_network(&container))?;
         let added = self.resolve_ports(&container.name, ipv6, &specs)?;
+        let objects: Vec<KernelObject> = added.iter().map(KernelObject::reserved_ports).collect();
+        self.begin(&objects)?;
         let done = self.publish_ports(&container, &added).and_then(|()| {
             let stored = self
                 .state
@@ -125,17 +122,19 @@ impl Inner {
                 .get_mut(&container.name)
                 .expect("found above");
             stored.ports.extend(added.iter().cloned());
-            self.store.save(&self.state)
+            self.settle(&objects);
+            self.save()
         });
         if let Err(e) = done {
             if let Err(cleanup) = self.unpublish_ports(&container, &added) {
-                eprintln!("xnetd: cleaning up after a failed port add: {cleanup:#}");
+                warn!(container = %container.name, "cleaning up after a failed port add: {cleanup:#}");
             }
             self.state
                 .containers
                 .insert(container.name.clone(), container);
             return Err(e.into());
         }
+        info!(container = %container.name, mappings = added.len(), "ports published");
         Ok(port_ranges(&added))
     }
 
@@ -174,7 +173,8 @@ impl Inner {
             .get_mut(&container.name)
             .expect("found above");
         stored.ports.retain(|m| !removed.contains(m));
-        self.store.save(&self.state)?;
+        self.save()?;
+        info!(container = %container.name, mappings = removed.len(), "ports withdrawn");
         Ok(port_ranges(&removed))
     }
 
@@ -188,50 +188,8 @@ impl Inner {
             .values()
             .flat_map(|c| publish_entries(c, &c.ports))
             .collect();
-        self.datapath.reconcile_published(&entries)
+        self.kernel.datapath.reconcile_published(&entries)
     }
-}
-
-/// Every spec parsed, or the first one's reason.
-pub(super) fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>> {
-    specs
-        .iter()
-        .map(|s| s.parse().map_err(XnetError::invalid))
-        .collect()
-}
-
-/// Published ports need an endpoint (the first, on `target`) on a network with a way in.
-/// Returns whether that network has IPv6 (then the container has an IPv6 address to publish).
-pub(super) fn check_publishable(container: &Container, target: Option<&Network>) -> Result<bool> {
-    if container.sandbox == Sandbox::Host {
-        return Err(XnetError::invalid(format!(
-            "container {} uses the host network: its ports are the host's already",
-            container.name
-        )));
-    }
-    let Some(net) = target else {
-        return Err(XnetError::invalid(format!(
-            "cannot publish ports of container {}: it has no network endpoint (--network none)",
-            container.name
-        )));
-    };
-    if net.internal {
-        return Err(XnetError::invalid(format!(
-            "publishing is refused on internal network {}",
-            net.name
-        )));
-    }
-    Ok(net.ipv6.is_some())
-}
-
-/// Docker's `NetworkSettings.Ports`: one key per container port (`80/tcp`), its host bindings.
-pub(super) fn port_map(mappings: &[PortMapping]) -> PortMap {
-    by_container_port(mappings, |m| {
-        let host_ip = m.host_ip.to_string();
-        m.pairs()
-            .map(move |(port, host)| (port, host_ip.clone(), host.to_string()))
-            .collect()
-    })
 }
 
 /// `mappings` whole, as `xnet port add` / `port rm` report them.
@@ -244,41 +202,6 @@ fn port_ranges(mappings: &[PortMapping]) -> Vec<PortRange> {
             host_ports: range_text(&m.host_ports),
         })
         .collect()
-}
-
-/// Docker's `HostConfig.PortBindings`: the same keys, the host side as it was asked for
-/// (empty where the daemon chose).
-pub(super) fn port_bindings(mappings: &[PortMapping]) -> PortMap {
-    by_container_port(mappings, |m| {
-        let host_ip = m
-            .requested
-            .host_ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        m.requested_pairs()
-            .map(move |(port, host)| (port, host_ip.clone(), host))
-            .collect()
-    })
-}
-
-/// A port map from each mapping's (container port, host address, host port) triples; a
-/// binding appears once (a spec without a host address makes an IPv4 and an IPv6 mapping,
-/// which Docker's `PortBindings` show as the one binding asked for).
-fn by_container_port(
-    mappings: &[PortMapping],
-    triples: impl Fn(&PortMapping) -> Vec<(u16, String, String)>,
-) -> PortMap {
-    let mut map = PortMap::new();
-    for m in mappings {
-        for (port, host_ip, host_port) in triples(m) {
-            let bindings = map.entry(format!("{port}/{}", m.protocol)).or_default();
-            let binding = PortBinding { host_ip, host_port };
-            if !bindings.contains(&binding) {
-                bindings.push(binding);
-            }
-        }
-    }
-    map
 }
 
 /// The datapath's entries for `mappings` of the container, toward its first endpoint (none
@@ -339,30 +262,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_map_has_one_key_per_container_port() {
-        let specs = parse_specs(&["127.0.0.1:8080-8081:80-81".into(), "9090:80".into()]).unwrap();
-        let mappings: Vec<PortMapping> = specs
-            .iter()
-            .flat_map(|s| crate::state::ports::resolve(s, false, &[], &(1..=1)).unwrap())
-            .collect();
-        let json = serde_json::to_value(port_map(&mappings)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"},
-                           {"HostIp": "0.0.0.0", "HostPort": "9090"}],
-                "81/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8081"}],
-            })
-        );
-        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
-        assert_eq!(
-            json["80/tcp"],
-            serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": "8080"},
-                               {"HostIp": "", "HostPort": "9090"}])
-        );
-    }
-
-    #[test]
     fn conflicts_are_one_line_naming_the_holder() {
         let err = port_error(PortError::Taken {
             addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -393,32 +292,6 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "host port [::]:8080/tcp is already published by container web"
-        );
-    }
-
-    #[test]
-    fn dual_stack_mappings_show_both_wildcards_and_one_requested_binding() {
-        let specs = parse_specs(&["8080:80".into(), "[::1]:9090:90".into()]).unwrap();
-        let mappings: Vec<PortMapping> = specs
-            .iter()
-            .flat_map(|s| crate::state::ports::resolve(s, true, &[], &(1..=1)).unwrap())
-            .collect();
-        let json = serde_json::to_value(port_map(&mappings)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
-                           {"HostIp": "::", "HostPort": "8080"}],
-                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
-            })
-        );
-        let json = serde_json::to_value(port_bindings(&mappings)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
-                "90/tcp": [{"HostIp": "::1", "HostPort": "9090"}],
-            })
         );
     }
 }

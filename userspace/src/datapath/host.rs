@@ -19,7 +19,10 @@ use xnet_common::{
     PROG_HOST_RECVMSG4, PROG_HOST_RECVMSG6, PROG_HOST_SENDMSG4, PROG_HOST_SENDMSG6,
 };
 
-use super::{Datapath, one_line_load_error, program, repin};
+use super::{
+    maps::Datapath,
+    object::{one_line_load_error, program, repin},
+};
 
 /// The hooks and the names of their link pins.
 const HOOKS: [(&str, &str); 8] = [

@@ -14,7 +14,7 @@ use aya::{
 };
 use xnet_common::{PUBLISH_PREFIX_FIXED_BITS, PUBLISH6_PREFIX_FIXED_BITS, PublishKey, Published};
 
-use super::{Datapath, ignore_missing};
+use super::{maps::Datapath, object::ignore_missing};
 
 /// One published range as the datapath stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,10 @@ use aya::{
 };
 use xnet_common::{PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink};
 
-use super::{Datapath, one_line_load_error, program, remove_file_if_exists, repin};
+use super::{
+    maps::Datapath,
+    object::{one_line_load_error, program, remove_file_if_exists, repin},
+};
 
 /// The pins of the uplink's links (endpoint links are named by ifindex).
 const INGRESS_PIN: &str = "uplink-ingress";

@@ -10,9 +10,8 @@ use std::{
 };
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::IpConfig;
 use crate::error::{Result, XnetError};
 
 /// What the rules need of one address family's subnets: [`Ipv4Net`] and [`Ipv6Net`].
@@ -90,13 +89,38 @@ pub struct Taken<N> {
     pub owner: String,
 }
 
+/// A network's addressing in one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// `Subnet` already requires serde for the subnet and its addresses.
+#[serde(bound = "")]
+pub struct IpConfig<N: Subnet> {
+    pub subnet: N,
+    /// An address of the host itself, on the daemon namespace's loopback.
+    pub gateway: N::Addr,
+    /// Addresses are handed out from here only (`--ip-range`); static addresses may be
+    /// anywhere in the subnet, as in Docker.
+    #[serde(default)]
+    pub ip_range: Option<N>,
+}
+
 /// Docker's default pools, in Docker's order: 172.17.0.0/16 ... 172.31.0.0/16, then
 /// 192.168.0.0/16 cut into /20s.
-pub fn default_pool() -> impl Iterator<Item = Ipv4Net> {
+pub fn default_pool() -> Vec<Ipv4Net> {
     let wide = (17..=31u8).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16));
     let narrow = (0..16u8).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20));
     wide.chain(narrow)
         .map(|net| net.expect("pool prefixes are valid"))
+        .collect()
+}
+
+/// xnet's own pools while it is a Docker engine's plugin (`--docker-plugin`): the /16s of
+/// 10.192.0.0/11 (10.192.0.0/16 ... 10.223.0.0/16), which Docker's default IPAM never hands
+/// out. Docker's IPAM knows only Docker's networks: had xnet's `bridge` taken 172.18.0.0/16,
+/// the plain `docker network create -d xnet NAME` would be given that pool and refused.
+pub fn pool_beside_docker() -> Vec<Ipv4Net> {
+    (192..=223u8)
+        .map(|b| Ipv4Net::new(Ipv4Addr::new(10, b, 0, 0), 16).expect("a valid prefix"))
+        .collect()
 }
 
 /// An RFC 4193 unique local /48: `fd` followed by 40 random bits (the caller's).
@@ -637,6 +661,16 @@ mod tests {
         assert_eq!(err.to_string(), "only one IPv4 --subnet per network");
         let err = by_family(&[], &v(&["fd00::1", "fd00::2"]), &[]).unwrap_err();
         assert_eq!(err.to_string(), "only one IPv6 --gateway per network");
+    }
+
+    #[test]
+    fn the_pool_beside_docker_never_meets_dockers_pools() {
+        let beside = pool_beside_docker();
+        assert_eq!(beside.first(), Some(&net::<Ipv4Net>("10.192.0.0/16")));
+        assert_eq!(beside.last(), Some(&net::<Ipv4Net>("10.223.0.0/16")));
+        for ours in &beside {
+            assert!(default_pool().iter().all(|d| !overlaps(ours, d)), "{ours}");
+        }
     }
 
     #[test]

@@ -1,16 +1,26 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     str::FromStr,
 };
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use super::{ipam::Subnet, ports::PortMapping};
+use super::{
+    ipam::{IpConfig, Subnet},
+    ports::PortMapping,
+};
 use crate::error::{Result, XnetError};
+
+/// Docker's pre-defined networks, which every engine has: `bridge` is a network of the bridge
+/// driver made on first start; `host` and `none` have no addresses and no record of their own,
+/// only an id (the drivers `host` and `null`).
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const HOST_NETWORK: &str = "host";
+pub const NONE_NETWORK: &str = "none";
 
 /// Everything xnetd has promised, persisted as one JSON document.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -40,6 +50,39 @@ pub struct State {
     pub docker_pools4: BTreeMap<String, DockerPool<Ipv4Net>>,
     #[serde(default)]
     pub docker_pools6: BTreeMap<String, DockerPool<Ipv6Net>>,
+    /// Kernel objects that a request in progress is making (or taking apart) and that no
+    /// record above owns yet (or any more). Written before they are made, cleared with the
+    /// request's last save: if the daemon dies in between, the next start removes them, so a
+    /// crash never leaves an object nobody owns. Empty between requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<KernelObject>,
+}
+
+/// A kernel object xnetd makes whose owner is a record being created, or one just forgotten.
+/// Map entries and link pins are not among them: they live under the daemon's own bpffs
+/// directory, and every start prunes what the state does not explain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KernelObject {
+    /// A veth pair, by its end in the daemon's namespace (deleting one end deletes both, and
+    /// the routes through it).
+    Veth { name: String },
+    /// A namespace bind mount of ours (a container's sandbox key).
+    NetnsPin { path: PathBuf },
+    /// An address of the host on its loopback (a network's gateway).
+    HostAddress { ip: IpAddr },
+    /// Host ports reserved from the ephemeral range for published ports.
+    ReservedPorts { first: u16, last: u16 },
+}
+
+impl KernelObject {
+    /// The host ports a published mapping reserves.
+    pub fn reserved_ports(mapping: &PortMapping) -> Self {
+        Self::ReservedPorts {
+            first: *mapping.host_ports.start(),
+            last: *mapping.host_ports.end(),
+        }
+    }
 }
 
 /// A pool xnet's IPAM gave a Docker network, and the addresses it handed out of it.
@@ -87,6 +130,15 @@ pub struct Network {
     pub docker: Option<DockerOwned>,
 }
 
+impl Network {
+    /// Each family's subnet and gateway.
+    pub fn subnets_and_gateways(&self) -> impl Iterator<Item = (IpNet, IpAddr)> + use<> {
+        let v4 = (self.ipv4.subnet.into(), self.ipv4.gateway.into());
+        let v6 = self.ipv6.map(|c| (c.subnet.into(), c.gateway.into()));
+        std::iter::once(v4).chain(v6)
+    }
+}
+
 /// What xnet knows of an object a Docker engine made through the plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DockerOwned {
@@ -104,20 +156,6 @@ pub struct DockerEndpoint {
     pub ipv4: Ipv4Addr,
     pub ipv6: Option<Ipv6Addr>,
     pub mac: Mac,
-}
-
-/// A network's addressing in one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-// `Subnet` already requires serde for the subnet and its addresses.
-#[serde(bound = "")]
-pub struct IpConfig<N: Subnet> {
-    pub subnet: N,
-    /// An address of the host itself, on the daemon namespace's loopback.
-    pub gateway: N::Addr,
-    /// Addresses are handed out from here only (`--ip-range`); static addresses may be
-    /// anywhere in the subnet, as in Docker.
-    #[serde(default)]
-    pub ip_range: Option<N>,
 }
 
 fn default_true() -> bool {
@@ -164,6 +202,23 @@ pub struct Container {
     pub docker: Option<DockerOwned>,
 }
 
+impl Container {
+    /// The kernel objects that making this container makes: the pin of its namespace (unless
+    /// it is the host's or Docker's), each endpoint's veth pair, its published host ports.
+    pub fn kernel_objects(&self) -> Vec<KernelObject> {
+        let pin = matches!(self.sandbox, Sandbox::Owned | Sandbox::Attached).then(|| {
+            KernelObject::NetnsPin {
+                path: self.sandbox_key.clone(),
+            }
+        });
+        let veths = self.endpoints.iter().map(Endpoint::kernel_object);
+        pin.into_iter()
+            .chain(veths)
+            .chain(self.ports.iter().map(KernelObject::reserved_ports))
+            .collect()
+    }
+}
+
 /// A container's attachment to a network: its veth pair and address.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -191,6 +246,15 @@ pub struct Endpoint {
     pub slot: u32,
 }
 
+impl Endpoint {
+    /// Its veth pair, as a kernel object.
+    pub fn kernel_object(&self) -> KernelObject {
+        KernelObject::Veth {
+            name: self.host_ifname.clone(),
+        }
+    }
+}
+
 impl State {
     /// A network by name, full id or unique id prefix, as Docker resolves them.
     pub fn network(&self, name_or_id: &str) -> Result<&Network> {
@@ -214,10 +278,41 @@ impl State {
         })
     }
 
+    /// Forgets the endpoints Docker created that no sandbox joined: after a restart they are
+    /// stale (their container was removed while xnetd was down, and Docker's DeleteEndpoint
+    /// got no answer; or Docker rolled back a Join that got none).
+    pub fn forget_unjoined_docker_endpoints(&mut self) {
+        let joined: BTreeSet<String> = self.endpoints().map(|e| e.id.clone()).collect();
+        self.docker_endpoints.retain(|id, _| joined.contains(id));
+    }
+
     /// A container by name, full id or unique id prefix.
     pub fn container(&self, name_or_id: &str) -> Result<&Container> {
         resolve(&self.containers, name_or_id, |c| &c.id)
             .ok_or_else(|| XnetError::not_found(format!("No such container: {name_or_id}")))
+    }
+
+    /// The id of the pre-defined network `name` that has no record (`host`, `none`).
+    pub fn predefined_id(&self, name: &str) -> Option<&str> {
+        match name {
+            HOST_NETWORK => Some(&self.host_network_id),
+            NONE_NETWORK => Some(&self.none_network_id),
+            _ => None,
+        }
+    }
+
+    /// [`Self::predefined_id`], to set it.
+    pub fn predefined_id_mut(&mut self, name: &str) -> Option<&mut String> {
+        match name {
+            HOST_NETWORK => Some(&mut self.host_network_id),
+            NONE_NETWORK => Some(&mut self.none_network_id),
+            _ => None,
+        }
+    }
+
+    /// Every endpoint of every container.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.containers.values().flat_map(|c| &c.endpoints)
     }
 
     /// The endpoints on `network` (by name), with their containers.

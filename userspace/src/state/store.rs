@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::State;
+use super::model::State;
 
 pub struct Store {
     path: PathBuf,

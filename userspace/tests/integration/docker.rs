@@ -55,6 +55,17 @@ fn names_become(host: &Host, args: &[&str], key: &str, want: &[&str]) -> bool {
     })
 }
 
+/// The IPv4 subnet of Docker's network `name`, as Docker shows it.
+fn docker_subnet(host: &Host, name: &str) -> String {
+    host.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{(index .IPAM.Config 0).Subnet}}",
+        name,
+    ])
+}
+
 /// What `xnet inspect` says of container `name`'s endpoint on `network`.
 fn endpoint(host: &Host, name: &str, network: &str) -> Value {
     host.inspect(name)["NetworkSettings"]["Networks"][network].clone()
@@ -353,18 +364,13 @@ fn docker_subnets_that_overlap_are_refused_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an overlapping subnet was accepted");
     assert!(stderr.contains("overlaps with network mine"), "{stderr}");
-    // Docker's own choice without --subnet (172.17.0.0/16 first) is xnet's bridge here.
-    let out = host.docker_output(&["network", "create", "-d", &plugin, "auto"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("overlaps with network bridge"),
-        "{stderr}"
-    );
+    // Docker's own choice without --subnet (172.17.0.0/16 first) is free: xnet's own networks
+    // keep out of Docker's pools while it serves a Docker engine (issue #12).
+    create_network(&host, "auto", &[]);
+    assert_eq!(docker_subnet(&host, "auto"), "172.17.0.0/16");
+    host.docker(&["network", "rm", "auto"]);
     let networks = host.docker(&["network", "ls", "--format", "{{.Name}}"]);
-    assert!(
-        !networks.contains("theirs") && !networks.contains("auto"),
-        "{networks}"
-    );
+    assert!(!networks.contains("theirs"), "{networks}");
     assert!(names_become(
         &host,
         &["network", "ls"],
@@ -530,21 +536,13 @@ fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
     };
     let plugin = host.plugin();
     let ipam: &[&str] = &["--ipam-driver", &plugin];
-    // xnet's bridge holds 172.17.0.0/16 here (no docker0 in the host's namespace), which
-    // Docker's own IPAM would hand out first.
+    // No docker0 here, and xnet's own bridge keeps out of Docker's pools: xnet's IPAM hands
+    // out Docker's first pools, skipping what is taken (the test's own network).
+    host.ok(&["network", "create", "--subnet", "172.18.0.0/24", "mine"]);
     create_network(&host, "auto1", ipam);
     create_network(&host, "auto2", ipam);
-    let subnet = |name: &str| {
-        host.docker(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{(index .IPAM.Config 0).Subnet}}",
-            name,
-        ])
-    };
-    assert_eq!(subnet("auto1"), "172.18.0.0/16");
-    assert_eq!(subnet("auto2"), "172.19.0.0/16");
+    assert_eq!(docker_subnet(&host, "auto1"), "172.17.0.0/16");
+    assert_eq!(docker_subnet(&host, "auto2"), "172.19.0.0/16");
     let fixed = [ipam, &["--subnet", "10.231.13.0/24"]].concat();
     create_network(&host, "fixed", &fixed);
     run_sleeper(
@@ -560,7 +558,7 @@ fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
         &host,
         &["network", "ls"],
         "Name",
-        &["auto1", "auto2", "bridge", "fixed", "host", "none"]
+        &["auto1", "auto2", "bridge", "fixed", "host", "mine", "none"]
     ));
     let net: Value = serde_json::from_str(&host.ok(&["network", "inspect", "fixed"])).unwrap();
     assert_eq!(
@@ -675,5 +673,34 @@ fn docker_dual_stack_networks_carry_ipv6_between_containers() {
     assert!(
         host.reaches(&a, "fd00:231:16::1"),
         "v6a -> its IPv6 gateway"
+    );
+}
+
+#[test]
+fn a_docker_users_first_network_needs_no_subnet_beside_docker0() {
+    // As on a host whose Docker engine owns docker0 (172.17.0.0/16): Docker's default IPAM
+    // hands out 172.18.0.0/16 next, which xnet's own `bridge` took before issue #12.
+    let options = DockerOptions {
+        docker_networking: true,
+        ..DockerOptions::default()
+    };
+    let Some(mut host) = Host::with_docker(false, options) else {
+        return;
+    };
+    let bridge = host.ok(&["network", "inspect", "bridge"]);
+    let bridge: Value = serde_json::from_str(&bridge).unwrap();
+    assert_eq!(
+        bridge[0]["IPAM"]["Config"][0]["Subnet"], "10.192.0.0/16",
+        "xnet's own bridge keeps out of Docker's pools: {bridge}"
+    );
+    let plugin = host.plugin();
+    host.docker(&["network", "create", "-d", &plugin, "web"]);
+    assert_eq!(docker_subnet(&host, "web"), "172.18.0.0/16");
+    run_sleeper(&mut host, "web1", &["--network", "web"]);
+    run_sleeper(&mut host, "web2", &["--network", "web"]);
+    let web1 = host.docker_netns("web1");
+    assert!(
+        host.reaches(&web1, &docker_ip(&host, "web2", "web")),
+        "web1 -> web2"
     );
 }

@@ -1,31 +1,15 @@
-//! Docker's network plugin protocols as Docker 20.10 speaks them, served on xnetd's plugin
-//! socket under `/run/docker/plugins/`: libnetwork's remote network driver (moby
-//! `libnetwork/docs/remote.md`) and remote IPAM driver (`libnetwork/docs/ipam.md`), used with
-//! `docker network create -d xnet [--ipam-driver xnet]`. The wire types and the routes; the
-//! calls themselves are `daemon::docker`'s and `daemon::docker_ipam`'s.
-//!
-//! Docker's requests are `POST /<Interface>.<Method>` with a JSON body (`null` for some) and no
-//! Content-Type header, so bodies are read as bytes rather than through axum's `Json`, which
-//! insists on one. Refusals are HTTP 200 with `{"Err": "…"}` (`{"Error": "…"}` for IPAM): Docker
-//! shows the message to the user as `… remote: <message>`.
+//! Docker's network plugin protocols on the wire, as Docker 20.10 speaks them: libnetwork's
+//! remote network driver (moby `libnetwork/docs/remote.md`) and remote IPAM driver
+//! (`libnetwork/docs/ipam.md`). Requests are JSON bodies (`null` for some); answers are JSON,
+//! refusals `{"Err": …}` (`{"Error": …}` for IPAM), see [`super::routes`].
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::post,
-};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::{daemon::Daemon, error::XnetError};
-
 /// The media type of every plugin request and response.
-const PLUGIN_MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1+json";
+pub const PLUGIN_MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1+json";
 
 /// Docker's generic options (`-o KEY=VALUE` of `docker network create`).
 pub const OPT_GENERIC: &str = "com.docker.network.generic";
@@ -290,186 +274,9 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// A plugin answer: 200 with the JSON body, or with the refusal under the protocol's key.
-struct PluginReply {
-    result: Result<Value, String>,
-    /// `Err` for the network driver, `Error` for IPAM.
-    error_key: &'static str,
-}
-
-impl IntoResponse for PluginReply {
-    fn into_response(self) -> Response {
-        let body = match self.result {
-            Ok(value) => value,
-            Err(err) => serde_json::json!({ self.error_key: err }),
-        };
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, PLUGIN_MEDIA_TYPE)],
-            body.to_string(),
-        )
-            .into_response()
-    }
-}
-
-type Shared = State<Arc<Daemon>>;
-
 /// Decodes a request body; a body Docker could not have sent is a refusal like any other.
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed plugin request: {e}"))
-}
-
-/// A network driver's answer.
-fn reply<T: Serialize>(result: Result<T, XnetError>) -> PluginReply {
-    answer(result, "Err")
-}
-
-/// An IPAM driver's answer.
-fn ipam_reply<T: Serialize>(result: Result<T, XnetError>) -> PluginReply {
-    answer(result, "Error")
-}
-
-fn answer<T: Serialize>(result: Result<T, XnetError>, error_key: &'static str) -> PluginReply {
-    PluginReply {
-        result: result
-            .map(|v| serde_json::to_value(v).expect("plugin answers serialize"))
-            .map_err(|e| e.to_string()),
-        error_key,
-    }
-}
-
-/// Routes one call: decode, log, run, encode with `$reply`.
-macro_rules! call {
-    ($name:literal, $reply:ident, $request:ty, |$d:ident, $req:ident| $body:expr) => {
-        post(|State($d): Shared, body: Bytes| async move {
-            let $req: $request = match decode(&body) {
-                Ok(req) => req,
-                Err(e) => return $reply::<()>(Err(XnetError::invalid(e))),
-            };
-            eprintln!("xnetd: docker plugin: {}", $name);
-            $reply($body.await)
-        })
-    };
-}
-
-pub fn router(daemon: Arc<Daemon>) -> Router {
-    Router::new()
-        .route(
-            "/Plugin.Activate",
-            post(|| async {
-                reply(Ok(Activation {
-                    implements: vec!["NetworkDriver", "IpamDriver"],
-                }))
-            }),
-        )
-        .route(
-            "/NetworkDriver.GetCapabilities",
-            post(|| async {
-                reply(Ok(Capabilities {
-                    scope: "local",
-                    connectivity_scope: "local",
-                }))
-            }),
-        )
-        .route(
-            "/NetworkDriver.CreateNetwork",
-            call!("CreateNetwork", reply, CreateNetwork, |d, req| d
-                .docker_create_network(req)),
-        )
-        .route(
-            "/NetworkDriver.DeleteNetwork",
-            call!("DeleteNetwork", reply, NetworkCall, |d, req| d
-                .docker_delete_network(req)),
-        )
-        .route(
-            "/NetworkDriver.CreateEndpoint",
-            call!("CreateEndpoint", reply, CreateEndpoint, |d, req| d
-                .docker_create_endpoint(req)),
-        )
-        .route(
-            "/NetworkDriver.DeleteEndpoint",
-            call!("DeleteEndpoint", reply, EndpointCall, |d, req| d
-                .docker_delete_endpoint(req)),
-        )
-        .route(
-            "/NetworkDriver.EndpointOperInfo",
-            call!("EndpointOperInfo", reply, EndpointCall, |d, req| d
-                .docker_endpoint_info(req)),
-        )
-        .route(
-            "/NetworkDriver.Join",
-            call!("Join", reply, Join, |d, req| d.docker_join(req)),
-        )
-        .route(
-            "/NetworkDriver.Leave",
-            call!("Leave", reply, EndpointCall, |d, req| d.docker_leave(req)),
-        )
-        .route(
-            "/NetworkDriver.ProgramExternalConnectivity",
-            call!(
-                "ProgramExternalConnectivity",
-                reply,
-                ProgramExternalConnectivity,
-                |d, req| d.docker_program_external(req)
-            ),
-        )
-        .route(
-            "/NetworkDriver.RevokeExternalConnectivity",
-            call!(
-                "RevokeExternalConnectivity",
-                reply,
-                EndpointCall,
-                |d, req| d.docker_revoke_external(req)
-            ),
-        )
-        // Node discovery: only swarm sends these; a local driver has nothing to do.
-        .route(
-            "/NetworkDriver.DiscoverNew",
-            post(|| async { reply(Ok(serde_json::json!({}))) }),
-        )
-        .route(
-            "/NetworkDriver.DiscoverDelete",
-            post(|| async { reply(Ok(serde_json::json!({}))) }),
-        )
-        .route(
-            "/IpamDriver.GetCapabilities",
-            post(|| async {
-                ipam_reply(Ok(IpamCapabilities {
-                    requires_mac_address: false,
-                    requires_request_replay: false,
-                }))
-            }),
-        )
-        .route(
-            "/IpamDriver.GetDefaultAddressSpaces",
-            post(|| async {
-                ipam_reply(Ok(AddressSpaces {
-                    local_default_address_space: "xnet",
-                    global_default_address_space: "xnet-global",
-                }))
-            }),
-        )
-        .route(
-            "/IpamDriver.RequestPool",
-            call!("RequestPool", ipam_reply, RequestPool, |d, req| d
-                .ipam_request_pool(req)),
-        )
-        .route(
-            "/IpamDriver.ReleasePool",
-            call!("ReleasePool", ipam_reply, ReleasePool, |d, req| d
-                .ipam_release_pool(req)),
-        )
-        .route(
-            "/IpamDriver.RequestAddress",
-            call!("RequestAddress", ipam_reply, RequestAddress, |d, req| d
-                .ipam_request_address(req)),
-        )
-        .route(
-            "/IpamDriver.ReleaseAddress",
-            call!("ReleaseAddress", ipam_reply, ReleaseAddress, |d, req| d
-                .ipam_release_address(req)),
-        )
-        .with_state(daemon)
 }
 
 #[cfg(test)]
@@ -478,12 +285,12 @@ mod tests {
 
     #[test]
     fn docker_requests_decode() {
-        let create: CreateNetwork = decode(&Bytes::from_static(
+        let create: CreateNetwork = decode(
             br#"{"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":false,
             "com.docker.network.generic":{"com.docker.network.bridge.enable_icc":"false"}},
             "IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"10.1.0.0/24",
             "Gateway":"10.1.0.1/24","AuxAddresses":{}}],"IPv6Data":null}"#,
-        ))
+        )
         .unwrap();
         assert_eq!(create.network_id, "n1");
         assert_eq!(create.ipv4_data[0].pool, "10.1.0.0/24");
@@ -494,19 +301,19 @@ mod tests {
             "false"
         );
 
-        let ep: CreateEndpoint = decode(&Bytes::from_static(
+        let ep: CreateEndpoint = decode(
             br#"{"NetworkID":"n1","EndpointID":"e1","Interface":{"Address":"10.1.0.2/24",
             "AddressIPv6":"","MacAddress":""},"Options":{}}"#,
-        ))
+        )
         .unwrap();
         assert_eq!(ep.interface.address, "10.1.0.2/24");
         assert!(ep.interface.mac_address.is_empty());
 
-        let program: ProgramExternalConnectivity = decode(&Bytes::from_static(
+        let program: ProgramExternalConnectivity = decode(
             br#"{"NetworkID":"n1","EndpointID":"e1","Options":{"com.docker.network.portmap":
             [{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080}],
             "com.docker.network.endpoint.exposedports":[{"Proto":6,"Port":80}]}}"#,
-        ))
+        )
         .unwrap();
         let bindings: Vec<PortBinding> =
             serde_json::from_value(program.options[OPT_PORTMAP].clone()).unwrap();
@@ -520,7 +327,7 @@ mod tests {
                 host_port_end: 8080
             }]
         );
-        assert!(decode::<Join>(&Bytes::from_static(b"null")).is_err());
+        assert!(decode::<Join>(b"null").is_err());
     }
 
     #[test]
@@ -550,15 +357,6 @@ mod tests {
         assert_eq!(
             created,
             serde_json::json!({"Interface":{"MacAddress":"02:42:0a:01:00:02"}})
-        );
-        let refused = reply::<()>(Err(XnetError::conflict("no")));
-        assert_eq!(
-            (refused.result, refused.error_key),
-            (Err("no".to_string()), "Err")
-        );
-        assert_eq!(
-            ipam_reply::<()>(Err(XnetError::conflict("no"))).error_key,
-            "Error"
         );
     }
 }

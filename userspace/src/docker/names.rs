@@ -11,9 +11,13 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::Deserialize;
+use tracing::{info, warn};
 
-use super::{Daemon, Inner};
-use crate::{api::client::Client, state::DockerOwned};
+use crate::{
+    api::client::Client,
+    daemon::{Daemon, inner::Inner},
+    state::{DockerOwned, Network, State},
+};
 
 /// How long one question to Docker's API may take.
 const API_TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,7 +78,7 @@ impl Daemon {
         let client = match Client::docker(&api) {
             Ok(client) => client,
             Err(e) => {
-                eprintln!("xnetd: --docker-host: {e:#}; Docker's objects keep their ids as names");
+                warn!("--docker-host: {e:#}; Docker's objects keep their ids as names");
                 return;
             }
         };
@@ -92,15 +96,15 @@ impl Daemon {
                     if !synced {
                         synced = true;
                         if let Err(e) = inner.forget_removed_docker_networks(&names).await {
-                            eprintln!("xnetd: removing networks Docker removed: {e:#}");
+                            warn!("removing networks Docker removed: {e:#}");
                         }
                     }
                     if let Err(e) = inner.apply_docker_names(&names) {
-                        eprintln!("xnetd: naming Docker's objects: {e:#}");
+                        warn!("naming Docker's objects: {e:#}");
                     }
                 }
                 Err(e) if !warned => {
-                    eprintln!("xnetd: Docker's API at {api} does not answer ({e:#}); retrying");
+                    warn!("Docker's API at {api} does not answer ({e:#}); retrying");
                     warned = true;
                 }
                 Err(_) => {}
@@ -150,7 +154,7 @@ impl Inner {
     /// Removes the Docker networks Docker once named (so it stored them) and no longer lists,
     /// if no container uses them.
     async fn forget_removed_docker_networks(&mut self, names: &Names) -> crate::error::Result<()> {
-        let gone: Vec<crate::state::Network> = self
+        let gone: Vec<Network> = self
             .state
             .networks
             .values()
@@ -159,10 +163,7 @@ impl Inner {
             .cloned()
             .collect();
         for net in gone {
-            eprintln!(
-                "xnetd: Docker removed network {} while xnetd was down; removing it",
-                net.name
-            );
+            info!(network = %net.name, "Docker removed the network while xnetd was down; removing it");
             self.uninstall_network(&net).await?;
         }
         Ok(())
@@ -233,17 +234,12 @@ impl Inner {
             c.docker = Some(DockerOwned { named: true });
             self.state.containers.insert(new, c);
         }
-        self.store.save(&self.state)?;
+        self.save()?;
         Ok(())
     }
 
     /// `name`, or `name-<id prefix>` when `taken` says xnet uses it already.
-    fn free_name(
-        &self,
-        name: &str,
-        id: &str,
-        taken: impl Fn(&crate::state::State, &str) -> bool,
-    ) -> String {
+    fn free_name(&self, name: &str, id: &str, taken: impl Fn(&State, &str) -> bool) -> String {
         if taken(&self.state, name) {
             format!("{name}-{}", &id[..id.len().min(12)])
         } else {

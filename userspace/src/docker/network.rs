@@ -1,4 +1,4 @@
-//! The Docker engine's calls through the network plugin ([`crate::api::plugin`]): Docker's
+//! The Docker engine's calls through the network plugin ([`super::routes`]): Docker's
 //! networks become xnet networks and its containers' sandboxes xnet containers, on the same
 //! datapath as `xnet run`'s, with the same isolation, egress and published ports.
 //!
@@ -6,7 +6,7 @@
 //! other network and the host's routes); Docker owns the sandboxes, moves the interface xnet
 //! prepares into them and addresses it; xnet owns the veth pairs, the datapath entries, the
 //! host's routes and the published ports. The protocol names networks and endpoints by id
-//! only: names come from Docker's API afterwards (`docker_names`).
+//! only: names come from Docker's API afterwards ([`super::names`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,50 +15,29 @@ use std::{
 };
 
 use serde_json::Value;
+use tracing::info;
 
-use super::{
-    Daemon, Inner,
-    containers::{peer_name, plumb_for_docker},
-    networks::{HOST_VETH_PREFIX, parse_options},
-    now,
-    ports::{check_publishable, parse_specs},
-    random_id,
+use super::wire::{
+    CreateEndpoint, CreateNetwork, Empty, EndpointCall, EndpointCreated, EndpointInterface,
+    InterfaceName, Join, Joined, NetworkCall, OPT_GENERIC, OPT_INTERNAL, OPT_PORTMAP, OperInfo,
+    PortBinding, ProgramExternalConnectivity,
 };
 use crate::{
-    api::plugin::{
-        CreateEndpoint, CreateNetwork, Empty, EndpointCall, EndpointCreated, EndpointInterface,
-        InterfaceName, Join, Joined, NetworkCall, OPT_GENERIC, OPT_INTERNAL, OPT_PORTMAP, OperInfo,
-        PortBinding, ProgramExternalConnectivity,
-    },
+    daemon::{Daemon, inner::Inner},
+    drivers::{self, BRIDGE},
     error::{Result, XnetError},
-    state::{Container, DockerEndpoint, DockerOwned, Endpoint, Mac, Network, Sandbox, ipam},
+    plumbing::Placement,
+    state::{
+        Container, DockerEndpoint, DockerOwned, Endpoint, KernelObject, Mac, Network, Sandbox,
+        ids::{now, random_id},
+        ipam,
+        rules::{check_publishable, parse_specs},
+    },
 };
 
 /// The name of a Docker object until Docker's API tells its own: `docker-<id prefix>`.
-pub(super) fn provisional_name(id: &str) -> String {
+fn provisional_name(id: &str) -> String {
     format!("docker-{}", &id[..id.len().min(12)])
-}
-
-/// Refuses to change a Docker network with xnet's commands; `instead` is the Docker command.
-pub(super) fn refuse_docker_network(net: &Network, instead: &str) -> Result<()> {
-    match net.docker {
-        Some(_) => Err(XnetError::invalid(format!(
-            "network {} is managed by Docker: use {instead}",
-            net.name
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Refuses to change a Docker container with xnet's commands; `instead` is the Docker command.
-pub(super) fn refuse_docker_container(c: &Container, instead: &str) -> Result<()> {
-    match c.sandbox {
-        Sandbox::Docker => Err(XnetError::invalid(format!(
-            "container {} is managed by Docker: use {instead}",
-            c.name
-        ))),
-        _ => Ok(()),
-    }
 }
 
 impl Daemon {
@@ -145,7 +124,7 @@ impl Inner {
     }
 
     async fn docker_create_network(&mut self, req: CreateNetwork) -> Result<()> {
-        let driver = self.plugin_name()?.to_string();
+        let plugin = self.plugin_name()?.to_string();
         if self.state.networks.values().any(|n| n.id == req.network_id) {
             // A repeated call (Docker retries when an answer got lost).
             return Ok(());
@@ -156,14 +135,16 @@ impl Inner {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let generic = generic_options(&req.options)?;
-        let options = parse_options(&generic)?;
         let (subnets, gateways) = pools(&req)?;
+        // Docker's networks are bridge networks.
+        let driver = drivers::endpoint_driver(BRIDGE).expect("the bridge driver makes endpoints");
+        let options = driver.check_options(&generic, !req.ipv6_data.is_empty())?;
         let (want4, want6) = ipam::by_family(&subnets, &gateways, &[])?;
         let (taken4, taken6) = self.taken_subnets().await?;
         // Docker's IPAM has chosen: a subnet taken here is refused, never replaced.
         let refused = |e: XnetError| {
             XnetError::conflict(format!(
-                "{e}; choose a free --subnet, or let xnet choose with --ipam-driver {driver}"
+                "{e}; choose a free --subnet, or let xnet choose with --ipam-driver {plugin}"
             ))
         };
         let ipv4 = ipam::configure(&want4, &taken4, std::iter::empty()).map_err(refused)?;
@@ -174,7 +155,7 @@ impl Inner {
         let network = Network {
             name: provisional_name(&req.network_id),
             id: req.network_id,
-            driver,
+            driver: BRIDGE.into(),
             ipv4,
             ipv6,
             datapath_id: 0,
@@ -197,7 +178,7 @@ impl Inner {
         self.state
             .docker_endpoints
             .retain(|_, ep| ep.network_id != network_id);
-        self.store.save(&self.state)?;
+        self.save()?;
         Ok(())
     }
 
@@ -239,7 +220,7 @@ impl Inner {
                 mac,
             },
         );
-        self.store.save(&self.state)?;
+        self.save()?;
         // Docker refuses an answer that changes what it set itself.
         let mac_address = if given_mac {
             String::new()
@@ -258,7 +239,7 @@ impl Inner {
         // Docker leaves first; if that call was lost (xnetd was down), leave now.
         self.docker_leave(endpoint_id).await?;
         if self.state.docker_endpoints.remove(endpoint_id).is_some() {
-            self.store.save(&self.state)?;
+            self.save()?;
         }
         Ok(())
     }
@@ -295,36 +276,33 @@ impl Inner {
                 docker: Some(DockerOwned { named: false }),
             },
         };
+        // Docker names them `eth<n>` in the order they join.
+        let ifname = format!("eth{}", container.endpoints.len());
+        let ipv6 = created.ipv6.filter(|_| net.ipv6.is_some());
         let mut ep = Endpoint {
-            host_ifname: format!("{HOST_VETH_PREFIX}{}", &req.endpoint_id[..11]),
-            id: req.endpoint_id,
-            network: net.name.clone(),
-            ipv4: created.ipv4,
-            ipv6: created.ipv6.filter(|_| net.ipv6.is_some()),
-            static_ipv4: false,
-            static_ipv6: false,
             mac: created.mac,
-            // Docker names them `eth<n>` in the order they join.
-            ifname: format!("eth{}", container.endpoints.len()),
-            host_ifindex: 0,
-            host_mac: Mac([0; 6]),
-            slot: self.free_slot()?,
+            ..self.unplumbed_endpoint(req.endpoint_id, &net, created.ipv4, ipv6, ifname)?
         };
-        let src_name =
-            match plumb_for_docker(&mut self.datapath, &self.netlink, &mut ep, &net).await {
-                Ok(name) => name,
-                Err(e) => {
-                    if let Err(cleanup) = self.teardown_endpoint(&ep).await {
-                        eprintln!("xnetd: cleaning up after a failed join: {cleanup:#}");
-                    }
-                    return Err(e);
-                }
-            };
+        let objects = [ep.kernel_object()];
+        self.begin(&objects)?;
+        let driver = self.driver(&net)?;
+        let plumbed = driver
+            .plumb_endpoint(&mut self.kernel, Placement::Docker, &mut ep, &net)
+            .await;
+        let src_name = match plumbed {
+            Ok(name) => name.expect("an endpoint left for Docker has a name"),
+            Err(e) => {
+                self.undo_endpoint(&ep, &objects).await;
+                return Err(e);
+            }
+        };
+        info!(container = %container.name, network = %net.name, interface = %ep.host_ifname, "docker sandbox joined");
         container.endpoints.push(ep);
         self.state
             .containers
             .insert(container.name.clone(), container);
-        self.store.save(&self.state)?;
+        self.settle(&objects);
+        self.save()?;
         self.sync_members(&net.name)?;
         // On an internal network no default route: its gateway only answers.
         let gateway = |ip: IpAddr| {
@@ -366,7 +344,7 @@ impl Inner {
         if self.state.containers[&container.name].endpoints.is_empty() {
             self.state.containers.remove(&container.name);
         }
-        self.store.save(&self.state)?;
+        self.save()?;
         self.sync_members(&container.endpoints[position].network)?;
         Ok(())
     }
@@ -403,16 +381,22 @@ impl Inner {
         if !specs.is_empty() {
             let ipv6 = check_publishable(&container, self.publish_network(&container))?;
             let mappings = self.resolve_ports(&container.name, ipv6, &specs)?;
+            let objects: Vec<KernelObject> =
+                mappings.iter().map(KernelObject::reserved_ports).collect();
+            self.begin(&objects)?;
             if let Err(e) = self.publish_ports(&container, &mappings) {
-                let _ = self.unpublish_ports(&container, &mappings);
+                if self.unpublish_ports(&container, &mappings).is_ok() {
+                    self.settle(&objects);
+                }
                 return Err(e.into());
             }
             container.ports = mappings;
             self.state
                 .containers
                 .insert(container.name.clone(), container);
+            self.settle(&objects);
         }
-        self.store.save(&self.state)?;
+        self.save()?;
         Ok(())
     }
 
@@ -428,25 +412,8 @@ impl Inner {
             .expect("found above")
             .ports
             .clear();
-        self.store.save(&self.state)?;
+        self.save()?;
         Ok(())
-    }
-
-    /// After a restart, whether a Docker endpoint is still in its sandbox: when Docker leaves
-    /// while xnetd is down, it moves the container end back into its (and xnetd's) namespace
-    /// under its old name.
-    pub(super) async fn docker_endpoint_survived(&self, ep: &Endpoint) -> anyhow::Result<bool> {
-        Ok(self.netlink.link_by_name(&peer_name(ep)).await?.is_none())
-    }
-
-    /// After a restart, Docker's endpoints that no sandbox has joined are stale: their
-    /// container was removed while xnetd was down (Docker's DeleteEndpoint got no answer and
-    /// its IPAM already freed the address), or Docker rolled back a Join that got none.
-    pub(super) fn prune_docker_endpoints(&mut self) {
-        let joined: Vec<String> = self.all_endpoints().map(|e| e.id.clone()).collect();
-        self.state
-            .docker_endpoints
-            .retain(|id, _| joined.contains(id));
     }
 }
 

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Daemon, Inner};
+use super::wire::{
+    AddressGranted, Empty, GATEWAY_ADDRESS, PoolGranted, REQUEST_ADDRESS_TYPE, ReleaseAddress,
+    ReleasePool, RequestAddress, RequestPool,
+};
 use crate::{
-    api::plugin::{
-        AddressGranted, Empty, GATEWAY_ADDRESS, PoolGranted, REQUEST_ADDRESS_TYPE, ReleaseAddress,
-        ReleasePool, RequestAddress, RequestPool,
-    },
+    daemon::{Daemon, inner::Inner},
     error::{Result, XnetError},
     state::{
         DockerPool, IpConfig,
@@ -31,7 +31,7 @@ impl Daemon {
         let mut inner = self.inner.lock().await;
         inner.state.docker_pools4.remove(&req.pool_id);
         inner.state.docker_pools6.remove(&req.pool_id);
-        inner.store.save(&inner.state)?;
+        inner.save()?;
         Ok(Empty {})
     }
 
@@ -46,7 +46,7 @@ impl Daemon {
             (_, Some(pool)) => grant(pool, &req)?,
             (None, None) => return Err(unknown_pool(&req.pool_id)),
         };
-        inner.store.save(&inner.state)?;
+        inner.save()?;
         Ok(AddressGranted {
             address,
             data: BTreeMap::new(),
@@ -61,7 +61,7 @@ impl Daemon {
         } else if let Some(pool) = state.docker_pools6.get_mut(&req.pool_id) {
             release(pool, &req.address)?;
         }
-        inner.store.save(&inner.state)?;
+        inner.save()?;
         Ok(Empty {})
     }
 }
@@ -89,7 +89,7 @@ impl Inner {
             let config = ipam::configure(&requested, &taken4, ipam::default_pool())?;
             keep(&mut self.state.docker_pools4, config)
         };
-        self.store.save(&self.state)?;
+        self.save()?;
         Ok(PoolGranted {
             pool_id: subnet.clone(),
             pool: subnet,

@@ -1,0 +1,110 @@
+//! The one value every request works on, under the daemon's lock, and what all of them share:
+//! persisting, recording kernel objects before they are made, finding a network's driver, and
+//! keeping a network's member list in step.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use super::config::DockerConfig;
+use crate::{
+    drivers::{self, Attachment, EndpointDriver, Kernel},
+    error::{Result, XnetError},
+    state::{KernelObject, Network, State, Store},
+};
+
+pub(crate) struct Inner {
+    pub(crate) state: State,
+    pub(crate) store: Store,
+    pub(crate) kernel: Kernel,
+    /// Where container namespaces are pinned (beside the socket).
+    pub(crate) netns_dir: PathBuf,
+    /// The ports reserved from the ephemeral range by someone else (the admin) when the daemon
+    /// started: kept whatever xnet publishes and withdraws (see `reserve_host_ports`).
+    pub(crate) reserved_by_others: BTreeSet<u16>,
+    /// Set when serving Docker's plugin protocol.
+    pub(crate) docker: Option<DockerConfig>,
+}
+
+/// What a `--network` value names.
+pub(crate) enum Target {
+    /// A pre-defined network without a record (`host`, `none`): nothing to plumb.
+    Recordless {
+        name: &'static str,
+        /// Its driver's name (`host`, `null`).
+        driver: &'static str,
+        /// `host`: the container shares the daemon's namespace; `none`: one of its own.
+        host_namespace: bool,
+    },
+    /// A network with addresses and endpoints, and the driver that makes them.
+    Network(Network, &'static dyn EndpointDriver),
+}
+
+impl Inner {
+    pub(crate) fn save(&self) -> anyhow::Result<()> {
+        self.store.save(&self.state)
+    }
+
+    /// Records, durably, that a request is about to make `objects`: if the daemon dies before
+    /// [`Self::settle`] and the request's last save, the next start removes them.
+    pub(crate) fn begin(&mut self, objects: &[KernelObject]) -> anyhow::Result<()> {
+        self.state.in_flight.extend_from_slice(objects);
+        self.save()
+    }
+
+    /// `objects` are no longer in flight: a record owns them, or they are gone. Durable with
+    /// the caller's next save.
+    pub(crate) fn settle(&mut self, objects: &[KernelObject]) {
+        self.state.in_flight.retain(|o| !objects.contains(o));
+    }
+
+    /// The network (or pre-defined network) `name_or_id` names, as Docker resolves names and
+    /// id prefixes.
+    pub(crate) fn target(&self, name_or_id: &str) -> Result<Target> {
+        if let Some(target) = self.recordless(name_or_id) {
+            return Ok(target);
+        }
+        let net = self.state.network(name_or_id)?;
+        Ok(Target::Network(net.clone(), self.driver(net)?))
+    }
+
+    /// The pre-defined network without a record that `name_or_id` denotes, if any.
+    pub(crate) fn recordless(&self, name_or_id: &str) -> Option<Target> {
+        drivers::predefined().find_map(|(name, driver)| {
+            let host_namespace = match driver.attachment() {
+                Attachment::HostNamespace => true,
+                Attachment::Isolated => false,
+                Attachment::Endpoints(_) => return None,
+            };
+            let id = self.state.predefined_id(name).unwrap_or_default();
+            let named =
+                name_or_id == name || (!name_or_id.is_empty() && id.starts_with(name_or_id));
+            named.then_some(Target::Recordless {
+                name,
+                driver: driver.name(),
+                host_namespace,
+            })
+        })
+    }
+
+    /// The driver that makes `net`'s endpoints.
+    pub(crate) fn driver(&self, net: &Network) -> Result<&'static dyn EndpointDriver> {
+        drivers::endpoint_driver(&net.driver).ok_or_else(|| {
+            XnetError::Internal(format!(
+                "network {} has driver {:?}, which makes no endpoints",
+                net.name, net.driver
+            ))
+        })
+    }
+
+    /// Rewrites network `name`'s member list (its broadcast fan-out) from the state.
+    pub(crate) fn sync_members(&mut self, name: &str) -> anyhow::Result<()> {
+        let Some(net) = self.state.networks.get(name) else {
+            return Ok(());
+        };
+        let members: Vec<u32> = self
+            .state
+            .endpoints_on(name)
+            .map(|(_, e)| e.host_ifindex)
+            .collect();
+        self.kernel.datapath.set_members(net.datapath_id, &members)
+    }
+}

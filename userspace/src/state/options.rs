@@ -1,0 +1,124 @@
+//! Network options (`-o KEY=VALUE` of `network create`): each driver names the keys it takes,
+//! and the rules for each key live here, so two drivers that take the same key agree on it.
+//! A key no driver takes is refused rather than ignored.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Result, XnetError};
+
+/// Inter-container communication on the network (`true` unless `false`).
+pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+/// The MTU of the network's interfaces.
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// The effect of a network's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkOptions {
+    pub icc: bool,
+    pub mtu: Option<u32>,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        Self {
+            icc: true,
+            mtu: None,
+        }
+    }
+}
+
+/// Parses `options`, refusing any key not in `accepted` (the driver's keys); `ipv6` is whether
+/// the network is dual-stack (which bounds the MTU).
+pub fn parse(
+    options: &BTreeMap<String, String>,
+    accepted: &[&str],
+    ipv6: bool,
+) -> Result<NetworkOptions> {
+    let mut parsed = NetworkOptions::default();
+    for (key, value) in options {
+        if !accepted.contains(&key.as_str()) {
+            return Err(XnetError::invalid(format!(
+                "unsupported network option {key:?} (supported: {})",
+                accepted.join(", ")
+            )));
+        }
+        match key.as_str() {
+            OPT_ICC => {
+                parsed.icc = value.parse().map_err(|_| {
+                    XnetError::invalid(format!(
+                        "invalid {OPT_ICC}={value:?}: expected true or false"
+                    ))
+                })?;
+            }
+            OPT_MTU => parsed.mtu = Some(parse_mtu(value, ipv6)?),
+            _ => unreachable!("every accepted key has a rule above"),
+        }
+    }
+    Ok(parsed)
+}
+
+fn parse_mtu(value: &str, ipv6: bool) -> Result<u32> {
+    let mtu: u32 = value
+        .parse()
+        .ok()
+        .filter(|m| (68..=65535).contains(m))
+        .ok_or_else(|| {
+            XnetError::invalid(format!(
+                "invalid {OPT_MTU}={value:?}: expected a number from 68 to 65535"
+            ))
+        })?;
+    if ipv6 && mtu < IPV6_MIN_MTU {
+        return Err(XnetError::invalid(format!(
+            "{OPT_MTU}={mtu} is too small for --ipv6 (IPv6 needs {IPV6_MIN_MTU})"
+        )));
+    }
+    Ok(mtu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const BOTH: &[&str] = &[OPT_ICC, OPT_MTU];
+
+    #[test]
+    fn options_are_parsed_and_unknown_ones_refused() {
+        let o = parse(&opts(&[]), BOTH, false).unwrap();
+        assert!(o.icc && o.mtu.is_none());
+        let o = parse(&opts(&[(OPT_ICC, "false"), (OPT_MTU, "1400")]), BOTH, false).unwrap();
+        assert!(!o.icc);
+        assert_eq!(o.mtu, Some(1400));
+        for bad in [
+            (OPT_ICC, "no"),
+            (OPT_MTU, "10"),
+            (OPT_MTU, "big"),
+            ("com.docker.network.bridge.name", "br0"),
+        ] {
+            assert!(
+                parse(&opts(&[bad]), BOTH, false).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_driver_takes_only_its_keys_and_ipv6_bounds_the_mtu() {
+        let err = parse(&opts(&[(OPT_ICC, "true")]), &[OPT_MTU], false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("unsupported network option {OPT_ICC:?} (supported: {OPT_MTU})")
+        );
+        assert!(parse(&opts(&[(OPT_MTU, "1000")]), BOTH, false).is_ok());
+        let err = parse(&opts(&[(OPT_MTU, "1000")]), BOTH, true).unwrap_err();
+        assert!(err.to_string().contains("too small for --ipv6"), "{err}");
+    }
+}
