@@ -5,8 +5,8 @@
 //! An outside client's address reaches the container unchanged (Docker's proxy hides it,
 //! moby#25526).
 //!
-//! IPv4 and IPv6 (generic over [`Publish`], NAT's [`Family`] with the publishing maps), TCP,
-//! UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
+//! IPv4 and IPv6 (generic over [`Publish`], the packet model's [`Family`] with the publishing
+//! maps), TCP, UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
 //! change: the daemon publishes SCTP only with equal host and container ports).
 
 use aya_ebpf::{
@@ -23,23 +23,24 @@ use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
 use xnet_common::{
-    DropReason, Endpoint, FlowKey, NAT_PORT_COUNT, NAT_PORT_FIRST, PUBLISH_PREFIX_FIXED_BITS,
-    PUBLISH6_PREFIX_FIXED_BITS, PublishKey, Published, PublishedFlow, Uplink,
+    DropReason, Endpoint, FlowKey, PUBLISH_PREFIX_FIXED_BITS, PUBLISH6_PREFIX_FIXED_BITS,
+    PublishKey, Published, PublishedFlow, Uplink,
 };
 
 use crate::{
     csum, forward, ipv6,
     maps::{self, PUBLISH_FLOWS, PUBLISH6_FLOWS, PUBLISHED, PUBLISHED6},
-    nat::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
+    nat::{self, NatFamily},
     outcome::Outcome,
+    packet::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
     parse, stats,
 };
 
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
 const NOT_ICMP: u8 = 0xff;
 
-/// What publishing needs besides NAT's differences between IPv4 and IPv6: its maps, the
-/// wildcard address, and the checksum arithmetic XDP does by hand.
+/// What publishing needs besides the packet model's differences between IPv4 and IPv6: its
+/// maps, the wildcard address, and the checksum arithmetic XDP does by hand.
 pub trait Publish: Family {
     /// How many bits of the trie key precede the port.
     const PREFIX_FIXED_BITS: u32;
@@ -277,7 +278,7 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
 /// address answer. A published mapping whose container is gone drops the frame: the host
 /// stack has no business with it either.
 #[inline(always)]
-fn to_container<F: Publish>(
+fn to_container<F: Publish + NatFamily>(
     ctx: &XdpContext,
     eth: *mut EthHdr,
     packet: &Packet<F::Addr>,
@@ -294,7 +295,7 @@ fn to_container<F: Publish>(
     let Some(published) = lookup::<F>(packet.proto, packet.dst, port, to_uplink) else {
         return Ok(None);
     };
-    if to_uplink && is_nat_reply::<F>(packet, client_port, port) {
+    if to_uplink && nat::is_reply::<F>(packet, client_port, port) {
         // A reply of a container's outgoing connection, which left from this port: the NAT
         // flow wins (`uplink_ingress` delivers it).
         return Ok(None);
@@ -422,23 +423,6 @@ fn wire_l4<F: Publish>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> Option<Wir
         }
         _ => None,
     }
-}
-
-/// Whether a packet to the uplink's address is a reply of a container's NATed connection.
-#[inline(always)]
-fn is_nat_reply<F: Family>(packet: &Packet<F::Addr>, remote_port: [u8; 2], port: [u8; 2]) -> bool {
-    let offset = u16::from_be_bytes(port).wrapping_sub(NAT_PORT_FIRST);
-    offset < NAT_PORT_COUNT
-        && F::replies()
-            .get_ptr(FlowKey {
-                local: packet.dst,
-                remote: packet.src,
-                local_port: port,
-                remote_port,
-                proto: packet.proto,
-                _pad: [0; 3],
-            })
-            .is_some()
 }
 
 /// A container's packet to the outside that is a reply of a published connection: translated

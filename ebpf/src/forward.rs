@@ -11,9 +11,9 @@ use xnet_common::{
 };
 
 use crate::{
-    dnat, flood, ipv6, maps,
-    nat::{self, Packet, V4, V6},
-    nd, parse, stats,
+    dnat, flood, ipv6, maps, nat, nd,
+    packet::{Packet, V4, V6},
+    parse, stats,
 };
 
 /// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`);

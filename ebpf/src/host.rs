@@ -22,7 +22,7 @@ use crate::{
     dnat::{self, Publish},
     ipv6,
     maps::{self, HOST_NETNS, SOCK_REVNAT, SOCK6_REVNAT},
-    nat::{Family, V4, V6},
+    packet::{Family, V4, V6},
 };
 
 /// The verdict that lets the syscall go on (these hooks only rewrite, never refuse).

@@ -26,6 +26,7 @@ mod maps;
 mod nat;
 mod nd;
 mod outcome;
+mod packet;
 mod parse;
 mod stats;
 mod uplink;

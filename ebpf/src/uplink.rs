@@ -19,8 +19,8 @@ use network_types::{
 use xnet_common::DropReason;
 
 use crate::{
-    dnat, forward, ipv6, maps,
-    nat::{self, Packet, V4, V6},
+    dnat, forward, ipv6, maps, nat,
+    packet::{Packet, V4, V6},
     parse, stats,
 };
 
