@@ -28,7 +28,7 @@ use xnet_common::{
 };
 
 use crate::{
-    csum, forward, ipv6,
+    csum, deliver, ipv6,
     maps::{self, PUBLISH_FLOWS, PUBLISH6_FLOWS, PUBLISHED, PUBLISHED6},
     nat::{self, NatFamily},
     outcome::Outcome,
@@ -515,7 +515,7 @@ fn hairpin<F: Publish>(
         let ports = (src_port, dst_port);
         if let Some(flow) = translate_reply_source::<F>(ctx, &l4, packet, ports, true)? {
             F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, flow.client_ip)?;
-            return forward::into_endpoint(ctx, flow.client_ifindex).map(Some);
+            return deliver::into_endpoint(ctx, flow.client_ifindex).map(Some);
         }
     }
     // Every address this path sees is the host's, so mappings bound to all addresses apply.
@@ -544,5 +544,5 @@ fn hairpin<F: Publish>(
     F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, published.container_ip)?;
     l4.set_port(ctx, l4.ports_off + 2, dst_port, cport)?;
     F::set_addr(ctx, &l4, F::SRC_OFF, packet.src, server_gateway)?;
-    forward::into_endpoint(ctx, published.ifindex).map(Some)
+    deliver::into_endpoint(ctx, published.ifindex).map(Some)
 }

@@ -16,6 +16,7 @@
 
 mod arp;
 mod csum;
+mod deliver;
 mod dnat;
 mod endpoint;
 mod flood;

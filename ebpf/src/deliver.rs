@@ -1,0 +1,44 @@
+//! Delivery into an endpoint, the last step of every path that ends in a container: the frame
+//! is addressed to the container's MAC, counted as received by its endpoint, and redirected
+//! with `bpf_redirect_peer` straight into the container's `eth0`, skipping the host-side veth's
+//! egress and a netns round trip (the skb keeps GSO and checksum offload).
+//!
+//! Routed frames (replies of NATed flows, hairpinned published ports) arrive from the gateway
+//! ([`into_endpoint`]); frames between endpoints of one network keep their sender's MAC
+//! ([`into_peer`]).
+
+use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
+use xnet_common::{DropReason, Neighbor};
+
+use crate::{maps, stats};
+
+/// Hands a frame to the container behind host-side veth `ifindex` as its gateway would: to its
+/// MAC from the host side's, straight into its `eth0` (`bpf_redirect_peer`). If the endpoint is
+/// gone, nobody on the host should see the frame either.
+#[inline(always)]
+pub fn into_endpoint(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
+    let eth_addresses: [[u8; 6]; 2] = [endpoint.mac, endpoint.host_mac];
+    ctx.store(0, &eth_addresses, 0)
+        .map_err(|_| DropReason::Truncated)?;
+    stats::count_rx(endpoint.slot, ctx.len());
+    // SAFETY: plain helper call; flags must be 0.
+    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
+}
+
+/// Hands a frame another endpoint of the network sent (to `dst_mac`) to `peer`.
+#[inline(always)]
+pub fn into_peer(ctx: &TcContext, peer: &Neighbor, dst_mac: [u8; 6]) -> Result<i32, DropReason> {
+    // A sender with a stale or gateway-addressed frame still reaches the owner of the IP; the
+    // receiver then sees its own MAC as destination, as it would behind a bridge.
+    // (Stored with the helper, and only when needed: see `arp::turn_into_reply` on why the
+    // fast path avoids direct packet writes.)
+    if dst_mac != peer.mac {
+        ctx.store(0, &peer.mac, 0)
+            .map_err(|_| DropReason::Truncated)?;
+    }
+    stats::count_rx(peer.slot, ctx.len());
+    // The kernel marks the skb PACKET_HOST for the new device.
+    // SAFETY: plain helper call; flags must be 0.
+    Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
+}
