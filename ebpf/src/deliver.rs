@@ -1,14 +1,20 @@
 //! Delivery into an endpoint, the last step of every path that ends in a container: the frame
 //! is addressed to the container's MAC, counted as received by its endpoint, and redirected
-//! with `bpf_redirect_peer` straight into the container's `eth0`, skipping the host-side veth's
-//! egress and a netns round trip (the skb keeps GSO and checksum offload).
+//! into the container. At tcx that is `bpf_redirect_peer`, straight into the container's
+//! `eth0`, skipping the host-side veth's egress and a netns round trip (the skb keeps GSO and
+//! checksum offload).
 //!
 //! Routed frames (replies of NATed flows, hairpinned published ports) arrive from the gateway
 //! ([`into_endpoint`]); frames between endpoints of one network keep their sender's MAC
-//! ([`into_peer`]).
+//! ([`into_peer`]). Frames from the wire to a published port are delivered at XDP, before an
+//! skb exists ([`frame_into_endpoint`]).
 
-use aya_ebpf::{helpers::bpf_redirect_peer, programs::TcContext};
-use xnet_common::{DropReason, Neighbor};
+use aya_ebpf::{
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    programs::{TcContext, XdpContext},
+};
+use network_types::eth::EthHdr;
+use xnet_common::{DropReason, Endpoint, Neighbor};
 
 use crate::{maps, stats};
 
@@ -41,4 +47,27 @@ pub fn into_peer(ctx: &TcContext, peer: &Neighbor, dst_mac: [u8; 6]) -> Result<i
     // The kernel marks the skb PACKET_HOST for the new device.
     // SAFETY: plain helper call; flags must be 0.
     Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
+}
+
+/// [`into_endpoint`] at XDP, for `endpoint`, behind host-side veth `ifindex`: an XDP redirect
+/// into that veth, whose peer (the container's end) takes XDP frames because the daemon turns
+/// GRO on there, which gives it NAPI. Returns the XDP verdict.
+///
+/// # Safety
+/// `eth` is the frame's Ethernet header, bounds-checked.
+#[inline(always)]
+pub unsafe fn frame_into_endpoint(
+    ctx: &XdpContext,
+    eth: *mut EthHdr,
+    ifindex: u32,
+    endpoint: &Endpoint,
+) -> u32 {
+    // SAFETY: the caller's promise.
+    unsafe {
+        (*eth).dst_addr = endpoint.mac;
+        (*eth).src_addr = endpoint.host_mac;
+    }
+    stats::count_rx(endpoint.slot, (ctx.data_end() - ctx.data()) as u32);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
 }
