@@ -29,6 +29,7 @@ mod nd;
 mod outcome;
 mod packet;
 mod parse;
+mod sock_dnat;
 mod stats;
 mod uplink;
 
