@@ -5,8 +5,8 @@
 //! An outside client's address reaches the container unchanged (Docker's proxy hides it,
 //! moby#25526).
 //!
-//! IPv4 and IPv6 (generic over [`Publish`], NAT's [`Family`] with the publishing maps), TCP,
-//! UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
+//! IPv4 and IPv6 (generic over [`Publish`], the packet model's [`Family`] with the publishing
+//! maps), TCP, UDP and SCTP (SCTP's checksum does not cover addresses, but cannot follow a port
 //! change: the daemon publishes SCTP only with equal host and container ports).
 
 use aya_ebpf::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
         BPF_ANY,
         xdp_action::{XDP_DROP, XDP_PASS},
     },
-    helpers::{bpf_ktime_get_coarse_ns, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_redirect_neigh},
     maps::{LpmTrie, LruHashMap, lpm_trie::Key},
     programs::{TcContext, XdpContext},
 };
@@ -23,23 +23,24 @@ use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
 use xnet_common::{
-    DropReason, Endpoint, FlowKey, NAT_PORT_COUNT, NAT_PORT_FIRST, PUBLISH_PREFIX_FIXED_BITS,
-    PUBLISH6_PREFIX_FIXED_BITS, PublishKey, Published, PublishedFlow, Uplink,
+    DropReason, Endpoint, FlowKey, PUBLISH_PREFIX_FIXED_BITS, PUBLISH6_PREFIX_FIXED_BITS,
+    PublishKey, Published, PublishedFlow, Uplink,
 };
 
 use crate::{
-    csum, forward, ipv6,
+    csum, deliver, ipv6,
     maps::{self, PUBLISH_FLOWS, PUBLISH6_FLOWS, PUBLISHED, PUBLISHED6},
-    nat::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
+    nat::{self, NatFamily},
     outcome::Outcome,
+    packet::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
     parse, stats,
 };
 
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
 const NOT_ICMP: u8 = 0xff;
 
-/// What publishing needs besides NAT's differences between IPv4 and IPv6: its maps, the
-/// wildcard address, and the checksum arithmetic XDP does by hand.
+/// What publishing needs besides the packet model's differences between IPv4 and IPv6: its
+/// maps, the wildcard address, and the checksum arithmetic XDP does by hand.
 pub trait Publish: Family {
     /// How many bits of the trie key precede the port.
     const PREFIX_FIXED_BITS: u32;
@@ -194,9 +195,7 @@ fn now() -> u64 {
 #[inline(always)]
 pub fn from_wire(ctx: &XdpContext) -> u32 {
     match translate_from_wire(ctx) {
-        // SAFETY: plain helper call. Into the host-side veth, whose peer (the container's end)
-        // takes XDP frames because the daemon turns GRO on there, which gives it NAPI.
-        Ok(Some(ifindex)) => unsafe { bpf_redirect(ifindex, 0) as u32 },
+        Ok(Some(verdict)) => verdict,
         Ok(None) => XDP_PASS,
         Err(reason) => {
             stats::count_drop(None, reason);
@@ -214,9 +213,9 @@ struct WireL4 {
     opens_connection: bool,
 }
 
-/// Translates a frame to a published port in place; returns the host-side veth to redirect it
-/// to, or `None` to let it pass untouched. IPv6 packets with extension headers pass (their
-/// first next header is no transport).
+/// Translates a frame to a published port in place and delivers it into the container
+/// (returns the verdict), or returns `None` to let it pass untouched. IPv6 packets with
+/// extension headers pass (their first next header is no transport).
 #[inline(always)]
 fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
     let Some(uplink) = maps::uplink() else {
@@ -239,15 +238,18 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
             return Ok(None);
         };
         let to_uplink = packet.dst == uplink.ipv4;
-        let Some((ifindex, container)) = to_container::<V4>(ctx, eth, &packet, to_uplink)? else {
+        let Some(to) = to_container::<V4>(ctx, &packet, to_uplink)? else {
             return Ok(None);
         };
         // SAFETY: as above; nothing moved the frame since.
         unsafe {
-            (*ip).dst_addr = container;
-            (*ip).check = V4::csum_addr((*ip).check, packet.dst, container);
+            (*ip).dst_addr = to.container;
+            (*ip).check = V4::csum_addr((*ip).check, packet.dst, to.container);
         }
-        Ok(Some(ifindex))
+        // SAFETY: `eth` is the frame's bounds-checked Ethernet header.
+        Ok(Some(unsafe {
+            deliver::frame_into_endpoint(ctx, eth, to.ifindex, to.endpoint)
+        }))
     } else if ether_type == EtherType::Ipv6 as u16 {
         let Some(ip) = parse::frame_header::<Ipv6Hdr>(ctx, EthHdr::LEN) else {
             return Ok(None);
@@ -259,30 +261,41 @@ fn translate_from_wire(ctx: &XdpContext) -> Result<Option<u32>, DropReason> {
         let packet = Packet::of_ipv6(&header);
         let to_uplink =
             !ipv6::is_unspecified(&uplink.ipv6) && ipv6::same(&packet.dst, &uplink.ipv6);
-        let Some((ifindex, container)) = to_container::<V6>(ctx, eth, &packet, to_uplink)? else {
+        let Some(to) = to_container::<V6>(ctx, &packet, to_uplink)? else {
             return Ok(None);
         };
         // SAFETY: as above. IPv6 has no header checksum.
-        unsafe { (*ip).dst_addr = container };
-        Ok(Some(ifindex))
+        unsafe { (*ip).dst_addr = to.container };
+        // SAFETY: as for IPv4.
+        Ok(Some(unsafe {
+            deliver::frame_into_endpoint(ctx, eth, to.ifindex, to.endpoint)
+        }))
     } else {
         Ok(None)
     }
 }
 
+/// Where [`to_container`] sends a frame from the wire.
+struct Destination<A> {
+    /// The container's host-side veth.
+    ifindex: u32,
+    endpoint: &'static Endpoint,
+    /// The container's address, which the caller writes into the IP header.
+    container: A,
+}
+
 /// The family-independent part of [`translate_from_wire`]: finds the mapping, records the
-/// flow, rewrites the MACs, the destination port and the transport checksum, and returns the
-/// host-side veth and the container's address, which the caller writes into the IP header.
+/// flow, rewrites the destination port and the transport checksum, and says where the frame
+/// goes once the caller has written the container's address into its IP header.
 /// `to_uplink`: the destination is the uplink's address, where mappings bound to every
 /// address answer. A published mapping whose container is gone drops the frame: the host
 /// stack has no business with it either.
 #[inline(always)]
-fn to_container<F: Publish>(
+fn to_container<F: Publish + NatFamily>(
     ctx: &XdpContext,
-    eth: *mut EthHdr,
     packet: &Packet<F::Addr>,
     to_uplink: bool,
-) -> Result<Option<(u32, F::Addr)>, DropReason> {
+) -> Result<Option<Destination<F::Addr>>, DropReason> {
     if F::is_loopback(&packet.dst) {
         return Ok(None);
     }
@@ -294,7 +307,7 @@ fn to_container<F: Publish>(
     let Some(published) = lookup::<F>(packet.proto, packet.dst, port, to_uplink) else {
         return Ok(None);
     };
-    if to_uplink && is_nat_reply::<F>(packet, client_port, port) {
+    if to_uplink && nat::is_reply::<F>(packet, client_port, port) {
         // A reply of a container's outgoing connection, which left from this port: the NAT
         // flow wins (`uplink_ingress` delivers it).
         return Ok(None);
@@ -329,10 +342,8 @@ fn to_container<F: Publish>(
     };
     remember::<F>(key, known, flow);
 
-    // SAFETY: as above; nothing moved the frame since.
+    // SAFETY: `wire_l4` checked the bounds; nothing moved the frame since.
     unsafe {
-        (*eth).dst_addr = endpoint.mac;
-        (*eth).src_addr = endpoint.host_mac;
         if let Some(check) = l4.csum {
             let with_addr = F::csum_addr(*check, packet.dst, published.container_ip);
             let mut updated = csum::update(with_addr, [csum::word(port)], [csum::word(cport)]);
@@ -344,8 +355,11 @@ fn to_container<F: Publish>(
         }
         (*l4.ports)[1] = cport;
     }
-    stats::count_rx(endpoint.slot, (ctx.data_end() - ctx.data()) as u32);
-    Ok(Some((published.ifindex, published.container_ip)))
+    Ok(Some(Destination {
+        ifindex: published.ifindex,
+        endpoint,
+        container: published.container_ip,
+    }))
 }
 
 /// Records `flow` under `key` for its replies (`known`: what the map holds there now): refreshed
@@ -422,23 +436,6 @@ fn wire_l4<F: Publish>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> Option<Wir
         }
         _ => None,
     }
-}
-
-/// Whether a packet to the uplink's address is a reply of a container's NATed connection.
-#[inline(always)]
-fn is_nat_reply<F: Family>(packet: &Packet<F::Addr>, remote_port: [u8; 2], port: [u8; 2]) -> bool {
-    let offset = u16::from_be_bytes(port).wrapping_sub(NAT_PORT_FIRST);
-    offset < NAT_PORT_COUNT
-        && F::replies()
-            .get_ptr(FlowKey {
-                local: packet.dst,
-                remote: packet.src,
-                local_port: port,
-                remote_port,
-                proto: packet.proto,
-                _pad: [0; 3],
-            })
-            .is_some()
 }
 
 /// A container's packet to the outside that is a reply of a published connection: translated
@@ -531,7 +528,7 @@ fn hairpin<F: Publish>(
         let ports = (src_port, dst_port);
         if let Some(flow) = translate_reply_source::<F>(ctx, &l4, packet, ports, true)? {
             F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, flow.client_ip)?;
-            return forward::into_endpoint(ctx, flow.client_ifindex).map(Some);
+            return deliver::into_endpoint(ctx, flow.client_ifindex).map(Some);
         }
     }
     // Every address this path sees is the host's, so mappings bound to all addresses apply.
@@ -560,5 +557,5 @@ fn hairpin<F: Publish>(
     F::set_addr(ctx, &l4, F::DST_OFF, packet.dst, published.container_ip)?;
     l4.set_port(ctx, l4.ports_off + 2, dst_port, cport)?;
     F::set_addr(ctx, &l4, F::SRC_OFF, packet.src, server_gateway)?;
-    forward::into_endpoint(ctx, published.ifindex).map(Some)
+    deliver::into_endpoint(ctx, published.ifindex).map(Some)
 }

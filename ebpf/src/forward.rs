@@ -1,7 +1,7 @@
 //! IP delivery between the endpoints of one network, to the host through the gateway, and to
 //! the outside through NAT; IPv4 and IPv6 follow the same steps.
 
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -11,9 +11,9 @@ use xnet_common::{
 };
 
 use crate::{
-    dnat, flood, ipv6, maps,
-    nat::{self, Packet, V4, V6},
-    nd, parse, stats,
+    deliver, dnat, flood, ipv6, maps, nat, nd,
+    packet::{Packet, V4, V6},
+    parse,
 };
 
 /// Decides the fate of an IPv4 packet sent by `endpoint` (entered on host-side veth `ifindex`);
@@ -83,19 +83,6 @@ fn to_host(
         return Ok(verdict);
     }
     Ok(TC_ACT_OK)
-}
-
-/// Hands a frame to the container behind host-side veth `ifindex` as its gateway would: to its
-/// MAC from the host side's, straight into its `eth0` (`bpf_redirect_peer`).
-#[inline(always)]
-pub fn into_endpoint(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    let endpoint = maps::endpoint(ifindex).ok_or(DropReason::UnknownEndpoint)?;
-    let eth_addresses: [[u8; 6]; 2] = [endpoint.mac, endpoint.host_mac];
-    ctx.store(0, &eth_addresses, 0)
-        .map_err(|_| DropReason::Truncated)?;
-    stats::count_rx(endpoint.slot, ctx.len());
-    // SAFETY: plain helper call; flags must be 0.
-    Ok(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }
 
 /// The same for an IPv6 packet; on a network without IPv6 every IPv6 frame is dropped.
@@ -203,17 +190,5 @@ fn to_peer(
     if endpoint.flags & ENDPOINT_ICC_OFF != 0 {
         return Err(DropReason::IccBlocked);
     }
-    // A sender with a stale or gateway-addressed frame still reaches the owner of the IP; the
-    // receiver then sees its own MAC as destination, as it would behind a bridge.
-    // (Stored with the helper, and only when needed: see `arp::turn_into_reply` on why the
-    // fast path avoids direct packet writes.)
-    if dst_mac != peer.mac {
-        ctx.store(0, &peer.mac, 0)
-            .map_err(|_| DropReason::Truncated)?;
-    }
-    stats::count_rx(peer.slot, ctx.len());
-    // Straight into the peer container's eth0 ingress, skipping the host-side veth's egress
-    // and a netns round trip; the kernel marks the skb PACKET_HOST for the new device.
-    // SAFETY: plain helper call; flags must be 0.
-    Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
+    deliver::into_peer(ctx, peer, dst_mac)
 }

@@ -1,21 +1,41 @@
-//! xnet's kernel-side programs, arranged by attach point (where a packet enters):
+//! xnet's kernel-side programs, arranged by attach point (where a packet enters), one entry
+//! file each:
 //!
 //! - [`endpoint`]: the tcx hooks of each container's host-side veth;
 //! - [`uplink`]: the XDP and tcx ingress hooks of the host's uplink;
 //! - [`host`]: the socket hooks (root cgroup) for the host's own connections to published ports;
 //!
 //! and one module per concern that those entry points share:
-//! [`parse`] (bounds-checked header access), [`csum`] (checksum updates for XDP), [`ipv6`] (address tests), [`arp`] (the ARP
-//! responder), [`nd`] (the neighbour discovery responder and ND policing), [`forward`] (IPv4
-//! and IPv6 delivery between endpoints, to the host and to the outside), [`flood`] (broadcast
-//! and multicast to a network's members), [`nat`] (source NAT for egress and its reverse, NAT44
-//! and NAT66), [`dnat`] (published ports: destination NAT and its reverse, hairpin), [`maps`] (the maps, typed by `xnet-common`), [`stats`] (counters) and
-//! [`outcome`] (results of the steps that run as BPF-to-BPF calls).
+//!
+//! - deciding: [`forward`] (a container's IPv4 and IPv6: to a peer, to the host, to the
+//!   outside);
+//! - answering in place: [`arp`] (the ARP responder) and [`nd`] (the neighbour discovery
+//!   responder and ND policing);
+//! - translating: [`sock_dnat`] (published ports for the host's own sockets), [`dnat`]
+//!   (published ports: destination NAT and its reverse, hairpin) and [`nat`] (source NAT for
+//!   egress and its reverse, NAT44 and NAT66);
+//! - handing over: [`deliver`] (into an endpoint: every way into a container) and [`flood`]
+//!   (broadcast and multicast to a network's members);
+//! - reading packets: [`parse`] (bounds-checked header access), [`packet`] (the packet model:
+//!   IPv4 and IPv6 as one `Family`, where ports and checksums sit), [`ipv6`] (address tests)
+//!   and [`csum`] (checksum updates for XDP);
+//! - state: [`stats`] (counters), [`outcome`] (results of the steps that run as BPF-to-BPF
+//!   calls) and [`maps`] (the maps, typed by `xnet-common`).
+//!
+//! Every import points further down these lists, so no module imports one that imports it
+//! back.
+//!
+//! Where the drivers still to come fit: VXLAN encapsulation becomes a concern, `encap`, that
+//! `forward` calls for a peer on another host (and `uplink` for what arrives encapsulated,
+//! before `deliver`); a macvlan or ipvlan parent device gets an entry file, `parent`, for its
+//! hooks, which finds the endpoint a frame is for (by MAC or by address) and hands it to
+//! `deliver`.
 #![no_std]
 #![no_main]
 
 mod arp;
 mod csum;
+mod deliver;
 mod dnat;
 mod endpoint;
 mod flood;
@@ -26,7 +46,9 @@ mod maps;
 mod nat;
 mod nd;
 mod outcome;
+mod packet;
 mod parse;
+mod sock_dnat;
 mod stats;
 mod uplink;
 

@@ -10,9 +10,8 @@ use aya_ebpf::{
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint, link_local_of};
 
-use crate::{flood, ipv6, maps, outcome::Outcome};
+use crate::{flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6};
 
-const IPPROTO_ICMPV6: u8 = 58;
 const ROUTER_ADVERTISEMENT: u8 = 134;
 const NEIGHBOR_SOLICITATION: u8 = 135;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;

@@ -19,8 +19,8 @@ use network_types::{
 use xnet_common::DropReason;
 
 use crate::{
-    dnat, forward, ipv6, maps,
-    nat::{self, Packet, V4, V6},
+    deliver, dnat, ipv6, maps, nat,
+    packet::{Packet, V4, V6},
     parse, stats,
 };
 
@@ -66,7 +66,8 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
             return Ok(TC_ACT_OK);
         }
         match nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()? {
-            Some(ifindex) => into_container(ctx, ifindex),
+            // The outcome's value is the container's host-side ifindex.
+            Some(ifindex) => deliver::into_endpoint(ctx, ifindex as u32),
             None => Ok(TC_ACT_OK),
         }
     } else if ether_type == EtherType::Ipv6 as u16 {
@@ -80,17 +81,10 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
             return Ok(TC_ACT_OK);
         }
         match nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink).unpack()? {
-            Some(ifindex) => into_container(ctx, ifindex),
+            Some(ifindex) => deliver::into_endpoint(ctx, ifindex as u32),
             None => Ok(TC_ACT_OK),
         }
     } else {
         Ok(TC_ACT_OK)
     }
-}
-
-/// Delivers a NATed flow's reply into its container (`ifindex`, as `nat::from_outside` packs
-/// it); if the container is gone, nobody on the host should see it either.
-#[inline(always)]
-fn into_container(ctx: &TcContext, ifindex: i32) -> Result<i32, DropReason> {
-    forward::into_endpoint(ctx, ifindex as u32)
 }
