@@ -181,7 +181,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: String,
     /// Network to attach to.
-    #[arg(long, default_value = "bridge")]
+    // `--net`: Docker's older spelling, which `docker run` still accepts.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
     /// Static IPv4 address on that network.
     #[arg(long)]
@@ -205,7 +206,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "detach")]
     pub rm: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    // From the command's first word on everything is the command's, `-x` included
+    // (`trailing_var_arg`), as after Docker's IMAGE. Not `allow_hyphen_values`: with it clap
+    // took an unknown flag before the command (`--net=host`) for the command's first word, and
+    // the flags after it for its arguments.
+    #[arg(required = true, trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 
@@ -213,7 +218,8 @@ pub struct RunArgs {
 pub struct ExecArgs {
     pub name: String,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    // As `run`'s: flags before it are xnet's, so an unknown one is an error, not the command.
+    #[arg(required = true, trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 
@@ -521,5 +527,77 @@ mod tests {
         assert_eq!(rm.names, ["a", "b"]);
         assert!(parse(&["rm"]).is_err());
         assert!(parse(&["network", "inspect"]).is_err());
+    }
+
+    /// The command a line parses to, in Debug form: two spellings mean the same when these are
+    /// equal.
+    fn meaning(line: &str) -> String {
+        let cli = parse(&line.split(' ').collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("xnet {line}: {e}"));
+        format!("{:?}", cli.command)
+    }
+
+    #[test]
+    fn dockers_spellings_mean_what_xnets_do() {
+        // (Docker's spelling, xnet's canonical one)
+        let cases = [
+            (
+                "run --name web --net=host -d -- sleep 600",
+                "run --name web --network host -d -- sleep 600",
+            ),
+            (
+                "run --name web --net n1 -- true",
+                "run --name web --network n1 -- true",
+            ),
+            (
+                "run --name web --network=n1 -- true",
+                "run --name web --network n1 -- true",
+            ),
+            (
+                "run --name web --detach --publish 8080:80 --publish=90 -- true",
+                "run --name web -d -p 8080:80 -p 90 -- true",
+            ),
+            (
+                "run --name web -dp8080:80 -- true",
+                "run --name web -d -p 8080:80 -- true",
+            ),
+            // Without `--` the command starts at its first word, as after Docker's IMAGE; its
+            // own flags stay its own.
+            (
+                "run --name web -d sleep -d 600",
+                "run --name web -d -- sleep -d 600",
+            ),
+            (
+                "network create --driver=bridge --opt com.docker.network.driver.mtu=1400 n",
+                "network create -d bridge -o com.docker.network.driver.mtu=1400 n",
+            ),
+            ("rm --force a", "rm -f a"),
+            ("-H unix:///x.sock ps", "--host unix:///x.sock ps"),
+        ];
+        for (docker, xnet) in cases {
+            assert_eq!(meaning(docker), meaning(xnet), "{docker:?} vs {xnet:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_before_the_command_are_errors_not_the_command() {
+        for line in [
+            "run --name web --bogus -- true",
+            "run --name web --net=host --bogus sleep 600",
+            "run --name web -it -- sh",
+            "run --name web --hostname h -- true",
+            "exec --bogus web -- true",
+            "exec web -it -- sh",
+            "ps -q",
+            "network rm -f n",
+        ] {
+            let args: Vec<&str> = line.split(' ').collect();
+            let err = parse(&args).expect_err(line);
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "xnet {line}: {err}"
+            );
+        }
     }
 }
