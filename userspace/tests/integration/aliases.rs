@@ -1,5 +1,6 @@
 //! Docker's spellings on a real daemon: `--net` for `--network` (issue #12: it was taken for the
-//! command), and flags xnet does not know refused before anything is made. The parse of every alias is tested in `cli/mod.rs`.
+//! command), Docker's `container` and `list`/`remove` command names, and flags xnet does not
+//! know refused before anything is made. The parse of every alias is tested in `cli/mod.rs`.
 
 use std::{fs, os::unix::fs::MetadataExt as _};
 
@@ -88,4 +89,31 @@ fn an_unknown_flag_before_the_command_is_one_line_and_creates_nothing() {
         host.fails(&["inspect", "web"])
             .contains("No such container")
     );
+}
+
+#[test]
+fn dockers_command_names_do_what_xnets_do() {
+    let host = Host::start();
+    host.ok(&["network", "create", "n94"]);
+    host.ok(&[
+        "container",
+        "run",
+        "--name",
+        "a",
+        "--net",
+        "n94",
+        "-d",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(host.ok(&["container", "ls", "-a"]), host.ok(&["ps"]));
+    assert_eq!(
+        host.ok(&["network", "list", "--format=json"]),
+        host.ok(&["network", "ls", "--format", "json"])
+    );
+    assert!(host.ok(&["stats", "--all", "--no-stream"]).contains("n94"));
+    assert_eq!(host.ok(&["container", "remove", "--force", "a"]), "a\n");
+    assert_eq!(host.ok(&["network", "remove", "n94"]), "n94\n");
+    assert_eq!(host.ok(&["container", "list", "--format", "json"]), "");
 }
