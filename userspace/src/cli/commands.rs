@@ -27,11 +27,16 @@ use crate::{
 /// Runs one CLI invocation; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let client = Client::new(&cli.host)?;
-    match cli.command {
-        Command::Network(cmd) => network(&client, cmd).await,
-        Command::Run(args) => run_container(&client, args).await,
-        Command::Exec(args) => exec(&client, args).await,
-        Command::Ps(args) => ps(&client, args).await.map(|()| 0),
+    execute(&client, cli.command).await
+}
+
+/// Runs one command; returns the process exit code.
+async fn execute(client: &Client, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Network(cmd) => network(client, cmd).await,
+        Command::Run(args) => run_container(client, args).await,
+        Command::Exec(args) => exec(client, args).await,
+        Command::Ps(args) => ps(client, args).await.map(|()| 0),
         Command::Inspect(args) => {
             let mut found = Vec::new();
             for name in &args.names {
@@ -44,8 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             print_inspect(&found);
             Ok(0)
         }
-        Command::Rm(args) => rm(&client, args).await,
-        Command::Stats(args) => stats(&client, args).await.map(|()| 0),
+        Command::Rm(args) => rm(client, args).await,
+        Command::Stats(args) => stats(client, args).await.map(|()| 0),
         Command::Attach(args) => {
             let netns = match (args.netns, args.pid) {
                 (Some(path), _) => path,
@@ -63,11 +68,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", attached.id);
             Ok(0)
         }
-        Command::Detach(args) => Ok(remove_each(&client, &args.names, |name| {
+        Command::Detach(args) => Ok(remove_each(client, &args.names, |name| {
             format!("/attached/{}", encode(name))
         })
         .await),
-        Command::Port(args) => port(&client, args).await.map(|()| 0),
+        Command::Port(args) => port(client, args).await.map(|()| 0),
+        // Boxed: an async fn's future cannot contain itself.
+        Command::Container(cmd) => Box::pin(execute(client, cmd.into())).await,
     }
 }
 

@@ -4,7 +4,7 @@ mod commands;
 mod output;
 mod process;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
 
@@ -34,12 +34,14 @@ pub enum Command {
     /// Run a command in a running container's network namespace.
     Exec(ExecArgs),
     /// List containers.
+    #[command(arg(docker_all()))]
     Ps(FormatArgs),
     /// Show containers in Docker's JSON shape.
     Inspect(NamesArgs),
     /// Remove containers.
     Rm(RmArgs),
     /// Show per-container packet and byte counters, and datapath drops by reason.
+    #[command(arg(docker_all()), arg(docker_no_stream()))]
     Stats(FormatArgs),
     /// Give a network namespace that something else created (a Docker, containerd or podman
     /// container) an endpoint on an xnet network.
@@ -49,6 +51,68 @@ pub enum Command {
     /// List a container's published ports (`NAME [PORT[/PROTO]]`), or publish (`add`) and
     /// withdraw (`rm`) them while it runs.
     Port(PortArgs),
+    /// The container commands under Docker's `container` names (`container ls`, `container rm`,
+    /// ...).
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+/// `xnet container X` is `xnet X`, as `docker container X` is `docker X`, with Docker's names
+/// and aliases of the group (`ls`/`list`/`ps`, `rm`/`remove`). `attach` is not here: Docker's
+/// `container attach` means something else.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create a container and run a command in it (`xnet run`).
+    Run(RunArgs),
+    /// Run a command in a running container's network namespace (`xnet exec`).
+    Exec(ExecArgs),
+    /// List containers (`xnet ps`).
+    #[command(visible_aliases = ["list", "ps"], arg(docker_all()))]
+    Ls(FormatArgs),
+    /// Show containers in Docker's JSON shape (`xnet inspect`).
+    Inspect(NamesArgs),
+    /// Remove containers (`xnet rm`).
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Per-container counters and datapath drops (`xnet stats`).
+    #[command(arg(docker_all()), arg(docker_no_stream()))]
+    Stats(FormatArgs),
+    /// List, publish or withdraw a container's ports (`xnet port`).
+    Port(PortArgs),
+}
+
+impl From<ContainerCommand> for Command {
+    fn from(cmd: ContainerCommand) -> Self {
+        match cmd {
+            ContainerCommand::Run(a) => Self::Run(a),
+            ContainerCommand::Exec(a) => Self::Exec(a),
+            ContainerCommand::Ls(a) => Self::Ps(a),
+            ContainerCommand::Inspect(a) => Self::Inspect(a),
+            ContainerCommand::Rm(a) => Self::Rm(a),
+            ContainerCommand::Stats(a) => Self::Stats(a),
+            ContainerCommand::Port(a) => Self::Port(a),
+        }
+    }
+}
+
+/// Docker's `-a/--all` of `ps` and `stats` (without it Docker shows only running containers).
+/// xnet always shows every container, so the flag changes nothing; it is accepted so that
+/// Docker command lines work as they are.
+fn docker_all() -> Arg {
+    Arg::new("all")
+        .short('a')
+        .long("all")
+        .action(ArgAction::SetTrue)
+        .help("Show all containers (xnet always does; accepted for Docker's command lines)")
+}
+
+/// Docker's `stats --no-stream`: one report instead of a live stream, which is all xnet's
+/// `stats` ever prints. Accepted, like [`docker_all`], for Docker's command lines.
+fn docker_no_stream() -> Arg {
+    Arg::new("no-stream")
+        .long("no-stream")
+        .action(ArgAction::SetTrue)
+        .help("Print one report (xnet always does; accepted for Docker's command lines)")
 }
 
 #[derive(Debug, Args)]
@@ -85,12 +149,12 @@ pub enum NetworkCommand {
     /// Create a network.
     Create(NetworkCreateArgs),
     /// List networks.
-    #[command(alias = "list")]
+    #[command(visible_alias = "list")]
     Ls(FormatArgs),
     /// Show networks in Docker's JSON shape.
     Inspect(NamesArgs),
     /// Remove networks.
-    #[command(alias = "remove")]
+    #[command(visible_alias = "remove")]
     Rm(NamesArgs),
     /// Connect a container to a network (one more interface, `ethN`).
     Connect(ConnectArgs),
@@ -180,7 +244,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: String,
     /// Network to attach to.
-    #[arg(long, default_value = "bridge")]
+    // `--net`: Docker's older spelling, which `docker run` still accepts.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
     /// Static IPv4 address on that network.
     #[arg(long)]
@@ -204,7 +269,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "detach")]
     pub rm: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    // From the command's first word on everything is the command's, `-x` included
+    // (`trailing_var_arg`), as after Docker's IMAGE. Not `allow_hyphen_values`: with it clap
+    // took an unknown flag before the command (`--net=host`) for the command's first word, and
+    // the flags after it for its arguments.
+    #[arg(required = true, trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 
@@ -212,7 +281,8 @@ pub struct RunArgs {
 pub struct ExecArgs {
     pub name: String,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    // As `run`'s: flags before it are xnet's, so an unknown one is an error, not the command.
+    #[arg(required = true, trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 
@@ -523,5 +593,109 @@ mod tests {
         assert_eq!(rm.names, ["a", "b"]);
         assert!(parse(&["rm"]).is_err());
         assert!(parse(&["network", "inspect"]).is_err());
+    }
+
+    /// The command a line parses to, with `container X` resolved to `X`, in Debug form: two
+    /// spellings mean the same when these are equal.
+    fn meaning(line: &str) -> String {
+        let cli = parse(&line.split(' ').collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("xnet {line}: {e}"));
+        let command = match cli.command {
+            Command::Container(cmd) => cmd.into(),
+            cmd => cmd,
+        };
+        format!("{command:?}")
+    }
+
+    #[test]
+    fn dockers_spellings_mean_what_xnets_do() {
+        // (Docker's spelling, xnet's canonical one)
+        let cases = [
+            (
+                "run --name web --net=host -d -- sleep 600",
+                "run --name web --network host -d -- sleep 600",
+            ),
+            (
+                "run --name web --net n1 -- true",
+                "run --name web --network n1 -- true",
+            ),
+            (
+                "run --name web --network=n1 -- true",
+                "run --name web --network n1 -- true",
+            ),
+            (
+                "run --name web --detach --publish 8080:80 --publish=90 -- true",
+                "run --name web -d -p 8080:80 -p 90 -- true",
+            ),
+            (
+                "run --name web -dp8080:80 -- true",
+                "run --name web -d -p 8080:80 -- true",
+            ),
+            // Without `--` the command starts at its first word, as after Docker's IMAGE; its
+            // own flags stay its own.
+            (
+                "run --name web -d sleep -d 600",
+                "run --name web -d -- sleep -d 600",
+            ),
+            (
+                "network create --driver=bridge --opt com.docker.network.driver.mtu=1400 n",
+                "network create -d bridge -o com.docker.network.driver.mtu=1400 n",
+            ),
+            ("network list --format=json", "network ls --format json"),
+            ("network remove a b", "network rm a b"),
+            ("rm --force a", "rm -f a"),
+            ("ps -a", "ps"),
+            ("ps --all --format json", "ps --format json"),
+            ("stats -a --no-stream", "stats"),
+            (
+                "stats --all --no-stream --format json",
+                "stats --format json",
+            ),
+            ("-H unix:///x.sock ps", "--host unix:///x.sock ps"),
+            // Docker's `container` management command.
+            (
+                "container run --name web --net host -- true",
+                "run --name web --network host -- true",
+            ),
+            ("container exec web -- ip a", "exec web -- ip a"),
+            ("container ls -a", "ps"),
+            ("container list", "ps"),
+            ("container ps --format json", "ps --format json"),
+            ("container inspect a b", "inspect a b"),
+            ("container rm -f a", "rm -f a"),
+            ("container remove a", "rm a"),
+            ("container stats --no-stream", "stats"),
+            ("container port web 80", "port web 80"),
+            ("container port add web 8080:80", "port add web 8080:80"),
+        ];
+        for (docker, xnet) in cases {
+            assert_eq!(meaning(docker), meaning(xnet), "{docker:?} vs {xnet:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_before_the_command_are_errors_not_the_command() {
+        for line in [
+            "run --name web --bogus -- true",
+            "run --name web --net=host --bogus sleep 600",
+            "run --name web -it -- sh",
+            "run --name web --hostname h -- true",
+            "exec --bogus web -- true",
+            "exec web -it -- sh",
+            "ps -q",
+            "network rm -f n",
+            "container attach web",
+        ] {
+            let args: Vec<&str> = line.split(' ').collect();
+            let err = parse(&args).expect_err(line);
+            assert!(
+                matches!(
+                    err.kind(),
+                    clap::error::ErrorKind::UnknownArgument
+                        | clap::error::ErrorKind::InvalidSubcommand
+                ),
+                "xnet {line}: {err}"
+            );
+        }
     }
 }

@@ -60,7 +60,8 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "run --name b --network n90 --ip 10.90.0.x -- true",
             "invalid IP address",
         ),
-        ("run --name -b -- true", "invalid container name"),
+        // `--name=-b`: with a space clap would refuse `-b` as an unknown flag.
+        ("run --name=-b -- true", "invalid container name"),
         ("network rm bridge", "pre-defined network"),
         (
             "network create --subnet fd00:90::/64 x",

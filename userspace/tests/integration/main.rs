@@ -1,6 +1,7 @@
 //! Integration tests: real xnetd daemons in namespaces of their own, driven through the `xnet`
 //! CLI as a user would, with real ping and iperf3 traffic. Needs root.
 
+mod aliases;
 mod bridge;
 mod common;
 mod docker;
