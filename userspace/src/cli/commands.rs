@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{
-    Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, PortArgs, PortCommand,
-    PortSpecsArgs, RmArgs, RunArgs,
+    args::{
+        Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, PortArgs, PortCommand,
+        PortSpecsArgs, RmArgs, RunArgs,
+    },
     output::{print_inspect, print_rows, short_id},
     process::{Mode, spawn_failure_code, spawn_in, wait_exit_code},
 };

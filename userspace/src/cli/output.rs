@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::Format;
+use super::args::Format;
 
 /// Prints `rows` under `headers` as aligned columns, or each row's JSON object per line.
 pub fn print_rows<T: Serialize>(format: Format, headers: &[&str], rows: &[(Vec<String>, T)]) {
