@@ -6,9 +6,11 @@
 //! - [`wire`]: the protocols' requests and answers;
 //! - [`routes`]: the socket's routes;
 //! - [`network`]: the network driver's calls (networks, endpoints, joins, published ports);
+//! - `convert`: Docker's wire shapes as xnet's (options, pools, addresses, port bindings);
 //! - [`ipam`]: the IPAM driver's calls (pools and addresses by xnet's rules);
 //! - [`names`]: Docker's names for what those calls made, asked from Docker's API.
 
+mod convert;
 pub mod ipam;
 pub mod names;
 pub mod network;
