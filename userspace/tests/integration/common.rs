@@ -182,8 +182,26 @@ impl Host {
     }
 
     pub fn start_daemon(&mut self) {
+        self.spawn_daemon();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            let exited = self.daemon.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!("xnetd did not come up:\n{}", self.daemon_log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the daemon without waiting for it to serve. Its log goes on after the previous
+    /// run's, so a test sees every run's lines.
+    pub fn spawn_daemon(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
-        let log = fs::File::create(self.dir.join("xnetd.log")).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("xnetd.log"))
+            .unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns))
             .arg(XNETD)
@@ -199,14 +217,13 @@ impl Host {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            let exited = self.daemon.as_mut().unwrap().try_wait().unwrap();
-            if exited.is_some() || Instant::now() > deadline {
-                panic!("xnetd did not come up:\n{}", self.daemon_log());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("daemon not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Stops the daemon as an operator would (SIGTERM) and waits for it.
@@ -227,13 +244,18 @@ impl Host {
 
     /// Runs the CLI against this host's daemon.
     pub fn xnet(&self, args: &[&str]) -> Output {
-        Command::new(XNET)
+        self.xnet_command(args).output().unwrap()
+    }
+
+    /// The CLI against this host's daemon, to run or spawn.
+    pub fn xnet_command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut command = Command::new(XNET);
+        command
             .arg("--host")
             .arg(format!("unix://{}", self.socket().display()))
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.

@@ -4,6 +4,7 @@
 mod aliases;
 mod bridge;
 mod common;
+mod crash;
 mod docker;
 mod egress;
 mod errors;
