@@ -48,7 +48,7 @@ fn sigkill_mid_request_leaves_nothing_unowned_and_traffic_flowing() {
     host.run_sleeper("steady-a", &[]);
     host.run_sleeper("steady-b", &[]);
     let steady_b = host.ip_of("steady-b");
-    let mut ping = Command::new("nsenter")
+    let ping = Command::new("nsenter")
         .arg(format!("--net={}", host.sandbox("steady-a")))
         .args(["ping", "-i", "0.05", "-W", "1", &steady_b])
         .stdout(Stdio::piped())
