@@ -44,6 +44,14 @@ impl Host {
         host
     }
 
+    /// A host whose daemon was started with these extra arguments.
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut host = Self::without_daemon();
+        host.daemon_args.extend(args.iter().map(|a| a.to_string()));
+        host.start_daemon();
+        host
+    }
+
     /// A host whose daemon has an uplink to a simulated outside: a namespace `<ns>-ext`
     /// ("the internet") behind the veth `uplink0`. The outside answers on 10.200.0.2 and
     /// fd00:200::2 (its end of the link) and 10.201.0.1 and fd00:201::1 (one routed hop away);

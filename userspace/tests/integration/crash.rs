@@ -44,6 +44,10 @@ fn sigkill_mid_request_leaves_nothing_unowned_and_traffic_flowing() {
         });
     eprintln!("XNET_CRASH_SEED={seed}");
     let mut random = XorShift(seed);
+    // Another daemon on the machine, whose objects the crashing one must never touch.
+    let bystander = Host::start();
+    bystander.run_sleeper("other", &[]);
+    let untouched = objects_of(&bystander);
     let mut host = Host::start();
     host.run_sleeper("steady-a", &[]);
     host.run_sleeper("steady-b", &[]);
@@ -106,6 +110,18 @@ fn sigkill_mid_request_leaves_nothing_unowned_and_traffic_flowing() {
         "steady-a lost pings to steady-b across the kills (seed {seed}): {summary}"
     );
     assert!(host.reaches(&host.sandbox("steady-a"), &steady_b));
+
+    assert_eq!(
+        objects_of(&bystander),
+        untouched,
+        "the other daemon's objects"
+    );
+    let gateway =
+        bystander.inspect("other")["NetworkSettings"]["Networks"][DEFAULT_NETWORK]["Gateway"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(bystander.reaches(&bystander.sandbox("other"), &gateway));
 
     // Removing everything leaves nothing.
     let before = state(&host);
@@ -366,6 +382,17 @@ fn check_everything_is_owned(host: &Host) {
         published,
         "reserved ports"
     );
+}
+
+/// What a daemon has in the kernel, as names: its host namespace's links, its namespace pins
+/// and its link pins.
+fn objects_of(host: &Host) -> Vec<Vec<String>> {
+    vec![
+        host.host_links(),
+        Host::entries(&host.netns_dir()),
+        Host::entries(&host.bpffs.join("links")),
+        Host::entries(&host.bpffs.join("maps")),
+    ]
 }
 
 /// `ip -j …` in the host namespace, as a list of objects.

@@ -10,6 +10,7 @@ mod egress;
 mod errors;
 mod ipv6;
 mod lifecycle;
+mod logging;
 mod networks;
 mod ports;
 mod publish;
