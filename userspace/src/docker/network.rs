@@ -281,9 +281,9 @@ impl Inner {
             mac: created.mac,
             ..self.unplumbed_endpoint(req.endpoint_id, &net, created.ipv4, ipv6, ifname)?
         };
+        let driver = self.driver(&net)?;
         let objects = [ep.kernel_object()];
         self.begin(&objects)?;
-        let driver = self.driver(&net)?;
         let plumbed = driver
             .plumb_endpoint(&mut self.kernel, Placement::Docker, &mut ep, &net)
             .await;

@@ -2,13 +2,13 @@
 //! The daemon sequences requests (validate, record, plumb, persist, undo on failure); a driver
 //! says what its networks and endpoints are in the kernel:
 //!
-//! - [`bridge`]: a network of veth endpoints on the eBPF datapath (no bridge device); the
+//! - `bridge`: a network of veth endpoints on the eBPF datapath (no bridge device); the
 //!   default `bridge` network and user-defined ones, Docker's networks through the plugin;
-//! - [`host`]: `--network host`, the daemon's own namespace;
-//! - [`null`]: `--network none`, a namespace with loopback only.
+//! - `host`: `--network host`, the daemon's own namespace;
+//! - `null`: `--network none`, a namespace with loopback only.
 //!
 //! Adding a driver: a module here implementing [`Driver`] (and [`EndpointDriver`] if its
-//! containers get endpoints), and its line in [`DRIVERS`].
+//! containers get endpoints), and its line in `DRIVERS`.
 
 mod bridge;
 mod driver;

@@ -154,7 +154,6 @@ fn parse_sctp_eps(text: &str) -> Vec<Holding> {
         .collect()
 }
 
-/// `ip_local_port_range`: "FIRST<tab>LAST".
 /// `net.ipv4.ip_local_reserved_ports`: ports the kernel never picks as a socket's ephemeral
 /// port (binding them explicitly still works). One list for TCP, UDP and SCTP, IPv4 and IPv6.
 const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
@@ -202,6 +201,7 @@ fn format_port_list(ports: &BTreeSet<u16>) -> String {
     ranges.iter().map(range_text).collect::<Vec<_>>().join(",")
 }
 
+/// `ip_local_port_range`'s text: `FIRST` and `LAST`, separated by a tab.
 fn parse_port_range(text: &str) -> Option<RangeInclusive<u16>> {
     let mut parts = text.split_whitespace().map(str::parse::<u16>);
     match (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()) {

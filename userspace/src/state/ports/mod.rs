@@ -3,7 +3,7 @@
 //!
 //! - `spec`: [`PortSpec`] and [`Protocol`], parsed from `-p`'s syntax;
 //! - `mapping`: a resolved [`PortMapping`] and the [`Holding`]s of host ports it conflicts with;
-//! - `resolve`: host ports for specs ([`resolve`], [`resolve_all`]), or the [`PortError`] why not.
+//! - `resolve`: host ports for specs ([`resolve()`], [`resolve_all`]), or the [`PortError`] why not.
 
 mod mapping;
 mod resolve;
