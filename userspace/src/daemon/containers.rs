@@ -5,7 +5,7 @@
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use anyhow::Context as _;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{
     endpoints::StaticIps,
@@ -210,7 +210,7 @@ impl Inner {
             .and_then(|()| networks.iter().try_for_each(|net| self.sync_members(net)));
         if let Err(e) = kept {
             let container = self.state.containers.remove(&name).expect("just inserted");
-            self.state.in_flight.extend_from_slice(objects);
+            self.unsettle(objects);
             self.undo(&container, objects).await;
             for net in &networks {
                 let _ = self.sync_members(net);
@@ -227,20 +227,10 @@ impl Inner {
         Ok(name)
     }
 
-    /// Undoes a container that was never kept, and settles its in-flight `objects`; if that
-    /// fails they stay in flight, for the next start.
+    /// Undoes a container that was never kept, and settles its in-flight `objects`.
     async fn undo(&mut self, container: &Container, objects: &[KernelObject]) {
-        match self.teardown(container).await {
-            Ok(()) => {
-                self.settle(objects);
-                if let Err(e) = self.save() {
-                    warn!(container = %container.name, "saving after undoing a container: {e:#}");
-                }
-            }
-            Err(e) => {
-                warn!(container = %container.name, "cleaning up after a failed create: {e:#}")
-            }
-        }
+        let undone = self.teardown(container).await;
+        self.settle_undone(undone, objects, &format!("container {}", container.name));
     }
 
     pub(super) async fn remove_container(&mut self, name_or_id: &str, force: bool) -> Result<()> {

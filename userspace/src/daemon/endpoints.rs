@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracing::{info, warn};
+use tracing::info;
 use xnet_common::MAX_ENDPOINTS;
 
 use super::inner::{Inner, Target};
@@ -256,19 +256,9 @@ impl Inner {
         driver.unplumb_endpoint(&mut self.kernel, ep).await
     }
 
-    /// Undoes a new endpoint whose plumbing failed, and settles its in-flight `objects`; if
-    /// that fails too they stay in flight, for the next start.
+    /// Undoes a new endpoint whose plumbing failed, and settles its in-flight `objects`.
     pub(crate) async fn undo_endpoint(&mut self, ep: &Endpoint, objects: &[KernelObject]) {
-        match self.teardown_endpoint(ep).await {
-            Ok(()) => {
-                self.settle(objects);
-                if let Err(e) = self.save() {
-                    warn!(interface = %ep.host_ifname, "saving after undoing an endpoint: {e:#}");
-                }
-            }
-            Err(e) => {
-                warn!(interface = %ep.host_ifname, "cleaning up a failed endpoint: {e:#}");
-            }
-        }
+        let undone = self.teardown_endpoint(ep).await;
+        self.settle_undone(undone, objects, &format!("interface {}", ep.host_ifname));
     }
 }

@@ -4,6 +4,8 @@
 
 use std::{collections::BTreeSet, path::PathBuf};
 
+use tracing::warn;
+
 use super::config::DockerConfig;
 use crate::{
     drivers::{self, Attachment, EndpointDriver, Kernel},
@@ -46,14 +48,50 @@ impl Inner {
     /// Records, durably, that a request is about to make `objects`: if the daemon dies before
     /// [`Self::settle`] and the request's last save, the next start removes them.
     pub(crate) fn begin(&mut self, objects: &[KernelObject]) -> anyhow::Result<()> {
-        self.state.in_flight.extend_from_slice(objects);
+        self.unsettle(objects);
         self.save()
+    }
+
+    /// Puts `objects` back in flight (once each): a request that settled them failed after
+    /// all. Durable with the caller's next save.
+    pub(crate) fn unsettle(&mut self, objects: &[KernelObject]) {
+        for object in objects {
+            if !self.state.in_flight.contains(object) {
+                self.state.in_flight.push(object.clone());
+            }
+        }
     }
 
     /// `objects` are no longer in flight: a record owns them, or they are gone. Durable with
     /// the caller's next save.
     pub(crate) fn settle(&mut self, objects: &[KernelObject]) {
         self.state.in_flight.retain(|o| !objects.contains(o));
+    }
+
+    /// Settles the in-flight `objects` of a failed request once they were undone (`undone`
+    /// is how that went), and saves; if undoing failed they stay in flight, for the next start
+    /// to remove. `what` names the request's object in the log.
+    pub(crate) fn settle_undone(
+        &mut self,
+        undone: anyhow::Result<()>,
+        objects: &[KernelObject],
+        what: &str,
+    ) {
+        match undone {
+            Ok(()) => {
+                self.settle(objects);
+                if let Err(e) = self.save() {
+                    warn!(
+                        object = what,
+                        "saving after undoing a failed request: {e:#}"
+                    );
+                }
+            }
+            Err(e) => warn!(
+                object = what,
+                "undoing a failed request: {e:#}; the next start removes what is left"
+            ),
+        }
     }
 
     /// The network (or pre-defined network) `name_or_id` names, as Docker resolves names and

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::inner::{Inner, Target};
 use crate::{
@@ -192,16 +192,9 @@ impl Inner {
         self.settle(&objects);
         if let Err(e) = added.and_then(|()| self.save()) {
             self.state.networks.remove(&name);
-            match driver.remove_network(&mut self.kernel, &network).await {
-                Ok(()) => {
-                    let _ = self.save();
-                }
-                Err(cleanup) => {
-                    // Still recorded in flight: the next start removes them.
-                    self.state.in_flight.extend(objects);
-                    warn!(network = %name, "cleaning up after a failed network create: {cleanup:#}");
-                }
-            }
+            self.unsettle(&objects);
+            let undone = driver.remove_network(&mut self.kernel, &network).await;
+            self.settle_undone(undone, &objects, &format!("network {name}"));
             return Err(e.into());
         }
         info!(network = %name, driver = %network.driver, subnet = %network.ipv4.subnet, "network created");

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::inner::Inner;
 use crate::{
@@ -126,12 +126,12 @@ impl Inner {
             self.save()
         });
         if let Err(e) = done {
-            if let Err(cleanup) = self.unpublish_ports(&container, &added) {
-                warn!(container = %container.name, "cleaning up after a failed port add: {cleanup:#}");
-            }
             self.state
                 .containers
-                .insert(container.name.clone(), container);
+                .insert(container.name.clone(), container.clone());
+            self.unsettle(&objects);
+            let undone = self.unpublish_ports(&container, &added);
+            self.settle_undone(undone, &objects, &format!("container {}", container.name));
             return Err(e.into());
         }
         info!(container = %container.name, mappings = added.len(), "ports published");

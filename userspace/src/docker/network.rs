@@ -383,9 +383,8 @@ impl Inner {
                 mappings.iter().map(KernelObject::reserved_ports).collect();
             self.begin(&objects)?;
             if let Err(e) = self.publish_ports(&container, &mappings) {
-                if self.unpublish_ports(&container, &mappings).is_ok() {
-                    self.settle(&objects);
-                }
+                let undone = self.unpublish_ports(&container, &mappings);
+                self.settle_undone(undone, &objects, &format!("container {}", container.name));
                 return Err(e.into());
             }
             container.ports = mappings;
