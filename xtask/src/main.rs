@@ -2,6 +2,7 @@
 //! and testing xnet, so that CI and developers run the same steps.
 
 mod cmd;
+mod imports;
 mod setup;
 mod test;
 
@@ -12,13 +13,15 @@ use std::{
     process::{Command, ExitCode},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use clap::Parser;
 
 /// Where xnetd listens unless given --socket.
 const DEFAULT_SOCKET: &str = "/run/xnet/xnet.sock";
 /// Crates that only build for the BPF target: left out of host builds, lints and tests.
 const EBPF_CRATES: &[&str] = &["xnet-ebpf", "xnet-perf-ebpf"];
+/// Source trees that must have no import cycle between their modules.
+const ACYCLIC_TREES: &[&str] = &["userspace/src", "ebpf/src", "perf/src"];
 
 #[derive(Parser)]
 #[command(bin_name = "cargo xtask", about = "xnet developer tasks")]
@@ -36,7 +39,8 @@ enum Task {
         #[arg(last = true)]
         xnetd_args: Vec<String>,
     },
-    /// Install what is missing, then check formatting and run clippy (host and eBPF crates)
+    /// Install what is missing, then check formatting, run clippy (host and eBPF crates) and
+    /// check that no module imports from one that imports from it
     Lint,
     /// Install what is missing; lint and run every tier, or run one tier; then fail if the tests
     /// left network namespaces, bpffs pins or Docker engines behind
@@ -192,7 +196,23 @@ fn lint() -> Result<()> {
         ])
         .env("RUSTC_BOOTSTRAP", "1"),
     )
-    .context("lint: clippy (eBPF)")
+    .context("lint: clippy (eBPF)")?;
+    import_cycles()
+}
+
+fn import_cycles() -> Result<()> {
+    let mut cycles = 0;
+    for tree in ACYCLIC_TREES {
+        let found = imports::cycles_in(&workspace_root().join(tree))
+            .with_context(|| format!("lint: reading {tree}"))?;
+        for cycle in &found {
+            println!("import cycle in {tree}/{cycle}");
+        }
+        cycles += found.len();
+    }
+    ensure!(cycles == 0, "lint: {cycles} import cycle(s)");
+    println!("no import cycles in {}", ACYCLIC_TREES.join(", "));
+    Ok(())
 }
 
 fn exclude_ebpf_crates() -> impl Iterator<Item = &'static str> {
