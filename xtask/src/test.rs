@@ -1,7 +1,7 @@
 //! `cargo xtask test [TIER]`: the test tiers, the run of every test as an unprivileged user,
 //! and the check for what tests leave behind.
 
-use std::{env, fs, process::Command};
+use std::{collections::BTreeMap, env, fs, path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::ValueEnum;
@@ -203,22 +203,22 @@ fn bench_smoke() -> Result<()> {
 }
 
 /// What the tests' and benchmarks' private Docker engines (xnet-dockerlab) and plugins may
-/// leave: their exec roots, directories, cgroups, plugin sockets and dockerd processes.
-fn docker_lab_leftovers() -> Vec<String> {
-    let entries = |dir: &str, prefix: &str| -> Vec<String> {
+/// leave: their exec roots, directories, cgroups, plugin sockets and dockerd processes; each
+/// with the name that tells whose it is.
+fn docker_lab_leftovers() -> Vec<(String, String)> {
+    let entries = |dir: &str, prefix: &str| -> Vec<(String, String)> {
         fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(prefix)
+                    .then(|| (e.path().display().to_string(), name))
             })
-            .map(|p| p.display().to_string())
             .collect()
     };
-    let mut leaked: Vec<String> = [
+    let mut leaked: Vec<(String, String)> = [
         ("/run", "xdl-"),
         ("/run/docker/plugins", "xnet-xt"),
         ("/run/docker/plugins", "xnet-xb"),
@@ -233,52 +233,75 @@ fn docker_lab_leftovers() -> Vec<String> {
     .chain(
         entries("/sys/fs/cgroup", "")
             .into_iter()
+            .map(|(path, _)| path)
             .chain(["/sys/fs/cgroup".to_string()])
             .flat_map(|hierarchy| entries(&hierarchy, "xnet-dockerlab-")),
     )
-    .map(|path| format!("Docker test engine leftover {path}"))
+    .map(|(path, name)| (format!("Docker test engine leftover {path}"), name))
     .collect();
-    for pid in entries("/proc", "") {
-        let cmdline = fs::read(format!("{pid}/cmdline")).unwrap_or_default();
+    for (proc, _) in entries("/proc", "") {
+        let cmdline = fs::read(format!("{proc}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.starts_with("dockerd ") && cmdline.contains("--exec-root /run/xdl-") {
-            leaked.push(format!("Docker test engine still running: {pid}"));
+        if cmdline.starts_with("dockerd ")
+            && let Some((_, exec_root)) = cmdline.split_once("--exec-root /run/xdl-")
+        {
+            let tag = exec_root.split(' ').next().unwrap_or_default().to_string();
+            leaked.push((format!("Docker test engine still running: {proc}"), tag));
         }
     }
     leaked
 }
 
 /// Tests must remove their namespaces and pins even when they fail: leftovers break later
-/// runs and clutter the machine.
+/// runs and clutter the machine. What a process that still runs made (another test run's, on
+/// a shared machine) is not counted: the names carry the pid of the test that made them.
 fn check_leaks() -> Result<()> {
     let netns = cmd::probe("ip", ["netns", "list"]).context("`ip netns list` failed")?;
-    // Lines look like "xt-a1b2 (id: 3)".
-    let mut leaked: Vec<String> = netns
+    // Lines look like "xt1234-5 (id: 3)".
+    let mut found: Vec<(String, String)> = netns
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| name.starts_with(TEST_NETNS_PREFIX) || name.starts_with(BENCH_NETNS_PREFIX))
-        .map(|name| format!("network namespace {name}"))
+        .map(|name| (format!("network namespace {name}"), name.to_string()))
         .collect();
     let pins =
         fs::read_dir(setup::BPFFS).with_context(|| format!("cannot list {}", setup::BPFFS))?;
     for pin in pins {
-        let path = pin?.path();
-        if path.file_name().is_some_and(|name| {
-            let name = name.to_string_lossy();
-            name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX)
-        }) {
-            leaked.push(format!("bpffs pin {}", path.display()));
+        let pin = pin?;
+        let name = pin.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX) {
+            found.push((format!("bpffs pin {}", pin.path().display()), name));
         }
     }
-    leaked.extend(docker_lab_leftovers());
-    if leaked.is_empty() {
-        println!("no leaked network namespaces, bpffs pins or Docker test engines");
-        return Ok(());
+    found.extend(docker_lab_leftovers());
+    let mut in_use: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut leaked = 0;
+    for (what, name) in &found {
+        match maker(name).filter(|pid| Path::new("/proc").join(pid).exists()) {
+            Some(pid) => *in_use.entry(pid).or_default() += 1,
+            None => {
+                println!("leaked: {what}");
+                leaked += 1;
+            }
+        }
     }
-    for leak in &leaked {
-        println!("leaked: {leak}");
+    for (pid, count) in in_use {
+        println!("not counted: {count} test object(s) of process {pid}, which still runs");
     }
-    bail!("the tests left {} thing(s) behind", leaked.len())
+    ensure!(leaked == 0, "the tests left {leaked} thing(s) behind");
+    println!("no leaked network namespaces, bpffs pins or Docker test engines");
+    Ok(())
+}
+
+/// The pid of the test or benchmark that made the object named `name`: its first number
+/// (`xt1234-5`, `xnet-test-dp-1234-0`, `xdl-t1234`, `xnet-bench-xb1234`).
+fn maker(name: &str) -> Option<&str> {
+    let start = name.find(|c: char| c.is_ascii_digit())?;
+    let digits = &name[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    Some(&digits[..end])
 }
 
 #[cfg(test)]
@@ -319,5 +342,15 @@ ok
                 "tests/integration/main.rs arp"
             ]
         );
+    }
+
+    #[test]
+    fn test_objects_name_their_maker() {
+        assert_eq!(maker("xt1234-5"), Some("1234"));
+        assert_eq!(maker("xtdl1234"), Some("1234"));
+        assert_eq!(maker("xnet-test-dp-1234-0"), Some("1234"));
+        assert_eq!(maker("xnet-dockerlab-t1234"), Some("1234"));
+        assert_eq!(maker("xnet-bench-xb1234"), Some("1234"));
+        assert_eq!(maker("xnet-test-"), None);
     }
 }
