@@ -9,6 +9,10 @@
 //!
 //! Images come from nowhere (the machine has no registry): [`Engine::busybox_image`] builds one
 //! `FROM scratch` with the host's static busybox, which brings sh, ping, nc, wget and httpd.
+//!
+//! [`skip`] is how tests that need root or a Docker engine skip where they are missing.
+
+pub mod skip;
 
 use std::{
     fs,

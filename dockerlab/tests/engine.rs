@@ -1,14 +1,13 @@
 //! The private engine starts in a namespace of the test's, runs the scratch image, and leaves
-//! nothing behind (namespace, mounts, directories, processes). Needs root.
+//! nothing behind (namespace, mounts, directories, processes). Needs root and a Docker engine.
 
 use std::{path::Path, process::Command};
 
-use xnet_dockerlab::{Engine, Options};
+use xnet_dockerlab::{Engine, Options, skip};
 
 #[test]
 fn runs_the_busybox_image_and_cleans_up() {
-    if let Some(why) = Engine::unavailable() {
-        eprintln!("skipping: {why}");
+    if skip::unless_docker() {
         return;
     }
     let ns = format!("xtdl{}", std::process::id());

@@ -2,6 +2,7 @@
 
 use std::{
     ffi::OsStr,
+    io::{self, BufRead as _, BufReader},
     process::{Command, Stdio},
 };
 
@@ -46,6 +47,34 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("`{line}` failed ({status})");
     }
     Ok(())
+}
+
+/// As [`run`], also returning what the command wrote to stdout and stderr (shown as it comes,
+/// in the order it was written).
+pub fn run_and_keep(mut cmd: Command) -> Result<String> {
+    let line = display(&cmd);
+    println!("==> {line}");
+    let (reader, writer) = io::pipe().context("cannot make a pipe")?;
+    let mut child = cmd
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .spawn()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    // The command keeps copies of the pipe's write end: without dropping it, no end of file.
+    drop(cmd);
+    let mut output = String::new();
+    for text in BufReader::new(reader).split(b'\n') {
+        let text = text.with_context(|| format!("reading the output of `{line}`"))?;
+        let text = String::from_utf8_lossy(&text);
+        println!("{text}");
+        output.push_str(&text);
+        output.push('\n');
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(output)
 }
 
 /// Runs a command silently and returns its stdout, or None if it cannot start or fails: to a

@@ -40,6 +40,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("iperf3", "iperf3"),
     ("nsenter", "util-linux"),
+    ("setpriv", "util-linux"),
     ("curl", "curl"),
     ("ss", "iproute2"),
     ("bridge", "iproute2"),

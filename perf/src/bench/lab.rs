@@ -27,8 +27,7 @@ use serde_json::Value;
 use xnet_dockerlab::Engine;
 
 use super::{
-    ports::Ports,
-    scenarios::Side,
+    side::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
@@ -410,8 +409,8 @@ pub fn iptables_restore(host: &Path, rules: &str, noflush: bool) -> anyhow::Resu
 pub struct DockerLab {
     pub pair: Pair,
     pub uplink: Uplink,
-    /// What B publishes (`docker run -p`).
-    published: Vec<Ports>,
+    /// What B publishes: its `docker run -p` specs.
+    published: Vec<String>,
     image: &'static str,
     // Before the host namespace: the engine stops its containers and itself while the
     // namespace still exists, and the namespace's drop kills only what that left behind.
@@ -438,8 +437,8 @@ fn docker_run(
 const DOCKER_CONTAINERS: [&str; 2] = ["bench-a", "bench-b"];
 
 impl DockerLab {
-    /// `published`: the ports B publishes.
-    pub fn up(run_id: &str, published: &[Ports]) -> anyhow::Result<Self> {
+    /// `published`: the ports B publishes, as `-p` specs.
+    pub fn up(run_id: &str, published: &[String]) -> anyhow::Result<Self> {
         let host = Netns::create(format!("{run_id}-docker"))?;
         let uplink = Uplink::up(&host, format!("{run_id}-docker-ext"))?;
         let options = xnet_dockerlab::Options {
@@ -449,13 +448,12 @@ impl DockerLab {
         let engine = Engine::start(&host.path(), run_id, options)?;
         let image = engine.busybox_image()?;
         engine.run(&CREATE_NETWORK)?;
-        let specs: Vec<String> = published.iter().map(Ports::spec).collect();
         for (name, (_, ip, _)) in DOCKER_CONTAINERS.into_iter().zip(CONTAINERS) {
             // Docker's MAC for the address is the other labs' (02:42 + the IPv4 address),
             // checked below: with `--mac-address` the CLI (newer than this engine) asks for
             // an API version the engine does not have.
             let b_specs: &[String] = if name == DOCKER_CONTAINERS[1] {
-                &specs
+                published
             } else {
                 &[]
             };
@@ -495,9 +493,9 @@ impl DockerLab {
         sys::output(ping.args(["-c", "1", "-W", "1", GATEWAY])).map(drop)
     }
 
-    /// Whether B publishes exactly `ports`.
-    pub fn publishes(&self, ports: Ports) -> bool {
-        self.published.contains(&ports)
+    /// Whether B publishes exactly the ports of the `-p` `spec`.
+    pub fn publishes(&self, spec: &str) -> bool {
+        self.published.iter().any(|published| published == spec)
     }
 
     /// The engine's version, as `docker version` gives it.
@@ -529,11 +527,12 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// `docker_published`: the ports real Docker's B publishes (from its creation on).
+    /// `docker_published`: the ports real Docker's B publishes (from its creation on), as
+    /// `-p` specs.
     pub fn up(
         run_id: &str,
         xnet_bin_dir: &Path,
-        docker_published: &[Ports],
+        docker_published: &[String],
     ) -> anyhow::Result<Self> {
         let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
         let xnet = XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?;

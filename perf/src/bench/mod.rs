@@ -7,6 +7,7 @@ mod ports;
 mod publish;
 mod report;
 mod scenarios;
+mod side;
 mod sys;
 mod uplink;
 
@@ -21,7 +22,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use lab::Lab;
 use report::{Row, SideResult, Summary};
-use scenarios::{Case, Delivery, Effort, Frames, SCENARIOS, Sample, Side};
+use scenarios::{Case, Delivery, Effort, Frames, Sample, Scenario};
+use side::Side;
+
+/// Every scenario by name, in the order they run.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("bridge-pps", scenarios::bridge_pps),
+    ("bridge-tcp", scenarios::bridge_tcp),
+    ("bridge-rr", scenarios::bridge_rr),
+    ("publish-pps", publish::publish_pps),
+    ("publish-tcp", publish::publish_tcp),
+    ("publish-rr", publish::publish_rr),
+    ("publish-setup", publish::publish_setup),
+];
 
 #[derive(Debug, Parser)]
 #[command(

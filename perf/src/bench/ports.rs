@@ -146,7 +146,7 @@ impl<'a> Published<'a> {
     /// container, so B publishes every port a scenario needs from the start).
     pub fn by_docker_at_creation(lab: &DockerLab, ports: Ports) -> anyhow::Result<Self> {
         ensure!(
-            lab.publishes(ports),
+            lab.publishes(&ports.spec()),
             "real Docker's B was not created with -p {}",
             ports.spec()
         );

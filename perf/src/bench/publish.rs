@@ -18,8 +18,9 @@ use super::{
     ports::{Install, Ports, Proto, Published},
     scenarios::{
         Better, Case, Compare, Effort, Frames, GroOn, HIGHER_GBPS, HIGHER_MPPS, IPERF3_PORT,
-        Metric, RR_METRICS, RR_PORT, Sample, Sender, Side, iperf3, pair, ping_pong, send_and_count,
+        Metric, RR_METRICS, RR_PORT, Sample, Sender, iperf3, pair, ping_pong, send_and_count,
     },
+    side::Side,
     sys::{self, Held},
     uplink::{OUTSIDE_DEV, UPLINK, Uplink},
 };
@@ -71,10 +72,13 @@ fn tcp_ports(container_port: u16) -> Ports {
     }
 }
 
-/// What real Docker's B publishes from its creation on: the one-port packet rate's port and
-/// both TCP servers.
-pub fn docker_published() -> Vec<Ports> {
-    vec![pps_ports(1), tcp_ports(IPERF3_PORT), tcp_ports(RR_PORT)]
+/// What real Docker's B publishes from its creation on, as `-p` specs: the one-port packet
+/// rate's port and both TCP servers.
+pub fn docker_published() -> Vec<String> {
+    [pps_ports(1), tcp_ports(IPERF3_PORT), tcp_ports(RR_PORT)]
+        .iter()
+        .map(Ports::spec)
+        .collect()
 }
 
 /// 64-byte UDP from the outside to the last of 1 and of many published ports of B. Real

@@ -7,7 +7,10 @@ use anyhow::{Context as _, anyhow, ensure};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-use super::scenarios::{Better, Compare, Delivery, Role, Side};
+use super::{
+    scenarios::{Better, Compare, Delivery},
+    side::{Role, Side},
+};
 
 /// The 1-minute load average (0 when unreadable).
 pub fn load_average() -> f64 {

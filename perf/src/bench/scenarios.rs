@@ -1,7 +1,7 @@
 //! The scenarios. Each is a list of [`Case`]s; a case names the sides it compares and one
 //! function that measures one side once. Adding a scenario is adding a function that returns
-//! its cases to [`SCENARIOS`]. The container-to-container scenarios are here, the published
-//! port ones in [`super::publish`].
+//! its cases to [`super::SCENARIOS`]. The container-to-container scenarios and what every
+//! scenario shares are here, the published port ones in [`super::publish`].
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{
     lab::{Lab, Pair},
-    publish,
+    side::Side,
     sys::{self, Held},
 };
 use crate::{frame::Mac, generator::GenReport, rr::RrReport, sink::SinkReport};
@@ -23,119 +23,6 @@ use crate::{frame::Mac, generator::GenReport, rr::RrReport, sink::SinkReport};
 /// A scenario's cases, made on demand for the run's effort (their names may give counts, and
 /// their measure functions capture parameters).
 pub type Scenario = fn(&Effort) -> Vec<Case>;
-
-/// Every scenario by name, in the order they run.
-pub const SCENARIOS: &[(&str, Scenario)] = &[
-    ("bridge-pps", bridge_pps),
-    ("bridge-tcp", bridge_tcp),
-    ("bridge-rr", bridge_rr),
-    ("publish-pps", publish::publish_pps),
-    ("publish-tcp", publish::publish_tcp),
-    ("publish-rr", publish::publish_rr),
-    ("publish-setup", publish::publish_setup),
-];
-
-/// What is being compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The real xnetd and CLI.
-    Xnet,
-    /// Linux bridge + br_netfilter + Docker's iptables rules.
-    DockerBridge,
-    /// tcx ingress + `bpf_redirect_peer` to a fixed ifindex: xnet's mechanism, no lookups.
-    PeerHop,
-    /// XDP_REDIRECT between the host-side veths, for reference.
-    XdpHop,
-    /// Published ports as Docker publishes them: its iptables DNAT rules on the bridge lab.
-    DockerDnat,
-    /// Published ports served by a userland proxy on the bridge lab's host, as docker-proxy
-    /// serves them.
-    UserlandProxy,
-    /// Docker's rules for published ports installed with one `iptables-restore` batch.
-    IptablesBatch,
-    /// The same rules installed with one `iptables` exec per rule, as dockerd 20.10 does.
-    IptablesPerRule,
-    /// The outside's frames dropped by an XDP program on the uplink: what sending them costs,
-    /// the ceiling of any published-port path measured with the generator on the same machine.
-    UplinkDrop,
-    /// Real Docker: a private engine of the machine's installation with Docker's default
-    /// networking (its bridge driver and iptables rules, `-p` with docker-proxy on), where
-    /// one can run.
-    DockerReal,
-}
-
-/// How a side enters the report; the tables' columns follow this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Ours,
-    Baseline,
-    /// Another baseline xnet is compared with, in a ratio of its own.
-    SecondBaseline,
-    /// Real Docker, what users of Docker run today: compared in a ratio of its own.
-    Docker,
-    Ceiling,
-    Reference,
-}
-
-impl Side {
-    pub fn label(self) -> &'static str {
-        match self {
-            Side::Xnet => "xnet",
-            Side::DockerBridge => "docker-bridge",
-            Side::PeerHop => "bare-tcx-peer-hop",
-            Side::XdpHop => "bare-xdp-redirect-hop",
-            Side::DockerDnat => "iptables-dnat",
-            Side::UserlandProxy => "userland-proxy",
-            Side::IptablesBatch => "iptables-restore-batch",
-            Side::IptablesPerRule => "iptables-per-rule",
-            Side::UplinkDrop => "bare-xdp-drop-on-uplink",
-            Side::DockerReal => "docker-real",
-        }
-    }
-
-    pub fn role(self) -> Role {
-        match self {
-            Side::Xnet => Role::Ours,
-            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch => Role::Baseline,
-            Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
-            Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
-            Side::XdpHop => Role::Reference,
-            Side::DockerReal => Role::Docker,
-        }
-    }
-
-    /// Its column in the table.
-    pub fn title(self) -> &'static str {
-        match self {
-            Side::Xnet => "xnet: median [min–max]",
-            Side::DockerBridge => "docker-bridge",
-            Side::PeerHop => "ceiling (bare tcx peer hop)",
-            Side::XdpHop => "bare XDP_REDIRECT hop",
-            Side::DockerDnat => "iptables DNAT (Docker's rules)",
-            Side::UserlandProxy => "userland proxy (as docker-proxy)",
-            Side::IptablesBatch => "iptables-restore, one batch",
-            Side::IptablesPerRule => "iptables, one exec per rule",
-            Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
-            Side::DockerReal => "Docker 20.10 (bridge driver, -p, docker-proxy)",
-        }
-    }
-
-    /// How the table's ratio columns name it.
-    pub fn short(self) -> &'static str {
-        match self {
-            Side::Xnet => "xnet",
-            Side::DockerBridge => "bridge",
-            Side::PeerHop => "ceiling",
-            Side::XdpHop => "XDP hop",
-            Side::DockerDnat => "DNAT",
-            Side::UserlandProxy => "proxy",
-            Side::IptablesBatch => "batch",
-            Side::IptablesPerRule => "per rule",
-            Side::UplinkDrop => "ceiling",
-            Side::DockerReal => "Docker",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
@@ -275,7 +162,7 @@ pub fn pair(lab: &Lab, side: Side) -> &Pair {
 }
 
 /// 64-byte UDP from A to B, counted at B.
-fn bridge_pps(_: &Effort) -> Vec<Case> {
+pub fn bridge_pps(_: &Effort) -> Vec<Case> {
     [(1, "1flow"), (64, "64flows")]
         .into_iter()
         .map(|(flows, name)| Case {
@@ -299,7 +186,7 @@ fn bridge_pps(_: &Effort) -> Vec<Case> {
 }
 
 /// iperf3 from A to B, containers with their default offloads.
-fn bridge_tcp(_: &Effort) -> Vec<Case> {
+pub fn bridge_tcp(_: &Effort) -> Vec<Case> {
     [(1, "1stream"), (4, "4streams")]
         .into_iter()
         .map(|(streams, name)| Case {
@@ -322,7 +209,7 @@ fn bridge_tcp(_: &Effort) -> Vec<Case> {
 }
 
 /// TCP ping-pong, client in A, server in B.
-fn bridge_rr(_: &Effort) -> Vec<Case> {
+pub fn bridge_rr(_: &Effort) -> Vec<Case> {
     [(1, "1B"), (1024, "1KiB")]
         .into_iter()
         .map(|(size, name)| Case {

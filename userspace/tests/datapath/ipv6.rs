@@ -10,6 +10,7 @@ use xnet_common::{
     MAP_SUBNETS6, NAT_PORT_COUNT, NAT_PORT_FIRST, Neighbor6Key, PROG_UPLINK_INGRESS, Uplink,
     link_local_of,
 };
+use xnet_dockerlab::skip;
 
 use super::{
     Datapath, HOST_MAC, LOOPBACK, ME_MAC, ME_SLOT, NET, OTHER_NET, PEER_IFINDEX, PEER_MAC,
@@ -213,6 +214,9 @@ fn assert_advertisement(
 
 #[test]
 fn neighbour_solicitations_for_the_gateway_and_the_host_are_answered() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     let (verdict, out) = dp.ingress(&ns_from_me(GATEWAY6));
     assert_eq!(verdict, TC_ACT_REDIRECT, "answered back into the asker");
@@ -229,6 +233,9 @@ fn neighbour_solicitations_for_the_gateway_and_the_host_are_answered() {
 
 #[test]
 fn neighbour_solicitations_for_peers_are_answered_with_their_mac() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     for target in [PEER_IP6, PEER_LL] {
         let (verdict, out) = dp.ingress(&ns_from_me(target));
@@ -242,6 +249,9 @@ fn neighbour_solicitations_for_peers_are_answered_with_their_mac() {
 
 #[test]
 fn neighbour_discovery_never_answers_for_unknown_or_foreign_addresses() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     dp.assert_dropped(&ns_from_me(fd(99)), DropReason::UnknownNdTarget);
     // The stranger exists, but on another network: no answer, no leak of its MAC.
@@ -256,6 +266,9 @@ fn neighbour_discovery_never_answers_for_unknown_or_foreign_addresses() {
 
 #[test]
 fn spoofed_malformed_and_router_nd_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     // A source link-layer address option naming someone else's MAC.
     dp.assert_dropped(
@@ -308,6 +321,9 @@ fn spoofed_malformed_and_router_nd_is_dropped() {
 
 #[test]
 fn ipv6_multicast_and_duplicate_address_probes_reach_members_only() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     // A duplicate-address probe (from `::`), a multicast listener report, an unsolicited
     // advertisement and a router solicitation: fanned out (no members registered here), the
@@ -339,6 +355,9 @@ fn ipv6_multicast_and_duplicate_address_probes_reach_members_only() {
 
 #[test]
 fn ipv6_is_delivered_to_peers_and_the_host() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     for dst in [PEER_IP6, PEER_LL] {
         let frame = udp6_from_me(HOST_MAC, dst);
@@ -357,6 +376,9 @@ fn ipv6_is_delivered_to_peers_and_the_host() {
 
 #[test]
 fn spoofed_ipv6_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     for forged in [fd(77), PEER_IP6, PEER_LL, UNSPECIFIED] {
         let frame = udp6(ME_MAC, (forged, 40000), (PEER_IP6, 53));
@@ -372,6 +394,9 @@ fn spoofed_ipv6_is_dropped() {
 
 #[test]
 fn ipv6_to_other_networks_or_nowhere_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = datapath6();
     dp.assert_dropped(
         &udp6_from_me(STRANGER_MAC, STRANGER_IP6),
@@ -415,6 +440,9 @@ pub(super) fn assert_nat_port(port: u16) {
 
 #[test]
 fn ipv6_egress_is_nat66_and_replies_come_back() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     let (verdict, out) = dp.ingress(&udp6(ME_MAC, (ME_IP6, 40000), (REMOTE_IP6, 53)));
     assert_eq!(verdict, TC_ACT_REDIRECT, "sent out of the uplink");
@@ -441,6 +469,9 @@ fn ipv6_egress_is_nat66_and_replies_come_back() {
 
 #[test]
 fn icmpv6_echo_and_errors_are_translated_both_ways() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     let echo = icmp6(
         HOST_MAC,

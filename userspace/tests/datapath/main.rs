@@ -25,6 +25,7 @@ use xnet_common::{
     NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
     PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
 };
+use xnet_dockerlab::skip;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -269,6 +270,9 @@ fn udp_from_me(dst_mac: [u8; 6], dst: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn arp_request_for_a_peer_is_answered_with_its_mac() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let (verdict, reply) = dp.ingress(&arp_request(PEER_IP));
     assert_eq!(
@@ -288,6 +292,9 @@ fn arp_request_for_a_peer_is_answered_with_its_mac() {
 
 #[test]
 fn arp_request_for_the_gateway_is_answered_with_the_host_side_mac() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let (verdict, reply) = dp.ingress(&arp_request(GATEWAY));
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -298,6 +305,9 @@ fn arp_request_for_the_gateway_is_answered_with_the_host_side_mac() {
 
 #[test]
 fn arp_reply_to_the_host_goes_to_the_host_stack() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let (verdict, _) = dp.ingress(&arp(2, ME_MAC, ME_IP, GATEWAY));
     assert_eq!(verdict, TC_ACT_OK);
@@ -305,6 +315,9 @@ fn arp_reply_to_the_host_goes_to_the_host_stack() {
 
 #[test]
 fn arp_is_never_answered_for_unknown_or_foreign_addresses() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.assert_dropped(&arp_request([10, 0, 0, 99]), DropReason::UnknownArpTarget);
     // The stranger exists, but on another network: no answer, no leak of its MAC.
@@ -313,6 +326,9 @@ fn arp_is_never_answered_for_unknown_or_foreign_addresses() {
 
 #[test]
 fn broadcasts_go_to_the_members_and_are_never_forwarded_as_unicast() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     // Gratuitous ARP and a subnet broadcast: fanned out to the members (none are registered
     // here), the original consumed, nothing counted as a drop.
@@ -339,6 +355,9 @@ fn broadcasts_go_to_the_members_and_are_never_forwarded_as_unicast() {
 
 #[test]
 fn spoofed_and_malformed_arp_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.assert_dropped(&arp(1, PEER_MAC, ME_IP, GATEWAY), DropReason::SpoofedMac);
     // Ethernet source right, ARP sender hardware address forged.
@@ -354,6 +373,9 @@ fn spoofed_and_malformed_arp_is_dropped() {
 
 #[test]
 fn ipv4_to_a_peer_is_redirected_into_it_with_its_mac() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     // Addressed to the gateway's MAC: still delivered to the owner of the IP, re-addressed.
     let (verdict, out) = dp.ingress(&udp_from_me(HOST_MAC, PEER_IP));
@@ -370,6 +392,9 @@ fn ipv4_to_a_peer_is_redirected_into_it_with_its_mac() {
 
 #[test]
 fn ipv4_to_the_gateway_goes_to_the_host_stack() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let (verdict, out) = dp.ingress(&udp_from_me(HOST_MAC, GATEWAY));
     assert_eq!(verdict, TC_ACT_OK);
@@ -378,6 +403,9 @@ fn ipv4_to_the_gateway_goes_to_the_host_stack() {
 
 #[test]
 fn ipv4_to_another_network_or_nowhere_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.assert_dropped(
         &udp_from_me(STRANGER_MAC, STRANGER_IP),
@@ -395,6 +423,9 @@ fn ipv4_to_another_network_or_nowhere_is_dropped() {
 
 #[test]
 fn spoofed_ipv4_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.assert_dropped(
         &udp(PEER_MAC, ME_MAC, [10, 0, 0, 77], PEER_IP),
@@ -408,6 +439,9 @@ fn spoofed_ipv4_is_dropped() {
 
 #[test]
 fn truncated_and_unsupported_frames_are_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     // Cut anywhere inside the ARP header, or right after the Ethernet header. (Short IPv4
     // frames cannot be crafted here: BPF_PROG_TEST_RUN itself rejects an IPv4 EtherType with
@@ -434,6 +468,9 @@ fn truncated_and_unsupported_frames_are_dropped() {
 
 #[test]
 fn frames_from_an_unknown_veth_are_dropped() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.set_me(None);
     dp.assert_dropped(&udp_from_me(PEER_MAC, PEER_IP), DropReason::UnknownEndpoint);
@@ -442,6 +479,9 @@ fn frames_from_an_unknown_veth_are_dropped() {
 
 #[test]
 fn egress_passes_host_traffic_and_counts_it() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let frame = udp(ME_MAC, HOST_MAC, GATEWAY, ME_IP);
     let (verdict, out) = dp.run(PROG_ENDPOINT_EGRESS, &frame);
@@ -452,6 +492,9 @@ fn egress_passes_host_traffic_and_counts_it() {
 
 #[test]
 fn icc_off_blocks_peers_at_l2_and_l3_but_not_the_gateway() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.set_me(Some(me(ENDPOINT_ICC_OFF)));
     dp.assert_dropped(&arp_request(PEER_IP), DropReason::IccBlocked);
@@ -526,6 +569,9 @@ fn checked_udp(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
 
 #[test]
 fn egress_is_source_natted_to_the_uplink_and_replies_come_back() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     dp.set_uplink(Uplink {
         ifindex: 7,
@@ -563,6 +609,9 @@ fn egress_is_source_natted_to_the_uplink_and_replies_come_back() {
 
 #[test]
 fn egress_respects_internal_networks_other_networks_and_missing_uplinks() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::new();
     let frame = udp_with_checksums(ME_IP, 40000, REMOTE_IP, 53);
     dp.assert_dropped(&frame, DropReason::NoUplink);

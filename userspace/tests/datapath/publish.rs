@@ -14,6 +14,7 @@ use xnet_common::{
     DropReason, MAP_PUBLISHED, MAP_PUBLISHED6, NAT_PORT_FIRST, PROG_UPLINK_INGRESS, PublishKey,
     Published, Uplink,
 };
+use xnet_dockerlab::skip;
 
 use super::{
     Datapath, GATEWAY, HOST_MAC, LOOPBACK, ME_IP, ME_MAC, REMOTE_IP, TC_ACT_OK, TC_ACT_REDIRECT,
@@ -119,6 +120,9 @@ fn wire(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
 
 #[test]
 fn outside_clients_reach_published_ports_with_their_own_address() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (8080, 8080), 80);
     let (verdict, inside) = dp.on_uplink(&wire((REMOTE_IP, 5555), (UPLINK_IP, 8080)));
@@ -147,6 +151,9 @@ fn outside_clients_reach_published_ports_with_their_own_address() {
 
 #[test]
 fn ranges_map_port_by_port() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (10000, 19999), 10000);
     dp.publish(UDP, [0; 4], (20000, 20009), 30000);
@@ -166,6 +173,9 @@ fn ranges_map_port_by_port() {
 
 #[test]
 fn host_address_bindings_are_honoured() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     // Bound to loopback: never from the wire, even addressed to 127.0.0.1 (moby#45610).
     dp.publish(UDP, [127, 0, 0, 1], (9000, 9000), 90);
@@ -196,6 +206,9 @@ fn host_address_bindings_are_honoured() {
 
 #[test]
 fn containers_reach_published_ports_through_the_host_address() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (8080, 8080), 80);
     // The container under test is client and server at once (hairpin to itself): the server
@@ -220,6 +233,9 @@ fn containers_reach_published_ports_through_the_host_address() {
 
 #[test]
 fn sctp_keeps_its_ports() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(SCTP, [0; 4], (7000, 7000), 7000);
     dp.publish(SCTP, [0; 4], (7001, 7001), 7100);
@@ -251,6 +267,9 @@ fn tcp_segment(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
 
 #[test]
 fn tcp_is_captured_only_from_the_connections_first_segment() {
+    if skip::unless_root() {
+        return;
+    }
     const SYN: u8 = 0x02;
     const ACK: u8 = 0x10;
     let mut dp = Datapath::with_uplink();
@@ -273,6 +292,9 @@ fn tcp_is_captured_only_from_the_connections_first_segment() {
 
 #[test]
 fn udp_without_checksum_stays_without() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (8080, 8080), 80);
     let mut frame = wire((REMOTE_IP, 5555), (UPLINK_IP, 8080));
@@ -288,6 +310,9 @@ fn udp_without_checksum_stays_without() {
 
 #[test]
 fn nat_replies_win_over_ports_published_in_the_nat_range() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = Datapath::with_uplink();
     dp.publish(UDP, [0; 4], (NAT_PORT_FIRST, u16::MAX), NAT_PORT_FIRST);
     // The container's own connection to the outside leaves from a NAT port...
@@ -332,6 +357,9 @@ fn checked6_ports(frame: &[u8]) -> ([u8; 16], u16, [u8; 16], u16) {
 
 #[test]
 fn outside_clients_reach_ports_published_on_ipv6_with_their_own_address() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     dp.publish6(UDP, [0; 16], (8080, 8080), 80);
     let (verdict, inside) = dp.on_uplink(&wire6((REMOTE_IP6, 5555), (UPLINK_IP6, 8080)));
@@ -363,6 +391,9 @@ fn outside_clients_reach_ports_published_on_ipv6_with_their_own_address() {
 
 #[test]
 fn ipv6_frames_the_xdp_program_cannot_translate_pass_untouched() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     dp.publish6(UDP, [0; 16], (8080, 8080), 80);
     // UDP over IPv6 without a checksum is invalid: the host's stack decides (and drops).
@@ -377,6 +408,9 @@ fn ipv6_frames_the_xdp_program_cannot_translate_pass_untouched() {
 
 #[test]
 fn ipv6_host_address_bindings_are_honoured() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     let loopback = Ipv6Addr::LOCALHOST.octets();
     // Bound to [::1]: never from the wire, even addressed to ::1.
@@ -404,6 +438,9 @@ fn ipv6_host_address_bindings_are_honoured() {
 
 #[test]
 fn nat66_replies_win_over_ports_published_in_the_nat_range() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     dp.publish6(UDP, [0; 16], (NAT_PORT_FIRST, u16::MAX), NAT_PORT_FIRST);
     let (_, out) = dp.ingress(&udp6(ME_MAC, (ME_IP6, 40000), (REMOTE_IP6, 53)));
@@ -421,6 +458,9 @@ fn nat66_replies_win_over_ports_published_in_the_nat_range() {
 
 #[test]
 fn containers_reach_ports_published_on_ipv6_through_the_host_address() {
+    if skip::unless_root() {
+        return;
+    }
     let mut dp = dp_with_uplink6();
     dp.publish6(UDP, [0; 16], (8080, 8080), 80);
     // Hairpin to itself through its IPv6 gateway: the server sees the gateway as client.

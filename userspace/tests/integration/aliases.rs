@@ -4,6 +4,8 @@
 
 use std::{fs, os::unix::fs::MetadataExt as _};
 
+use xnet_dockerlab::skip;
+
 use crate::common::Host;
 
 /// The (device, inode) of a network namespace file, which identifies the namespace.
@@ -14,6 +16,9 @@ fn netns_id(path: &str) -> (u64, u64) {
 
 #[test]
 fn net_is_dockers_spelling_of_network() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&[
         "run",
@@ -57,6 +62,9 @@ fn net_is_dockers_spelling_of_network() {
 
 #[test]
 fn an_unknown_flag_before_the_command_is_one_line_and_creates_nothing() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     let before = (
         host.ok(&["ps"]),
@@ -93,6 +101,9 @@ fn an_unknown_flag_before_the_command_is_one_line_and_creates_nothing() {
 
 #[test]
 fn dockers_command_names_do_what_xnets_do() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "n94"]);
     host.ok(&[

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, eventually, stdout, succeeded};
 
@@ -22,6 +23,9 @@ fn iperf(host: &mut Host, server_ns: &str, client_ns: &str, server_ip: &str, udp
 
 #[test]
 fn containers_on_the_default_network_talk_over_ping_tcp_and_udp() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.run_sleeper("a", &[]);
     host.run_sleeper("b", &[]);
@@ -40,6 +44,9 @@ fn containers_on_the_default_network_talk_over_ping_tcp_and_udp() {
 
 #[test]
 fn containers_reach_the_gateway_and_the_host_reaches_them() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.run_sleeper("web", &[]);
     let web = host.sandbox("web");
@@ -73,6 +80,9 @@ fn containers_reach_the_gateway_and_the_host_reaches_them() {
 
 #[test]
 fn arp_is_answered_by_the_datapath_and_never_for_unknown_addresses() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &[]);
     host.run_sleeper("b", &[]);
@@ -101,6 +111,9 @@ fn arp_is_answered_by_the_datapath_and_never_for_unknown_addresses() {
 
 #[test]
 fn networks_are_isolated_from_each_other() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "--subnet", "10.81.0.0/24", "n1"]);
     host.ok(&["network", "create", "--subnet", "10.82.0.0/24", "n2"]);
@@ -124,6 +137,9 @@ fn networks_are_isolated_from_each_other() {
 
 #[test]
 fn stats_count_each_endpoints_traffic() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &[]);
     host.run_sleeper("b", &[]);

@@ -14,8 +14,6 @@ use std::{
 };
 
 use serde_json::Value;
-use xnet_dockerlab::Engine;
-pub use xnet_dockerlab::Options as DockerOptions;
 
 pub const XNET: &str = env!("CARGO_BIN_EXE_xnet");
 pub const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
@@ -30,10 +28,8 @@ pub struct Host {
     background: Vec<Child>,
     /// Namespaces made by the test itself (stand-ins for other runtimes' containers).
     foreign: Vec<String>,
-    /// Extra xnetd arguments.
-    daemon_args: Vec<String>,
-    /// A private Docker engine in the host's namespace, using xnetd as its plugin.
-    docker: Option<Engine>,
+    /// Extra xnetd arguments, for its next start.
+    pub daemon_args: Vec<String>,
 }
 
 impl Host {
@@ -64,64 +60,8 @@ impl Host {
         host
     }
 
-    /// A host whose xnetd is the network plugin (named [`Host::plugin`]) of a private Docker
-    /// engine in the host's namespace; with the uplink of [`Host::with_uplink`] if `uplink`.
-    /// None, after saying why, where no Docker engine can run.
-    pub fn with_docker(uplink: bool, options: DockerOptions) -> Option<Self> {
-        if let Some(why) = Engine::unavailable() {
-            eprintln!("skipping: {why}");
-            return None;
-        }
-        let mut host = Self::without_daemon();
-        if uplink {
-            host.add_uplink();
-        }
-        let engine = Engine::start(Path::new(&host.host_netns()), &host.ns, options)
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        host.daemon_args.extend([
-            "--docker-plugin".to_string(),
-            host.plugin(),
-            "--docker-host".to_string(),
-            engine.host(),
-        ]);
-        host.docker = Some(engine);
-        host.start_daemon();
-        Some(host)
-    }
-
-    /// The Docker driver (and plugin) name of a host made by `with_docker`; unique on the
-    /// machine, as the plugin directory is shared by every engine.
-    pub fn plugin(&self) -> String {
-        format!("xnet-{}", self.ns)
-    }
-
-    /// The private Docker engine of a host made by `with_docker`.
-    pub fn engine(&mut self) -> &mut Engine {
-        self.docker.as_mut().expect("a host made by with_docker")
-    }
-
-    /// Runs `docker ARGS` against the host's engine, which must succeed; its output, trimmed.
-    pub fn docker(&self, args: &[&str]) -> String {
-        let engine = self.docker.as_ref().expect("a host made by with_docker");
-        engine
-            .run(args)
-            .unwrap_or_else(|e| panic!("{e:#}\nxnetd's log:\n{}", self.daemon_log()))
-    }
-
-    /// Runs `docker ARGS` against the host's engine.
-    pub fn docker_output(&self, args: &[&str]) -> Output {
-        let engine = self.docker.as_ref().expect("a host made by with_docker");
-        engine.output(args)
-    }
-
-    /// The network namespace of a running Docker container, for `nsenter --net`.
-    pub fn docker_netns(&self, container: &str) -> String {
-        let engine = self.docker.as_ref().expect("a host made by with_docker");
-        engine.netns_of(container).unwrap().display().to_string()
-    }
-
     /// Gives the host the uplink `with_uplink` describes (before its daemon starts).
-    fn add_uplink(&mut self) {
+    pub fn add_uplink(&mut self) {
         let host = self;
         let ext = host.foreign_netns("ext");
         let ext_name = ext.trim_start_matches("/run/netns/").to_string();
@@ -177,7 +117,6 @@ impl Host {
             background: Vec::new(),
             foreign: Vec::new(),
             daemon_args: Vec::new(),
-            docker: None,
         };
         fs::create_dir_all(&host.dir).unwrap();
         sh(&["ip", "netns", "add", &host.ns]);
@@ -427,9 +366,6 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // The engine first: its containers leave their networks through xnetd's plugin, which
-        // still answers.
-        drop(self.docker.take());
         for mut child in self.background.drain(..) {
             let _ = child.kill();
             let _ = child.wait();

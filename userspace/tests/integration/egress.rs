@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, eventually, json_report, succeeded};
 
@@ -42,6 +43,9 @@ fn iperf_seen_by_server(
 
 #[test]
 fn containers_reach_the_outside_source_natted_to_the_uplink() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::with_uplink();
     host.run_sleeper("a", &[]);
     let a = host.sandbox("a");
@@ -94,6 +98,9 @@ fn containers_reach_the_outside_source_natted_to_the_uplink() {
 
 #[test]
 fn internal_networks_and_other_networks_are_never_reached_through_the_uplink() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::with_uplink();
     host.ok(&[
         "network",
@@ -131,6 +138,9 @@ fn internal_networks_and_other_networks_are_never_reached_through_the_uplink() {
 
 #[test]
 fn without_an_uplink_nothing_leaves() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &[]);
     assert!(host.cannot_reach(&host.sandbox("a"), "10.201.0.1"));

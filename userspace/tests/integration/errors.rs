@@ -2,10 +2,15 @@
 
 use std::process::Command;
 
+use xnet_dockerlab::skip;
+
 use crate::common::{Host, XNET, XNETD};
 
 #[test]
 fn bad_requests_get_one_line_errors_and_change_nothing() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "--subnet", "10.90.0.0/24", "n90"]);
     host.run_sleeper("a", &["--network", "n90", "--ip", "10.90.0.5"]);
@@ -145,6 +150,9 @@ fn no_daemon_means_a_clear_error() {
 
 #[test]
 fn not_root_means_a_clear_error() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     let as_nobody = |program: &str, args: &[&str]| {
         Command::new("setpriv")

@@ -2,6 +2,7 @@
 //! datapath, forwarding, isolation, ICC, multicast, NAT66 egress, and survival of a restart.
 
 use serde_json::Value;
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, stdout, succeeded};
 
@@ -43,6 +44,9 @@ fn dual_stack(host: &Host, name: &str, v4: &str, v6: &str, extra: &[&str]) {
 
 #[test]
 fn dual_stack_containers_talk_over_ipv6_and_survive_a_restart() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     dual_stack(&host, "v6net", "10.30.0.0/24", "fd00:30::/64", &[]);
     let net: Value = serde_json::from_str(&host.ok(&["network", "inspect", "v6net"])).unwrap();
@@ -124,6 +128,9 @@ fn dual_stack_containers_talk_over_ipv6_and_survive_a_restart() {
 
 #[test]
 fn ipv6_is_isolated_between_networks_and_by_icc() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     dual_stack(&host, "n1", "10.31.0.0/24", "fd00:31::/64", &[]);
     dual_stack(&host, "n2", "10.32.0.0/24", "fd00:32::/64", &[]);
@@ -206,6 +213,9 @@ fn ipv6_is_isolated_between_networks_and_by_icc() {
 
 #[test]
 fn ipv6_multicast_reaches_exactly_the_other_members() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     dual_stack(&host, "lan6", "10.34.0.0/24", "fd00:34::/64", &[]);
     dual_stack(&host, "elsewhere6", "10.35.0.0/24", "fd00:35::/64", &[]);
@@ -234,6 +244,9 @@ fn ipv6_multicast_reaches_exactly_the_other_members() {
 
 #[test]
 fn ipv6_egress_is_nat66_through_the_uplink() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::with_uplink();
     dual_stack(&host, "web", "10.36.0.0/24", "fd00:36::/64", &[]);
     dual_stack(

@@ -2,6 +2,7 @@
 //! and what is left behind (nothing).
 
 use serde_json::Value;
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, sh, stdout};
 
@@ -13,6 +14,9 @@ fn json_lines(text: &str) -> Vec<Value> {
 
 #[test]
 fn the_default_bridge_network_exists_from_the_first_start() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     // As in Docker: bridge, plus host and none.
     let nets = json_lines(&host.ok(&["network", "ls", "--format", "json"]));
@@ -35,6 +39,9 @@ fn the_default_bridge_network_exists_from_the_first_start() {
 
 #[test]
 fn default_subnets_avoid_routes_the_host_already_has() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::without_daemon();
     // What a Docker engine's docker0 looks like to us: an interface owning 172.17.0.0/16.
     let ns = host.ns.clone();
@@ -74,6 +81,9 @@ fn default_subnets_avoid_routes_the_host_already_has() {
 
 #[test]
 fn inspect_and_ps_speak_dockers_json() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&[
         "network",
@@ -125,6 +135,9 @@ fn inspect_and_ps_speak_dockers_json() {
 
 #[test]
 fn run_in_the_foreground_returns_the_commands_exit_code_and_exec_works() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &[]);
     let a_ip = host.ip_of("a");
@@ -172,6 +185,9 @@ fn run_in_the_foreground_returns_the_commands_exit_code_and_exec_works() {
 
 #[test]
 fn the_datapath_keeps_forwarding_across_a_daemon_restart() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.run_sleeper("a", &[]);
     host.run_sleeper("b", &[]);
@@ -215,6 +231,9 @@ fn the_datapath_keeps_forwarding_across_a_daemon_restart() {
 
 #[test]
 fn rm_and_failed_runs_leave_nothing_behind() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &[]);
     let a = host.sandbox("a");
@@ -263,6 +282,9 @@ fn rm_and_failed_runs_leave_nothing_behind() {
 
 #[test]
 fn maps_pinned_with_an_older_layout_are_recreated_on_start() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::without_daemon();
     // What an older xnetd would have left: ENDPOINTS with its former 32-byte value.
     let maps = host.bpffs.join("maps");

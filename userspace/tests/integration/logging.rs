@@ -4,10 +4,15 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use xnet_dockerlab::skip;
+
 use crate::common::{Host, XNETD};
 
 #[test]
 fn json_log_lines_carry_the_request_span_and_name_the_object() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start_with(&["--log-format", "json", "--log-level", "debug"]);
     host.run_sleeper("web", &[]);
     let lines: Vec<Value> = host
@@ -46,6 +51,9 @@ fn json_log_lines_carry_the_request_span_and_name_the_object() {
 
 #[test]
 fn the_log_level_filters_and_a_bad_one_is_refused_in_one_line() {
+    if skip::unless_root() {
+        return;
+    }
     let quiet = Host::start_with(&["--log-level", "warn"]);
     quiet.run_sleeper("web", &[]);
     let log = quiet.daemon_log();

@@ -1,11 +1,11 @@
 //! Integration tests: real xnetd daemons in namespaces of their own, driven through the `xnet`
-//! CLI as a user would, with real ping and iperf3 traffic. Needs root.
+//! CLI as a user would, with real ping and iperf3 traffic. Needs root: without it, the tests
+//! skip (`skipped: needs root`). The Docker tests are in `tests/docker/`.
 
 mod aliases;
 mod bridge;
 mod common;
 mod crash;
-mod docker;
 mod egress;
 mod errors;
 mod ipv6;

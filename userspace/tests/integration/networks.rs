@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, stdout, succeeded};
 
@@ -14,6 +15,9 @@ fn network(host: &Host, name: &str) -> Value {
 
 #[test]
 fn icc_off_blocks_containers_at_l2_and_l3_but_not_the_gateway() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&[
         "network",
@@ -45,6 +49,9 @@ fn icc_off_blocks_containers_at_l2_and_l3_but_not_the_gateway() {
 
 #[test]
 fn ip_range_internal_and_mtu_options_take_effect() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&[
         "network",
@@ -116,6 +123,9 @@ fn ip_range_internal_and_mtu_options_take_effect() {
 
 #[test]
 fn host_and_none_networks_behave_as_in_docker() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     // A link only the host namespace has.
     host.in_host(&[
@@ -216,6 +226,9 @@ fn host_and_none_networks_behave_as_in_docker() {
 
 #[test]
 fn running_containers_connect_to_and_disconnect_from_networks() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "--subnet", "10.65.0.0/24", "n1"]);
     host.ok(&["network", "create", "--subnet", "10.66.0.0/24", "n2"]);
@@ -264,6 +277,9 @@ fn running_containers_connect_to_and_disconnect_from_networks() {
 
 #[test]
 fn namespaces_made_elsewhere_are_attached_and_detached() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.run_sleeper("web", &[]);
     let web = host.sandbox("web");
@@ -326,6 +342,9 @@ fn namespaces_made_elsewhere_are_attached_and_detached() {
 
 #[test]
 fn broadcasts_reach_exactly_the_other_members_of_the_network() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "--subnet", "10.69.0.0/24", "lan"]);
     host.ok(&["network", "create", "--subnet", "10.70.0.0/24", "elsewhere"]);

@@ -8,6 +8,7 @@ use std::{ops::RangeInclusive, time::Duration};
 use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
 use serde_json::json;
 use xnet_common::{PublishKeyV4, PublishedV4};
+use xnet_dockerlab::skip;
 
 use crate::common::{Host, eventually, stdout};
 
@@ -48,6 +49,9 @@ fn host_port(line: &str) -> u16 {
 
 #[test]
 fn published_ports_are_listed_and_inspected_as_docker_shows_them() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper(
         "web",
@@ -111,6 +115,9 @@ fn published_ports_are_listed_and_inspected_as_docker_shows_them() {
 
 #[test]
 fn omitted_host_ports_come_from_the_ephemeral_range() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("a", &["-p", "80", "-p", "5000-5002/udp", "-p", "80"]);
     let listed = host.ok(&["port", "a"]);
@@ -131,6 +138,9 @@ fn omitted_host_ports_come_from_the_ephemeral_range() {
 
 #[test]
 fn conflicts_and_impossible_requests_are_refused_and_change_nothing() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.ok(&["network", "create", "--internal", "inside"]);
     host.run_sleeper("web", &["-p", "8080:80"]);
@@ -186,6 +196,9 @@ fn conflicts_and_impossible_requests_are_refused_and_change_nothing() {
 
 #[test]
 fn ipv6_bindings_conflict_with_ipv6_bindings_and_sockets_only() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.ok(&[
         "network",
@@ -245,6 +258,9 @@ fn ipv6_bindings_conflict_with_ipv6_bindings_and_sockets_only() {
 
 #[test]
 fn ports_are_added_and_removed_on_a_running_container() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("web", &[]);
     assert_eq!(
@@ -302,6 +318,9 @@ fn ports_are_added_and_removed_on_a_running_container() {
 
 #[test]
 fn mappings_go_with_their_container_and_their_endpoint() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.ok(&["network", "create", "n1"]);
     host.run_sleeper("a", &["-p", "8080:80"]);
@@ -320,6 +339,9 @@ fn mappings_go_with_their_container_and_their_endpoint() {
 
 #[test]
 fn mappings_survive_a_daemon_restart_and_stale_ones_are_removed() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::start();
     host.run_sleeper("web", &["-p", "8080:80", "-p", "80"]);
     let listed = host.ok(&["port", "web"]);
@@ -361,6 +383,9 @@ fn mappings_survive_a_daemon_restart_and_stale_ones_are_removed() {
 
 #[test]
 fn a_large_range_is_published() {
+    if skip::unless_root() {
+        return;
+    }
     let host = Host::start();
     host.run_sleeper("big", &["-p", "10000-19999:10000-19999"]);
     let listed = host.ok(&["port", "big"]);
@@ -374,6 +399,9 @@ fn a_large_range_is_published() {
 
 #[test]
 fn published_host_ports_are_kept_from_the_hosts_own_sockets() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::without_daemon();
     let reserved = |host: &Host| {
         let out = host.in_host(&["cat", "/proc/sys/net/ipv4/ip_local_reserved_ports"]);

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use xnet_dockerlab::skip;
+
 use crate::common::{Host, eventually, json_report, succeeded};
 
 /// One iperf3 client run, killed after `limit` seconds: `timeout LIMIT iperf3 -c IP -p PORT ...`.
@@ -140,6 +142,9 @@ fn reached_from_everywhere(host: &Host, to: HostAddresses) {
 
 #[test]
 fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::with_uplink();
     host.run_sleeper(
         "web",
@@ -193,6 +198,9 @@ fn published_ports_are_reachable_from_everywhere_docker_users_expect() {
 
 #[test]
 fn a_dual_stack_container_is_published_over_ipv6_too() {
+    if skip::unless_root() {
+        return;
+    }
     let mut host = Host::with_uplink();
     host.ok(&[
         "network",

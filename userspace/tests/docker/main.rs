@@ -1,21 +1,33 @@
 //! xnetd as a Docker network plugin, driven through the docker CLI as Docker users drive it:
 //! a private, real Docker engine (xnet-dockerlab) in each test host's namespace, containers of
-//! a busybox image built from scratch, and xnet's datapath carrying their traffic. Skipped,
-//! with a message, where no Docker engine is installed.
+//! a busybox image built from scratch, and xnet's datapath carrying their traffic. Needs root
+//! and a Docker engine: each test skips (`skipped: needs …`) without them.
+
+#[path = "../integration/common.rs"]
+#[allow(
+    dead_code,
+    reason = "the integration tests' host, all of which they use; these tests use part of it"
+)]
+mod common;
+mod host;
 
 use std::time::Duration;
 
 use serde_json::Value;
+use xnet_dockerlab::{Options as DockerOptions, skip};
 
-use crate::common::{DockerOptions, Host, eventually, succeeded};
+use crate::{
+    common::{Host, eventually, succeeded},
+    host::DockerHost,
+};
 
 /// A host whose engine has no networking of its own (xnet's plugin only).
-fn docker_host(uplink: bool) -> Option<Host> {
-    Host::with_docker(uplink, DockerOptions::default())
+fn docker_host(uplink: bool) -> DockerHost {
+    DockerHost::start(uplink, DockerOptions::default())
 }
 
 /// `docker network create -d <xnet's plugin> ARGS NAME`.
-fn create_network(host: &Host, name: &str, args: &[&str]) {
+fn create_network(host: &DockerHost, name: &str, args: &[&str]) {
     let plugin = host.plugin();
     let mut all = vec!["network", "create", "-d", &plugin];
     all.extend_from_slice(args);
@@ -24,7 +36,7 @@ fn create_network(host: &Host, name: &str, args: &[&str]) {
 }
 
 /// `docker run -d --name NAME ARGS IMAGE sleep 600`.
-fn run_sleeper(host: &mut Host, name: &str, args: &[&str]) {
+fn run_sleeper(host: &mut DockerHost, name: &str, args: &[&str]) {
     let image = host.engine().busybox_image().unwrap();
     let mut all = vec!["run", "-d", "--name", name];
     all.extend_from_slice(args);
@@ -56,7 +68,7 @@ fn names_become(host: &Host, args: &[&str], key: &str, want: &[&str]) -> bool {
 }
 
 /// The IPv4 subnet of Docker's network `name`, as Docker shows it.
-fn docker_subnet(host: &Host, name: &str) -> String {
+fn docker_subnet(host: &DockerHost, name: &str) -> String {
     host.docker(&[
         "network",
         "inspect",
@@ -81,9 +93,10 @@ fn xnet_links(host: &Host) -> Vec<String> {
 
 #[test]
 fn docker_networks_connect_their_containers_and_isolate_them() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     create_network(&host, "n1", &["--subnet", "10.231.1.0/24"]);
     create_network(&host, "n2", &["--subnet", "10.231.2.0/24"]);
     run_sleeper(&mut host, "a1", &["--network", "n1"]);
@@ -177,7 +190,7 @@ fn docker_networks_connect_their_containers_and_isolate_them() {
 }
 
 /// `docker run -d --name NAME ARGS` of a web server answering `hi` on ports 80 and 81.
-fn run_web(host: &mut Host, name: &str, args: &[&str]) {
+fn run_web(host: &mut DockerHost, name: &str, args: &[&str]) {
     let image = host.engine().busybox_image().unwrap();
     let mut all = vec!["run", "-d", "--name", name];
     all.extend_from_slice(args);
@@ -199,16 +212,17 @@ fn serves(host: &Host, from: &str, url: &str) -> bool {
 }
 
 /// The address Docker gave container `name` on `network`.
-fn docker_ip(host: &Host, name: &str, network: &str) -> String {
+fn docker_ip(host: &DockerHost, name: &str, network: &str) -> String {
     let format = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
     host.docker(&["inspect", "--format", &format, name])
 }
 
 #[test]
 fn docker_options_icc_internal_and_egress_hold() {
-    let Some(mut host) = docker_host(true) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(true);
     create_network(&host, "open", &["--subnet", "10.231.3.0/24"]);
     create_network(
         &host,
@@ -256,9 +270,10 @@ fn docker_options_icc_internal_and_egress_hold() {
 
 #[test]
 fn docker_published_ports_reach_the_container_and_conflicts_are_refused() {
-    let Some(mut host) = docker_host(true) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(true);
     let image = host.engine().busybox_image().unwrap();
     create_network(&host, "web", &["--subnet", "10.231.6.0/24"]);
     let publish = ["-p", "18080:80", "-p", "18100-18110:81", "-p", "82"];
@@ -347,9 +362,10 @@ fn docker_published_ports_reach_the_container_and_conflicts_are_refused() {
 
 #[test]
 fn docker_subnets_that_overlap_are_refused_with_a_clear_error() {
-    let Some(host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let host = docker_host(false);
     host.ok(&["network", "create", "--subnet", "10.231.9.0/24", "mine"]);
     let plugin = host.plugin();
     let out = host.docker_output(&[
@@ -381,9 +397,10 @@ fn docker_subnets_that_overlap_are_refused_with_a_clear_error() {
 
 #[test]
 fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     create_network(&host, "front", &["--subnet", "10.231.7.0/24"]);
     create_network(&host, "back", &["--subnet", "10.231.8.0/24"]);
     run_web(&mut host, "app", &["--network", "front", "-p", "18200:80"]);
@@ -424,7 +441,7 @@ fn docker_network_connect_and_disconnect_add_and_remove_endpoints() {
 }
 
 /// Network `n1` on `subnet` with sleepers `a1` and `b1` (`args` for both), named in xnet.
-fn a1_and_b1_on_n1(host: &mut Host, subnet: &str, args: &[&str]) {
+fn a1_and_b1_on_n1(host: &mut DockerHost, subnet: &str, args: &[&str]) {
     create_network(host, "n1", &["--subnet", subnet]);
     for name in ["a1", "b1"] {
         run_sleeper(host, name, &[&["--network", "n1"][..], args].concat());
@@ -434,9 +451,10 @@ fn a1_and_b1_on_n1(host: &mut Host, subnet: &str, args: &[&str]) {
 
 #[test]
 fn docker_containers_keep_working_across_an_xnetd_restart() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     a1_and_b1_on_n1(&mut host, "10.231.10.0/24", &[]);
     let before = listed(&host, &["ps"]);
     let a1 = host.docker_netns("a1");
@@ -457,13 +475,14 @@ fn docker_containers_keep_working_across_an_xnetd_restart() {
 
 #[test]
 fn docker_live_restore_keeps_traffic_and_state_across_a_dockerd_restart() {
+    if skip::unless_docker() {
+        return;
+    }
     let options = DockerOptions {
         live_restore: true,
         ..DockerOptions::default()
     };
-    let Some(mut host) = Host::with_docker(false, options) else {
-        return;
-    };
+    let mut host = DockerHost::start(false, options);
     a1_and_b1_on_n1(&mut host, "10.231.11.0/24", &[]);
     let before = listed(&host, &["ps"]);
     let a1 = host.docker_netns("a1");
@@ -488,9 +507,10 @@ fn docker_live_restore_keeps_traffic_and_state_across_a_dockerd_restart() {
 
 #[test]
 fn docker_restart_policy_containers_rejoin_after_a_dockerd_restart() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     a1_and_b1_on_n1(&mut host, "10.231.12.0/24", &["--restart", "always"]);
 
     // Without live restore dockerd stops its containers (they leave), then starts them again
@@ -531,9 +551,10 @@ fn docker_restart_policy_containers_rejoin_after_a_dockerd_restart() {
 
 #[test]
 fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     let plugin = host.plugin();
     let ipam: &[&str] = &["--ipam-driver", &plugin];
     // No docker0 here, and xnet's own bridge keeps out of Docker's pools: xnet's IPAM hands
@@ -595,9 +616,10 @@ fn xnets_ipam_gives_docker_free_subnets_and_the_lowest_free_addresses() {
 /// before it gives up and goes on without it.
 #[test]
 fn docker_objects_removed_while_xnetd_is_down_are_forgotten_at_its_start() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     create_network(&host, "n1", &["--subnet", "10.231.14.0/24"]);
     create_network(&host, "n2", &["--subnet", "10.231.15.0/24"]);
     run_sleeper(&mut host, "stays", &["--network", "n1"]);
@@ -644,9 +666,10 @@ fn docker_objects_removed_while_xnetd_is_down_are_forgotten_at_its_start() {
 
 #[test]
 fn docker_dual_stack_networks_carry_ipv6_between_containers() {
-    let Some(mut host) = docker_host(false) else {
+    if skip::unless_docker() {
         return;
-    };
+    }
+    let mut host = docker_host(false);
     create_network(
         &host,
         "dual",
@@ -680,13 +703,14 @@ fn docker_dual_stack_networks_carry_ipv6_between_containers() {
 fn a_docker_users_first_network_needs_no_subnet_beside_docker0() {
     // As on a host whose Docker engine owns docker0 (172.17.0.0/16): Docker's default IPAM
     // hands out 172.18.0.0/16 next, which xnet's own `bridge` took before issue #12.
+    if skip::unless_docker() {
+        return;
+    }
     let options = DockerOptions {
         docker_networking: true,
         ..DockerOptions::default()
     };
-    let Some(mut host) = Host::with_docker(false, options) else {
-        return;
-    };
+    let mut host = DockerHost::start(false, options);
     let bridge = host.ok(&["network", "inspect", "bridge"]);
     let bridge: Value = serde_json::from_str(&bridge).unwrap();
     assert_eq!(

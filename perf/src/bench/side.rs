@@ -1,0 +1,103 @@
+//! The sides a benchmark compares, and the role each plays in the report.
+
+/// What is being compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The real xnetd and CLI.
+    Xnet,
+    /// Linux bridge + br_netfilter + Docker's iptables rules.
+    DockerBridge,
+    /// tcx ingress + `bpf_redirect_peer` to a fixed ifindex: xnet's mechanism, no lookups.
+    PeerHop,
+    /// XDP_REDIRECT between the host-side veths, for reference.
+    XdpHop,
+    /// Published ports as Docker publishes them: its iptables DNAT rules on the bridge lab.
+    DockerDnat,
+    /// Published ports served by a userland proxy on the bridge lab's host, as docker-proxy
+    /// serves them.
+    UserlandProxy,
+    /// Docker's rules for published ports installed with one `iptables-restore` batch.
+    IptablesBatch,
+    /// The same rules installed with one `iptables` exec per rule, as dockerd 20.10 does.
+    IptablesPerRule,
+    /// The outside's frames dropped by an XDP program on the uplink: what sending them costs,
+    /// the ceiling of any published-port path measured with the generator on the same machine.
+    UplinkDrop,
+    /// Real Docker: a private engine of the machine's installation with Docker's default
+    /// networking (its bridge driver and iptables rules, `-p` with docker-proxy on), where
+    /// one can run.
+    DockerReal,
+}
+
+/// How a side enters the report; the tables' columns follow this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Ours,
+    Baseline,
+    /// Another baseline xnet is compared with, in a ratio of its own.
+    SecondBaseline,
+    /// Real Docker, what users of Docker run today: compared in a ratio of its own.
+    Docker,
+    Ceiling,
+    Reference,
+}
+
+impl Side {
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Xnet => "xnet",
+            Side::DockerBridge => "docker-bridge",
+            Side::PeerHop => "bare-tcx-peer-hop",
+            Side::XdpHop => "bare-xdp-redirect-hop",
+            Side::DockerDnat => "iptables-dnat",
+            Side::UserlandProxy => "userland-proxy",
+            Side::IptablesBatch => "iptables-restore-batch",
+            Side::IptablesPerRule => "iptables-per-rule",
+            Side::UplinkDrop => "bare-xdp-drop-on-uplink",
+            Side::DockerReal => "docker-real",
+        }
+    }
+
+    pub fn role(self) -> Role {
+        match self {
+            Side::Xnet => Role::Ours,
+            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch => Role::Baseline,
+            Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
+            Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
+            Side::XdpHop => Role::Reference,
+            Side::DockerReal => Role::Docker,
+        }
+    }
+
+    /// Its column in the table.
+    pub fn title(self) -> &'static str {
+        match self {
+            Side::Xnet => "xnet: median [min–max]",
+            Side::DockerBridge => "docker-bridge",
+            Side::PeerHop => "ceiling (bare tcx peer hop)",
+            Side::XdpHop => "bare XDP_REDIRECT hop",
+            Side::DockerDnat => "iptables DNAT (Docker's rules)",
+            Side::UserlandProxy => "userland proxy (as docker-proxy)",
+            Side::IptablesBatch => "iptables-restore, one batch",
+            Side::IptablesPerRule => "iptables, one exec per rule",
+            Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
+            Side::DockerReal => "Docker 20.10 (bridge driver, -p, docker-proxy)",
+        }
+    }
+
+    /// How the table's ratio columns name it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Side::Xnet => "xnet",
+            Side::DockerBridge => "bridge",
+            Side::PeerHop => "ceiling",
+            Side::XdpHop => "XDP hop",
+            Side::DockerDnat => "DNAT",
+            Side::UserlandProxy => "proxy",
+            Side::IptablesBatch => "batch",
+            Side::IptablesPerRule => "per rule",
+            Side::UplinkDrop => "ceiling",
+            Side::DockerReal => "Docker",
+        }
+    }
+}
