@@ -15,6 +15,9 @@ pub enum XnetError {
     /// The request itself is malformed: a bad CIDR, a gateway outside its subnet, ...
     #[error("{0}")]
     Invalid(String),
+    /// Something the request needs does not answer (the cluster store).
+    #[error("{0}")]
+    Unavailable(String),
     /// The host refused: netlink, bpf, mount. Carries the cause chain in one line.
     #[error("{0}")]
     Internal(String),

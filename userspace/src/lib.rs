@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod datapath;
 pub mod docker;

@@ -15,8 +15,10 @@ use crate::cmd;
 
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, then the tools the
 /// integration tests drive (busybox-static provides the programs of their container images;
-/// curl is the HTTP client of the Docker tests: busybox's wget crashes on the host's NSS)
-/// and the benchmarks' baseline needs (iptables, for Docker's rules).
+/// curl is the HTTP client of the Docker tests: busybox's wget crashes on the host's NSS),
+/// the benchmarks' baseline needs (iptables, for Docker's rules), the cluster store of
+/// multi-host networks (etcd, 3.4 in Debian 12) and what the etcd client crate's build needs
+/// (protoc).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -31,6 +33,8 @@ const APT_PACKAGES: &[&str] = &[
     "jq",
     "iptables",
     "curl",
+    "etcd-server",
+    "protobuf-compiler",
 ];
 
 /// Programs the tests run, and the package that provides each.
@@ -42,6 +46,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("setpriv", "util-linux"),
     ("curl", "curl"),
+    ("etcd", "etcd-server"),
+    ("protoc", "protobuf-compiler"),
     ("ss", "iproute2"),
     ("bridge", "iproute2"),
     ("iptables-restore", "iptables"),

@@ -34,6 +34,7 @@ impl IntoResponse for XnetError {
             XnetError::NotFound(_) => StatusCode::NOT_FOUND,
             XnetError::Conflict(_) => StatusCode::CONFLICT,
             XnetError::Invalid(_) => StatusCode::BAD_REQUEST,
+            XnetError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             XnetError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (

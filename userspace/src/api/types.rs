@@ -21,6 +21,9 @@ pub struct NetworkCreate {
     pub enable_ipv6: bool,
     #[serde(default)]
     pub internal: bool,
+    /// `--attachable`: standalone containers may join a network of global scope.
+    #[serde(default)]
+    pub attachable: bool,
     /// `-o KEY=VALUE` driver options.
     #[serde(default)]
     pub options: BTreeMap<String, String>,

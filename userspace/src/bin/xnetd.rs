@@ -8,6 +8,7 @@ use futures::FutureExt as _;
 use tracing::{error, info};
 use xnet::{
     api::{DEFAULT_SOCKET, server},
+    cluster::config::{Advertise, ClusterConfig, parse_store_urls},
     daemon::{Config, Daemon, DockerConfig},
     docker,
     logging::{self, LogFormat},
@@ -43,6 +44,25 @@ struct Args {
     /// Docker's API, asked for the names of the networks and containers it makes.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     docker_host: String,
+    /// Share networks of global scope (overlay) with the other hosts of a cluster through
+    /// its etcd: `etcd://HOST:PORT[,HOST:PORT…]` (Docker's classic multi-host flag).
+    #[arg(
+        long,
+        value_name = "etcd://HOST:PORT[,…]",
+        requires = "cluster_advertise"
+    )]
+    cluster_store: Option<String>,
+    /// This host's underlay address (its VXLAN endpoint), or the interface that has it.
+    #[arg(long, value_name = "IP|IFACE", requires = "cluster_store")]
+    cluster_advertise: Option<String>,
+    /// This host's name in the cluster (`network inspect`'s Peers); the machine's hostname
+    /// by default.
+    #[arg(long, value_name = "NAME", requires = "cluster_store")]
+    cluster_host_name: Option<String>,
+    /// The UDP port of the overlay's VXLAN (Docker's `--data-path-port`): set by the
+    /// cluster's first host, 4789 by default; a host given another is refused.
+    #[arg(long, value_name = "PORT", requires = "cluster_store")]
+    data_path_port: Option<u16>,
     /// What to log: a level (error, warn, info, debug, trace) or `tracing` directives
     /// (`xnet::daemon=debug,info`).
     #[arg(long, env = "XNET_LOG", default_value = "info")]
@@ -86,12 +106,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let cluster = match args.cluster_store {
+        Some(store) => Some(ClusterConfig {
+            endpoints: parse_store_urls(&store).map_err(anyhow::Error::msg)?,
+            advertise: Advertise::parse(&args.cluster_advertise.unwrap_or_default()),
+            host_name: match args.cluster_host_name {
+                Some(name) => name,
+                None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+            },
+            vxlan_port: args.data_path_port,
+        }),
+        None => None,
+    };
     let config = Config {
         socket: args.socket,
         state_dir: args.state_dir,
         bpffs: args.bpffs,
         uplink: args.uplink,
         docker,
+        cluster,
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);
@@ -100,6 +133,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         info!(plugin = %docker.plugin, socket = %docker.socket.display(), "serving Docker's network plugin");
         tokio::spawn(daemon.clone().name_docker_objects(docker.api.clone()));
     }
+    tokio::spawn(daemon.clone().keep_in_cluster());
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing the SIGTERM handler");

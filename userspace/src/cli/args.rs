@@ -199,7 +199,7 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct NetworkCreateArgs {
-    /// Driver that manages the network.
+    /// Driver that manages the network: bridge, or overlay (needs xnetd --cluster-store).
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR form, one per address family; chosen from the default pools when
@@ -219,6 +219,10 @@ pub struct NetworkCreateArgs {
     /// No way out of the network and no way in.
     #[arg(long)]
     pub internal: bool,
+    /// Let standalone containers (`xnet run`, `docker run`) join a network of global scope
+    /// (overlay), as Docker's `--attachable`.
+    #[arg(long)]
+    pub attachable: bool,
     /// Driver options: com.docker.network.bridge.enable_icc=false,
     /// com.docker.network.driver.mtu=N.
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_key_value)]

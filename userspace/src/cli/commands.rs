@@ -176,6 +176,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                         ip_ranges: args.ip_range,
                         enable_ipv6: args.ipv6,
                         internal: args.internal,
+                        attachable: args.attachable,
                         options: args.opt.into_iter().collect(),
                     },
                 )

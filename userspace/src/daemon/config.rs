@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::config::ClusterConfig;
+
 /// Where one daemon keeps everything, and what it serves besides its own API.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -12,6 +14,8 @@ pub struct Config {
     pub uplink: Option<String>,
     /// Serve Docker's network plugin protocol (`--docker-plugin`).
     pub docker: Option<DockerConfig>,
+    /// Share networks of global scope with other hosts (`--cluster-store`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// xnetd as a Docker network plugin.

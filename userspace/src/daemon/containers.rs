@@ -21,8 +21,8 @@ use crate::{
         Container, DEFAULT_NETWORK, KernelObject, Network, Sandbox,
         ids::{now, random_id},
         rules::{
-            check_publishable, parse_specs, refuse_docker_container, refuse_docker_network,
-            validate_name,
+            check_attachable, check_publishable, parse_specs, refuse_docker_container,
+            refuse_docker_network, validate_name,
         },
     },
 };
@@ -79,6 +79,7 @@ impl Inner {
             Target::Recordless { .. } => None,
             Target::Network(net, driver) => {
                 refuse_docker_network(&net, &format!("docker run --network {}", net.name))?;
+                check_attachable(&net)?;
                 Some((net, driver))
             }
         };
@@ -107,6 +108,7 @@ impl Inner {
             Target::Network(net, driver) => (net, driver),
         };
         refuse_docker_network(&net, &format!("docker network connect {}", net.name))?;
+        check_attachable(&net)?;
         let source = Path::new(&req.netns);
         if !netns::is_pinned(source) {
             return Err(XnetError::invalid(format!(

@@ -21,7 +21,7 @@ use crate::{
         Container, Endpoint, KernelObject, Mac, Network, Sandbox,
         ids::random_id,
         ipam,
-        rules::{refuse_docker_container, refuse_docker_network},
+        rules::{check_attachable, refuse_docker_container, refuse_docker_network},
     },
 };
 
@@ -67,6 +67,7 @@ impl Inner {
         }
         refuse_docker_network(&net, &format!("docker network connect {}", net.name))?;
         refuse_docker_container(&container, "docker network connect")?;
+        check_attachable(&net)?;
         if container.endpoints.iter().any(|e| e.network == net.name) {
             return Err(XnetError::conflict(format!(
                 "endpoint with name {} already exists in network {}",

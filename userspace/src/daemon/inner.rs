@@ -8,6 +8,11 @@ use tracing::warn;
 
 use super::config::DockerConfig;
 use crate::{
+    cluster::{
+        config::ClusterConfig,
+        records::{HostRecord, Settings},
+        store::Store as ClusterStore,
+    },
     drivers::{self, Attachment, EndpointDriver, Kernel},
     error::{Result, XnetError},
     state::{KernelObject, Network, State, Store},
@@ -24,6 +29,16 @@ pub(crate) struct Inner {
     pub(crate) reserved_by_others: BTreeSet<u16>,
     /// Set when serving Docker's plugin protocol.
     pub(crate) docker: Option<DockerConfig>,
+    /// Set with `--cluster-store`: this host's membership of a cluster.
+    pub(crate) cluster: Option<Cluster>,
+}
+
+/// The cluster as the daemon holds it.
+pub(crate) struct Cluster {
+    pub(crate) config: ClusterConfig,
+    pub(crate) host: HostRecord,
+    /// The store and the cluster's settings, once the store answered (and while it does).
+    pub(crate) store: Option<(ClusterStore, Settings)>,
 }
 
 /// What a `--network` value names.

@@ -12,6 +12,7 @@ use crate::{
         HostConfig, Ipam, IpamConfig, NetworkContainer, NetworkInspect, NetworkSettings,
         PortBinding, PortMap,
     },
+    drivers::{self, Scope},
     error::Result,
     state::{
         Container, DEFAULT_NETWORK, Endpoint, HOST_NETWORK, IpConfig, NONE_NETWORK, Network,
@@ -50,7 +51,10 @@ impl Inner {
             name: net.name.clone(),
             id: net.id.clone(),
             created: net.created.clone(),
-            scope: "local".into(),
+            scope: drivers::by_name(&net.driver)
+                .map_or(Scope::Local, |d| d.scope())
+                .name()
+                .into(),
             driver: self.shown_driver(net),
             enable_ipv6: net.ipv6.is_some(),
             ipam: Ipam {
@@ -61,7 +65,7 @@ impl Inner {
                     .collect(),
             },
             internal: net.internal,
-            attachable: false,
+            attachable: net.attachable,
             containers,
             options: net.options.clone(),
             labels: BTreeMap::new(),

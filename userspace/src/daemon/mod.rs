@@ -10,10 +10,12 @@
 //! - `endpoints`: addresses and names of new endpoints, connect, disconnect;
 //! - `ports`: published ports (host port allocation, conflicts, the datapath's entries);
 //! - `inspect`: the Docker-shaped views;
-//! - `start`: making the kernel match the state when the daemon starts.
+//! - `start`: making the kernel match the state when the daemon starts;
+//! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks).
 //!
 //! Docker's plugin protocols are served by [`crate::docker`] on the same lock.
 
+mod cluster;
 mod config;
 mod containers;
 mod endpoints;
@@ -81,7 +83,11 @@ impl Daemon {
             netns_dir: netns::dir_for_socket(&config.socket),
             reserved_by_others,
             docker: config.docker.clone(),
+            cluster: None,
         };
+        if let Some(cluster) = &config.cluster {
+            inner.enter_cluster(cluster.clone()).await?;
+        }
         inner.pin_host_namespace()?;
         inner.set_uplink(config.uplink.as_deref()).await?;
         if !inner.kernel.datapath.attach_host_hooks()? {

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::inner::{Inner, Target};
 use crate::{
     api::types::NetworkCreate,
-    drivers::{self, Attachment, BRIDGE},
+    cluster::records::ClusterNetwork,
+    drivers::{self, Attachment, BRIDGE, Scope},
     error::{Result, XnetError},
     plumbing::HOST_VETH_PREFIX,
     state::{
@@ -138,6 +139,11 @@ impl Inner {
             }
         };
         let options = driver.check_options(&req.options, req.enable_ipv6)?;
+        // A network of global scope lives in the cluster's store first.
+        let cluster = match drivers::by_name(&driver_name).map(|d| d.scope()) {
+            Some(Scope::Global) => Some(self.cluster_store(&driver_name)?),
+            _ => None,
+        };
         let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
         if !req.enable_ipv6
             && let Some(flag) = want6.first_flag()
@@ -147,18 +153,21 @@ impl Inner {
         let (taken4, taken6) = self.taken_subnets().await?;
         // Beside a Docker engine, xnet's own networks keep out of the pools Docker's IPAM
         // hands out (it knows only Docker's networks).
-        let pool = match self.docker {
-            Some(_) => ipam::pool_beside_docker(),
-            None => ipam::default_pool(),
+        let ipv4 = match (&cluster, &self.docker) {
+            (Some(_), _) => ipam::configure(&want4, &taken4, ipam::overlay_pool())?,
+            (None, Some(_)) => ipam::configure(&want4, &taken4, ipam::pool_beside_docker())?,
+            (None, None) => ipam::configure(&want4, &taken4, ipam::default_pool())?,
         };
-        let ipv4 = ipam::configure(&want4, &taken4, pool)?;
         let ipv6 = if req.enable_ipv6 {
-            let pool = ipam::ula_pool(self.ula_prefix()?);
-            Some(ipam::configure(&want6, &taken6, pool)?)
+            let ula = match &cluster {
+                Some((_, settings)) => settings.ula_prefix,
+                None => self.ula_prefix()?,
+            };
+            Some(ipam::configure(&want6, &taken6, ipam::ula_pool(ula))?)
         } else {
             None
         };
-        let network = Network {
+        let mut network = Network {
             id: random_id()?,
             name: req.name.clone(),
             driver: driver_name,
@@ -171,8 +180,24 @@ impl Inner {
             icc: options.icc,
             mtu: options.mtu,
             docker: None,
+            vni: None,
+            attachable: req.attachable,
         };
-        self.install_network(network).await
+        let Some((mut store, _)) = cluster else {
+            return self.install_network(network).await;
+        };
+        let global = self
+            .register_global(&mut store, &mut network, options.vni)
+            .await?;
+        match self.install_network(network).await {
+            Ok(name) => Ok(name),
+            Err(e) => {
+                if let Err(cleanup) = store.remove_network(&global).await {
+                    warn!(network = %global.name, "withdrawing it from the cluster: {cleanup}");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Gives a new, validated network its datapath id and its host-wide objects (through its
@@ -216,23 +241,36 @@ impl Inner {
                 "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
             )));
         }
+        if let Some(global) = ClusterNetwork::of(&net) {
+            // Out of the cluster first: its store says which networks exist; this host's
+            // containers are checked before, the others' by their hosts.
+            self.check_unused(&net)?;
+            let (mut store, _) = self.cluster_store(&net.driver)?;
+            store.remove_network(&global).await?;
+        }
         self.uninstall_network(&net).await
     }
 
-    /// Removes a network no endpoint uses any more from the host, the datapath and the state.
-    pub(crate) async fn uninstall_network(&mut self, net: &Network) -> Result<()> {
+    /// Refuses while containers of this host are attached to `net`, naming them.
+    fn check_unused(&self, net: &Network) -> Result<()> {
         let attached: Vec<&str> = self
             .state
             .endpoints_on(&net.name)
             .map(|(c, _)| c.name.as_str())
             .collect();
-        if !attached.is_empty() {
-            return Err(XnetError::conflict(format!(
-                "error while removing network: network {} has active endpoints (containers: {})",
-                net.name,
-                attached.join(", ")
-            )));
+        if attached.is_empty() {
+            return Ok(());
         }
+        Err(XnetError::conflict(format!(
+            "error while removing network: network {} has active endpoints (containers: {})",
+            net.name,
+            attached.join(", ")
+        )))
+    }
+
+    /// Removes a network no endpoint uses any more from the host, the datapath and the state.
+    pub(crate) async fn uninstall_network(&mut self, net: &Network) -> Result<()> {
+        self.check_unused(net)?;
         let driver = self.driver(net)?;
         driver.remove_network(&mut self.kernel, net).await?;
         self.state.networks.remove(&net.name);

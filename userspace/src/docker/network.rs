@@ -163,6 +163,8 @@ impl Inner {
             icc: options.icc,
             mtu: options.mtu,
             docker: Some(DockerOwned { named: false }),
+            vni: None,
+            attachable: false,
         };
         self.install_network(network).await?;
         Ok(())

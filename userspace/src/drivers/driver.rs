@@ -29,6 +29,27 @@ pub trait Driver: Sync {
     fn predefined_network(&self) -> Option<&'static str>;
     /// What a container on one of its networks gets.
     fn attachment(&self) -> Attachment;
+    /// Whether its networks are this host's or the cluster's.
+    fn scope(&self) -> Scope;
+}
+
+/// Where a driver's networks exist (Docker's `Scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On this host only.
+    Local,
+    /// On every host of the cluster, kept in its store (`--cluster-store`).
+    Global,
+}
+
+impl Scope {
+    /// As `network inspect` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
 }
 
 /// What a container on a driver's network gets.

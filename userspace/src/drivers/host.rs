@@ -1,7 +1,7 @@
 //! `--network host`: the container runs in the daemon's own namespace (the host's), with the
 //! host's interfaces; xnet makes nothing for it.
 
-use super::driver::{Attachment, Driver};
+use super::driver::{Attachment, Driver, Scope};
 use crate::state::HOST_NETWORK;
 
 pub struct Host;
@@ -13,6 +13,10 @@ impl Driver for Host {
 
     fn predefined_network(&self) -> Option<&'static str> {
         Some(HOST_NETWORK)
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Local
     }
 
     fn attachment(&self) -> Attachment {

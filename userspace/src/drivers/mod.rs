@@ -5,7 +5,10 @@
 //! - `bridge`: a network of veth endpoints on the eBPF datapath (no bridge device); the
 //!   default `bridge` network and user-defined ones, Docker's networks through the plugin;
 //! - `host`: `--network host`, the daemon's own namespace;
-//! - `null`: `--network none`, a namespace with loopback only.
+//! - `null`: `--network none`, a namespace with loopback only;
+//! - `overlay`: networks of global scope, shared by the hosts of a cluster (`--cluster-store`);
+//!
+//! and `veth_network`, what bridge and overlay share (veth endpoints, gateways on loopback).
 //!
 //! Adding a driver: a module here implementing [`Driver`] (and [`EndpointDriver`] if its
 //! containers get endpoints), and its line in `DRIVERS`.
@@ -14,12 +17,14 @@ mod bridge;
 mod driver;
 mod host;
 mod null;
+mod overlay;
+mod veth_network;
 
 pub use bridge::BRIDGE;
-pub use driver::{Attachment, Driver, EndpointDriver, Kernel};
+pub use driver::{Attachment, Driver, EndpointDriver, Kernel, Scope};
 
 /// Every driver, in the order `network ls` shows their pre-defined networks.
-static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null];
+static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null, &overlay::Overlay];
 
 /// The driver called `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn Driver> {

@@ -1,7 +1,7 @@
 //! `--network none`: the container gets a network namespace with loopback only. Docker calls
 //! the driver `null`.
 
-use super::driver::{Attachment, Driver};
+use super::driver::{Attachment, Driver, Scope};
 use crate::state::NONE_NETWORK;
 
 pub struct Null;
@@ -13,6 +13,10 @@ impl Driver for Null {
 
     fn predefined_network(&self) -> Option<&'static str> {
         Some(NONE_NETWORK)
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Local
     }
 
     fn attachment(&self) -> Attachment {

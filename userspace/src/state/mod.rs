@@ -19,6 +19,6 @@ mod store;
 pub use ipam::IpConfig;
 pub use model::{
     Container, DEFAULT_NETWORK, DockerEndpoint, DockerOwned, DockerPool, Endpoint, HOST_NETWORK,
-    KernelObject, Mac, NONE_NETWORK, Network, Sandbox, State,
+    KernelObject, Mac, Membership, NONE_NETWORK, Network, Sandbox, State,
 };
 pub use store::Store;

@@ -56,6 +56,19 @@ pub struct State {
     /// crash never leaves an object nobody owns. Empty between requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<KernelObject>,
+    /// This host's membership of a cluster (`--cluster-store`), kept across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Membership>,
+}
+
+/// This host in its cluster: its id, kept for good, and the lease its keys live under, which
+/// a restart renews rather than replaces while it is alive (so the other hosts never see
+/// this host's endpoints go and come back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub host_id: String,
+    #[serde(default)]
+    pub lease: Option<i64>,
 }
 
 /// A kernel object xnetd makes whose owner is a record being created, or one just forgotten.
@@ -128,6 +141,14 @@ pub struct Network {
     /// Docker removes it.
     #[serde(default)]
     pub docker: Option<DockerOwned>,
+    /// The VXLAN id of a network of global scope (overlay), the same on every host; its
+    /// record here mirrors the cluster store's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// Standalone containers may join it (`--attachable`): a global network without it takes
+    /// none, as Docker's swarm overlays take only services.
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 impl Network {

@@ -10,6 +10,10 @@ use crate::error::{Result, XnetError};
 pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 /// The MTU of the network's interfaces.
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// An overlay's VXLAN id (Docker takes a list; an xnet network has one).
+pub const OPT_VXLANID: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// VXLAN ids are 24 bits; 0 means none.
+const VNI_MAX: u32 = (1 << 24) - 1;
 /// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).
 const IPV6_MIN_MTU: u32 = 1280;
 
@@ -18,6 +22,7 @@ const IPV6_MIN_MTU: u32 = 1280;
 pub struct NetworkOptions {
     pub icc: bool,
     pub mtu: Option<u32>,
+    pub vni: Option<u32>,
 }
 
 impl Default for NetworkOptions {
@@ -25,6 +30,7 @@ impl Default for NetworkOptions {
         Self {
             icc: true,
             mtu: None,
+            vni: None,
         }
     }
 }
@@ -53,6 +59,14 @@ pub fn parse(
                 })?;
             }
             OPT_MTU => parsed.mtu = Some(parse_mtu(value, ipv6)?),
+            OPT_VXLANID => {
+                let vni = value.parse().ok().filter(|v| (1..=VNI_MAX).contains(v));
+                parsed.vni = Some(vni.ok_or_else(|| {
+                    XnetError::invalid(format!(
+                        "invalid {OPT_VXLANID}={value:?}: expected one VXLAN id from 1 to {VNI_MAX}"
+                    ))
+                })?);
+            }
             _ => unreachable!("every accepted key has a rule above"),
         }
     }
@@ -106,6 +120,19 @@ mod tests {
             assert!(
                 parse(&opts(&[bad]), BOTH, false).is_err(),
                 "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overlay_takes_one_vxlan_id() {
+        let keys = &[OPT_MTU, OPT_VXLANID];
+        let o = parse(&opts(&[(OPT_VXLANID, "4097")]), keys, false).unwrap();
+        assert_eq!(o.vni, Some(4097));
+        for bad in ["0", "16777216", "4097,4098", "x"] {
+            assert!(
+                parse(&opts(&[(OPT_VXLANID, bad)]), keys, false).is_err(),
+                "{bad}"
             );
         }
     }

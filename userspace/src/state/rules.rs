@@ -44,6 +44,18 @@ pub fn refuse_docker_container(c: &Container, instead: &str) -> Result<()> {
     }
 }
 
+/// Standalone containers join a network of global scope only if it was made `--attachable`
+/// (Docker's swarm overlays without it take only services), in Docker's words.
+pub fn check_attachable(net: &Network) -> Result<()> {
+    if net.vni.is_some() && !net.attachable {
+        return Err(XnetError::invalid(format!(
+            "network {} not manually attachable",
+            net.name
+        )));
+    }
+    Ok(())
+}
+
 /// Every `-p` spec parsed, or the first one's reason.
 pub fn parse_specs(specs: &[String]) -> Result<Vec<PortSpec>> {
     specs

@@ -16,5 +16,5 @@ mod testing;
 
 pub use allocate::allocate;
 pub use configure::{Requested, by_family, configure, gateway};
-pub use pools::{default_pool, pool_beside_docker, ula_pool, ula_prefix};
+pub use pools::{default_pool, overlay_pool, pool_beside_docker, ula_pool, ula_prefix};
 pub use subnet::{IpConfig, Subnet, Taken};

@@ -1,5 +1,5 @@
 //! Where a network's subnet comes from when none is asked for: Docker's default IPv4 pools,
-//! xnet's own beside a Docker engine, and the /64s of the daemon's unique local /48; the
+//! xnet's own beside a Docker engine, the overlay pool, and the /64s of a unique local /48; the
 //! first subnet of a pool that overlaps nothing taken is the network's.
 
 use std::net::Ipv4Addr;
@@ -27,6 +27,15 @@ pub fn pool_beside_docker() -> Vec<Ipv4Net> {
     (192..=223u8)
         .map(|b| Ipv4Net::new(Ipv4Addr::new(10, b, 0, 0), 16).expect("a valid prefix"))
         .collect()
+}
+
+/// The pool of networks of global scope (overlay), Docker's swarm default: 10.0.0.0/8 cut
+/// into /24s (10.0.0.0/24, 10.0.1.0/24, ...), skipping what this host takes.
+pub fn overlay_pool() -> impl Iterator<Item = Ipv4Net> {
+    Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8)
+        .expect("a valid prefix")
+        .subnets(24)
+        .expect("a /8 holds /24s")
 }
 
 /// An RFC 4193 unique local /48: `fd` followed by 40 random bits (the caller's).

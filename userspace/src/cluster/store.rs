@@ -1,0 +1,295 @@
+//! The cluster store: etcd, through the etcd-client crate. Every call is bounded in time, so a
+//! store that does not answer turns into a one-line refusal of what needs it, never a hang;
+//! what only this host needs (bridge networks, traffic) never waits on it.
+
+use std::{future::Future, time::Duration};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
+};
+use ipnet::Ipv6Net;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    config::ClusterConfig,
+    keys,
+    records::{ClusterNetwork, DEFAULT_VXLAN_PORT, HostRecord, Settings},
+};
+use crate::error::{Result, XnetError};
+
+/// How long one call to the store may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a host's keys outlive its last renewal: when a host dies, every other host
+/// removes its endpoints within this time.
+pub const LEASE_TTL_SECONDS: i64 = 10;
+/// The VNIs xnet hands out, as Docker's swarm does: from 4096 up (below are left for VNIs
+/// given with `-o com.docker.network.driver.overlay.vxlanid_list`), to VXLAN's 24 bits.
+pub const VNI_FIRST_FREE: u32 = 4096;
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+
+/// What made a new network's transaction fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Another network of the cluster has its name.
+    Name,
+    /// Another network of the cluster has its VNI.
+    Vni,
+}
+
+/// A connection to the cluster's etcd.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    /// The members' URLs, for messages.
+    urls: String,
+}
+
+impl Store {
+    /// Connects to the members `config` names.
+    pub async fn connect(config: &ClusterConfig) -> Result<Self> {
+        let urls = config.endpoints.join(",");
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            .with_timeout(CALL_TIMEOUT);
+        let connected = tokio::time::timeout(
+            CALL_TIMEOUT,
+            Client::connect(&config.endpoints, Some(options)),
+        )
+        .await;
+        let client = match connected {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unavailable(&urls, reason(&e))),
+            Err(_) => {
+                return Err(unavailable(
+                    &urls,
+                    format!("timed out after {CALL_TIMEOUT:?}"),
+                ));
+            }
+        };
+        Ok(Self { client, urls })
+    }
+
+    /// The cluster's settings, written now if this is its first host (with `vxlan_port`, or
+    /// Docker's default, and `ula_prefix`). A host asking for another port than the
+    /// cluster's is refused.
+    pub async fn settings(
+        &mut self,
+        vxlan_port: Option<u16>,
+        ula_prefix: Ipv6Net,
+    ) -> Result<Settings> {
+        let proposed = Settings {
+            vxlan_port: vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
+            ula_prefix,
+        };
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                keys::SETTINGS,
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(keys::SETTINGS, to_json(&proposed)?, None)])
+            .or_else([TxnOp::get(keys::SETTINGS, None)]);
+        let response = self.call(|mut c| async move { c.txn(txn).await }).await?;
+        if response.succeeded() {
+            return Ok(proposed);
+        }
+        let stored: Settings = match response.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) => match get.kvs().first() {
+                Some(kv) => from_json(kv.value())?,
+                None => return Err(XnetError::Internal("cluster settings vanished".into())),
+            },
+            _ => return Err(XnetError::Internal("unexpected answer from etcd".into())),
+        };
+        if let Some(port) = vxlan_port.filter(|p| *p != stored.vxlan_port) {
+            return Err(XnetError::invalid(format!(
+                "--data-path-port {port}: the cluster's VXLAN port is {}",
+                stored.vxlan_port
+            )));
+        }
+        Ok(stored)
+    }
+
+    /// Registers this host under a lease: `lease` (a previous run's, if it is still alive) or
+    /// a new one. Returns the lease.
+    pub async fn join(&mut self, host: &HostRecord, lease: Option<i64>) -> Result<i64> {
+        let alive = match lease {
+            Some(id) => {
+                let ttl = self
+                    .call(|mut c| async move { c.lease_time_to_live(id, None).await })
+                    .await?;
+                (ttl.ttl() > 0).then_some(id)
+            }
+            None => None,
+        };
+        let lease = match alive {
+            Some(id) => id,
+            None => self
+                .call(|mut c| async move { c.lease_grant(LEASE_TTL_SECONDS, None).await })
+                .await?
+                .id(),
+        };
+        let value = to_json(host)?;
+        let key = keys::host(&host.id);
+        self.call(|mut c| async move {
+            c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                .await
+        })
+        .await?;
+        Ok(lease)
+    }
+
+    /// Renews `lease` once; false if it had expired (the host's keys are gone).
+    pub async fn renew(&mut self, lease: i64) -> Result<bool> {
+        let response = self
+            .call(|mut c| async move {
+                let (mut keeper, mut answers) = c.lease_keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                answers.message().await
+            })
+            .await?;
+        Ok(response.is_some_and(|r| r.ttl() > 0))
+    }
+
+    /// The hosts of the cluster.
+    pub async fn hosts(&mut self) -> Result<Vec<HostRecord>> {
+        Ok(self.list(keys::HOSTS).await?.0)
+    }
+
+    /// The networks of global scope, and the store's revision they were read at (to watch
+    /// from the next one).
+    pub async fn networks(&mut self) -> Result<(Vec<ClusterNetwork>, i64)> {
+        self.list(keys::NETWORKS).await
+    }
+
+    /// The lowest VNI from [`VNI_FIRST_FREE`] that no network has.
+    pub async fn free_vni(&mut self) -> Result<u32> {
+        let response = self
+            .call(|mut c| async move {
+                c.get(
+                    keys::VNIS,
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                )
+                .await
+            })
+            .await?;
+        let taken: Vec<u32> = response
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok().and_then(keys::vni_of))
+            .collect();
+        (VNI_FIRST_FREE..=VNI_MAX)
+            .find(|vni| !taken.contains(vni))
+            .ok_or_else(|| XnetError::conflict("every VXLAN id of the cluster is in use"))
+    }
+
+    /// Adds a network of global scope, unless its name or VNI is taken (both checked in the
+    /// same transaction as the write, so two hosts creating at once cannot both succeed):
+    /// then which one was.
+    pub async fn create_network(&mut self, net: &ClusterNetwork) -> Result<Option<Taken>> {
+        let (name, vni) = (keys::name(&net.name), keys::vni(net.vni));
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(name.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(vni.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([
+                TxnOp::put(keys::network(&net.id), to_json(net)?, None),
+                TxnOp::put(name.clone(), net.id.clone(), None),
+                TxnOp::put(vni.clone(), net.id.clone(), None),
+            ])
+            .or_else([TxnOp::get(name, None), TxnOp::get(vni, None)]);
+        let response = self.call(|mut c| async move { c.txn(txn).await }).await?;
+        if response.succeeded() {
+            return Ok(None);
+        }
+        let name_taken = match response.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) => !get.kvs().is_empty(),
+            _ => false,
+        };
+        Ok(Some(if name_taken { Taken::Name } else { Taken::Vni }))
+    }
+
+    /// Removes a network of global scope (its name and VNI with it), if it is still the one
+    /// this host knows under that name.
+    pub async fn remove_network(&mut self, net: &ClusterNetwork) -> Result<()> {
+        let txn = Txn::new()
+            .when([Compare::value(
+                keys::name(&net.name),
+                CompareOp::Equal,
+                net.id.clone(),
+            )])
+            .and_then([
+                TxnOp::delete(keys::network(&net.id), None),
+                TxnOp::delete(keys::name(&net.name), None),
+                TxnOp::delete(keys::vni(net.vni), None),
+            ]);
+        self.call(|mut c| async move { c.txn(txn).await }).await?;
+        Ok(())
+    }
+
+    /// Every change under xnet's prefix from `revision` on.
+    pub async fn watch(&mut self, revision: i64) -> Result<WatchStream> {
+        self.call(|mut c| async move {
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(revision);
+            c.watch(keys::ROOT, Some(options)).await
+        })
+        .await
+    }
+
+    /// The records under `prefix`, and the revision they were read at.
+    async fn list<T: DeserializeOwned>(&mut self, prefix: &'static str) -> Result<(Vec<T>, i64)> {
+        let response = self
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let records = response
+            .kvs()
+            .iter()
+            .map(|kv| from_json(kv.value()))
+            .collect::<Result<Vec<T>>>()?;
+        Ok((records, revision))
+    }
+
+    /// One call to etcd, bounded by [`CALL_TIMEOUT`]; failures are "unavailable".
+    async fn call<T, F>(&mut self, call: impl FnOnce(Client) -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        match tokio::time::timeout(CALL_TIMEOUT, call(self.client.clone())).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(unavailable(&self.urls, reason(&e))),
+            Err(_) => Err(unavailable(
+                &self.urls,
+                format!("timed out after {CALL_TIMEOUT:?}"),
+            )),
+        }
+    }
+}
+
+/// What went wrong with a call, in a few words: gRPC's own message (e.g. "Timeout
+/// expired"), not the transport's chain of causes.
+fn reason(error: &etcd_client::Error) -> String {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The refusal of whatever needed a store that did not answer.
+fn unavailable(urls: &str, why: impl std::fmt::Display) -> XnetError {
+    XnetError::Unavailable(format!(
+        "the cluster store ({urls}) does not answer ({why}); overlay networks cannot change until it does"
+    ))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| XnetError::Internal(format!("encoding: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| XnetError::Internal(format!("a record of the cluster store: {e}")))
+}

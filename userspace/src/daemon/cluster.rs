@@ -1,0 +1,284 @@
+//! This host in its cluster (`--cluster-store`). Joining and watching run beside the requests,
+//! never in their way: a store that does not answer keeps neither xnetd from starting nor
+//! bridge networks from working; only what needs the store (overlay networks) is refused,
+//! with the reason, until it answers again. Then this host joins again (with its lease if it
+//! is still alive, so the others never see it leave), reads every network of global scope
+//! and mirrors them into its state and kernel, and follows the store's changes.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use super::{
+    Daemon,
+    inner::{Cluster, Inner},
+};
+use crate::{
+    cluster::{
+        config::{Advertise, ClusterConfig},
+        keys,
+        records::{ClusterNetwork, HostRecord, Settings},
+        store::{LEASE_TTL_SECONDS, Store, Taken},
+    },
+    error::{Result, XnetError},
+    state::{Membership, Network, ids::random_id, ipam, options::OPT_VXLANID},
+};
+
+/// How soon to try a store that did not answer again.
+const RETRY: Duration = Duration::from_secs(2);
+/// How many free VNIs a new network tries while other hosts claim them first.
+const VNI_ATTEMPTS: usize = 5;
+
+impl Inner {
+    /// Sets this host up as a member of the cluster `config` names: its id (kept in the state
+    /// for good) and its underlay address. Nothing is asked of the store yet.
+    pub(super) async fn enter_cluster(&mut self, config: ClusterConfig) -> anyhow::Result<()> {
+        let membership = match &self.state.cluster {
+            Some(m) => m.clone(),
+            None => Membership {
+                host_id: random_id()?[..12].to_string(),
+                lease: None,
+            },
+        };
+        self.state.cluster = Some(membership.clone());
+        let address = match &config.advertise {
+            Advertise::Address(ip) => *ip,
+            Advertise::Interface(name) => {
+                let netlink = &self.kernel.netlink;
+                let link = netlink
+                    .link_by_name(name)
+                    .await?
+                    .with_context(|| format!("--cluster-advertise {name}: no such interface"))?;
+                netlink
+                    .global_addresses(link.index)
+                    .await?
+                    .into_iter()
+                    .find_map(|a| match a {
+                        IpAddr::V4(ip) => Some(ip),
+                        IpAddr::V6(_) => None,
+                    })
+                    .with_context(|| {
+                        format!("--cluster-advertise {name}: the interface has no IPv4 address")
+                    })?
+            }
+        };
+        let host = HostRecord {
+            id: membership.host_id,
+            name: config.host_name.clone(),
+            address,
+        };
+        info!(host = %host.name, address = %host.address, "member of the cluster at {}", config.endpoints.join(","));
+        self.cluster = Some(Cluster {
+            config,
+            host,
+            store: None,
+        });
+        Ok(())
+    }
+
+    /// The store and the cluster's settings, for a request that needs them: refused in one
+    /// line without a cluster, or while the store does not answer.
+    pub(crate) fn cluster_store(&self, driver: &str) -> Result<(Store, Settings)> {
+        let Some(cluster) = &self.cluster else {
+            return Err(XnetError::invalid(format!(
+                "driver {driver} needs a cluster: start xnetd with --cluster-store etcd://HOST:PORT[,HOST:PORT…] and --cluster-advertise IP|IFACE"
+            )));
+        };
+        cluster.store.clone().ok_or_else(|| {
+            XnetError::Unavailable(format!(
+                "the cluster store ({}) does not answer; overlay networks cannot change until it does",
+                cluster.config.endpoints.join(",")
+            ))
+        })
+    }
+
+    /// Puts a new network of global scope into the cluster's store with its VNI (`vni`, or
+    /// the lowest free one), which its options show as Docker's do. Two hosts picking the
+    /// same free VNI at once: the store's transaction lets one win, the other picks again.
+    /// Returns the cluster's record.
+    pub(super) async fn register_global(
+        &mut self,
+        store: &mut Store,
+        net: &mut Network,
+        vni: Option<u32>,
+    ) -> Result<ClusterNetwork> {
+        for _ in 0..VNI_ATTEMPTS {
+            let chosen = match vni {
+                Some(vni) => vni,
+                None => store.free_vni().await?,
+            };
+            net.vni = Some(chosen);
+            net.options.insert(OPT_VXLANID.into(), chosen.to_string());
+            let global = ClusterNetwork::of(net).expect("it has a VNI");
+            match store.create_network(&global).await? {
+                None => {
+                    info!(network = %net.name, vni = chosen, "network created in the cluster");
+                    return Ok(global);
+                }
+                Some(Taken::Name) => {
+                    return Err(XnetError::conflict(format!(
+                        "network with name {} already exists in the cluster",
+                        net.name
+                    )));
+                }
+                Some(Taken::Vni) if vni.is_some() => {
+                    return Err(XnetError::conflict(format!(
+                        "VXLAN id {chosen} is already used by another network of the cluster"
+                    )));
+                }
+                Some(Taken::Vni) => {}
+            }
+        }
+        Err(XnetError::conflict(
+            "could not claim a free VXLAN id: other hosts took each one first; try again",
+        ))
+    }
+
+    /// Makes this host's networks of global scope those of the cluster: what the store has
+    /// and this host lacks is installed, what this host has and the store no longer has is
+    /// removed (unless containers of this host still use it).
+    async fn mirror_global_networks(&mut self, networks: Vec<ClusterNetwork>) -> Result<()> {
+        for wanted in &networks {
+            match self.state.networks.get(&wanted.name) {
+                Some(local) if local.id == wanted.id => {}
+                Some(local) => warn!(
+                    network = %wanted.name,
+                    "the cluster's network has the name of this host's network {}; not mirrored",
+                    local.id
+                ),
+                None => {
+                    let name = self.install_network(wanted.to_local()).await?;
+                    info!(network = %name, vni = wanted.vni, "network of the cluster mirrored");
+                }
+            }
+        }
+        let gone: Vec<Network> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.vni.is_some() && !networks.iter().any(|w| w.id == n.id))
+            .cloned()
+            .collect();
+        for net in gone {
+            match self.uninstall_network(&net).await {
+                Ok(()) => info!(network = %net.name, "the cluster removed the network"),
+                Err(e) => warn!(network = %net.name, "the cluster removed the network: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Daemon {
+    /// Keeps this host in its cluster until the process ends: (re)joins whenever the store
+    /// answers again, renews the lease, and mirrors the networks of global scope as they
+    /// change. Does nothing without `--cluster-store`.
+    pub async fn keep_in_cluster(self: Arc<Self>) {
+        let mut warned = false;
+        loop {
+            match self.join_cluster().await {
+                Ok(Some((store, lease, revision))) => {
+                    warned = false;
+                    let why = self.follow_cluster(store, lease, revision).await;
+                    warn!("lost the cluster store ({why:#}); joining again");
+                }
+                Ok(None) => return,
+                Err(e) if !warned => {
+                    warn!("{e}; retrying every {RETRY:?}");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            if let Some(cluster) = self.inner.lock().await.cluster.as_mut() {
+                cluster.store = None;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Connects, agrees on the settings, registers this host under its lease and mirrors the
+    /// cluster's networks. Returns the store, the lease and the revision to watch from; None
+    /// without a cluster.
+    async fn join_cluster(&self) -> Result<Option<(Store, i64, i64)>> {
+        let (config, host, lease, ula) = {
+            let inner = self.inner.lock().await;
+            let Some(cluster) = &inner.cluster else {
+                return Ok(None);
+            };
+            let lease = inner.state.cluster.as_ref().and_then(|m| m.lease);
+            (
+                cluster.config.clone(),
+                cluster.host.clone(),
+                lease,
+                inner.state.ula_prefix,
+            )
+        };
+        let mut store = Store::connect(&config).await?;
+        let ula = match ula {
+            Some(ula) => ula,
+            None => {
+                let mut random = [0u8; 5];
+                getrandom::fill(&mut random)
+                    .map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+                ipam::ula_prefix(random)
+            }
+        };
+        let settings = store.settings(config.vxlan_port, ula).await?;
+        let lease = store.join(&host, lease).await?;
+        let (networks, revision) = store.networks().await?;
+        let mut inner = self.inner.lock().await;
+        if let Some(membership) = inner.state.cluster.as_mut() {
+            membership.lease = Some(lease);
+        }
+        inner.mirror_global_networks(networks).await?;
+        inner.save()?;
+        if let Some(cluster) = inner.cluster.as_mut() {
+            cluster.store = Some((store.clone(), settings));
+        }
+        info!(host = %host.name, lease, "joined the cluster");
+        Ok(Some((store, lease, revision)))
+    }
+
+    /// Renews the lease and follows the store's changes until either fails; returns why.
+    async fn follow_cluster(&self, mut store: Store, lease: i64, revision: i64) -> XnetError {
+        let mut watch = match store.watch(revision + 1).await {
+            Ok(watch) => watch,
+            Err(e) => return e,
+        };
+        let mut renew =
+            tokio::time::interval(Duration::from_secs((LEASE_TTL_SECONDS as u64 / 3).max(1)));
+        loop {
+            tokio::select! {
+                _ = renew.tick() => match store.renew(lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return XnetError::Unavailable("this host's lease expired".into()),
+                    Err(e) => return e,
+                },
+                message = watch.message() => {
+                    let changed = match message {
+                        Ok(Some(response)) => response.events().iter().any(|e| {
+                            e.kv()
+                                .and_then(|kv| kv.key_str().ok())
+                                .is_some_and(|key| key.starts_with(keys::NETWORKS))
+                        }),
+                        Ok(None) => return XnetError::Unavailable("the watch ended".into()),
+                        Err(e) => return XnetError::Unavailable(format!("watching: {e}")),
+                    };
+                    if changed && let Err(e) = self.resync(&mut store).await {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mirrors the cluster's networks again, as they are now.
+    async fn resync(&self, store: &mut Store) -> Result<()> {
+        let (networks, _) = store.networks().await?;
+        let mut inner = self.inner.lock().await;
+        inner.mirror_global_networks(networks).await?;
+        inner.save()?;
+        Ok(())
+    }
+}
