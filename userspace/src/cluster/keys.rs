@@ -8,6 +8,7 @@
 //! | `/xnet/v1/networks/<network id>` | [`super::records::ClusterNetwork`] | none |
 //! | `/xnet/v1/names/<network name>` | network id: one network per name | none |
 //! | `/xnet/v1/vnis/<vni>` | network id: one network per VNI | none |
+//! | `/xnet/v1/addresses/<network id>/<address>` | endpoint id: one endpoint per address | the claiming host's |
 //!
 //! A host's keys carry its lease: when the host stops renewing it, etcd removes them, and
 //! every other host sees the deletions through its watch.
@@ -19,6 +20,7 @@ pub const HOSTS: &str = "/xnet/v1/hosts/";
 pub const NETWORKS: &str = "/xnet/v1/networks/";
 pub const NAMES: &str = "/xnet/v1/names/";
 pub const VNIS: &str = "/xnet/v1/vnis/";
+pub const ADDRESSES: &str = "/xnet/v1/addresses/";
 
 pub fn host(id: &str) -> String {
     format!("{HOSTS}{id}")
@@ -36,6 +38,16 @@ pub fn vni(vni: u32) -> String {
     format!("{VNIS}{vni}")
 }
 
+/// The prefix of the addresses claimed on network `id`.
+pub fn addresses(network_id: &str) -> String {
+    format!("{ADDRESSES}{network_id}/")
+}
+
+/// The claim of `address` on network `id`.
+pub fn address(network_id: &str, address: impl std::fmt::Display) -> String {
+    format!("{ADDRESSES}{network_id}/{address}")
+}
+
 /// The VNI a `vnis/` key claims.
 pub fn vni_of(key: &str) -> Option<u32> {
     key.strip_prefix(VNIS)?.parse().ok()
@@ -47,12 +59,15 @@ mod tests {
 
     #[test]
     fn keys_live_under_the_versioned_root() {
-        for key in [SETTINGS, HOSTS, NETWORKS, NAMES, VNIS] {
+        for key in [SETTINGS, HOSTS, NETWORKS, NAMES, VNIS, ADDRESSES] {
             assert!(key.starts_with(ROOT), "{key}");
         }
         assert_eq!(vni(4096), "/xnet/v1/vnis/4096");
         assert_eq!(vni_of(&vni(4096)), Some(4096));
         assert_eq!(vni_of("/xnet/v1/vnis/x"), None);
         assert_eq!(network("ab"), "/xnet/v1/networks/ab");
+        let ip: std::net::Ipv4Addr = "10.0.1.2".parse().unwrap();
+        assert_eq!(address("ab", ip), "/xnet/v1/addresses/ab/10.0.1.2");
+        assert!(address("ab", ip).starts_with(&addresses("ab")));
     }
 }

@@ -2,7 +2,7 @@
 //! store that does not answer turns into a one-line refusal of what needs it, never a hang;
 //! what only this host needs (bridge networks, traffic) never waits on it.
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeSet, future::Future, time::Duration};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
@@ -16,7 +16,10 @@ use super::{
     keys,
     records::{ClusterNetwork, DEFAULT_VXLAN_PORT, HostRecord, Settings},
 };
-use crate::error::{Result, XnetError};
+use crate::{
+    error::{Result, XnetError},
+    state::ipam::{self, IpConfig, Subnet},
+};
 
 /// How long one call to the store may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,6 +30,8 @@ pub const LEASE_TTL_SECONDS: i64 = 10;
 /// given with `-o com.docker.network.driver.overlay.vxlanid_list`), to VXLAN's 24 bits.
 pub const VNI_FIRST_FREE: u32 = 4096;
 pub const VNI_MAX: u32 = (1 << 24) - 1;
+/// How many free addresses one claim tries while other hosts take them first.
+const CLAIM_ATTEMPTS: usize = 16;
 
 /// What made a new network's transaction fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +230,70 @@ impl Store {
                 TxnOp::delete(keys::vni(net.vni), None),
             ]);
         self.call(|mut c| async move { c.txn(txn).await }).await?;
+        Ok(())
+    }
+
+    /// Claims an address of network `network_id` for `endpoint` under `lease`: `requested`
+    /// (refused if another endpoint of the cluster has it), or the lowest free one by
+    /// `ipam::allocate`'s rules. The claim is a key created only if it does not exist, so two
+    /// hosts allocating at the same moment never get the same address: the loser picks again.
+    pub async fn claim_address<N: Subnet>(
+        &mut self,
+        network_id: &str,
+        config: &IpConfig<N>,
+        requested: Option<&str>,
+        endpoint: &str,
+        lease: i64,
+    ) -> Result<N::Addr> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let prefix = keys::addresses(network_id);
+            let claimed = self
+                .call(|mut c| async move {
+                    c.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
+                        .await
+                })
+                .await?;
+            let used: BTreeSet<N::Addr> = claimed
+                .kvs()
+                .iter()
+                .filter_map(|kv| kv.key_str().ok()?.rsplit('/').next()?.parse().ok())
+                .collect();
+            let address = ipam::allocate(config, &used, requested)?;
+            let key = keys::address(network_id, address);
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key,
+                    endpoint,
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            if self
+                .call(|mut c| async move { c.txn(txn).await })
+                .await?
+                .succeeded()
+            {
+                return Ok(address);
+            }
+            if requested.is_some() {
+                return Err(XnetError::conflict(format!(
+                    "address {address} is already in use on this network"
+                )));
+            }
+        }
+        Err(XnetError::conflict(
+            "could not claim a free address: other hosts took each one first; try again",
+        ))
+    }
+
+    /// Gives an address back (gone already is fine).
+    pub async fn release_address(
+        &mut self,
+        network_id: &str,
+        address: impl std::fmt::Display,
+    ) -> Result<()> {
+        let key = keys::address(network_id, address);
+        self.call(|mut c| async move { c.delete(key, None).await })
+            .await?;
         Ok(())
     }
 
