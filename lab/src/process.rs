@@ -37,9 +37,13 @@ impl Proc {
         Ok(Self { pid, start_time })
     }
 
-    /// Whether the process still runs (not ended, not a zombie) and is the one recorded.
+    /// Whether the process is the one recorded and has not wholly ended: its main thread is
+    /// not a zombie, or other threads of it still exit (and still hold its files: a daemon's
+    /// socket is closed only when the last thread is gone).
     pub fn is_running(&self) -> bool {
-        stat(self.pid).is_some_and(|(state, start)| start == self.start_time && state != 'Z')
+        stat(self.pid).is_some_and(|(state, start)| {
+            start == self.start_time && (state != 'Z' || threads(self.pid) > 1)
+        })
     }
 
     /// Ends the process: `signal`, then SIGKILL if it still runs after [`GRACE`]. `child` is
@@ -93,6 +97,11 @@ impl Proc {
 fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&stat)
+}
+
+/// How many threads process `pid` has (a zombie main thread counts as one).
+fn threads(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
 }
 
 fn parse_stat(stat: &str) -> Option<(char, u64)> {

@@ -1,6 +1,7 @@
 //! Labs brought up for real: the underlay carries traffic between hosts and to the outside,
-//! every xnetd answers, etcd is healthy (and stays so with a member down), a lab left
-//! running is found from its record and taken down, and nothing is left behind. Need root.
+//! every xnetd answers and they share one cluster, etcd is healthy (and stays so with a
+//! member down), a lab left running is found from its record and taken down, and nothing is
+//! left behind. Need root.
 //!
 //! The binaries are the workspace's xnetd and xnet of this test's profile, which `cargo xtask
 //! test integration` builds in the same run (xnet's own integration tests need them).
@@ -71,6 +72,16 @@ fn assert_gone(prefix: &str, dir: &Path, pins: &[PathBuf]) {
     }
 }
 
+struct DownOnDrop<'a>(&'a str);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(Some(lab)) = Lab::load(self.0) {
+            let _ = lab.down();
+        }
+    }
+}
+
 #[test]
 fn two_hosts_share_an_underlay_and_their_xnetds_answer() {
     if skip::unless_root() {
@@ -96,6 +107,17 @@ fn two_hosts_share_an_underlay_and_their_xnetds_answer() {
     }
     assert!(lab.etcd_healthy("e1").unwrap());
     assert_eq!(lab.etcd_urls(), ["http://10.77.0.11:2379"]);
+    // The xnetds share one cluster: a network of global scope made on h1 is listed on h2.
+    ok(lab
+        .xnet("h1", &["network", "create", "-d", "overlay", "ov"])
+        .unwrap());
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            ok(lab.xnet("h2", &["network", "ls"]).unwrap()).contains("ov")
+        }),
+        "h2 does not list h1's overlay:\n{}",
+        lab.xnetd_log("h2").unwrap()
+    );
 
     let (prefix, dir) = (lab.prefix().to_string(), lab.dir().to_path_buf());
     let pins: Vec<PathBuf> = lab.hosts().iter().map(|h| h.bpffs.clone()).collect();
@@ -142,6 +164,8 @@ fn a_lab_left_running_is_found_by_its_record_and_taken_down() {
     let dir = lab.dir().to_path_buf();
     let pins = [lab.hosts()[0].bpffs.clone()];
     lab.leave_running();
+    // A lab left running outlives a failed assertion: taken down by its record then.
+    let _down = DownOnDrop(&prefix);
 
     let again = Lab::up(spec)
         .err()
