@@ -44,9 +44,7 @@ pub fn ip(ns: &str, line: &str) -> Result<()> {
 /// changes).
 pub fn command_in(netns: &Path, program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net={}", netns.display()))
-        .arg(program)
-        .stdin(Stdio::null());
+    cmd.arg(format!("--net={}", netns.display())).arg(program);
     cmd
 }
 
