@@ -442,9 +442,8 @@ impl Lab {
             if ended || Instant::now() > deadline {
                 let why = if ended { "ended" } else { "is not healthy" };
                 bail!(
-                    "etcd member {} {why} (log {}):\n{}",
+                    "etcd member {} {why}; its log ends:\n{}",
                     member.name,
-                    member.log.display(),
                     process::log_tail(&member.log)
                 );
             }
@@ -476,9 +475,8 @@ impl Lab {
             if ended || Instant::now() > deadline {
                 let why = if ended { "ended" } else { "does not answer" };
                 bail!(
-                    "xnetd of host {} {why} (log {}):\n{}",
+                    "xnetd of host {} {why}; its log ends:\n{}",
                     host.name,
-                    host.log.display(),
                     process::log_tail(&host.log)
                 );
             }

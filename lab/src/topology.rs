@@ -164,10 +164,11 @@ fn underlay(host_part: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, host_part)
 }
 
-/// The IPv6 twin of [`underlay`]: the same number as the interface identifier.
+/// The IPv6 twin of [`underlay`]: the same digits as its interface identifier (10.77.0.101
+/// and fd00:77::101).
 fn underlay6(host_part: u8) -> Ipv6Addr {
     let mut segments = UNDERLAY6.segments();
-    segments[7] = u16::from(host_part);
+    segments[7] = u16::from_str_radix(&host_part.to_string(), 16).expect("3 decimal digits");
     Ipv6Addr::from(segments)
 }
 
@@ -207,9 +208,9 @@ mod tests {
         assert_eq!(
             hosts,
             [
-                "h1 xl-h1 10.77.0.101 fd00:77::65",
-                "h2 xl-h2 10.77.0.102 fd00:77::66",
-                "h3 xl-h3 10.77.0.103 fd00:77::67"
+                "h1 xl-h1 10.77.0.101 fd00:77::101",
+                "h2 xl-h2 10.77.0.102 fd00:77::102",
+                "h3 xl-h3 10.77.0.103 fd00:77::103"
             ]
         );
         assert_eq!(record.router.address, Ipv4Addr::new(10, 77, 0, 1));
@@ -222,7 +223,9 @@ mod tests {
     fn the_largest_lab_stays_inside_its_groups() {
         let record = spec(MAX_HOSTS, MAX_MEMBERS).plan();
         assert_eq!(record.members.last().unwrap().address.octets()[3], 19);
-        assert_eq!(record.hosts.last().unwrap().address.octets()[3], 199);
+        let last = record.hosts.last().unwrap();
+        assert_eq!(last.address.to_string(), "10.77.0.199");
+        assert_eq!(last.address6.to_string(), "fd00:77::199");
     }
 
     #[test]

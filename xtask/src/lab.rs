@@ -161,8 +161,15 @@ fn status() -> Result<()> {
             (Some(pid), true, false) => format!("xnetd {pid} runs but does not answer"),
             _ => "xnetd is not running".to_string(),
         };
-        down += usize::from(!(running && answers));
-        println!("  host {:<4} {:<13} {state}", host.name, host.address);
+        let ok = running && answers;
+        down += usize::from(!ok);
+        let log = (!ok).then(|| format!(" (log {})", host.log.display()));
+        println!(
+            "  host {:<4} {:<13} {state}{}",
+            host.name,
+            host.address,
+            log.unwrap_or_default()
+        );
     }
     for member in lab.members() {
         let running = lab.etcd_running(&member.name)?;
@@ -172,11 +179,14 @@ fn status() -> Result<()> {
             (Some(pid), true, false) => format!("etcd {pid} runs but is not healthy"),
             _ => "etcd is not running".to_string(),
         };
-        down += usize::from(!(running && healthy));
+        let ok = running && healthy;
+        down += usize::from(!ok);
+        let log = (!ok).then(|| format!(" (log {})", member.log.display()));
         println!(
-            "  etcd {:<4} {:<24} {state}",
+            "  etcd {:<4} {:<24} {state}{}",
             member.name,
-            member.client_url()
+            member.client_url(),
+            log.unwrap_or_default()
         );
     }
     if down > 0 {
