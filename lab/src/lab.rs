@@ -109,11 +109,6 @@ impl Lab {
         &self.record.dir
     }
 
-    /// Where xnetd and xnet are.
-    pub fn bin_dir(&self) -> &Path {
-        &self.record.bin_dir
-    }
-
     pub fn hosts(&self) -> &[Host] {
         &self.record.hosts
     }

@@ -14,8 +14,8 @@
 //!   is the lab's etcd.
 //!
 //! Addresses ([`topology`]): the underlay is 10.77.0.0/24 and fd00:77::/64; the router is .1,
-//! member `eN` is .(10+N), host `hN` is .(100+N). Two labs have two switches, so they may
-//! use the same addresses at once.
+//! member `eN` is .(10+N), host `hN` is .(100+N) (and fd00:77::1, fd00:77::101, … with the
+//! same digits). Two labs have two switches, so they may use the same addresses at once.
 //!
 //! A lab writes its record (names, paths, pids) to `/run/xnet-lab/<prefix>/lab.json` as it
 //! grows, so another process can find it ([`Lab::load`]) and take it down. Dropping a lab

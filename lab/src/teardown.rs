@@ -42,7 +42,9 @@ pub fn teardown(record: &Record, children: &mut HashMap<String, Child>) -> Resul
             problems.push(format!("{e:#}"));
         }
     }
-    for name in record.namespaces.iter().rev() {
+    // One that is gone already (a reboot, with /run on disk) is no problem.
+    let made = record.namespaces.iter().rev();
+    for name in made.filter(|name| netns_path(name).exists()) {
         if let Err(e) = netns::delete(name) {
             problems.push(format!("{e:#}"));
         }
