@@ -3,6 +3,7 @@
 
 mod cmd;
 mod imports;
+mod lab;
 mod setup;
 mod test;
 
@@ -19,7 +20,7 @@ use clap::Parser;
 /// Crates that only build for the BPF target: left out of host builds, lints and tests.
 const EBPF_CRATES: &[&str] = &["xnet-ebpf", "xnet-perf-ebpf"];
 /// Source trees that must have no import cycle between their modules.
-const ACYCLIC_TREES: &[&str] = &["userspace/src", "ebpf/src", "perf/src"];
+const ACYCLIC_TREES: &[&str] = &["userspace/src", "ebpf/src", "perf/src", "lab/src"];
 
 #[derive(Parser)]
 #[command(bin_name = "cargo xtask", about = "xnet developer tasks")]
@@ -50,6 +51,12 @@ enum Task {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
+    /// Simulated hosts on this machine, each with its own xnetd, and an etcd cluster, on one
+    /// underlay (see README, "Lab")
+    Lab {
+        #[command(subcommand)]
+        command: lab::Command,
+    },
     /// Build (release), then benchmark xnet against Docker's bridge datapath (see perf/README.md)
     Bench {
         /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
             tier,
             cargo_test_args,
         } => test::test(tier, &cargo_test_args),
+        Task::Lab { command } => lab::lab(command),
         Task::Bench {
             scenarios,
             quick,

@@ -9,7 +9,8 @@ use clap::ValueEnum;
 use crate::{cargo, cmd, exclude_ebpf_crates, lint, setup, target_dir, workspace_root};
 
 /// Name prefixes of the network namespaces and bpffs pins that tests create, which is how
-/// leftovers are told apart from what else runs on the machine.
+/// leftovers are told apart from what else runs on the machine. A test's lab (xnet-lab,
+/// `Spec::for_test`) names its namespaces, pins and directory `xt<pid>-l<n>…`.
 const TEST_NETNS_PREFIX: &str = "xt";
 const TEST_PIN_PREFIX: &str = "xnet-test-";
 /// The same for the benchmarks (perf/).
@@ -32,7 +33,8 @@ pub enum Tier {
     Unit,
     /// The kernel programs under BPF_PROG_TEST_RUN, userspace/tests/datapath (root)
     Datapath,
-    /// Real xnetds in network namespaces, userspace/tests/integration (root)
+    /// Real xnetds in network namespaces, userspace/tests/integration; labs of simulated
+    /// hosts with etcd, lab/tests (root)
     Integration,
     /// xnetd as the plugin of private Docker engines, userspace/tests/docker and
     /// dockerlab/tests (root, a Docker engine)
@@ -56,9 +58,10 @@ impl Tier {
                 tests_skip_as_nobody()
             }
             Self::Datapath => cmd::run(&mut as_root(&["--test", "datapath"], cargo_test_args)),
-            Self::Integration => {
-                cmd::run(&mut as_root(&["--test", "integration"], cargo_test_args))
-            }
+            Self::Integration => cmd::run(&mut as_root(
+                &["--test", "integration", "--test", "lab"],
+                cargo_test_args,
+            )),
             Self::Docker => cmd::run(&mut as_root(
                 &["--test", "docker", "--test", "engine"],
                 cargo_test_args,
@@ -202,22 +205,60 @@ fn bench_smoke() -> Result<()> {
     )
 }
 
+/// The entries of `dir` whose names start with `prefix`, as (path, name).
+fn entries(dir: &str, prefix: &str) -> Vec<(String, String)> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(prefix)
+                .then(|| (e.path().display().to_string(), name))
+        })
+        .collect()
+}
+
+/// Every process, as (`/proc/PID`, its command line with spaces between the arguments).
+fn processes() -> Vec<(String, String)> {
+    entries("/proc", "")
+        .into_iter()
+        .filter(|(_, name)| name.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|(proc, _)| {
+            let cmdline = fs::read(format!("{proc}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (proc, cmdline)
+        })
+        .collect()
+}
+
+/// What the tests' labs (xnet-lab) may leave besides their namespaces, which the namespace
+/// check finds by prefix: their directories under /run/xnet-lab and the etcd and xnetd
+/// processes they started (whose command lines name those directories); each with the name
+/// that tells whose it is. Their hosts' pins are found with the other pins.
+fn test_lab_leftovers() -> Vec<(String, String)> {
+    let mut leaked: Vec<(String, String)> = entries(xnet_lab::RUN_DIR, TEST_NETNS_PREFIX)
+        .into_iter()
+        .map(|(path, name)| (format!("test lab directory {path}"), name))
+        .collect();
+    let test_lab_dir = format!("{}/{TEST_NETNS_PREFIX}", xnet_lab::RUN_DIR);
+    for (proc, cmdline) in processes() {
+        if let Some((_, rest)) = cmdline.split_once(&test_lab_dir) {
+            let program = cmdline.split(' ').next().unwrap_or_default();
+            let lab = rest.split(['/', ' ']).next().unwrap_or_default();
+            leaked.push((
+                format!("test lab process still running: {proc} ({program})"),
+                format!("{TEST_NETNS_PREFIX}{lab}"),
+            ));
+        }
+    }
+    leaked
+}
+
 /// What the tests' and benchmarks' private Docker engines (xnet-dockerlab) and plugins may
 /// leave: their exec roots, directories, cgroups, plugin sockets and dockerd processes; each
 /// with the name that tells whose it is.
 fn docker_lab_leftovers() -> Vec<(String, String)> {
-    let entries = |dir: &str, prefix: &str| -> Vec<(String, String)> {
-        fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(prefix)
-                    .then(|| (e.path().display().to_string(), name))
-            })
-            .collect()
-    };
     let mut leaked: Vec<(String, String)> = [
         ("/run", "xdl-"),
         ("/run/docker/plugins", "xnet-xt"),
@@ -239,9 +280,7 @@ fn docker_lab_leftovers() -> Vec<(String, String)> {
     )
     .map(|(path, name)| (format!("Docker test engine leftover {path}"), name))
     .collect();
-    for (proc, _) in entries("/proc", "") {
-        let cmdline = fs::read(format!("{proc}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    for (proc, cmdline) in processes() {
         if cmdline.starts_with("dockerd ")
             && let Some((_, exec_root)) = cmdline.split_once("--exec-root /run/xdl-")
         {
@@ -269,10 +308,12 @@ fn check_leaks() -> Result<()> {
     for pin in pins {
         let pin = pin?;
         let name = pin.file_name().to_string_lossy().into_owned();
-        if name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX) {
+        let test_lab = name.starts_with(TEST_NETNS_PREFIX);
+        if test_lab || name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX) {
             found.push((format!("bpffs pin {}", pin.path().display()), name));
         }
     }
+    found.extend(test_lab_leftovers());
     found.extend(docker_lab_leftovers());
     let mut in_use: BTreeMap<&str, usize> = BTreeMap::new();
     let mut leaked = 0;
@@ -289,12 +330,12 @@ fn check_leaks() -> Result<()> {
         println!("not counted: {count} test object(s) of process {pid}, which still runs");
     }
     ensure!(leaked == 0, "the tests left {leaked} thing(s) behind");
-    println!("no leaked network namespaces, bpffs pins or Docker test engines");
+    println!("no leaked network namespaces, bpffs pins, test labs or Docker test engines");
     Ok(())
 }
 
 /// The pid of the test or benchmark that made the object named `name`: its first number
-/// (`xt1234-5`, `xnet-test-dp-1234-0`, `xdl-t1234`, `xnet-bench-xb1234`).
+/// (`xt1234-5`, `xt1234-l0-h1`, `xnet-test-dp-1234-0`, `xdl-t1234`, `xnet-bench-xb1234`).
 fn maker(name: &str) -> Option<&str> {
     let start = name.find(|c: char| c.is_ascii_digit())?;
     let digits = &name[start..];
@@ -348,6 +389,7 @@ ok
     fn test_objects_name_their_maker() {
         assert_eq!(maker("xt1234-5"), Some("1234"));
         assert_eq!(maker("xtdl1234"), Some("1234"));
+        assert_eq!(maker("xt1234-l0-h1"), Some("1234"));
         assert_eq!(maker("xnet-test-dp-1234-0"), Some("1234"));
         assert_eq!(maker("xnet-dockerlab-t1234"), Some("1234"));
         assert_eq!(maker("xnet-bench-xb1234"), Some("1234"));
