@@ -249,8 +249,11 @@ impl Store {
             let prefix = keys::addresses(network_id);
             let claimed = self
                 .call(|mut c| async move {
-                    c.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
-                        .await
+                    c.get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    )
+                    .await
                 })
                 .await?;
             let used: BTreeSet<N::Addr> = claimed

@@ -47,7 +47,12 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "network create --subnet 10.92.0.0/24 --gateway 10.93.0.1 x",
             "not a host address",
         ),
-        ("network create -d overlay x", "not supported"),
+        // Issue #13: overlay networks exist, and need a cluster (this daemon has none).
+        (
+            "network create -d overlay x",
+            "needs a cluster: start xnetd with --cluster-store",
+        ),
+        ("network create -d macvlan x", "not supported"),
         ("network create bad/name", "invalid network name"),
         (
             "run --name b --network n90 --ip 10.90.0.5 -- true",
