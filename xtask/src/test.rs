@@ -33,8 +33,8 @@ pub enum Tier {
     Unit,
     /// The kernel programs under BPF_PROG_TEST_RUN, userspace/tests/datapath (root)
     Datapath,
-    /// Real xnetds in network namespaces, userspace/tests/integration; labs of simulated
-    /// hosts with etcd, lab/tests (root)
+    /// Real xnetds in network namespaces, userspace/tests/integration; clusters of simulated
+    /// hosts with etcd, userspace/tests/cluster and lab/tests (root)
     Integration,
     /// xnetd as the plugin of private Docker engines, userspace/tests/docker and
     /// dockerlab/tests (root, a Docker engine)
@@ -59,7 +59,14 @@ impl Tier {
             }
             Self::Datapath => cmd::run(&mut as_root(&["--test", "datapath"], cargo_test_args)),
             Self::Integration => cmd::run(&mut as_root(
-                &["--test", "integration", "--test", "lab"],
+                &[
+                    "--test",
+                    "integration",
+                    "--test",
+                    "cluster",
+                    "--test",
+                    "lab",
+                ],
                 cargo_test_args,
             )),
             Self::Docker => cmd::run(&mut as_root(

@@ -51,28 +51,46 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to the members `config` names.
+    /// Connects to the first member `config` names that answers. One member at a time: when
+    /// it stops answering, the daemon connects again and gets the next one that does (a
+    /// client balancing over all of them failed outright here while one was down).
     pub async fn connect(config: &ClusterConfig) -> Result<Self> {
         let urls = config.endpoints.join(",");
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT);
-        let connected = tokio::time::timeout(
-            CALL_TIMEOUT,
-            Client::connect(&config.endpoints, Some(options)),
-        )
-        .await;
-        let client = match connected {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unavailable(&urls, reason(&e))),
-            Err(_) => {
-                return Err(unavailable(
-                    &urls,
-                    format!("timed out after {CALL_TIMEOUT:?}"),
-                ));
+        let mut last = String::from("no members");
+        for member in &config.endpoints {
+            let options = ConnectOptions::new()
+                .with_connect_timeout(CALL_TIMEOUT)
+                .with_timeout(CALL_TIMEOUT);
+            let connected = tokio::time::timeout(
+                CALL_TIMEOUT,
+                Client::connect([member.as_str()], Some(options)),
+            )
+            .await;
+            let client = match connected {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    last = format!("{member}: {}", reason(&e));
+                    continue;
+                }
+                Err(_) => {
+                    last = format!("{member}: timed out after {CALL_TIMEOUT:?}");
+                    continue;
+                }
+            };
+            let mut store = Self {
+                client,
+                urls: urls.clone(),
+            };
+            // It answers a read, or the next member is tried.
+            match store
+                .call(|mut c| async move { c.get(keys::SETTINGS, None).await })
+                .await
+            {
+                Ok(_) => return Ok(store),
+                Err(e) => last = format!("{member}: {e}"),
             }
-        };
-        Ok(Self { client, urls })
+        }
+        Err(unavailable(&urls, last))
     }
 
     /// The cluster's settings, written now if this is its first host (with `vxlan_port`, or

@@ -181,7 +181,12 @@ impl Daemon {
                 Ok(Some((store, lease, revision))) => {
                     warned = false;
                     let why = self.follow_cluster(store, lease, revision).await;
-                    warn!("lost the cluster store ({why:#}); joining again");
+                    warn!("lost the cluster store ({why}); joining again");
+                    if let Some(cluster) = self.inner.lock().await.cluster.as_mut() {
+                        cluster.store = None;
+                    }
+                    // At once: another member may answer.
+                    continue;
                 }
                 Ok(None) => return,
                 Err(e) if !warned => {
@@ -189,9 +194,6 @@ impl Daemon {
                     warned = true;
                 }
                 Err(_) => {}
-            }
-            if let Some(cluster) = self.inner.lock().await.cluster.as_mut() {
-                cluster.store = None;
             }
             tokio::time::sleep(RETRY).await;
         }

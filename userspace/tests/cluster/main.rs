@@ -1,0 +1,439 @@
+//! Clusters of simulated hosts (xnet-lab: host namespaces with their own xnetd, etcd members
+//! in namespaces, a switch between them): overlay networks made on one host are every host's,
+//! names, VNIs and addresses stay unique when hosts act at the same moment, a dead host leaves
+//! within its lease's TTL, a restarted one keeps its lease, and a store that does not answer
+//! refuses overlay changes and nothing else. Need root.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xnet::{
+    cluster::{
+        config::{Advertise, ClusterConfig},
+        records::HostRecord,
+        store::{LEASE_TTL_SECONDS, Store},
+    },
+    os::netns,
+    state::IpConfig,
+};
+use xnet_dockerlab::skip;
+use xnet_lab::{Lab, Spec};
+
+const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
+
+fn lab(hosts: usize, etcd_members: usize) -> Lab {
+    let bin_dir = Path::new(XNETD).parent().unwrap().to_path_buf();
+    Lab::up(Spec {
+        hosts,
+        etcd_members,
+        ..Spec::for_test(bin_dir)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `xnet ARGS` on `host`, which must succeed; its stdout.
+fn ok(lab: &Lab, host: &str, args: &[&str]) -> String {
+    let out = lab.xnet(host, args).unwrap();
+    assert!(
+        out.status.success(),
+        "{host}: xnet {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.xnetd_log(host).unwrap_or_default()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `xnet ARGS` on `host`, which must fail with one line; that line.
+fn fails(lab: &Lab, host: &str, args: &[&str]) -> String {
+    one_line_failure(&lab.xnet(host, args).unwrap(), args)
+}
+
+fn one_line_failure(out: &Output, args: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+    assert!(!out.status.success(), "xnet {args:?} succeeded");
+    assert_eq!(stderr.lines().count(), 1, "xnet {args:?}: {stderr:?}");
+    stderr
+}
+
+/// `network inspect NAME` on `host`, if it knows the network.
+fn inspect(lab: &Lab, host: &str, name: &str) -> Option<Value> {
+    let out = lab.xnet(host, &["network", "inspect", name]).unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone())
+}
+
+fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Runs async `work` on a thread of its own inside the namespace at `netns` (where the lab's
+/// etcd is reachable), as a host's xnetd would.
+fn in_netns<T: Send + 'static>(
+    netns: PathBuf,
+    work: impl AsyncFnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    thread::spawn(move || {
+        netns::enter(&netns).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work())
+    })
+}
+
+/// A connection to the lab's store, as host `name` with `address` would make it.
+async fn store_of(lab_urls: Vec<String>, name: &str, address: Ipv4Addr) -> Store {
+    let config = ClusterConfig {
+        endpoints: lab_urls,
+        advertise: Advertise::Address(address),
+        host_name: name.into(),
+        vxlan_port: None,
+    };
+    Store::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn overlay_networks_made_on_one_host_are_every_hosts() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(3, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov1"],
+    );
+    for host in ["h1", "h2", "h3"] {
+        let seen = eventually(Duration::from_secs(5), || {
+            inspect(&lab, host, "ov1").is_some()
+        });
+        assert!(seen, "{host} does not list ov1");
+        let net = inspect(&lab, host, "ov1").unwrap();
+        assert_eq!(net["Driver"], "overlay", "{host}: {net}");
+        assert_eq!(net["Scope"], "global", "{host}: {net}");
+        assert_eq!(net["Attachable"], true, "{host}: {net}");
+        assert_eq!(
+            net["Options"]["com.docker.network.driver.overlay.vxlanid_list"], "4096",
+            "{host}: {net}"
+        );
+        assert_eq!(
+            net["IPAM"]["Config"][0]["Subnet"], "10.0.0.0/24",
+            "{host}: {net}"
+        );
+    }
+    let vni = "com.docker.network.driver.overlay.vxlanid_list=5000";
+    ok(
+        &lab,
+        "h2",
+        &["network", "create", "-d", "overlay", "-o", vni, "ov2"],
+    );
+    assert!(eventually(Duration::from_secs(5), || inspect(
+        &lab, "h3", "ov2"
+    )
+    .is_some()));
+    let err = fails(&lab, "h3", &["network", "create", "-d", "overlay", "ov1"]);
+    assert!(
+        err.contains("network with name ov1 already exists"),
+        "{err}"
+    );
+    let err = fails(
+        &lab,
+        "h3",
+        &["network", "create", "-d", "overlay", "-o", vni, "ov3"],
+    );
+    assert!(err.contains("VXLAN id 5000 is already used"), "{err}");
+    let err = fails(
+        &lab,
+        "h1",
+        &["run", "--name", "c", "--network", "ov2", "--", "true"],
+    );
+    assert!(err.contains("network ov2 not manually attachable"), "{err}");
+    let err = fails(
+        &lab,
+        "h1",
+        &["run", "--name", "c", "--network", "ov1", "--", "true"],
+    );
+    assert!(err.contains("cannot join overlay network ov1 yet"), "{err}");
+    assert!(
+        ok(&lab, "h1", &["ps", "--format", "json"])
+            .trim()
+            .is_empty()
+    );
+
+    ok(&lab, "h3", &["network", "rm", "ov2"]);
+    for host in ["h1", "h2", "h3"] {
+        let gone = eventually(Duration::from_secs(5), || {
+            inspect(&lab, host, "ov2").is_none()
+        });
+        assert!(gone, "{host} still lists ov2");
+    }
+}
+
+#[test]
+fn hosts_creating_at_the_same_moment_never_share_a_name_or_a_vni() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(3, 1);
+    // The same name from every host at once: exactly one wins.
+    let racers: Vec<_> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|host| {
+            lab.command(host, "xnet")
+                .unwrap()
+                .args(["network", "create", "-d", "overlay", "same"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let won = racers
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().status.success())
+        .filter(|won| *won)
+        .count();
+    assert_eq!(won, 1, "one network per name");
+    // Different names at once: every VNI differs.
+    let creators: Vec<_> = (0..9)
+        .map(|i| {
+            let host = format!("h{}", i % 3 + 1);
+            lab.command(&host, "xnet")
+                .unwrap()
+                .args(["network", "create", "-d", "overlay", &format!("n{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for creator in creators {
+        assert!(creator.wait_with_output().unwrap().status.success());
+    }
+    let vnis: BTreeSet<String> = (0..9)
+        .map(|i| {
+            let net = inspect(&lab, "h1", &format!("n{i}"))
+                .or_else(|| {
+                    eventually(Duration::from_secs(5), || {
+                        inspect(&lab, "h1", &format!("n{i}")).is_some()
+                    });
+                    inspect(&lab, "h1", &format!("n{i}"))
+                })
+                .unwrap();
+            net["Options"]["com.docker.network.driver.overlay.vxlanid_list"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(vnis.len(), 9, "{vnis:?}");
+}
+
+#[test]
+fn three_hosts_claiming_a_hundred_addresses_each_at_once_get_three_hundred() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(3, 1);
+    let config: IpConfig<ipnet::Ipv4Net> = IpConfig {
+        subnet: "10.55.0.0/16".parse().unwrap(),
+        gateway: "10.55.0.1".parse().unwrap(),
+        ip_range: None,
+    };
+    let claimers: Vec<_> = lab
+        .hosts()
+        .iter()
+        .map(|host| {
+            let (urls, name, address) = (lab.etcd_urls(), host.name.clone(), host.address);
+            in_netns(host.netns_path(), async move || {
+                let mut store = store_of(urls, &name, address).await;
+                let record = HostRecord {
+                    id: format!("claims-{name}"),
+                    name: name.clone(),
+                    address,
+                };
+                let lease = store.join(&record, None).await.unwrap();
+                let mut claimed = Vec::new();
+                for i in 0..100 {
+                    let endpoint = format!("{name}-{i}");
+                    let ip = store
+                        .claim_address("claims", &config, None, &endpoint, lease)
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    claimed.push(ip);
+                }
+                claimed
+            })
+        })
+        .collect();
+    let all: Vec<Ipv4Addr> = claimers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let distinct: BTreeSet<Ipv4Addr> = all.iter().copied().collect();
+    assert_eq!(all.len(), 300);
+    assert_eq!(distinct.len(), 300, "an address was handed out twice");
+    assert!(!distinct.contains(&config.gateway));
+}
+
+#[test]
+fn a_dead_host_leaves_within_the_lease_ttl_and_a_restarted_one_keeps_its_lease() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(3, 1);
+    let hosts = |lab: &Lab| -> BTreeSet<String> {
+        let h1 = lab.host("h1").unwrap();
+        let (urls, address) = (lab.etcd_urls(), h1.address);
+        in_netns(h1.netns_path(), async move || {
+            let mut store = store_of(urls, "observer", address).await;
+            store
+                .hosts()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.name)
+                .collect()
+        })
+        .join()
+        .unwrap()
+    };
+    assert!(eventually(Duration::from_secs(5), || hosts(&lab).len() == 3));
+
+    // Restarted after a SIGKILL: the same lease, so the others never see it leave.
+    let lease = |lab: &Lab| -> Value {
+        let state =
+            std::fs::read_to_string(lab.host("h2").unwrap().state_dir.join("state.json")).unwrap();
+        serde_json::from_str::<Value>(&state).unwrap()["cluster"]["lease"].clone()
+    };
+    let before = lease(&lab);
+    assert!(before.is_i64(), "{before}");
+    lab.kill_xnetd("h2").unwrap();
+    lab.start_xnetd("h2").unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        lab.xnetd_log("h2")
+            .unwrap()
+            .matches("joined the cluster")
+            .count()
+            >= 2
+    }));
+    assert_eq!(lease(&lab), before, "h2 took a new lease");
+    assert_eq!(hosts(&lab).len(), 3);
+
+    // Dead for good: gone once its lease runs out, and not much later.
+    lab.kill_xnetd("h3").unwrap();
+    let killed = Instant::now();
+    let ttl = Duration::from_secs(LEASE_TTL_SECONDS as u64);
+    assert!(
+        eventually(ttl + Duration::from_secs(5), || !hosts(&lab).contains("h3")),
+        "h3 is still a member {:?} after its death",
+        killed.elapsed()
+    );
+    let gone_after = killed.elapsed();
+    assert!(
+        gone_after > ttl / 2,
+        "h3 left after {gone_after:?}, before its lease could expire"
+    );
+    assert_eq!(hosts(&lab), BTreeSet::from(["h1".into(), "h2".into()]));
+}
+
+#[test]
+fn a_store_that_does_not_answer_refuses_overlay_changes_and_nothing_else() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov1"],
+    );
+    assert!(eventually(Duration::from_secs(5), || inspect(
+        &lab, "h2", "ov1"
+    )
+    .is_some()));
+    lab.stop_etcd("e1").unwrap();
+
+    let err = fails(&lab, "h1", &["network", "create", "-d", "overlay", "ov2"]);
+    assert!(
+        err.contains("the cluster store") && err.contains("does not answer"),
+        "{err}"
+    );
+    let err = fails(&lab, "h2", &["network", "rm", "ov1"]);
+    assert!(err.contains("does not answer"), "{err}");
+    // Everything else works: bridge networks, and what the hosts know of the cluster.
+    ok(&lab, "h2", &["network", "create", "local"]);
+    ok(
+        &lab,
+        "h2",
+        &["run", "--name", "c", "--network", "local", "--", "true"],
+    );
+    assert!(inspect(&lab, "h1", "ov1").is_some() && inspect(&lab, "h2", "ov1").is_some());
+
+    lab.start_etcd("e1").unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            lab.xnet("h1", &["network", "create", "-d", "overlay", "ov2"])
+                .unwrap()
+                .status
+                .success()
+        }),
+        "h1 never got back to the store:\n{}",
+        lab.xnetd_log("h1").unwrap()
+    );
+    assert!(eventually(Duration::from_secs(10), || inspect(
+        &lab, "h2", "ov2"
+    )
+    .is_some()));
+}
+
+#[test]
+fn a_three_member_store_losing_one_member_changes_nothing() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(2, 3);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "before"],
+    );
+    lab.stop_etcd("e1").unwrap();
+    // A host whose member went away connects to the next one at once; a request in that
+    // moment may be refused, so a user sees at most a retry.
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            lab.xnet("h2", &["network", "create", "-d", "overlay", "after"])
+                .unwrap()
+                .status
+                .success()
+        }),
+        "h2:\n{}",
+        lab.xnetd_log("h2").unwrap()
+    );
+    for name in ["before", "after"] {
+        assert!(
+            eventually(Duration::from_secs(10), || inspect(&lab, "h1", name)
+                .is_some()),
+            "h1 lacks {name}"
+        );
+    }
+}
