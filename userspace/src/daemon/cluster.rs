@@ -137,20 +137,36 @@ impl Inner {
 
     /// Makes this host's networks of global scope those of the cluster: what the store has
     /// and this host lacks is installed, what this host has and the store no longer has is
-    /// removed (unless containers of this host still use it).
+    /// removed (unless containers of this host still use it). A network that clashes with
+    /// one of this host's (its name, or an overlapping subnet: the creating host could only
+    /// check its own) is left out, with a warning, and the others go on.
     async fn mirror_global_networks(&mut self, networks: Vec<ClusterNetwork>) -> Result<()> {
         for wanted in &networks {
-            match self.state.networks.get(&wanted.name) {
-                Some(local) if local.id == wanted.id => {}
-                Some(local) => warn!(
+            if self.state.networks.values().any(|n| n.id == wanted.id) {
+                continue;
+            }
+            let local = wanted.to_local();
+            let clash = self.state.networks.values().find(|n| {
+                n.name == local.name
+                    || n.subnets_and_gateways().any(|(a, _)| {
+                        local
+                            .subnets_and_gateways()
+                            .any(|(b, _)| a.contains(&b.network()) || b.contains(&a.network()))
+                    })
+            });
+            if let Some(clash) = clash {
+                warn!(
                     network = %wanted.name,
-                    "the cluster's network has the name of this host's network {}; not mirrored",
-                    local.id
-                ),
-                None => {
-                    let name = self.install_network(wanted.to_local()).await?;
-                    info!(network = %name, vni = wanted.vni, "network of the cluster mirrored");
+                    "the cluster's network clashes with this host's network {} (name or subnet); not mirrored",
+                    clash.name
+                );
+                continue;
+            }
+            match self.install_network(local).await {
+                Ok(name) => {
+                    info!(network = %name, vni = wanted.vni, "network of the cluster mirrored")
                 }
+                Err(e) => warn!(network = %wanted.name, "mirroring the cluster's network: {e}"),
             }
         }
         let gone: Vec<Network> = self

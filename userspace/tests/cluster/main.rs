@@ -437,3 +437,52 @@ fn a_three_member_store_losing_one_member_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn a_network_of_the_cluster_that_clashes_with_a_hosts_own_is_left_out_there() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    // h2 has a network of its own where the overlay's default subnet would be.
+    ok(
+        &lab,
+        "h2",
+        &["network", "create", "--subnet", "10.0.0.0/24", "mine"],
+    );
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    let net = inspect(&lab, "h1", "ov").unwrap();
+    assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "10.0.0.0/24", "{net}");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            lab.xnetd_log("h2")
+                .unwrap()
+                .contains("clashes with this host's network mine")
+        }),
+        "{}",
+        lab.xnetd_log("h2").unwrap()
+    );
+    assert!(inspect(&lab, "h2", "ov").is_none());
+    // The others of the cluster still reach h2.
+    ok(
+        &lab,
+        "h1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.9.0.0/24",
+            "ov2",
+        ],
+    );
+    assert!(eventually(Duration::from_secs(5), || inspect(
+        &lab, "h2", "ov2"
+    )
+    .is_some()));
+}
