@@ -15,7 +15,6 @@
 
 use std::{
     io::Write as _,
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -27,11 +26,11 @@ use serde_json::Value;
 use xnet_dockerlab::Engine;
 
 use super::{
+    container::{Container, Pair, placeholder, probe_container},
     side::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
-use crate::frame::Mac;
 
 /// The network every lab gives its containers (Docker's first user-defined subnet).
 const SUBNET: &str = "172.18.0.0/16";
@@ -57,59 +56,6 @@ const CONTAINERS: [(&str, &str, &str); 2] = [
     ("a", "172.18.0.2", "02:42:ac:12:00:02"),
     ("b", "172.18.0.3", "02:42:ac:12:00:03"),
 ];
-
-/// One container as the scenarios need to know it.
-pub struct Container {
-    /// Its network namespace (a path for `nsenter --net`).
-    pub netns: PathBuf,
-    pub ip: Ipv4Addr,
-    pub mac: Mac,
-    pub mtu: u32,
-    /// The host-side end of its veth, in the lab's host namespace.
-    pub host_veth: String,
-}
-
-/// A host namespace with two containers on one network: A sends, B receives.
-pub struct Pair {
-    pub host: PathBuf,
-    pub a: Container,
-    pub b: Container,
-}
-
-/// Reads what a scenario needs to know about the container whose namespace is `netns`.
-fn probe_container(host: &Path, netns: PathBuf) -> anyhow::Result<Container> {
-    let json = |cmd: &mut Command| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&sys::output(cmd)?)?)
-    };
-    let link = json(sys::in_netns(&netns, "ip").args(["-j", "link", "show", "eth0"]))?;
-    let addr = json(sys::in_netns(&netns, "ip").args(["-j", "-4", "addr", "show", "eth0"]))?;
-    let peer = link[0]["link_index"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("eth0 of {} is not a veth", netns.display()))?;
-    let host_links = json(sys::in_netns(host, "ip").args(["-j", "link", "show"]))?;
-    let host_veth = host_links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["ifindex"].as_u64() == Some(peer))
-        .and_then(|l| l["ifname"].as_str())
-        .ok_or_else(|| anyhow!("no host-side veth with ifindex {peer}"))?
-        .to_string();
-    let text = |v: &Value, what: &str| {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("{what} of {} unknown", netns.display()))
-    };
-    Ok(Container {
-        ip: text(&addr[0]["addr_info"][0]["local"], "address")?.parse()?,
-        mac: text(&link[0]["address"], "MAC")?.parse()?,
-        mtu: link[0]["mtu"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("MTU of {} unknown", netns.display()))? as u32,
-        host_veth,
-        netns,
-    })
-}
 
 /// xnetd in a host namespace of its own, with containers `a` and `b` on network `bench`.
 pub struct XnetLab {
@@ -234,17 +180,6 @@ impl Drop for XnetLab {
         }
         let _ = std::fs::remove_dir_all(&self.bpffs);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Stands in for a container until the real one exists (so a half-built lab still drops).
-fn placeholder() -> Container {
-    Container {
-        netns: PathBuf::new(),
-        ip: Ipv4Addr::UNSPECIFIED,
-        mac: Mac([0; 6]),
-        mtu: 0,
-        host_veth: String::new(),
     }
 }
 

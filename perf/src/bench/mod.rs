@@ -2,6 +2,7 @@
 //! cases with the sides alternated within every round (xnet, bridge, Docker, ceiling, ... then
 //! again), and reports median/min/max per side and the ratio ours / baseline.
 
+mod container;
 mod lab;
 mod ports;
 mod publish;

@@ -14,7 +14,8 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
 use super::{
-    lab::{Lab, Pair},
+    container::Pair,
+    lab::Lab,
     side::Side,
     sys::{self, Held},
 };
