@@ -90,7 +90,9 @@ pub fn vxlan_room_decap(ctx: TcContext) -> i32 {
         return TC_ACT_SHOT;
     };
     let flags = u64::from(BPF_F_ADJ_ROOM_FIXED_GSO);
-    if ctx.adjust_room(-VXLAN_ROOM, BPF_ADJ_ROOM_MAC, flags).is_err()
+    if ctx
+        .adjust_room(-VXLAN_ROOM, BPF_ADJ_ROOM_MAC, flags)
+        .is_err()
         || ctx.store(0, &frame.inner_eth, 0).is_err()
     {
         return TC_ACT_SHOT;

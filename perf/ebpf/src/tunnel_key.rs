@@ -39,7 +39,12 @@ pub fn vxlan_key_encap(ctx: TcContext) -> i32 {
     // UDP checksum 0 over IPv4, as Cilium sends (and C writes).
     // SAFETY: the key lives on our stack for the call; KEY_SIZE is its size.
     let set = unsafe {
-        bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, KEY_SIZE, u64::from(BPF_F_ZERO_CSUM_TX))
+        bpf_skb_set_tunnel_key(
+            ctx.skb.skb,
+            &mut key,
+            KEY_SIZE,
+            u64::from(BPF_F_ZERO_CSUM_TX),
+        )
     };
     if set != 0 {
         return TC_ACT_SHOT;

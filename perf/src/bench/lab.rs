@@ -11,7 +11,9 @@
 //!   containers on a user-defined network of its bridge driver, B's ports published with `-p`.
 //!
 //! All use the same subnet, addresses, MACs and MTU, all hosts have an [`Uplink`] to an
-//! outside namespace of their own, and all are torn down on drop.
+//! outside namespace of their own, and all are torn down on drop. The VXLAN scenarios have a
+//! lab of their own, [`OverlayLab`] (two hosts per mechanism). A run builds only the labs its
+//! scenarios' sides need.
 
 use std::{
     io::Write as _,
@@ -27,6 +29,7 @@ use xnet_dockerlab::Engine;
 
 use super::{
     container::{Container, Pair, placeholder, probe_container},
+    overlay::OverlayLab,
     side::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
@@ -453,40 +456,91 @@ impl DockerLab {
     }
 }
 
-/// Every lab. Built once per run; every scenario measures on them.
+/// Every lab a run needs, built once; every scenario measures on them.
 pub struct Lab {
-    pub xnet: XnetLab,
-    pub bridge: BridgeLab,
-    /// Real Docker's, where an engine can run (otherwise its side is skipped).
+    xnet: Option<XnetLab>,
+    bridge: Option<BridgeLab>,
+    /// Real Docker's, where needed and an engine can run (otherwise its side is skipped).
     pub docker: Option<DockerLab>,
+    overlay: Option<OverlayLab>,
+}
+
+/// The labs that sides are measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Xnet,
+    Bridge,
+    Docker,
+    Overlay,
+}
+
+fn kind(side: Side) -> Kind {
+    match side {
+        Side::Xnet => Kind::Xnet,
+        Side::DockerReal => Kind::Docker,
+        Side::VxlanBridge
+        | Side::VxlanTunnelKey
+        | Side::VxlanAdjustRoom
+        | Side::VxlanAdjustRoomXdp => Kind::Overlay,
+        // The hops sit on the bridge lab's veths; published-port baselines use its host.
+        _ => Kind::Bridge,
+    }
 }
 
 impl Lab {
-    /// `docker_published`: the ports real Docker's B publishes (from its creation on), as
-    /// `-p` specs.
+    /// Builds the labs of the `sides` a run measures. `docker_published`: the ports real
+    /// Docker's B publishes (from its creation on), as `-p` specs.
     pub fn up(
         run_id: &str,
         xnet_bin_dir: &Path,
         docker_published: &[String],
+        sides: &[Side],
     ) -> anyhow::Result<Self> {
-        let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
-        let xnet = XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?;
-        let docker = match Engine::unavailable() {
-            Some(why) => {
-                eprintln!("real Docker's side is skipped: {why}");
-                None
-            }
-            None => {
-                Some(DockerLab::up(run_id, docker_published).context("setting up real Docker")?)
-            }
+        let needs = |k: Kind| sides.iter().any(|side| kind(*side) == k);
+        let mut lab = Self {
+            xnet: None,
+            bridge: None,
+            docker: None,
+            overlay: None,
         };
-        let lab = Self {
-            xnet,
-            bridge,
-            docker,
-        };
+        if needs(Kind::Bridge) {
+            let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
+            lab.bridge = Some(bridge);
+        }
+        if needs(Kind::Xnet) {
+            lab.xnet = Some(XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?);
+        }
+        if needs(Kind::Docker) {
+            lab.docker = match Engine::unavailable() {
+                Some(why) => {
+                    eprintln!("real Docker's side is skipped: {why}");
+                    None
+                }
+                None => Some(
+                    DockerLab::up(run_id, docker_published).context("setting up real Docker")?,
+                ),
+            };
+        }
+        if needs(Kind::Overlay) {
+            let overlay = OverlayLab::up(run_id).context("setting up the VXLAN overlay lab")?;
+            lab.overlay = Some(overlay);
+        }
         lab.check_same_mtu()?;
         Ok(lab)
+    }
+
+    /// xnet's lab. Only called for sides that need it, which [`Lab::up`] then built.
+    pub fn xnet(&self) -> &XnetLab {
+        self.xnet
+            .as_ref()
+            .expect("xnet's lab is built for the sides that need it")
+    }
+
+    /// The bridge lab (Docker's datapath rebuilt), as [`Lab::xnet`].
+    pub fn bridge(&self) -> &BridgeLab {
+        self.bridge
+            .as_ref()
+            .expect("the bridge lab is built for the sides that need it")
     }
 
     /// Real Docker's lab. Only called for [`Side::DockerReal`], which is measured only where
@@ -497,19 +551,34 @@ impl Lab {
             .expect("real Docker's side is measured only where its lab exists")
     }
 
+    /// The VXLAN overlay lab, as [`Lab::xnet`].
+    pub fn overlay(&self) -> &OverlayLab {
+        self.overlay
+            .as_ref()
+            .expect("the overlay lab is built for the sides that need it")
+    }
+
     /// Whether this run can measure `side`: real Docker's needs an engine.
     pub fn measures(&self, side: Side) -> bool {
-        side != Side::DockerReal || self.docker.is_some()
+        match kind(side) {
+            Kind::Xnet => self.xnet.is_some(),
+            Kind::Bridge => self.bridge.is_some(),
+            Kind::Docker => self.docker.is_some(),
+            Kind::Overlay => self.overlay.is_some(),
+        }
     }
 
     /// A different MTU would change what a TCP segment carries: the labs must agree (Docker's
     /// is its default, 1500, since the private engine does not read the machine's
     /// daemon.json).
     fn check_same_mtu(&self) -> anyhow::Result<()> {
-        let pairs = [Some(&self.xnet.pair), Some(&self.bridge.pair)]
-            .into_iter()
-            .chain([self.docker.as_ref().map(|d| &d.pair)]);
+        let pairs = [
+            self.xnet.as_ref().map(|x| &x.pair),
+            self.bridge.as_ref().map(|b| &b.pair),
+            self.docker.as_ref().map(|d| &d.pair),
+        ];
         let mtus: Vec<u32> = pairs
+            .into_iter()
             .flatten()
             .flat_map(|pair| [pair.a.mtu, pair.b.mtu])
             .collect();

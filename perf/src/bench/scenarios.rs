@@ -66,6 +66,8 @@ pub struct Effort {
     /// Ports published in the setup case that real Docker is part of (two docker-proxy
     /// processes per port: too many for `per_rule_ports`).
     pub docker_setup_ports: u16,
+    /// The CI check (`--smoke`): cases may leave out variants that only add time.
+    pub smoke: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,9 +158,9 @@ const XNET_VS_BRIDGE_AND_DOCKER: &[Side] = &[Side::Xnet, Side::DockerBridge, Sid
 /// every other side (the hops sit on its host-side veths, ahead of the bridge).
 pub fn pair(lab: &Lab, side: Side) -> &Pair {
     match side {
-        Side::Xnet => &lab.xnet.pair,
+        Side::Xnet => &lab.xnet().pair,
         Side::DockerReal => &lab.docker().pair,
-        _ => &lab.bridge.pair,
+        _ => &lab.bridge().pair,
     }
 }
 
