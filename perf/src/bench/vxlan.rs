@@ -7,7 +7,7 @@
 //! - `vxlan-mech-pps`: 64-byte UDP, one flow, from A's generator to B's TC sink;
 //! - `vxlan-mech-tcp`: iperf3, 1 and 4 streams, with what TCP lost: a mechanism that breaks
 //!   GSO or checksums carries (almost) nothing, and the measurement then fails;
-//! - `vxlan-mech-rr`: 1-byte TCP ping-pong.
+//! - `vxlan-mech-rr`: 1-byte TCP ping-pong, unpinned and with both ends on one CPU.
 
 use std::{collections::HashMap, net::SocketAddrV4, path::Path};
 
@@ -18,7 +18,7 @@ use super::{
     overlay::{OverlayPair, SIDES},
     scenarios::{
         Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, IPERF3_PORT, Metric, RR_METRICS,
-        RR_PORT, Sample, Sender, iperf3, ping_pong, send_and_count,
+        RR_PORT, Sample, Sender, iperf3, ping_pong_on, send_and_count,
     },
     side::Side,
     sys,
@@ -120,18 +120,32 @@ pub fn vxlan_mech_tcp(effort: &Effort) -> Vec<Case> {
         .collect()
 }
 
-/// TCP ping-pong of 1-byte messages, client in A, server in B.
-pub fn vxlan_mech_rr(_: &Effort) -> Vec<Case> {
-    vec![Case {
-        name: "vxlan-mech-rr/1B".into(),
-        sides: SIDES,
-        metrics: RR_METRICS,
-        measure: Box::new(|lab, side, effort| {
-            let pair = pair(lab, side);
-            let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
-            ping_pong(&pair.b.netns, &pair.a.netns, target, 1, effort.rr_seconds)
-        }),
-    }]
+/// TCP ping-pong of 1-byte messages, client in A, server in B: as `bridge-rr` does it, and
+/// with both ends on one CPU (`1B-one-cpu`). Unpinned, a round trip takes about 7 us here when
+/// both ends happen to share a CPU and about 70 us when they do not (an idle CPU's wakeup), so
+/// the rounds fall into one mode or the other; on one CPU every round measures the path. The
+/// smoke run leaves the pinned case out.
+pub fn vxlan_mech_rr(effort: &Effort) -> Vec<Case> {
+    let one_cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+    let placements: &[(Option<usize>, &str)] = if effort.smoke {
+        &[(None, "1B")]
+    } else {
+        &[(None, "1B"), (Some(one_cpu), "1B-one-cpu")]
+    };
+    placements
+        .iter()
+        .map(|&(cpu, name)| Case {
+            name: format!("vxlan-mech-rr/{name}"),
+            sides: SIDES,
+            metrics: RR_METRICS,
+            measure: Box::new(move |lab, side, effort| {
+                let pair = pair(lab, side);
+                let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
+                let (server, client) = (&pair.b.netns, &pair.a.netns);
+                ping_pong_on(server, client, target, 1, effort.rr_seconds, cpu)
+            }),
+        })
+        .collect()
 }
 
 /// The sender's TCP counters (its namespace's `/proc/net/snmp` and `/proc/net/netstat`):
