@@ -30,7 +30,10 @@
 //! - **C** (`vxlan-adjust-room`) and **C-xdp** (`vxlan-adjust-room-xdp`): no vxlan device;
 //!   `xnet-vxlan --mechanism adjust-room` (or `adjust-room-xdp`) in each host.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, ensure};
 use serde_json::Value;
@@ -79,6 +82,8 @@ pub struct OverlayPair {
     /// The namespace that holds A's host-side veth (A's host, or its sandbox for Docker's
     /// datapath).
     pub a_veth_ns: PathBuf,
+    /// Host B's namespace, where the underlay delivers what A sends.
+    pub b_host: PathBuf,
     // First the programs' holders, then the namespaces: containers, sandboxes, hosts.
     _tools: Vec<Held>,
     _netns: Vec<Netns>,
@@ -152,6 +157,7 @@ impl OverlayPair {
             });
         }
         let mut pair = Self::empty();
+        pair.b_host = hosts[1].ns.path();
         let result = plumb(side, &hosts, &mut pair._tools);
         pair.adopt(hosts);
         result?;
@@ -181,6 +187,7 @@ impl OverlayPair {
             a: super::container::placeholder(),
             b: super::container::placeholder(),
             a_veth_ns: PathBuf::new(),
+            b_host: PathBuf::new(),
             _tools: Vec::new(),
             _netns: Vec::new(),
         }
@@ -377,6 +384,21 @@ fn docker_overlay(
         "neigh", "add", peer_ip, "lladdr", peer_mac, "dev", VXLAN_DEV,
     ];
     ip(s, &[&neigh[..], &["nud", "permanent"]].concat())
+}
+
+/// Bytes and packets the underlay device of the host whose namespace is `host` received so
+/// far.
+pub fn underlay_received(host: &Path) -> anyhow::Result<(u64, u64)> {
+    let mut show = sys::in_netns(host, "ip");
+    let out = sys::output(show.args(["-j", "-s", "link", "show", UNDERLAY]))?;
+    let link: Value = serde_json::from_str(&out)?;
+    let rx = &link[0]["stats64"]["rx"];
+    let count = |key: &str| {
+        rx[key]
+            .as_u64()
+            .with_context(|| format!("no rx {key} for {UNDERLAY} in {}", host.display()))
+    };
+    Ok((count("bytes")?, count("packets")?))
 }
 
 /// The MAC of `host`'s underlay device.
