@@ -49,7 +49,8 @@ pub const VNI: u32 = 4097;
 /// The containers' MTU: the underlay's less what VXLAN adds.
 pub const OVERLAY_MTU: u32 = 1450;
 const UNDERLAY_MTU: u32 = 1500;
-const UNDERLAY: &str = "under0";
+/// The underlay device of each host.
+pub const UNDERLAY: &str = "under0";
 const UNDERLAY_PREFIX: u8 = 24;
 const HOSTS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2)];
 const OVERLAY_PREFIX: u8 = 24;
@@ -82,7 +83,8 @@ pub struct OverlayPair {
     /// The namespace that holds A's host-side veth (A's host, or its sandbox for Docker's
     /// datapath).
     pub a_veth_ns: PathBuf,
-    /// Host B's namespace, where the underlay delivers what A sends.
+    /// The hosts' namespaces (A's sends, B's underlay receives).
+    pub a_host: PathBuf,
     pub b_host: PathBuf,
     // First the programs' holders, then the namespaces: containers, sandboxes, hosts.
     _tools: Vec<Held>,
@@ -157,6 +159,7 @@ impl OverlayPair {
             });
         }
         let mut pair = Self::empty();
+        pair.a_host = hosts[0].ns.path();
         pair.b_host = hosts[1].ns.path();
         let result = plumb(side, &hosts, &mut pair._tools);
         pair.adopt(hosts);
@@ -187,6 +190,7 @@ impl OverlayPair {
             a: super::container::placeholder(),
             b: super::container::placeholder(),
             a_veth_ns: PathBuf::new(),
+            a_host: PathBuf::new(),
             b_host: PathBuf::new(),
             _tools: Vec::new(),
             _netns: Vec::new(),
@@ -386,19 +390,70 @@ fn docker_overlay(
     ip(s, &[&neigh[..], &["nud", "permanent"]].concat())
 }
 
-/// Bytes and packets the underlay device of the host whose namespace is `host` received so
-/// far.
-pub fn underlay_received(host: &Path) -> anyhow::Result<(u64, u64)> {
-    let mut show = sys::in_netns(host, "ip");
-    let out = sys::output(show.args(["-j", "-s", "link", "show", UNDERLAY]))?;
+/// Bytes and packets device `dev` of namespace `netns` received so far.
+pub fn received(netns: &Path, dev: &str) -> anyhow::Result<(u64, u64)> {
+    let mut show = sys::in_netns(netns, "ip");
+    let out = sys::output(show.args(["-j", "-s", "link", "show", dev]))?;
     let link: Value = serde_json::from_str(&out)?;
     let rx = &link[0]["stats64"]["rx"];
     let count = |key: &str| {
         rx[key]
             .as_u64()
-            .with_context(|| format!("no rx {key} for {UNDERLAY} in {}", host.display()))
+            .with_context(|| format!("no rx {key} for {dev} in {}", netns.display()))
     };
     Ok((count("bytes")?, count("packets")?))
+}
+
+/// The underlay as a wire between real NICs carries it, while it lives: host A's `under0`
+/// segments UDP-tunnel GSO packets itself (its `tx-udp_tnl-segmentation` and
+/// `tx-udp_tnl-csum-segmentation` off: in software here, where a NIC with VXLAN TSO would do
+/// it in hardware), so MTU-sized packets cross, and host B's has GRO on, as NICs have, to
+/// coalesce them again. Between veths (the default) GSO super-packets cross whole and
+/// receive-side GRO never matters. The features are put back as they were.
+pub struct SegmentedUnderlay {
+    restore: Vec<(PathBuf, &'static str, String)>,
+}
+
+impl SegmentedUnderlay {
+    pub fn new(pair: &OverlayPair) -> anyhow::Result<Self> {
+        let mut guard = Self {
+            restore: Vec::new(),
+        };
+        for (host, feature, state) in [
+            (&pair.a_host, "tx-udp_tnl-segmentation", "off"),
+            (&pair.a_host, "tx-udp_tnl-csum-segmentation", "off"),
+            (&pair.b_host, "generic-receive-offload", "on"),
+        ] {
+            let was = feature_state(host, feature)?;
+            guard.restore.push((host.clone(), feature, was));
+            set_feature(host, feature, state)?;
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for SegmentedUnderlay {
+    fn drop(&mut self) {
+        for (host, feature, state) in self.restore.iter().rev() {
+            let _ = set_feature(host, feature, state);
+        }
+    }
+}
+
+/// `on` or `off`: an offload feature of the underlay device in `host`, as `ethtool -k` shows.
+fn feature_state(host: &Path, feature: &str) -> anyhow::Result<String> {
+    let out = sys::output(sys::in_netns(host, "ethtool").args(["-k", UNDERLAY]))?;
+    out.lines()
+        .filter_map(|line| line.trim().split_once(": "))
+        .find(|(name, _)| *name == feature)
+        .and_then(|(_, state)| state.split_whitespace().next())
+        .map(str::to_string)
+        .with_context(|| format!("ethtool -k {UNDERLAY} shows no {feature}"))
+}
+
+fn set_feature(host: &Path, feature: &str, state: &str) -> anyhow::Result<()> {
+    let mut ethtool = sys::in_netns(host, "ethtool");
+    sys::output(ethtool.args(["-K", UNDERLAY, feature, state])).map(drop)
 }
 
 /// The MAC of `host`'s underlay device.

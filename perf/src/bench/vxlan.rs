@@ -15,7 +15,7 @@ use anyhow::{Context as _, ensure};
 
 use super::{
     lab::Lab,
-    overlay::{OverlayPair, SIDES, underlay_received},
+    overlay::{OverlayPair, SIDES, SegmentedUnderlay, UNDERLAY, received},
     scenarios::{
         Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, IPERF3_PORT, Metric, RR_METRICS,
         RR_PORT, Sample, Sender, iperf3, ping_pong_on, send_and_count,
@@ -57,10 +57,11 @@ pub fn vxlan_mech_pps(_: &Effort) -> Vec<Case> {
 }
 
 /// Gbit/s received; what TCP retransmitted and what it lost, in % of the segments it sent;
-/// and the mean size of what host B's underlay received: tens of kilobytes while GSO
-/// super-packets cross the underlay whole (segmented only where a real NIC would, or never
-/// between veths), about 1,500 bytes when the sending host had to segment in software before
-/// encapsulating.
+/// the mean size of what host B's underlay received: tens of kilobytes while GSO
+/// super-packets cross the underlay whole (between veths), about 1,500 bytes when they were
+/// segmented before the wire; and the mean size of the skbs delivered into container B: tens
+/// of kilobytes while GSO survived or GRO coalesced the segments again, about 1,500 bytes when
+/// the container gets every segment on its own.
 const TCP_METRICS: &[Metric] = &[
     Metric {
         suffix: "",
@@ -86,27 +87,44 @@ const TCP_METRICS: &[Metric] = &[
         better: Better::Higher,
         compare: Compare::Ratio,
     },
+    Metric {
+        suffix: "/delivered-skb",
+        unit: "bytes (mean)",
+        better: Better::Higher,
+        compare: Compare::Ratio,
+    },
 ];
 
-/// iperf3 from A to B, containers with their default offloads. The smoke run keeps one
-/// stream: it checks that TCP works, which four streams do not check better.
+/// iperf3 from A to B, containers with their default offloads: 1 and 4 streams over the veth
+/// underlay, and 1 stream over an underlay segmented as a wire between NICs is
+/// ([`SegmentedUnderlay`]), where receive-side GRO decides what the container gets. The smoke
+/// run keeps one stream over the veth: it checks that TCP works, which the others do not
+/// check better.
 pub fn vxlan_mech_tcp(effort: &Effort) -> Vec<Case> {
-    let streams: &[(u32, &str)] = if effort.smoke {
-        &[(1, "1stream")]
+    let variants: &[(u32, &str, bool)] = if effort.smoke {
+        &[(1, "1stream", false)]
     } else {
-        &[(1, "1stream"), (4, "4streams")]
+        &[
+            (1, "1stream", false),
+            (4, "4streams", false),
+            (1, "1stream-segmented", true),
+        ]
     };
-    streams
+    variants
         .iter()
-        .map(|&(streams, name)| Case {
+        .map(|&(streams, name, segmented)| Case {
             name: format!("vxlan-mech-tcp/{name}"),
             sides: SIDES,
             metrics: TCP_METRICS,
             measure: Box::new(move |lab, side, effort| {
                 let pair = pair(lab, side);
+                let _wire = segmented
+                    .then(|| SegmentedUnderlay::new(pair))
+                    .transpose()?;
                 let server = SocketAddrV4::new(pair.b.ip, IPERF3_PORT);
                 let before = TcpCounters::of(&pair.a.netns)?;
-                let underlay_before = underlay_received(&pair.b_host)?;
+                let underlay_before = received(&pair.b_host, UNDERLAY)?;
+                let delivered_before = received(&pair.b.netns, "eth0")?;
                 let sample = iperf3(
                     &pair.b.netns,
                     &pair.a.netns,
@@ -115,9 +133,12 @@ pub fn vxlan_mech_tcp(effort: &Effort) -> Vec<Case> {
                     effort.tcp_seconds,
                 )?;
                 let sent = TcpCounters::of(&pair.a.netns)?.since(&before);
-                let underlay = underlay_received(&pair.b_host)?;
-                let bytes = underlay.0.saturating_sub(underlay_before.0);
-                let packets = underlay.1.saturating_sub(underlay_before.1).max(1);
+                let mean = |now: (u64, u64), before: (u64, u64)| {
+                    let packets = now.1.saturating_sub(before.1).max(1);
+                    now.0.saturating_sub(before.0) as f64 / packets as f64
+                };
+                let underlay = mean(received(&pair.b_host, UNDERLAY)?, underlay_before);
+                let delivered = mean(received(&pair.b.netns, "eth0")?, delivered_before);
                 let gbps = sample.values[0];
                 ensure!(
                     gbps >= TCP_WORKS_GBPS,
@@ -125,12 +146,7 @@ pub fn vxlan_mech_tcp(effort: &Effort) -> Vec<Case> {
                      ({sent:?})"
                 );
                 Ok(Sample {
-                    values: vec![
-                        gbps,
-                        sent.retransmitted(),
-                        sent.lost(),
-                        bytes as f64 / packets as f64,
-                    ],
+                    values: vec![gbps, sent.retransmitted(), sent.lost(), underlay, delivered],
                     frames: None,
                 })
             }),
