@@ -6,9 +6,11 @@
 //! programs on the underlay would take A's and B's frames.
 //!
 //! - **Underlay**: one veth pair between the two host namespaces (`under0`, 10.99.0.1/24 and
-//!   .2, MTU 1500), a wire between two NICs. A switch namespace with a bridge in between would
-//!   add the same bridge hop to every mechanism, on the same two CPUs, and shrink the
-//!   differences being measured; a veth also lets C-xdp run native XDP on the underlay.
+//!   .2, MTU 1500), in place of a wire between two NICs (a veth passes GSO super-packets
+//!   whole; [`SegmentedUnderlay`] makes it carry MTU-sized packets as a wire does). A switch
+//!   namespace with a bridge in between would add the same bridge hop to every mechanism, on
+//!   the same two CPUs, and shrink the differences being measured; a veth also lets C-xdp
+//!   run native XDP on the underlay.
 //! - **Containers**: `eth0` with MTU 1450 (50 bytes for VXLAN on a 1500 underlay, as Docker's
 //!   overlay), default offloads, 10.98.0.2/24 and .3, MACs not derived from the addresses, and
 //!   a static (permanent) neighbour entry for each other: no ARP crosses any of the

@@ -5,8 +5,10 @@
 //! the project can keep the faster one that keeps TCP's offloads working.
 //!
 //! - `vxlan-mech-pps`: 64-byte UDP, one flow, from A's generator to B's TC sink;
-//! - `vxlan-mech-tcp`: iperf3, 1 and 4 streams, with what TCP lost: a mechanism that breaks
-//!   GSO or checksums carries (almost) nothing, and the measurement then fails;
+//! - `vxlan-mech-tcp`: iperf3, 1 and 4 streams, and 1 stream over an underlay segmented as a
+//!   wire is, with what TCP lost and how big the packets on the underlay and into the
+//!   container are: a mechanism that breaks GSO or checksums carries (almost) nothing, and
+//!   the measurement then fails;
 //! - `vxlan-mech-rr`: 1-byte TCP ping-pong, unpinned and with both ends on one CPU.
 
 use std::{collections::HashMap, net::SocketAddrV4, path::Path};
