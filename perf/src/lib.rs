@@ -8,7 +8,9 @@
 //! - [`hop`] (`xnet-hop`): the bare one-hop forwarders the datapath is compared with;
 //! - [`rr`] (`xnet-rr`): TCP request/response (ping-pong) client and server;
 //! - [`proxy`] (`xnet-proxy`): a userland TCP proxy like docker-proxy, a baseline for
-//!   published ports.
+//!   published ports;
+//! - [`vxlan`] (`xnet-vxlan`): one VXLAN mechanism's programs in one simulated host, for the
+//!   `vxlan-mech-*` scenarios.
 //!
 //! [`bench`] (`xnet-bench`) sets up xnet and the Docker-like bridge side by side, runs the
 //! scenarios, and reports.
@@ -21,6 +23,7 @@ pub mod hop;
 pub mod proxy;
 pub mod rr;
 pub mod sink;
+pub mod vxlan;
 
 use std::io::{BufRead as _, Write as _};
 

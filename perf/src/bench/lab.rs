@@ -11,11 +11,12 @@
 //!   containers on a user-defined network of its bridge driver, B's ports published with `-p`.
 //!
 //! All use the same subnet, addresses, MACs and MTU, all hosts have an [`Uplink`] to an
-//! outside namespace of their own, and all are torn down on drop.
+//! outside namespace of their own, and all are torn down on drop. The VXLAN scenarios have a
+//! lab of their own, [`OverlayLab`] (two hosts per mechanism). A run builds only the labs its
+//! scenarios' sides need.
 
 use std::{
     io::Write as _,
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -27,11 +28,12 @@ use serde_json::Value;
 use xnet_dockerlab::Engine;
 
 use super::{
+    container::{Container, Pair, placeholder, probe_container},
+    overlay::OverlayLab,
     side::Side,
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
-use crate::frame::Mac;
 
 /// The network every lab gives its containers (Docker's first user-defined subnet).
 const SUBNET: &str = "172.18.0.0/16";
@@ -57,59 +59,6 @@ const CONTAINERS: [(&str, &str, &str); 2] = [
     ("a", "172.18.0.2", "02:42:ac:12:00:02"),
     ("b", "172.18.0.3", "02:42:ac:12:00:03"),
 ];
-
-/// One container as the scenarios need to know it.
-pub struct Container {
-    /// Its network namespace (a path for `nsenter --net`).
-    pub netns: PathBuf,
-    pub ip: Ipv4Addr,
-    pub mac: Mac,
-    pub mtu: u32,
-    /// The host-side end of its veth, in the lab's host namespace.
-    pub host_veth: String,
-}
-
-/// A host namespace with two containers on one network: A sends, B receives.
-pub struct Pair {
-    pub host: PathBuf,
-    pub a: Container,
-    pub b: Container,
-}
-
-/// Reads what a scenario needs to know about the container whose namespace is `netns`.
-fn probe_container(host: &Path, netns: PathBuf) -> anyhow::Result<Container> {
-    let json = |cmd: &mut Command| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(&sys::output(cmd)?)?)
-    };
-    let link = json(sys::in_netns(&netns, "ip").args(["-j", "link", "show", "eth0"]))?;
-    let addr = json(sys::in_netns(&netns, "ip").args(["-j", "-4", "addr", "show", "eth0"]))?;
-    let peer = link[0]["link_index"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("eth0 of {} is not a veth", netns.display()))?;
-    let host_links = json(sys::in_netns(host, "ip").args(["-j", "link", "show"]))?;
-    let host_veth = host_links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["ifindex"].as_u64() == Some(peer))
-        .and_then(|l| l["ifname"].as_str())
-        .ok_or_else(|| anyhow!("no host-side veth with ifindex {peer}"))?
-        .to_string();
-    let text = |v: &Value, what: &str| {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("{what} of {} unknown", netns.display()))
-    };
-    Ok(Container {
-        ip: text(&addr[0]["addr_info"][0]["local"], "address")?.parse()?,
-        mac: text(&link[0]["address"], "MAC")?.parse()?,
-        mtu: link[0]["mtu"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("MTU of {} unknown", netns.display()))? as u32,
-        host_veth,
-        netns,
-    })
-}
 
 /// xnetd in a host namespace of its own, with containers `a` and `b` on network `bench`.
 pub struct XnetLab {
@@ -234,17 +183,6 @@ impl Drop for XnetLab {
         }
         let _ = std::fs::remove_dir_all(&self.bpffs);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Stands in for a container until the real one exists (so a half-built lab still drops).
-fn placeholder() -> Container {
-    Container {
-        netns: PathBuf::new(),
-        ip: Ipv4Addr::UNSPECIFIED,
-        mac: Mac([0; 6]),
-        mtu: 0,
-        host_veth: String::new(),
     }
 }
 
@@ -518,40 +456,91 @@ impl DockerLab {
     }
 }
 
-/// Every lab. Built once per run; every scenario measures on them.
+/// Every lab a run needs, built once; every scenario measures on them.
 pub struct Lab {
-    pub xnet: XnetLab,
-    pub bridge: BridgeLab,
-    /// Real Docker's, where an engine can run (otherwise its side is skipped).
+    xnet: Option<XnetLab>,
+    bridge: Option<BridgeLab>,
+    /// Real Docker's, where needed and an engine can run (otherwise its side is skipped).
     pub docker: Option<DockerLab>,
+    overlay: Option<OverlayLab>,
+}
+
+/// The labs that sides are measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Xnet,
+    Bridge,
+    Docker,
+    Overlay,
+}
+
+fn kind(side: Side) -> Kind {
+    match side {
+        Side::Xnet => Kind::Xnet,
+        Side::DockerReal => Kind::Docker,
+        Side::VxlanBridge
+        | Side::VxlanTunnelKey
+        | Side::VxlanAdjustRoom
+        | Side::VxlanAdjustRoomXdp => Kind::Overlay,
+        // The hops sit on the bridge lab's veths; published-port baselines use its host.
+        _ => Kind::Bridge,
+    }
 }
 
 impl Lab {
-    /// `docker_published`: the ports real Docker's B publishes (from its creation on), as
-    /// `-p` specs.
+    /// Builds the labs of the `sides` a run measures. `docker_published`: the ports real
+    /// Docker's B publishes (from its creation on), as `-p` specs.
     pub fn up(
         run_id: &str,
         xnet_bin_dir: &Path,
         docker_published: &[String],
+        sides: &[Side],
     ) -> anyhow::Result<Self> {
-        let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
-        let xnet = XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?;
-        let docker = match Engine::unavailable() {
-            Some(why) => {
-                eprintln!("real Docker's side is skipped: {why}");
-                None
-            }
-            None => {
-                Some(DockerLab::up(run_id, docker_published).context("setting up real Docker")?)
-            }
+        let needs = |k: Kind| sides.iter().any(|side| kind(*side) == k);
+        let mut lab = Self {
+            xnet: None,
+            bridge: None,
+            docker: None,
+            overlay: None,
         };
-        let lab = Self {
-            xnet,
-            bridge,
-            docker,
-        };
+        if needs(Kind::Bridge) {
+            let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
+            lab.bridge = Some(bridge);
+        }
+        if needs(Kind::Xnet) {
+            lab.xnet = Some(XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?);
+        }
+        if needs(Kind::Docker) {
+            lab.docker = match Engine::unavailable() {
+                Some(why) => {
+                    eprintln!("real Docker's side is skipped: {why}");
+                    None
+                }
+                None => Some(
+                    DockerLab::up(run_id, docker_published).context("setting up real Docker")?,
+                ),
+            };
+        }
+        if needs(Kind::Overlay) {
+            let overlay = OverlayLab::up(run_id).context("setting up the VXLAN overlay lab")?;
+            lab.overlay = Some(overlay);
+        }
         lab.check_same_mtu()?;
         Ok(lab)
+    }
+
+    /// xnet's lab. Only called for sides that need it, which [`Lab::up`] then built.
+    pub fn xnet(&self) -> &XnetLab {
+        self.xnet
+            .as_ref()
+            .expect("xnet's lab is built for the sides that need it")
+    }
+
+    /// The bridge lab (Docker's datapath rebuilt), as [`Lab::xnet`].
+    pub fn bridge(&self) -> &BridgeLab {
+        self.bridge
+            .as_ref()
+            .expect("the bridge lab is built for the sides that need it")
     }
 
     /// Real Docker's lab. Only called for [`Side::DockerReal`], which is measured only where
@@ -562,19 +551,34 @@ impl Lab {
             .expect("real Docker's side is measured only where its lab exists")
     }
 
+    /// The VXLAN overlay lab, as [`Lab::xnet`].
+    pub fn overlay(&self) -> &OverlayLab {
+        self.overlay
+            .as_ref()
+            .expect("the overlay lab is built for the sides that need it")
+    }
+
     /// Whether this run can measure `side`: real Docker's needs an engine.
     pub fn measures(&self, side: Side) -> bool {
-        side != Side::DockerReal || self.docker.is_some()
+        match kind(side) {
+            Kind::Xnet => self.xnet.is_some(),
+            Kind::Bridge => self.bridge.is_some(),
+            Kind::Docker => self.docker.is_some(),
+            Kind::Overlay => self.overlay.is_some(),
+        }
     }
 
     /// A different MTU would change what a TCP segment carries: the labs must agree (Docker's
     /// is its default, 1500, since the private engine does not read the machine's
     /// daemon.json).
     fn check_same_mtu(&self) -> anyhow::Result<()> {
-        let pairs = [Some(&self.xnet.pair), Some(&self.bridge.pair)]
-            .into_iter()
-            .chain([self.docker.as_ref().map(|d| &d.pair)]);
+        let pairs = [
+            self.xnet.as_ref().map(|x| &x.pair),
+            self.bridge.as_ref().map(|b| &b.pair),
+            self.docker.as_ref().map(|d| &d.pair),
+        ];
         let mtus: Vec<u32> = pairs
+            .into_iter()
             .flatten()
             .flat_map(|pair| [pair.a.mtu, pair.b.mtu])
             .collect();

@@ -2,7 +2,9 @@
 //! cases with the sides alternated within every round (xnet, bridge, Docker, ceiling, ... then
 //! again), and reports median/min/max per side and the ratio ours / baseline.
 
+mod container;
 mod lab;
+mod overlay;
 mod ports;
 mod publish;
 mod report;
@@ -10,6 +12,7 @@ mod scenarios;
 mod side;
 mod sys;
 mod uplink;
+mod vxlan;
 
 use std::{
     path::PathBuf,
@@ -34,17 +37,21 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("publish-tcp", publish::publish_tcp),
     ("publish-rr", publish::publish_rr),
     ("publish-setup", publish::publish_setup),
+    ("vxlan-mech-pps", vxlan::vxlan_mech_pps),
+    ("vxlan-mech-tcp", vxlan::vxlan_mech_tcp),
+    ("vxlan-mech-rr", vxlan::vxlan_mech_rr),
 ];
 
 #[derive(Debug, Parser)]
 #[command(
     version,
     about = "Benchmark xnet against Docker's datapath and published ports (rebuilt, and real \
-             Docker where installed), side by side"
+             Docker where installed), side by side; and the VXLAN mechanisms against Docker's \
+             overlay datapath"
 )]
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
-    /// publish-tcp, publish-rr, publish-setup.
+    /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -81,6 +88,7 @@ impl BenchArgs {
                     many_ports: 100,
                     per_rule_ports: 10,
                     docker_setup_ports: 20,
+                    smoke: true,
                 },
             )
         } else if self.quick {
@@ -94,6 +102,7 @@ impl BenchArgs {
                     many_ports: MANY_PORTS,
                     per_rule_ports: PER_RULE_PORTS,
                     docker_setup_ports: DOCKER_SETUP_PORTS,
+                    smoke: false,
                 },
             )
         } else {
@@ -107,6 +116,7 @@ impl BenchArgs {
                     many_ports: MANY_PORTS,
                     per_rule_ports: PER_RULE_PORTS,
                     docker_setup_ports: DOCKER_SETUP_PORTS,
+                    smoke: false,
                 },
             )
         };
@@ -175,12 +185,16 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let run_id = format!("xb{}", std::process::id());
-    eprintln!("setting up xnet, the Docker-like bridge and real Docker in namespaces {run_id}-*");
+    let sides: Vec<Side> = cases.iter().flat_map(|c| c.sides.iter().copied()).collect();
+    eprintln!(
+        "setting up the labs of {} in namespaces {run_id}-*",
+        labs_of(&sides)
+    );
     let xnet_bin_dir = args
         .xnet_bin_dir
         .clone()
         .unwrap_or_else(|| sys::tool("").to_path_buf());
-    let lab = Lab::up(&run_id, &xnet_bin_dir, &publish::docker_published())?;
+    let lab = Lab::up(&run_id, &xnet_bin_dir, &publish::docker_published(), &sides)?;
     if let Some(docker) = &lab.docker {
         eprintln!("real Docker: private engine {}", docker.version()?);
     }
@@ -215,6 +229,26 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         println!("smoke: every scenario delivered, {objects} JSON objects complete");
     }
     Ok(())
+}
+
+/// What the setup builds, for its progress line.
+fn labs_of(sides: &[Side]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for side in sides {
+        let name = match side {
+            Side::Xnet => "xnet",
+            Side::DockerReal => "real Docker",
+            Side::VxlanBridge
+            | Side::VxlanTunnelKey
+            | Side::VxlanAdjustRoom
+            | Side::VxlanAdjustRoomXdp => "the VXLAN mechanisms (two hosts each)",
+            _ => "the Docker-like bridge",
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(", ")
 }
 
 fn measure_all(lab: &Lab, cases: &[Case], effort: &Effort) -> anyhow::Result<Vec<Row>> {

@@ -172,11 +172,11 @@ pub fn publish_setup(effort: &Effort) -> Vec<Case> {
 /// real Docker, which cannot, of a container it creates with them.
 fn publish_timed(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<(Published<'_>, Duration)> {
     match side {
-        Side::Xnet => Published::by_xnet(&lab.xnet, "b", ports),
+        Side::Xnet => Published::by_xnet(lab.xnet(), "b", ports),
         Side::DockerDnat | Side::IptablesBatch => {
-            Published::by_iptables(&lab.bridge, ports, Install::Batch)
+            Published::by_iptables(lab.bridge(), ports, Install::Batch)
         }
-        Side::IptablesPerRule => Published::by_iptables(&lab.bridge, ports, Install::PerRule),
+        Side::IptablesPerRule => Published::by_iptables(lab.bridge(), ports, Install::PerRule),
         Side::DockerReal => Published::by_docker_run(lab.docker(), DOCKER_SETUP_CONTAINER, ports),
         _ => bail!("{} does not publish ports", side.label()),
     }
@@ -193,9 +193,9 @@ fn publish(lab: &Lab, side: Side, ports: Ports) -> anyhow::Result<Published<'_>>
 
 fn uplink(lab: &Lab, side: Side) -> &Uplink {
     match side {
-        Side::Xnet => &lab.xnet.uplink,
+        Side::Xnet => &lab.xnet().uplink,
         Side::DockerReal => &lab.docker().uplink,
-        _ => &lab.bridge.uplink,
+        _ => &lab.bridge().uplink,
     }
 }
 

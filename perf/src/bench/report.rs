@@ -132,14 +132,31 @@ impl Row {
         Some(self.role(Role::Ours)?.summary.median / self.role(role)?.summary.median)
     }
 
-    /// How xnet compares with `side` in the table: `1.23x`, or `45.6x faster` (`2.0x slower`).
-    fn comparison(&self, side: Side) -> Option<String> {
-        let ratio = self.role(Role::Ours)?.summary.median / self.side(side)?.summary.median;
+    /// How `num` compares with `den` in the table: `1.23x`, or `45.6x faster` (`2.0x
+    /// slower`); `–` where there is nothing to divide by (a count of 0).
+    fn comparison(&self, num: Side, den: Side) -> Option<String> {
+        let ratio = self.side(num)?.summary.median / self.side(den)?.summary.median;
+        if !ratio.is_finite() {
+            return Some("–".into());
+        }
         Some(match self.compare {
             Compare::Ratio => format!("{ratio:.2}x"),
             Compare::Faster if ratio <= 1.0 => format!("{:.1}x faster", 1.0 / ratio),
             Compare::Faster => format!("{ratio:.1}x slower"),
         })
+    }
+
+    /// Candidate / baseline for each candidate (none in rows with xnet), `None` where the
+    /// baseline's median is 0.
+    fn candidates(&self) -> impl Iterator<Item = (&SideResult, Option<f64>)> {
+        let baseline = self.role(Role::Baseline).map(|b| b.summary.median);
+        self.sides
+            .iter()
+            .filter(|s| s.side.role() == Role::Candidate)
+            .map(move |s| {
+                let ratio = baseline.map(|b| s.summary.median / b);
+                (s, ratio.filter(|r| r.is_finite()))
+            })
     }
 
     pub fn json(&self, machine: &Value) -> Value {
@@ -162,7 +179,20 @@ impl Row {
                 v[key] = s.summary.json(s.side, s.frames);
             }
         }
-        v["ratio"] = json!(self.ratio_to(Role::Baseline));
+        if self.role(Role::Ours).is_some() {
+            v["ratio"] = json!(self.ratio_to(Role::Baseline));
+        }
+        let candidates: Vec<Value> = self
+            .candidates()
+            .map(|(s, ratio)| {
+                let mut c = s.summary.json(s.side, s.frames);
+                c["ratio"] = json!(ratio);
+                c
+            })
+            .collect();
+        if !candidates.is_empty() {
+            v["candidates"] = json!(candidates);
+        }
         for (role, key) in [
             (Role::SecondBaseline, "ratio_to_second_baseline"),
             (Role::Docker, "ratio_to_docker"),
@@ -209,45 +239,59 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
-    let mut others: Vec<Side> = Vec::new();
+    let mut sides: Vec<Side> = Vec::new();
     for side in rows.iter().flat_map(|r| &r.sides).map(|s| s.side) {
-        if side.role() != Role::Ours && !others.contains(&side) {
-            others.push(side);
+        if !sides.contains(&side) {
+            sides.push(side);
         }
     }
-    // Baselines first, then real Docker, the ceiling and the reference, whichever row
-    // brought them in.
-    others.sort_by_key(|side| side.role());
-    // xnet is compared with every side but the reference.
-    let compared = |side: Side| side.role() != Role::Reference;
+    // xnet first, then the baselines, candidates, real Docker, the ceiling and the
+    // reference, whichever row brought them in.
+    sides.sort_by_key(|side| side.role());
+    let ours = sides.iter().copied().find(|s| s.role() == Role::Ours);
+    // The ratio column after a side's values: xnet / that side (every side but the
+    // reference) where xnet is measured; otherwise candidate / baseline.
+    let ratio_of = |side: Side| -> Option<(Side, Side)> {
+        match (ours, side.role()) {
+            (Some(_), Role::Ours | Role::Reference) => None,
+            (Some(ours), _) => Some((ours, side)),
+            (None, Role::Candidate) => Some((side, baseline?)),
+            (None, _) => None,
+        }
+    };
     let counts_frames = rows
         .iter()
         .flat_map(|r| &r.sides)
         .any(|s| s.frames.is_some());
-    let mut head = vec![
-        "scenario".to_string(),
-        "unit".into(),
-        "better".into(),
-        Side::Xnet.title().into(),
-    ];
-    for &side in &others {
+    let mut head = vec!["scenario".to_string(), "unit".into(), "better".into()];
+    for &side in &sides {
         head.push(side.title().into());
-        if compared(side) {
+        if let Some((num, den)) = ratio_of(side) {
             head.push(match compare {
-                Compare::Ratio => format!("xnet / {}", side.short()),
-                Compare::Faster => format!("xnet vs {}", side.short()),
+                Compare::Ratio => format!("{} / {}", num.short(), den.short()),
+                Compare::Faster => format!("{} vs {}", num.short(), den.short()),
             });
         }
     }
-    // Loss of xnet, the baseline and real Docker, where they count frames.
-    let lossy: Vec<Side> = [Some(Side::Xnet), baseline, Some(Side::DockerReal)]
-        .into_iter()
-        .flatten()
-        .filter(|side| {
-            rows.iter()
-                .any(|r| r.side(*side).is_some_and(|s| s.frames.is_some()))
-        })
-        .collect();
+    // Loss of xnet, the baseline and real Docker (or of the baseline and the candidates),
+    // where they count frames.
+    let lossy: Vec<Side> = match ours {
+        Some(ours) => vec![Some(ours), baseline, Some(Side::DockerReal)],
+        None => std::iter::once(baseline)
+            .chain(
+                sides
+                    .iter()
+                    .map(|s| Some(*s).filter(|s| s.role() == Role::Candidate)),
+            )
+            .collect(),
+    }
+    .into_iter()
+    .flatten()
+    .filter(|side| {
+        rows.iter()
+            .any(|r| r.side(*side).is_some_and(|s| s.frames.is_some()))
+    })
+    .collect();
     if counts_frames && baseline.is_some() {
         let names: Vec<&str> = lossy.iter().map(|s| s.short()).collect();
         head.push(format!("loss {}", names.join(" / ")));
@@ -268,12 +312,11 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
                 Better::Lower => "lower",
             }
             .into(),
-            cell(Side::Xnet),
         ];
-        for &side in &others {
+        for &side in &sides {
             cells.push(cell(side));
-            if compared(side) {
-                cells.push(row.comparison(side).unwrap_or_else(|| "–".into()));
+            if let Some((num, den)) = ratio_of(side) {
+                cells.push(row.comparison(num, den).unwrap_or_else(|| "–".into()));
             }
         }
         if counts_frames && baseline.is_some() {
@@ -301,9 +344,14 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
     let all = all.as_array().ok_or_else(|| anyhow!("not a JSON array"))?;
     ensure!(!all.is_empty(), "no results");
     for object in all {
-        for key in [
-            "scenario", "unit", "ours", "baseline", "ratio", "rounds", "machine",
-        ] {
+        for key in ["scenario", "unit", "baseline", "rounds", "machine"] {
+            ensure!(object.get(key).is_some(), "{key} missing in {object}");
+        }
+        if let Some(candidates) = object.get("candidates") {
+            verify_candidates(object, candidates)?;
+            continue;
+        }
+        for key in ["ours", "ratio"] {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
         let ratio = object["ratio"].as_f64();
@@ -339,6 +387,30 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
         );
     }
     Ok(all.len())
+}
+
+/// A result that compares candidates with a baseline (no xnet side): every candidate has a
+/// value and a ratio, which is a positive number unless the baseline's median is 0 (a count).
+fn verify_candidates(object: &Value, candidates: &Value) -> anyhow::Result<()> {
+    let candidates = candidates
+        .as_array()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| anyhow!("no candidates in {object}"))?;
+    let baseline_zero = object["baseline"]["median"].as_f64() == Some(0.0);
+    for candidate in candidates {
+        ensure!(
+            candidate["median"].as_f64().is_some_and(f64::is_finite),
+            "bad median in {candidate}"
+        );
+        let ratio = candidate.get("ratio").map(Value::as_f64);
+        let good = match ratio {
+            Some(Some(r)) => r.is_finite() && r >= 0.0,
+            Some(None) => baseline_zero,
+            None => false,
+        };
+        ensure!(good, "bad ratio in {candidate} of {object}");
+    }
+    Ok(())
 }
 
 /// One bar chart per row: median per side, with a whisker from min to max.
@@ -379,7 +451,7 @@ pub fn write_svg(row: &Row, dir: &Path) -> anyhow::Result<()> {
         .map_err(plot_error)?;
     chart
         .draw_series(row.sides.iter().zip(0u32..).map(|(s, i)| {
-            let color = if s.side.role() == Role::Ours {
+            let color = if matches!(s.side.role(), Role::Ours | Role::Candidate) {
                 BLUE
             } else {
                 RGBColor(150, 150, 150)
@@ -538,6 +610,76 @@ mod tests {
         write_json(&[row()], &machine(0.0), &path).unwrap();
         assert!(verify_json(&path, &[name]).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn overlay_row(scenario: &str, samples: [f64; 3]) -> Row {
+        let side = |side, median: f64, delivered| SideResult {
+            side,
+            summary: Summary::of(&[median, median, median]),
+            frames: Some(Delivery {
+                sent: 100,
+                delivered,
+            }),
+        };
+        Row {
+            scenario: scenario.into(),
+            unit: "Mpps",
+            better: Better::Higher,
+            compare: Compare::Ratio,
+            rounds: 3,
+            sides: vec![
+                side(Side::VxlanBridge, samples[0], 100),
+                side(Side::VxlanTunnelKey, samples[1], 90),
+                side(Side::VxlanAdjustRoom, samples[2], 100),
+            ],
+        }
+    }
+
+    #[test]
+    fn candidates_are_compared_with_the_baseline() {
+        let row = overlay_row("vxlan-mech-pps/1flow", [0.5, 0.6, 1.0]);
+        let table = table(std::slice::from_ref(&row));
+        assert!(
+            table.starts_with(
+                "| scenario | unit | better | A: bridge + vxlan device (Docker's overlay): \
+                 median [min–max] | B: set_tunnel_key + collect_md vxlan device | B / A | \
+                 C: adjust_room, decap at tcx | C / A | loss A / B / C |\n\
+                 |---|---|---|---|---|---|---|---|---|\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1.20x |")
+                && table.contains("| 2.00x |")
+                && table.contains("| 0.0% / 10.0% / 0.0% |"),
+            "{table}"
+        );
+        let v = row.json(&machine(0.0));
+        assert!(v.get("ours").is_none() && v.get("ratio").is_none(), "{v}");
+        assert_eq!(v["baseline"]["name"], "vxlan-bridge");
+        assert_eq!(v["candidates"][0]["name"], "vxlan-set-tunnel-key");
+        assert!((v["candidates"][1]["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+        assert!((v["candidates"][0]["loss"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+        // A count the baseline never saw (retransmits): no ratio, and still a valid result.
+        let zero = overlay_row("vxlan-mech-tcp/1stream/lost", [0.0, 0.0, 0.3]);
+        assert!(table_of_one(&zero).contains("| – |"));
+        let dir = std::env::temp_dir().join(format!("xnet-perf-overlay-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        write_json(&[row, zero], &machine(0.0), &path).unwrap();
+        assert_eq!(verify_json(&path, &[]).unwrap(), 2);
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(v[1]["candidates"][0]["ratio"].is_null());
+        // A candidate without a value fails the smoke check.
+        let mut broken = v.clone();
+        broken[0]["candidates"][0]["median"] = Value::Null;
+        fs::write(&path, broken.to_string()).unwrap();
+        assert!(verify_json(&path, &[]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn table_of_one(row: &Row) -> String {
+        table(std::slice::from_ref(row))
     }
 
     fn setup_row() -> Row {

@@ -14,7 +14,8 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
 use super::{
-    lab::{Lab, Pair},
+    container::Pair,
+    lab::Lab,
     side::Side,
     sys::{self, Held},
 };
@@ -65,6 +66,8 @@ pub struct Effort {
     /// Ports published in the setup case that real Docker is part of (two docker-proxy
     /// processes per port: too many for `per_rule_ports`).
     pub docker_setup_ports: u16,
+    /// The CI check (`--smoke`): cases may leave out variants that only add time.
+    pub smoke: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,9 +158,9 @@ const XNET_VS_BRIDGE_AND_DOCKER: &[Side] = &[Side::Xnet, Side::DockerBridge, Sid
 /// every other side (the hops sit on its host-side veths, ahead of the bridge).
 pub fn pair(lab: &Lab, side: Side) -> &Pair {
     match side {
-        Side::Xnet => &lab.xnet.pair,
+        Side::Xnet => &lab.xnet().pair,
         Side::DockerReal => &lab.docker().pair,
-        _ => &lab.bridge.pair,
+        _ => &lab.bridge().pair,
     }
 }
 
@@ -411,15 +414,30 @@ pub fn ping_pong(
     size: usize,
     seconds: f64,
 ) -> anyhow::Result<Sample> {
+    ping_pong_on(server, client, target, size, seconds, None)
+}
+
+/// [`ping_pong`] with both ends pinned to CPU `cpu` if given (`taskset`): every step of a
+/// round trip then runs on that CPU, one after the other (the softirqs a send raises run
+/// where it was sent), so the time measured is the path's, without the wakeup of an idle
+/// CPU that the unpinned ping-pong meets whenever the ends land on different CPUs.
+pub fn ping_pong_on(
+    server: &Path,
+    client: &Path,
+    target: SocketAddrV4,
+    size: usize,
+    seconds: f64,
+    cpu: Option<usize>,
+) -> anyhow::Result<Sample> {
+    let rr = |netns: &Path| match cpu {
+        Some(cpu) => sys::in_netns_on_cpu(netns, cpu, sys::tool("xnet-rr")),
+        None => sys::in_netns(netns, sys::tool("xnet-rr")),
+    };
     let _server = Held::start(
         "xnet-rr server",
-        sys::in_netns(server, sys::tool("xnet-rr")).args([
-            "server",
-            "--listen",
-            &format!("0.0.0.0:{RR_PORT}"),
-        ]),
+        rr(server).args(["server", "--listen", &format!("0.0.0.0:{RR_PORT}")]),
     )?;
-    let report: RrReport = sys::report(sys::in_netns(client, sys::tool("xnet-rr")).args([
+    let report: RrReport = sys::report(rr(client).args([
         "client",
         "--server",
         &target.to_string(),

@@ -27,6 +27,16 @@ pub enum Side {
     /// networking (its bridge driver and iptables rules, `-p` with docker-proxy on), where
     /// one can run.
     DockerReal,
+    /// VXLAN between two hosts as Docker's overlay does it (A): a per-network namespace with a
+    /// bridge and a vxlan device, static FDB and neighbour entries.
+    VxlanBridge,
+    /// VXLAN by `bpf_skb_set_tunnel_key` and a collect_md vxlan device (B, as Cilium).
+    VxlanTunnelKey,
+    /// VXLAN with outer headers written after `bpf_skb_adjust_room`, decapsulated at the
+    /// underlay's tcx hook (C, as Calico's eBPF dataplane).
+    VxlanAdjustRoom,
+    /// C, decapsulated at the underlay's XDP hook instead.
+    VxlanAdjustRoomXdp,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -34,6 +44,9 @@ pub enum Side {
 pub enum Role {
     Ours,
     Baseline,
+    /// One of several mechanisms compared with the baseline, none of them xnet's: the table
+    /// gives candidate / baseline for each.
+    Candidate,
     /// Another baseline xnet is compared with, in a ratio of its own.
     SecondBaseline,
     /// Real Docker, what users of Docker run today: compared in a ratio of its own.
@@ -55,13 +68,22 @@ impl Side {
             Side::IptablesPerRule => "iptables-per-rule",
             Side::UplinkDrop => "bare-xdp-drop-on-uplink",
             Side::DockerReal => "docker-real",
+            Side::VxlanBridge => "vxlan-bridge",
+            Side::VxlanTunnelKey => "vxlan-set-tunnel-key",
+            Side::VxlanAdjustRoom => "vxlan-adjust-room",
+            Side::VxlanAdjustRoomXdp => "vxlan-adjust-room-xdp",
         }
     }
 
     pub fn role(self) -> Role {
         match self {
             Side::Xnet => Role::Ours,
-            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch => Role::Baseline,
+            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch | Side::VxlanBridge => {
+                Role::Baseline
+            }
+            Side::VxlanTunnelKey | Side::VxlanAdjustRoom | Side::VxlanAdjustRoomXdp => {
+                Role::Candidate
+            }
             Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
             Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
@@ -82,6 +104,10 @@ impl Side {
             Side::IptablesPerRule => "iptables, one exec per rule",
             Side::UplinkDrop => "ceiling (XDP drop on the uplink)",
             Side::DockerReal => "Docker 20.10 (bridge driver, -p, docker-proxy)",
+            Side::VxlanBridge => "A: bridge + vxlan device (Docker's overlay): median [min–max]",
+            Side::VxlanTunnelKey => "B: set_tunnel_key + collect_md vxlan device",
+            Side::VxlanAdjustRoom => "C: adjust_room, decap at tcx",
+            Side::VxlanAdjustRoomXdp => "C-xdp: adjust_room, decap at XDP",
         }
     }
 
@@ -98,6 +124,10 @@ impl Side {
             Side::IptablesPerRule => "per rule",
             Side::UplinkDrop => "ceiling",
             Side::DockerReal => "Docker",
+            Side::VxlanBridge => "A",
+            Side::VxlanTunnelKey => "B",
+            Side::VxlanAdjustRoom => "C",
+            Side::VxlanAdjustRoomXdp => "C-xdp",
         }
     }
 }

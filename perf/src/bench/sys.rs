@@ -33,6 +33,16 @@ pub fn in_netns(netns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// [`in_netns`], on CPU `cpu` only (`taskset --cpu-list`; `nsenter` and the program inherit
+/// the affinity).
+pub fn in_netns_on_cpu(netns: &Path, cpu: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["--cpu-list", &cpu.to_string(), "nsenter"])
+        .arg(format!("--net={}", netns.display()))
+        .arg(program);
+    cmd
+}
+
 /// Runs `work` on a thread of its own that has joined the network namespace pinned at
 /// `netns`: the programs it starts run there without `nsenter`'s extra exec each, which
 /// matters where exec time is what is measured.
