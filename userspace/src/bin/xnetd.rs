@@ -128,12 +128,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);
+    // Before serving, so the first requests find the cluster's store if it answers.
+    let joined = daemon.join_cluster_now().await;
+    tokio::spawn(daemon.clone().keep_in_cluster(joined));
     info!(socket = %config.socket.display(), "serving xnet's API");
     if let Some(docker) = &config.docker {
         info!(plugin = %docker.plugin, socket = %docker.socket.display(), "serving Docker's network plugin");
         tokio::spawn(daemon.clone().name_docker_objects(docker.api.clone()));
     }
-    tokio::spawn(daemon.clone().keep_in_cluster());
+
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing the SIGTERM handler");

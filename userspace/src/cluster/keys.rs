@@ -8,6 +8,7 @@
 //! | `/xnet/v1/networks/<network id>` | [`super::records::ClusterNetwork`] | none |
 //! | `/xnet/v1/names/<network name>` | network id: one network per name | none |
 //! | `/xnet/v1/vnis/<vni>` | network id: one network per VNI | none |
+//! | `/xnet/v1/subnets/<subnet>` | network id: one network per subnet | none |
 //! | `/xnet/v1/addresses/<network id>/<address>` | endpoint id: one endpoint per address | the claiming host's |
 //!
 //! A host's keys carry its lease: when the host stops renewing it, etcd removes them, and
@@ -21,6 +22,7 @@ pub const NETWORKS: &str = "/xnet/v1/networks/";
 pub const NAMES: &str = "/xnet/v1/names/";
 pub const VNIS: &str = "/xnet/v1/vnis/";
 pub const ADDRESSES: &str = "/xnet/v1/addresses/";
+pub const SUBNETS: &str = "/xnet/v1/subnets/";
 
 pub fn host(id: &str) -> String {
     format!("{HOSTS}{id}")
@@ -36,6 +38,11 @@ pub fn name(name: &str) -> String {
 
 pub fn vni(vni: u32) -> String {
     format!("{VNIS}{vni}")
+}
+
+/// The claim of a network's subnet (`10.0.1.0/24`).
+pub fn subnet(subnet: impl std::fmt::Display) -> String {
+    format!("{SUBNETS}{subnet}")
 }
 
 /// The prefix of the addresses claimed on network `id`.
@@ -59,7 +66,7 @@ mod tests {
 
     #[test]
     fn keys_live_under_the_versioned_root() {
-        for key in [SETTINGS, HOSTS, NETWORKS, NAMES, VNIS, ADDRESSES] {
+        for key in [SETTINGS, HOSTS, NETWORKS, NAMES, VNIS, ADDRESSES, SUBNETS] {
             assert!(key.starts_with(ROOT), "{key}");
         }
         assert_eq!(vni(4096), "/xnet/v1/vnis/4096");

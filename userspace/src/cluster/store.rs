@@ -8,7 +8,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
     WatchOptions, WatchStream,
 };
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv6Net};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
@@ -40,6 +40,8 @@ pub enum Taken {
     Name,
     /// Another network of the cluster has its VNI.
     Vni,
+    /// Another network of the cluster has one of its subnets.
+    Subnet,
 }
 
 /// A connection to the cluster's etcd.
@@ -206,34 +208,60 @@ impl Store {
             .ok_or_else(|| XnetError::conflict("every VXLAN id of the cluster is in use"))
     }
 
-    /// Adds a network of global scope, unless its name or VNI is taken (both checked in the
-    /// same transaction as the write, so two hosts creating at once cannot both succeed):
-    /// then which one was.
+    /// Adds a network of global scope, unless its name, its VNI or one of its subnets is
+    /// taken (all checked in the same transaction as the write, so two hosts creating at once
+    /// cannot both succeed): then which one was.
     pub async fn create_network(&mut self, net: &ClusterNetwork) -> Result<Option<Taken>> {
         let (name, vni) = (keys::name(&net.name), keys::vni(net.vni));
+        let subnets = subnet_keys(net);
+        let claims = [name.clone(), vni.clone()]
+            .into_iter()
+            .chain(subnets.clone());
         let txn = Txn::new()
-            .when([
-                Compare::create_revision(name.clone(), CompareOp::Equal, 0),
-                Compare::create_revision(vni.clone(), CompareOp::Equal, 0),
-            ])
-            .and_then([
-                TxnOp::put(keys::network(&net.id), to_json(net)?, None),
-                TxnOp::put(name.clone(), net.id.clone(), None),
-                TxnOp::put(vni.clone(), net.id.clone(), None),
-            ])
-            .or_else([TxnOp::get(name, None), TxnOp::get(vni, None)]);
+            .when(
+                claims
+                    .clone()
+                    .map(|key| Compare::create_revision(key, CompareOp::Equal, 0))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(
+                std::iter::once(TxnOp::put(keys::network(&net.id), to_json(net)?, None))
+                    .chain(
+                        claims
+                            .clone()
+                            .map(|key| TxnOp::put(key, net.id.clone(), None)),
+                    )
+                    .collect::<Vec<_>>(),
+            )
+            .or_else(claims.map(|key| TxnOp::get(key, None)).collect::<Vec<_>>());
         let response = self.call(|mut c| async move { c.txn(txn).await }).await?;
         if response.succeeded() {
             return Ok(None);
         }
-        let name_taken = match response.op_responses().first() {
-            Some(TxnOpResponse::Get(get)) => !get.kvs().is_empty(),
-            _ => false,
-        };
-        Ok(Some(if name_taken { Taken::Name } else { Taken::Vni }))
+        let taken: Vec<bool> = response
+            .op_responses()
+            .iter()
+            .map(|r| matches!(r, TxnOpResponse::Get(get) if !get.kvs().is_empty()))
+            .collect();
+        Ok(Some(match taken.as_slice() {
+            [true, ..] => Taken::Name,
+            [_, true, ..] => Taken::Vni,
+            _ => Taken::Subnet,
+        }))
     }
 
-    /// Removes a network of global scope (its name and VNI with it), if it is still the one
+    /// The subnets of every network of global scope, to choose a new one's clear of them.
+    pub async fn subnets(&mut self) -> Result<Vec<IpNet>> {
+        let (networks, _) = self.networks().await?;
+        Ok(networks
+            .iter()
+            .flat_map(|n| {
+                std::iter::once(IpNet::V4(n.ipv4.subnet)).chain(n.ipv6.map(|c| IpNet::V6(c.subnet)))
+            })
+            .collect())
+    }
+
+    /// Removes a network of global scope (its name, VNI and subnets with it), if it is still the one
     /// this host knows under that name.
     pub async fn remove_network(&mut self, net: &ClusterNetwork) -> Result<()> {
         let txn = Txn::new()
@@ -242,11 +270,17 @@ impl Store {
                 CompareOp::Equal,
                 net.id.clone(),
             )])
-            .and_then([
-                TxnOp::delete(keys::network(&net.id), None),
-                TxnOp::delete(keys::name(&net.name), None),
-                TxnOp::delete(keys::vni(net.vni), None),
-            ]);
+            .and_then(
+                [
+                    keys::network(&net.id),
+                    keys::name(&net.name),
+                    keys::vni(net.vni),
+                ]
+                .into_iter()
+                .chain(subnet_keys(net))
+                .map(|key| TxnOp::delete(key, None))
+                .collect::<Vec<_>>(),
+            );
         self.call(|mut c| async move { c.txn(txn).await }).await?;
         Ok(())
     }
@@ -357,6 +391,13 @@ impl Store {
             )),
         }
     }
+}
+
+/// The claims of a network's subnets, one key per family.
+fn subnet_keys(net: &ClusterNetwork) -> Vec<String> {
+    std::iter::once(keys::subnet(net.ipv4.subnet))
+        .chain(net.ipv6.map(|c| keys::subnet(c.subnet)))
+        .collect()
 }
 
 /// What went wrong with a call, in a few words: gRPC's own message (e.g. "Timeout

@@ -8,13 +8,16 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{
     Daemon,
     inner::{Cluster, Inner},
+    networks::network_record,
 };
 use crate::{
+    api::types::NetworkCreate,
     cluster::{
         config::{Advertise, ClusterConfig},
         keys,
@@ -22,13 +25,19 @@ use crate::{
         store::{LEASE_TTL_SECONDS, Store, Taken},
     },
     error::{Result, XnetError},
-    state::{Membership, Network, ids::random_id, ipam, options::OPT_VXLANID},
+    state::{
+        Membership, Network,
+        ids::random_id,
+        ipam::{self, Taken as TakenSubnet},
+        options::{NetworkOptions, OPT_VXLANID},
+    },
 };
 
 /// How soon to try a store that did not answer again.
 const RETRY: Duration = Duration::from_secs(2);
-/// How many free VNIs a new network tries while other hosts claim them first.
-const VNI_ATTEMPTS: usize = 5;
+/// How many times a new network chooses a free VNI and subnet while other hosts claim them
+/// first.
+const ATTEMPTS: usize = 5;
 
 impl Inner {
     /// Sets this host up as a member of the cluster `config` names: its id (kept in the state
@@ -93,45 +102,81 @@ impl Inner {
         })
     }
 
-    /// Puts a new network of global scope into the cluster's store with its VNI (`vni`, or
-    /// the lowest free one), which its options show as Docker's do. Two hosts picking the
-    /// same free VNI at once: the store's transaction lets one win, the other picks again.
-    /// Returns the cluster's record.
-    pub(super) async fn register_global(
+    /// `network create` of a network of global scope: its subnets chosen clear of this
+    /// host's and of every network of the cluster, its VNI given or the lowest free one
+    /// (which its options show, as Docker's do), written to the store, then installed here;
+    /// the other hosts follow through their watch. Two hosts choosing the same free VNI or
+    /// subnet at once: the store's transaction lets one win, the other chooses again.
+    pub(super) async fn create_global_network(
         &mut self,
-        store: &mut Store,
-        net: &mut Network,
-        vni: Option<u32>,
-    ) -> Result<ClusterNetwork> {
-        for _ in 0..VNI_ATTEMPTS {
-            let chosen = match vni {
+        req: NetworkCreate,
+        driver: String,
+        options: NetworkOptions,
+        mut store: Store,
+        settings: Settings,
+    ) -> Result<String> {
+        let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
+        for _ in 0..ATTEMPTS {
+            let (mut taken4, mut taken6) = self.taken_subnets().await?;
+            for subnet in store.subnets().await? {
+                let owner = "a network of the cluster".to_string();
+                match subnet {
+                    IpNet::V4(subnet) => taken4.push(TakenSubnet { subnet, owner }),
+                    IpNet::V6(subnet) => taken6.push(TakenSubnet { subnet, owner }),
+                }
+            }
+            let ipv4 = ipam::configure(&want4, &taken4, ipam::overlay_pool())?;
+            let ipv6 = match req.enable_ipv6 {
+                true => Some(ipam::configure(
+                    &want6,
+                    &taken6,
+                    ipam::ula_pool(settings.ula_prefix),
+                )?),
+                false => None,
+            };
+            let vni = match options.vni {
                 Some(vni) => vni,
                 None => store.free_vni().await?,
             };
-            net.vni = Some(chosen);
-            net.options.insert(OPT_VXLANID.into(), chosen.to_string());
-            let global = ClusterNetwork::of(net).expect("it has a VNI");
+            let mut net = network_record(req.clone(), driver.clone(), &options, ipv4, ipv6)?;
+            net.vni = Some(vni);
+            net.options.insert(OPT_VXLANID.into(), vni.to_string());
+            let global = ClusterNetwork::of(&net).expect("it has a VNI");
             match store.create_network(&global).await? {
                 None => {
-                    info!(network = %net.name, vni = chosen, "network created in the cluster");
-                    return Ok(global);
+                    info!(network = %net.name, vni, "network created in the cluster");
+                    return match self.install_network(net).await {
+                        Ok(name) => Ok(name),
+                        Err(e) => {
+                            if let Err(cleanup) = store.remove_network(&global).await {
+                                warn!(network = %global.name, "withdrawing it from the cluster: {cleanup}");
+                            }
+                            Err(e)
+                        }
+                    };
                 }
                 Some(Taken::Name) => {
                     return Err(XnetError::conflict(format!(
                         "network with name {} already exists in the cluster",
-                        net.name
+                        req.name
                     )));
                 }
-                Some(Taken::Vni) if vni.is_some() => {
+                Some(Taken::Vni) if options.vni.is_some() => {
                     return Err(XnetError::conflict(format!(
-                        "VXLAN id {chosen} is already used by another network of the cluster"
+                        "VXLAN id {vni} is already used by another network of the cluster"
                     )));
                 }
-                Some(Taken::Vni) => {}
+                Some(Taken::Subnet) if !req.subnets.is_empty() => {
+                    return Err(XnetError::conflict(format!(
+                        "subnet {} is already used by another network of the cluster",
+                        req.subnets.join(", ")
+                    )));
+                }
+                Some(Taken::Vni | Taken::Subnet) => {}
             }
         }
         Err(XnetError::conflict(
-            "could not claim a free VXLAN id: other hosts took each one first; try again",
+            "other hosts kept taking the VXLAN id or subnet chosen first; try again",
         ))
     }
 
@@ -186,39 +231,69 @@ impl Inner {
     }
 }
 
+/// A host that just joined: the store it joined through, its lease, and the revision to
+/// follow the store's changes from.
+pub struct Joined {
+    store: Store,
+    lease: i64,
+    revision: i64,
+}
+
 impl Daemon {
-    /// Keeps this host in its cluster until the process ends: (re)joins whenever the store
-    /// answers again, renews the lease, and mirrors the networks of global scope as they
-    /// change. Does nothing without `--cluster-store`.
-    pub async fn keep_in_cluster(self: Arc<Self>) {
-        let mut warned = false;
+    /// Joins the cluster once, before the daemon serves, so its first requests find the
+    /// store when it answers (when it does not, the daemon serves anyway and
+    /// [`Self::keep_in_cluster`] keeps trying). None without a cluster or on failure, said in
+    /// the log.
+    pub async fn join_cluster_now(&self) -> Option<Joined> {
+        match self.join_cluster().await {
+            Ok(joined) => joined,
+            Err(e) => {
+                warn!("{e}; retrying every {RETRY:?}");
+                None
+            }
+        }
+    }
+
+    /// Keeps this host in its cluster until the process ends, from `joined` (what
+    /// [`Self::join_cluster_now`] got): renews the lease, mirrors the networks of global
+    /// scope as they change, and (re)joins whenever the store answers again. Does nothing
+    /// without `--cluster-store`.
+    pub async fn keep_in_cluster(self: Arc<Self>, mut joined: Option<Joined>) {
+        if self.inner.lock().await.cluster.is_none() {
+            return;
+        }
+        let mut warned = joined.is_none();
         loop {
-            match self.join_cluster().await {
-                Ok(Some((store, lease, revision))) => {
-                    warned = false;
-                    let why = self.follow_cluster(store, lease, revision).await;
-                    warn!("lost the cluster store ({why}); joining again");
-                    if let Some(cluster) = self.inner.lock().await.cluster.as_mut() {
-                        cluster.store = None;
-                    }
-                    // At once: another member may answer.
-                    continue;
+            if let Some(Joined {
+                store,
+                lease,
+                revision,
+            }) = joined.take()
+            {
+                warned = false;
+                let why = self.follow_cluster(store, lease, revision).await;
+                warn!("lost the cluster store ({why}); joining again");
+                if let Some(cluster) = self.inner.lock().await.cluster.as_mut() {
+                    cluster.store = None;
                 }
-                Ok(None) => return,
+            } else {
+                tokio::time::sleep(RETRY).await;
+            }
+            // At once after losing it: another member may answer.
+            match self.join_cluster().await {
+                Ok(again) => joined = again,
                 Err(e) if !warned => {
                     warn!("{e}; retrying every {RETRY:?}");
                     warned = true;
                 }
                 Err(_) => {}
             }
-            tokio::time::sleep(RETRY).await;
         }
     }
 
     /// Connects, agrees on the settings, registers this host under its lease and mirrors the
-    /// cluster's networks. Returns the store, the lease and the revision to watch from; None
-    /// without a cluster.
-    async fn join_cluster(&self) -> Result<Option<(Store, i64, i64)>> {
+    /// cluster's networks. None without a cluster.
+    async fn join_cluster(&self) -> Result<Option<Joined>> {
         let (config, host, lease, ula) = {
             let inner = self.inner.lock().await;
             let Some(cluster) = &inner.cluster else {
@@ -255,7 +330,11 @@ impl Daemon {
             cluster.store = Some((store.clone(), settings));
         }
         info!(host = %host.name, lease, "joined the cluster");
-        Ok(Some((store, lease, revision)))
+        Ok(Some(Joined {
+            store,
+            lease,
+            revision,
+        }))
     }
 
     /// Renews the lease and follows the store's changes until either fails; returns why.

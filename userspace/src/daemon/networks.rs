@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::inner::{Inner, Target};
 use crate::{
@@ -14,9 +14,10 @@ use crate::{
     error::{Result, XnetError},
     plumbing::HOST_VETH_PREFIX,
     state::{
-        DEFAULT_NETWORK, KernelObject, Network,
+        DEFAULT_NETWORK, IpConfig, KernelObject, Network,
         ids::{now, random_id},
         ipam::{self, Taken},
+        options::NetworkOptions,
         rules::{refuse_docker_network, validate_name},
     },
 };
@@ -122,7 +123,7 @@ impl Inner {
                 req.name
             )));
         }
-        let driver_name = req.driver.unwrap_or_else(|| BRIDGE.into());
+        let driver_name = req.driver.clone().unwrap_or_else(|| BRIDGE.into());
         let driver = match drivers::by_name(&driver_name).map(|d| d.attachment()) {
             Some(Attachment::Endpoints(driver)) => driver,
             // Docker's words: there is one `host` and one `none`.
@@ -144,60 +145,35 @@ impl Inner {
             Some(Scope::Global) => Some(self.cluster_store(&driver_name)?),
             _ => None,
         };
-        let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
         if !req.enable_ipv6
-            && let Some(flag) = want6.first_flag()
+            && let Some(flag) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?
+                .1
+                .first_flag()
         {
             return Err(XnetError::invalid(format!("an IPv6 {flag} needs --ipv6")));
         }
+        if let Some((store, settings)) = cluster {
+            return self
+                .create_global_network(req, driver_name, options, store, settings)
+                .await;
+        }
+        let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
         let (taken4, taken6) = self.taken_subnets().await?;
         // Beside a Docker engine, xnet's own networks keep out of the pools Docker's IPAM
         // hands out (it knows only Docker's networks).
-        let ipv4 = match (&cluster, &self.docker) {
-            (Some(_), _) => ipam::configure(&want4, &taken4, ipam::overlay_pool())?,
-            (None, Some(_)) => ipam::configure(&want4, &taken4, ipam::pool_beside_docker())?,
-            (None, None) => ipam::configure(&want4, &taken4, ipam::default_pool())?,
+        let pool = match self.docker {
+            Some(_) => ipam::pool_beside_docker(),
+            None => ipam::default_pool(),
         };
+        let ipv4 = ipam::configure(&want4, &taken4, pool)?;
         let ipv6 = if req.enable_ipv6 {
-            let ula = match &cluster {
-                Some((_, settings)) => settings.ula_prefix,
-                None => self.ula_prefix()?,
-            };
-            Some(ipam::configure(&want6, &taken6, ipam::ula_pool(ula))?)
+            let pool = ipam::ula_pool(self.ula_prefix()?);
+            Some(ipam::configure(&want6, &taken6, pool)?)
         } else {
             None
         };
-        let mut network = Network {
-            id: random_id()?,
-            name: req.name.clone(),
-            driver: driver_name,
-            ipv4,
-            ipv6,
-            datapath_id: 0,
-            created: now(),
-            internal: req.internal,
-            options: req.options,
-            icc: options.icc,
-            mtu: options.mtu,
-            docker: None,
-            vni: None,
-            attachable: req.attachable,
-        };
-        let Some((mut store, _)) = cluster else {
-            return self.install_network(network).await;
-        };
-        let global = self
-            .register_global(&mut store, &mut network, options.vni)
-            .await?;
-        match self.install_network(network).await {
-            Ok(name) => Ok(name),
-            Err(e) => {
-                if let Err(cleanup) = store.remove_network(&global).await {
-                    warn!(network = %global.name, "withdrawing it from the cluster: {cleanup}");
-                }
-                Err(e)
-            }
-        }
+        let network = network_record(req, driver_name, &options, ipv4, ipv6)?;
+        self.install_network(network).await
     }
 
     /// Gives a new, validated network its datapath id and its host-wide objects (through its
@@ -278,4 +254,30 @@ impl Inner {
         info!(network = %net.name, "network removed");
         Ok(())
     }
+}
+
+/// A new network's record, its addressing chosen, before it has a datapath id.
+pub(super) fn network_record(
+    req: NetworkCreate,
+    driver: String,
+    options: &NetworkOptions,
+    ipv4: IpConfig<Ipv4Net>,
+    ipv6: Option<IpConfig<Ipv6Net>>,
+) -> Result<Network> {
+    Ok(Network {
+        id: random_id()?,
+        name: req.name,
+        driver,
+        ipv4,
+        ipv6,
+        datapath_id: 0,
+        created: now(),
+        internal: req.internal,
+        options: req.options,
+        icc: options.icc,
+        mtu: options.mtu,
+        docker: None,
+        vni: None,
+        attachable: req.attachable,
+    })
 }

@@ -220,30 +220,39 @@ fn hosts_creating_at_the_same_moment_never_share_a_name_or_a_vni() {
                 .unwrap()
                 .args(["network", "create", "-d", "overlay", &format!("n{i}")])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     for creator in creators {
-        assert!(creator.wait_with_output().unwrap().status.success());
+        let out = creator.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let vnis: BTreeSet<String> = (0..9)
+    // Every host lists all nine, each with a VNI and a subnet of its own.
+    let nets: Vec<Value> = (0..9)
         .map(|i| {
-            let net = inspect(&lab, "h1", &format!("n{i}"))
-                .or_else(|| {
-                    eventually(Duration::from_secs(5), || {
-                        inspect(&lab, "h1", &format!("n{i}")).is_some()
-                    });
-                    inspect(&lab, "h1", &format!("n{i}"))
-                })
-                .unwrap();
-            net["Options"]["com.docker.network.driver.overlay.vxlanid_list"]
-                .as_str()
-                .unwrap()
-                .to_string()
+            let name = format!("n{i}");
+            let listed = eventually(Duration::from_secs(5), || {
+                inspect(&lab, "h1", &name).is_some()
+            });
+            assert!(listed, "h1 lacks {name}:\n{}", lab.xnetd_log("h1").unwrap());
+            inspect(&lab, "h1", &name).unwrap()
         })
         .collect();
+    let vnis: BTreeSet<String> = nets
+        .iter()
+        .map(|n| n["Options"]["com.docker.network.driver.overlay.vxlanid_list"].to_string())
+        .collect();
+    let subnets: BTreeSet<String> = nets
+        .iter()
+        .map(|n| n["IPAM"]["Config"][0]["Subnet"].to_string())
+        .collect();
+    assert_eq!(subnets.len(), 9, "{subnets:?}");
     assert_eq!(vnis.len(), 9, "{vnis:?}");
 }
 
