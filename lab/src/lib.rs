@@ -22,6 +22,7 @@
 //! that this process brought up takes it down, panic or not; [`Lab::leave_running`] keeps it.
 
 mod etcd;
+mod eventually;
 mod lab;
 mod netns;
 mod process;
@@ -30,6 +31,7 @@ mod teardown;
 pub mod topology;
 mod xnetd;
 
+pub use eventually::eventually;
 pub use lab::Lab;
 pub use record::{Host, Member, Router};
 pub use topology::{RUN_DIR, Spec};

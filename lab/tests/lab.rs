@@ -9,12 +9,11 @@
 use std::{
     path::{Path, PathBuf},
     process::Output,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use xnet_dockerlab::skip;
-use xnet_lab::{Lab, Spec};
+use xnet_lab::{Lab, Spec, eventually};
 
 /// `target/<profile>`: the test runs as `target/<profile>/deps/lab-<hash>`.
 fn bin_dir() -> PathBuf {
@@ -41,18 +40,6 @@ fn ok(out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Retries `check` for up to `timeout` (an etcd election takes about a second).
-fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    true
 }
 
 /// Nothing of the lab is left: namespaces, pins, its directory.

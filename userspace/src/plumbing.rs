@@ -151,7 +151,13 @@ pub async fn bring_up_host_end(netlink: &Netlink, ep: &Endpoint, net: &Network) 
 
 /// Deletes the endpoint's veth pair (and the host routes through it); gone already is fine.
 pub async fn delete_pair(netlink: &Netlink, ep: &Endpoint) -> anyhow::Result<()> {
-    if let Some(link) = netlink.link_by_name(&ep.host_ifname).await? {
+    delete_veth(netlink, &ep.host_ifname).await
+}
+
+/// Deletes the veth pair whose end in the daemon's namespace is `host_ifname` (deleting one
+/// end deletes both); gone already is fine.
+pub async fn delete_veth(netlink: &Netlink, host_ifname: &str) -> anyhow::Result<()> {
+    if let Some(link) = netlink.link_by_name(host_ifname).await? {
         netlink.delete_link(link.index).await?;
     }
     Ok(())

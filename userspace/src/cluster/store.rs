@@ -409,8 +409,8 @@ fn reason(error: &etcd_client::Error) -> String {
     }
 }
 
-/// The refusal of whatever needed a store that did not answer.
-fn unavailable(urls: &str, why: impl std::fmt::Display) -> XnetError {
+/// The refusal of whatever needed a store that did not answer (`urls`: its members).
+pub fn unavailable(urls: &str, why: impl std::fmt::Display) -> XnetError {
     XnetError::Unavailable(format!(
         "the cluster store ({urls}) does not answer ({why}); overlay networks cannot change until it does"
     ))

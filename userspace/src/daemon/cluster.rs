@@ -5,7 +5,7 @@
 //! is still alive, so the others never see it leave), reads every network of global scope
 //! and mirrors them into its state and kernel, and follows the store's changes.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -22,7 +22,7 @@ use crate::{
         config::{Advertise, ClusterConfig},
         keys,
         records::{ClusterNetwork, HostRecord, Settings},
-        store::{LEASE_TTL_SECONDS, Store, Taken},
+        store::{LEASE_TTL_SECONDS, Store, Taken, unavailable},
     },
     error::{Result, XnetError},
     state::{
@@ -54,22 +54,11 @@ impl Inner {
         let address = match &config.advertise {
             Advertise::Address(ip) => *ip,
             Advertise::Interface(name) => {
-                let netlink = &self.kernel.netlink;
-                let link = netlink
-                    .link_by_name(name)
-                    .await?
-                    .with_context(|| format!("--cluster-advertise {name}: no such interface"))?;
-                netlink
-                    .global_addresses(link.index)
-                    .await?
-                    .into_iter()
-                    .find_map(|a| match a {
-                        IpAddr::V4(ip) => Some(ip),
-                        IpAddr::V6(_) => None,
-                    })
-                    .with_context(|| {
-                        format!("--cluster-advertise {name}: the interface has no IPv4 address")
-                    })?
+                let flag = "--cluster-advertise";
+                let interface = self.kernel.netlink.interface(flag, name).await?;
+                interface
+                    .ipv4
+                    .with_context(|| format!("{flag} {name}: the interface has no IPv4 address"))?
             }
         };
         let host = HostRecord {
@@ -95,10 +84,10 @@ impl Inner {
             )));
         };
         cluster.store.clone().ok_or_else(|| {
-            XnetError::Unavailable(format!(
-                "the cluster store ({}) does not answer; overlay networks cannot change until it does",
-                cluster.config.endpoints.join(",")
-            ))
+            unavailable(
+                &cluster.config.endpoints.join(","),
+                "not joined since it last failed",
+            )
         })
     }
 

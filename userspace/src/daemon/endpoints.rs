@@ -208,7 +208,6 @@ impl Inner {
         Ok(Endpoint {
             static_ipv4: ips.ipv4.is_some(),
             static_ipv6: ips.ipv6.is_some(),
-            mac: Mac::for_ipv4(ipv4),
             ..self.unplumbed_endpoint(random_id()?, net, ipv4, ipv6, ifname)?
         })
     }

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::{containers::HOST_SANDBOX, inner::Inner};
 use crate::{
     os::netns,
+    plumbing,
     state::{Container, KernelObject, Sandbox, State},
 };
 
@@ -74,9 +75,7 @@ impl Inner {
             info!(?object, "removing what an interrupted request made");
             match object {
                 KernelObject::Veth { name } => {
-                    if let Some(link) = self.kernel.netlink.link_by_name(name).await? {
-                        self.kernel.netlink.delete_link(link.index).await?;
-                    }
+                    plumbing::delete_veth(&self.kernel.netlink, name).await?
                 }
                 KernelObject::NetnsPin { path } => netns::remove(path)?,
                 KernelObject::HostAddress { ip } => {
@@ -213,27 +212,14 @@ impl Inner {
         let Some(name) = uplink else {
             return self.kernel.datapath.clear_uplink();
         };
-        let netlink = &self.kernel.netlink;
-        let link = netlink
-            .link_by_name(name)
-            .await?
-            .with_context(|| format!("--uplink {name}: no such interface"))?;
-        let addresses = netlink.global_addresses(link.index).await?;
-        let ipv4 = addresses
-            .iter()
-            .find_map(|a| match a {
-                IpAddr::V4(ip) => Some(*ip),
-                IpAddr::V6(_) => None,
-            })
+        let uplink = self.kernel.netlink.interface("--uplink", name).await?;
+        let ipv4 = uplink
+            .ipv4
             .with_context(|| format!("--uplink {name}: the interface has no IPv4 address"))?;
         // Without a global IPv6 address, IPv6 egress is dropped (`no-uplink`); IPv4 still
         // works.
-        let ipv6 = addresses.iter().find_map(|a| match a {
-            IpAddr::V6(ip) => Some(*ip),
-            IpAddr::V4(_) => None,
-        });
         self.kernel
             .datapath
-            .set_uplink(name, link.index, ipv4.octets(), ipv6)
+            .set_uplink(name, uplink.index, ipv4.octets(), uplink.ipv6)
     }
 }

@@ -34,6 +34,14 @@ pub struct LinkInfo {
     pub mac: [u8; 6],
 }
 
+/// An interface named on the command line (`--uplink`, `--cluster-advertise`): its index and
+/// its first global address of each family.
+pub struct Interface {
+    pub index: u32,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
 /// A route of the main table, reduced to what subnet selection needs.
 pub struct RouteInfo {
     pub destination: IpNet,
@@ -171,15 +179,31 @@ impl Netlink {
         }
     }
 
-    /// The global-scope addresses of link `index` (IPv4 and IPv6), primary first.
-    pub async fn global_addresses(&self, index: u32) -> anyhow::Result<Vec<IpAddr>> {
-        Ok(self
-            .address_messages(index)
+    /// The interface `name` that command-line flag `flag` names; one line naming both when
+    /// there is none.
+    pub async fn interface(&self, flag: &str, name: &str) -> anyhow::Result<Interface> {
+        let link = self
+            .link_by_name(name)
             .await?
+            .with_context(|| format!("{flag} {name}: no such interface"))?;
+        let messages = self.address_messages(link.index).await?;
+        // Global scope, primary first.
+        let global = messages
             .iter()
             .filter(|msg| msg.header.scope == AddressScope::Universe)
-            .filter_map(local_address)
-            .collect())
+            .filter_map(local_address);
+        let (mut ipv4, mut ipv6) = (None, None);
+        for address in global {
+            match address {
+                IpAddr::V4(ip) => ipv4 = ipv4.or(Some(ip)),
+                IpAddr::V6(ip) => ipv6 = ipv6.or(Some(ip)),
+            }
+        }
+        Ok(Interface {
+            index: link.index,
+            ipv4,
+            ipv6,
+        })
     }
 
     /// Removes `ip` from link `index`; an address already gone is fine.

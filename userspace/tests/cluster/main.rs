@@ -24,7 +24,7 @@ use xnet::{
     state::IpConfig,
 };
 use xnet_dockerlab::skip;
-use xnet_lab::{Lab, Spec};
+use xnet_lab::{Lab, Spec, eventually};
 
 const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
 
@@ -68,17 +68,6 @@ fn inspect(lab: &Lab, host: &str, name: &str) -> Option<Value> {
     out.status
         .success()
         .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone())
-}
-
-fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    true
 }
 
 /// Runs async `work` on a thread of its own inside the namespace at `netns` (where the lab's

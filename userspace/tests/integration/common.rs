@@ -14,6 +14,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use xnet_lab::eventually;
 
 pub const XNET: &str = env!("CARGO_BIN_EXE_xnet");
 pub const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
@@ -433,20 +434,6 @@ pub fn succeeded(out: &Output) -> bool {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Retries `check` for up to `timeout` (servers take a moment to listen).
-pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The JSON document a background command (a one-shot `iperf3 -s -1 -J` server) writes to
