@@ -484,3 +484,72 @@ fn a_network_of_the_cluster_that_clashes_with_a_hosts_own_is_left_out_there() {
     )
     .is_some()));
 }
+
+/// The overlay networks `host` lists, by name and id.
+fn overlays(lab: &Lab, host: &str) -> BTreeSet<(String, String)> {
+    ok(lab, host, &["network", "ls", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|n| n["Driver"] == "overlay")
+        .map(|n| (n["Name"].to_string(), n["ID"].to_string()))
+        .collect()
+}
+
+#[test]
+fn a_host_killed_while_creating_overlays_agrees_with_the_cluster_after_its_restart() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(2, 1);
+    for (i, delay_ms) in [0u64, 5, 10, 15, 20, 30, 40, 60].into_iter().enumerate() {
+        let mut create = lab
+            .command("h1", "xnet")
+            .unwrap()
+            .args(["network", "create", "-d", "overlay", &format!("k{i}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(delay_ms));
+        lab.kill_xnetd("h1").unwrap();
+        create.wait().unwrap();
+        lab.start_xnetd("h1").unwrap();
+    }
+    // Whatever reached the store is every host's, and nothing else is anyone's.
+    let agreed = eventually(Duration::from_secs(10), || {
+        overlays(&lab, "h1") == overlays(&lab, "h2")
+    });
+    assert!(
+        agreed,
+        "h1 {:?} and h2 {:?} disagree:\n{}",
+        overlays(&lab, "h1"),
+        overlays(&lab, "h2"),
+        lab.xnetd_log("h1").unwrap()
+    );
+    assert!(
+        !overlays(&lab, "h1").is_empty(),
+        "no create got through: the kills came too early to test anything"
+    );
+    // h1's loopback holds exactly its networks' gateways: nothing a killed create added.
+    let state =
+        std::fs::read_to_string(lab.host("h1").unwrap().state_dir.join("state.json")).unwrap();
+    let state: xnet::state::State = serde_json::from_str(&state).unwrap();
+    assert!(state.in_flight.is_empty(), "{:?}", state.in_flight);
+    let gateways: BTreeSet<String> = state
+        .networks
+        .values()
+        .flat_map(|n| n.subnets_and_gateways())
+        .map(|(_, gateway)| gateway.to_string())
+        .collect();
+    let out = lab
+        .run("h1", &["ip", "-j", "addr", "show", "dev", "lo"])
+        .unwrap();
+    let on_lo: BTreeSet<String> = serde_json::from_slice::<Vec<Value>>(&out.stdout)
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().map(String::from))
+        .filter(|ip| ip != "127.0.0.1" && ip != "::1")
+        .collect();
+    assert_eq!(on_lo, gateways);
+}
