@@ -18,7 +18,10 @@ use super::{
 };
 use crate::{
     error::{Result, XnetError},
-    state::ipam::{self, IpConfig, Subnet},
+    state::{
+        ids::random_below,
+        ipam::{self, IpConfig, Subnet},
+    },
 };
 
 /// How long one call to the store may take.
@@ -288,7 +291,8 @@ impl Store {
     /// Claims an address of network `network_id` for `endpoint` under `lease`: `requested`
     /// (refused if another endpoint of the cluster has it), or the lowest free one by
     /// `ipam::allocate`'s rules. The claim is a key created only if it does not exist, so two
-    /// hosts allocating at the same moment never get the same address: the loser picks again.
+    /// hosts allocating at the same moment never get the same address: the loser picks again,
+    /// one of the few lowest free ones.
     pub async fn claim_address<N: Subnet>(
         &mut self,
         network_id: &str,
@@ -297,7 +301,7 @@ impl Store {
         endpoint: &str,
         lease: i64,
     ) -> Result<N::Addr> {
-        for _ in 0..CLAIM_ATTEMPTS {
+        for attempt in 0..CLAIM_ATTEMPTS {
             let prefix = keys::addresses(network_id);
             let claimed = self
                 .call(|mut c| async move {
@@ -313,7 +317,20 @@ impl Store {
                 .iter()
                 .filter_map(|kv| kv.key_str().ok()?.rsplit('/').next()?.parse().ok())
                 .collect();
-            let address = ipam::allocate(config, &used, requested)?;
+            let mut address = ipam::allocate(config, &used, requested)?;
+            // Every host that lost the last race would take the same lowest free address
+            // next, and one of them would lose again, round after round: after a lost race,
+            // skip a random few free addresses (none for a requested one).
+            if requested.is_none() {
+                let mut skipped = used;
+                for _ in 0..random_below(attempt + 1)? {
+                    skipped.insert(address);
+                    match ipam::allocate(config, &skipped, None) {
+                        Ok(next) => address = next,
+                        Err(_) => break,
+                    }
+                }
+            }
             let key = keys::address(network_id, address);
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])

@@ -27,7 +27,7 @@ use crate::{
     error::{Result, XnetError},
     state::{
         Membership, Network,
-        ids::random_id,
+        ids::{random_below, random_id},
         ipam::{self, Taken as TakenSubnet},
         options::{NetworkOptions, OPT_VXLANID},
     },
@@ -38,6 +38,8 @@ const RETRY: Duration = Duration::from_secs(2);
 /// How many times a new network chooses a free VNI and subnet while other hosts claim them
 /// first.
 const ATTEMPTS: usize = 5;
+/// The longest pause, in milliseconds, before choosing again after a lost race.
+const RACE_PAUSE_MS: usize = 50;
 
 impl Inner {
     /// Sets this host up as a member of the cluster `config` names: its id (kept in the state
@@ -161,7 +163,12 @@ impl Inner {
                         req.subnets.join(", ")
                     )));
                 }
-                Some(Taken::Vni | Taken::Subnet) => {}
+                // The hosts that lost would all choose the same VNI or subnet again, and
+                // one would lose again: a random pause takes them apart.
+                Some(Taken::Vni | Taken::Subnet) => {
+                    let pause = random_below(RACE_PAUSE_MS)?;
+                    tokio::time::sleep(Duration::from_millis(pause as u64)).await;
+                }
             }
         }
         Err(XnetError::conflict(
