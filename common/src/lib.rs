@@ -334,17 +334,69 @@ pub struct MemberKey {
     pub slot: u32,
 }
 
-/// Where an address of a network lives.
+/// Where an address of a network lives: behind a host-side veth of this host, or (overlay
+/// networks) on another host of the cluster, reached through VXLAN.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Neighbor {
-    /// Host-side veth of the endpoint that owns the address (the redirect target).
+    /// Host-side veth of the endpoint that owns the address (the redirect target); 0 for an
+    /// endpoint on another host ([`Neighbor::is_remote`]).
     pub ifindex: u32,
     /// Its container-side MAC (the ARP answer, and the destination MAC on delivery).
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
-    /// The endpoint's counter slot, so delivery counts without a second lookup.
+    /// The endpoint's counter slot, so delivery counts without a second lookup (local only).
     pub slot: u32,
+    /// A remote endpoint's host: its underlay (VTEP) address, the outer destination; zero for
+    /// a local endpoint.
+    pub vtep: [u8; 4],
+    /// A remote endpoint's network's VNI (so encapsulation needs no second lookup); 0 for a
+    /// local endpoint.
+    pub vni: u32,
+}
+
+impl Neighbor {
+    /// Whether the address lives on another host of the cluster.
+    pub const fn is_remote(&self) -> bool {
+        self.ifindex == 0
+    }
+}
+
+/// `TUNNEL`: array of one [`Tunnel`]: this host's VXLAN endpoint (`xnetd --cluster-advertise`);
+/// ifindex 0: no cluster, nothing is encapsulated or decapsulated.
+pub const MAP_TUNNEL: &str = "TUNNEL";
+/// `VNIS`: VNI (`u32`) -> network id (`u32`): the overlay networks this host mirrors. A VXLAN
+/// frame whose VNI is not here is dropped.
+pub const MAP_VNIS: &str = "VNIS";
+/// `VTEPS`: underlay address (`[u8; 4]`) -> [`Vtep`]: the live hosts of the cluster (under
+/// their etcd lease). VXLAN from any other source is dropped.
+pub const MAP_VTEPS: &str = "VTEPS";
+/// Capacity of `VTEPS` (hosts of one cluster).
+pub const MAX_VTEPS: u32 = 4096;
+/// Capacity of `NEIGHBORS` (local and remote endpoints of every network) and `VNIS`.
+pub const MAX_NEIGHBORS: u32 = 262144;
+
+/// This host's end of the overlay's tunnels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The underlay device (the interface of the advertise address): where VXLAN leaves
+    /// (`bpf_redirect_neigh`, so the kernel's route and neighbour tables pick the next hop)
+    /// and arrives.
+    pub ifindex: u32,
+    /// The advertise address: the outer source, and the outer destination VXLAN must have.
+    pub local: [u8; 4],
+    /// The cluster's VXLAN UDP port, network byte order.
+    pub port: [u8; 2],
+    pub _pad: [u8; 2],
+}
+
+/// A live host of the cluster, by its underlay address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vtep {
+    /// Reserved (non-zero: live); the key is what matters.
+    pub live: u32,
 }
 
 /// Traffic of one endpoint, seen from the container: `tx` is what it sent, `rx` what was
@@ -401,11 +453,26 @@ pub enum DropReason {
     UnknownNdTarget = 16,
     /// A router advertisement or redirect from a container: only the host routes.
     RogueRouter = 17,
+    /// VXLAN to this host's port that is not well-formed (flags, truncated inner frame,
+    /// fragmented outer packet).
+    MalformedVxlan = 18,
+    /// VXLAN from an address that is not a live host of the cluster.
+    UnknownVtep = 19,
+    /// VXLAN with a VNI of no overlay network this host has.
+    UnknownVni = 20,
+    /// A decapsulated frame whose inner source (address or MAC) is not an endpoint registered
+    /// on the host it came from.
+    SpoofedInnerSource = 21,
+    /// A decapsulated frame for an address no endpoint of this host owns on that network, or
+    /// of a kind that never crosses hosts (ARP: every host answers it locally).
+    UnknownInnerDestination = 22,
+    /// A frame for a remote endpoint while this host has no tunnel (no cluster).
+    NoTunnel = 23,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -424,6 +491,12 @@ impl DropReason {
         DropReason::MalformedNd,
         DropReason::UnknownNdTarget,
         DropReason::RogueRouter,
+        DropReason::MalformedVxlan,
+        DropReason::UnknownVtep,
+        DropReason::UnknownVni,
+        DropReason::SpoofedInnerSource,
+        DropReason::UnknownInnerDestination,
+        DropReason::NoTunnel,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -446,6 +519,12 @@ impl DropReason {
             DropReason::MalformedNd => "malformed-nd",
             DropReason::UnknownNdTarget => "unknown-nd-target",
             DropReason::RogueRouter => "rogue-router",
+            DropReason::MalformedVxlan => "malformed-vxlan",
+            DropReason::UnknownVtep => "unknown-vtep",
+            DropReason::UnknownVni => "unknown-vni",
+            DropReason::SpoofedInnerSource => "spoofed-inner-source",
+            DropReason::UnknownInnerDestination => "unknown-inner-destination",
+            DropReason::NoTunnel => "no-tunnel",
         }
     }
 }
@@ -476,13 +555,17 @@ mod pod {
     unsafe impl aya::Pod for super::SockAddrV6 {}
     unsafe impl aya::Pod for super::SockRevKeyV4 {}
     unsafe impl aya::Pod for super::SockRevKeyV6 {}
+    unsafe impl aya::Pod for super::Tunnel {}
+    unsafe impl aya::Pod for super::Vtep {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Neighbor6Key>() == 20);
-const _: () = assert!(core::mem::size_of::<Neighbor>() == 16);
+const _: () = assert!(core::mem::size_of::<Neighbor>() == 24);
+const _: () = assert!(core::mem::size_of::<Tunnel>() == 12);
+const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);
 const _: () = assert!(core::mem::size_of::<Uplink>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKeyV4>() == 16);

@@ -71,6 +71,8 @@ impl Datapath {
             mac: ep.mac,
             _pad: [0; 2],
             slot: ep.slot,
+            vtep: [0; 4],
+            vni: 0,
         };
         let (key, keys6) = neighbor_keys(&ep);
         self.neighbors

@@ -130,6 +130,8 @@ impl Datapath {
                 mac,
                 _pad: [0; 2],
                 slot,
+                vtep: [0; 4],
+                vni: 0,
             };
             neighbors.insert(key, value, 0).unwrap();
         }
