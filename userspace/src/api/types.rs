@@ -133,6 +133,18 @@ pub struct NetworkInspect {
     pub containers: BTreeMap<String, NetworkContainer>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// Overlay networks only: the hosts with endpoints on it (Docker's swarm shows them so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<Peer>>,
+}
+
+/// A host of the cluster with endpoints on an overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Peer {
+    pub name: String,
+    #[serde(rename = "IP")]
+    pub ip: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 //! | `/xnet/v1/vnis/<vni>` | network id: one network per VNI | none |
 //! | `/xnet/v1/subnets/<subnet>` | network id: one network per subnet | none |
 //! | `/xnet/v1/addresses/<network id>/<address>` | endpoint id: one endpoint per address | the claiming host's |
+//! | `/xnet/v1/endpoints/<network id>/<endpoint id>` | [`super::records::EndpointRecord`]: host, addresses, MAC | its host's |
 //!
 //! A host's keys carry its lease: when the host stops renewing it, etcd removes them, and
 //! every other host sees the deletions through its watch.
@@ -23,6 +24,7 @@ pub const NAMES: &str = "/xnet/v1/names/";
 pub const VNIS: &str = "/xnet/v1/vnis/";
 pub const ADDRESSES: &str = "/xnet/v1/addresses/";
 pub const SUBNETS: &str = "/xnet/v1/subnets/";
+pub const ENDPOINTS: &str = "/xnet/v1/endpoints/";
 
 pub fn host(id: &str) -> String {
     format!("{HOSTS}{id}")
@@ -55,6 +57,11 @@ pub fn address(network_id: &str, address: impl std::fmt::Display) -> String {
     format!("{ADDRESSES}{network_id}/{address}")
 }
 
+/// The record of endpoint `endpoint_id` on network `network_id`.
+pub fn endpoint(network_id: &str, endpoint_id: &str) -> String {
+    format!("{ENDPOINTS}{network_id}/{endpoint_id}")
+}
+
 /// The VNI a `vnis/` key claims.
 pub fn vni_of(key: &str) -> Option<u32> {
     key.strip_prefix(VNIS)?.parse().ok()
@@ -66,7 +73,9 @@ mod tests {
 
     #[test]
     fn keys_live_under_the_versioned_root() {
-        for key in [SETTINGS, HOSTS, NETWORKS, NAMES, VNIS, ADDRESSES, SUBNETS] {
+        for key in [
+            SETTINGS, HOSTS, NETWORKS, NAMES, VNIS, ADDRESSES, SUBNETS, ENDPOINTS,
+        ] {
             assert!(key.starts_with(ROOT), "{key}");
         }
         assert_eq!(vni(4096), "/xnet/v1/vnis/4096");
@@ -76,5 +85,6 @@ mod tests {
         let ip: std::net::Ipv4Addr = "10.0.1.2".parse().unwrap();
         assert_eq!(address("ab", ip), "/xnet/v1/addresses/ab/10.0.1.2");
         assert!(address("ab", ip).starts_with(&addresses("ab")));
+        assert_eq!(endpoint("ab", "cd"), "/xnet/v1/endpoints/ab/cd");
     }
 }

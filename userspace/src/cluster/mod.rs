@@ -7,9 +7,10 @@
 //! - [`config`]: the flags;
 //! - [`keys`]: the key layout (versioned);
 //! - [`records`]: the JSON records under those keys;
-//! - [`store`]: the calls, each bounded in time.
+//! - [`store`]: the calls, each bounded in time; [`endpoints`] those for endpoints.
 
 pub mod config;
+pub mod endpoints;
 pub mod keys;
 pub mod records;
 pub mod store;

@@ -1,12 +1,16 @@
-//! What the cluster keeps in etcd, as JSON: the settings every host shares, the hosts, and the
-//! networks of global scope (overlay), which every host mirrors into its own state.
+//! What the cluster keeps in etcd, as JSON: the settings every host shares, the hosts, the
+//! networks of global scope (overlay), which every host mirrors into its own state, and their
+//! endpoints, which every other host turns into remote entries of its datapath.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{IpConfig, Network};
+use crate::state::{IpConfig, Mac, Network};
 
 /// Docker's default VXLAN port (IANA's).
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -27,6 +31,23 @@ pub struct HostRecord {
     pub name: String,
     /// Its underlay address: where VXLAN for its endpoints goes.
     pub address: Ipv4Addr,
+}
+
+/// An endpoint on a network of global scope, kept under its host's lease: when the host
+/// dies, the record goes, and every other host forgets the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub id: String,
+    /// The network's id.
+    pub network: String,
+    /// The id of the host it runs on ([`HostRecord::id`]).
+    pub host: String,
+    /// Its container's name (Docker's `Containers[].Name` on other hosts).
+    pub container: String,
+    pub ipv4: Ipv4Addr,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    pub mac: Mac,
 }
 
 /// A network of global scope as every host sees it: the parts of [`Network`] that are the

@@ -2,7 +2,7 @@
 //! store that does not answer turns into a one-line refusal of what needs it, never a hang;
 //! what only this host needs (bridge networks, traffic) never waits on it.
 
-use std::{collections::BTreeSet, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
@@ -16,13 +16,7 @@ use super::{
     keys,
     records::{ClusterNetwork, DEFAULT_VXLAN_PORT, HostRecord, Settings},
 };
-use crate::{
-    error::{Result, XnetError},
-    state::{
-        ids::random_below,
-        ipam::{self, IpConfig, Subnet},
-    },
-};
+use crate::error::{Result, XnetError};
 
 /// How long one call to the store may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,8 +27,6 @@ pub const LEASE_TTL_SECONDS: i64 = 10;
 /// given with `-o com.docker.network.driver.overlay.vxlanid_list`), to VXLAN's 24 bits.
 pub const VNI_FIRST_FREE: u32 = 4096;
 pub const VNI_MAX: u32 = (1 << 24) - 1;
-/// How many free addresses one claim tries while other hosts take them first.
-const CLAIM_ATTEMPTS: usize = 16;
 
 /// What made a new network's transaction fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,87 +280,6 @@ impl Store {
         Ok(())
     }
 
-    /// Claims an address of network `network_id` for `endpoint` under `lease`: `requested`
-    /// (refused if another endpoint of the cluster has it), or the lowest free one by
-    /// `ipam::allocate`'s rules. The claim is a key created only if it does not exist, so two
-    /// hosts allocating at the same moment never get the same address: the loser picks again,
-    /// one of the few lowest free ones.
-    pub async fn claim_address<N: Subnet>(
-        &mut self,
-        network_id: &str,
-        config: &IpConfig<N>,
-        requested: Option<&str>,
-        endpoint: &str,
-        lease: i64,
-    ) -> Result<N::Addr> {
-        for attempt in 0..CLAIM_ATTEMPTS {
-            let prefix = keys::addresses(network_id);
-            let claimed = self
-                .call(|mut c| async move {
-                    c.get(
-                        prefix,
-                        Some(GetOptions::new().with_prefix().with_keys_only()),
-                    )
-                    .await
-                })
-                .await?;
-            let used: BTreeSet<N::Addr> = claimed
-                .kvs()
-                .iter()
-                .filter_map(|kv| kv.key_str().ok()?.rsplit('/').next()?.parse().ok())
-                .collect();
-            let mut address = ipam::allocate(config, &used, requested)?;
-            // Every host that lost the last race would take the same lowest free address
-            // next, and one of them would lose again, round after round: after a lost race,
-            // skip a random few free addresses (none for a requested one).
-            if requested.is_none() {
-                let mut skipped = used;
-                for _ in 0..random_below(attempt + 1)? {
-                    skipped.insert(address);
-                    match ipam::allocate(config, &skipped, None) {
-                        Ok(next) => address = next,
-                        Err(_) => break,
-                    }
-                }
-            }
-            let key = keys::address(network_id, address);
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key,
-                    endpoint,
-                    Some(PutOptions::new().with_lease(lease)),
-                )]);
-            if self
-                .call(|mut c| async move { c.txn(txn).await })
-                .await?
-                .succeeded()
-            {
-                return Ok(address);
-            }
-            if requested.is_some() {
-                return Err(XnetError::conflict(format!(
-                    "address {address} is already in use on this network"
-                )));
-            }
-        }
-        Err(XnetError::conflict(
-            "could not claim a free address: other hosts took each one first; try again",
-        ))
-    }
-
-    /// Gives an address back (gone already is fine).
-    pub async fn release_address(
-        &mut self,
-        network_id: &str,
-        address: impl std::fmt::Display,
-    ) -> Result<()> {
-        let key = keys::address(network_id, address);
-        self.call(|mut c| async move { c.delete(key, None).await })
-            .await?;
-        Ok(())
-    }
-
     /// Every change under xnet's prefix from `revision` on.
     pub async fn watch(&mut self, revision: i64) -> Result<WatchStream> {
         self.call(|mut c| async move {
@@ -381,21 +292,19 @@ impl Store {
     }
 
     /// The records under `prefix`, and the revision they were read at.
-    async fn list<T: DeserializeOwned>(&mut self, prefix: &'static str) -> Result<(Vec<T>, i64)> {
-        let response = self
-            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
-            .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let records = response
-            .kvs()
-            .iter()
-            .map(|kv| from_json(kv.value()))
-            .collect::<Result<Vec<T>>>()?;
-        Ok((records, revision))
+    pub(super) async fn list<T: DeserializeOwned>(
+        &mut self,
+        prefix: &'static str,
+    ) -> Result<(Vec<T>, i64)> {
+        let (keyed, revision) = self.list_keyed(prefix).await?;
+        Ok((
+            keyed.into_iter().map(|(_, record)| record).collect(),
+            revision,
+        ))
     }
 
     /// One call to etcd, bounded by [`CALL_TIMEOUT`]; failures are "unavailable".
-    async fn call<T, F>(&mut self, call: impl FnOnce(Client) -> F) -> Result<T>
+    pub(super) async fn call<T, F>(&mut self, call: impl FnOnce(Client) -> F) -> Result<T>
     where
         F: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
@@ -433,11 +342,11 @@ pub fn unavailable(urls: &str, why: impl std::fmt::Display) -> XnetError {
     ))
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| XnetError::Internal(format!("encoding: {e}")))
 }
 
-fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(super) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| XnetError::Internal(format!("a record of the cluster store: {e}")))
 }

@@ -5,16 +5,18 @@
 //! is still alive, so the others never see it leave), reads every network of global scope
 //! and mirrors them into its state and kernel, and follows the store's changes.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use etcd_client::Event;
 use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{
     Daemon,
-    inner::{Cluster, Inner},
+    inner::{Cluster, Inner, Underlay},
     networks::network_record,
+    overlay::ClusterView,
 };
 use crate::{
     api::types::NetworkCreate,
@@ -43,7 +45,7 @@ const RACE_PAUSE_MS: usize = 50;
 
 impl Inner {
     /// Sets this host up as a member of the cluster `config` names: its id (kept in the state
-    /// for good) and its underlay address. Nothing is asked of the store yet.
+    /// for good), its underlay address and interface. Nothing is asked of the store yet.
     pub(super) async fn enter_cluster(&mut self, config: ClusterConfig) -> anyhow::Result<()> {
         let membership = match &self.state.cluster {
             Some(m) => m.clone(),
@@ -53,15 +55,22 @@ impl Inner {
             },
         };
         self.state.cluster = Some(membership.clone());
+        let flag = "--cluster-advertise";
+        let name = match &config.advertise {
+            Advertise::Address(ip) => {
+                self.kernel
+                    .netlink
+                    .interface_with_address(flag, (*ip).into())
+                    .await?
+            }
+            Advertise::Interface(name) => name.clone(),
+        };
+        let interface = self.kernel.netlink.interface(flag, &name).await?;
         let address = match &config.advertise {
             Advertise::Address(ip) => *ip,
-            Advertise::Interface(name) => {
-                let flag = "--cluster-advertise";
-                let interface = self.kernel.netlink.interface(flag, name).await?;
-                interface
-                    .ipv4
-                    .with_context(|| format!("{flag} {name}: the interface has no IPv4 address"))?
-            }
+            Advertise::Interface(name) => interface
+                .ipv4
+                .with_context(|| format!("{flag} {name}: the interface has no IPv4 address"))?,
         };
         let host = HostRecord {
             id: membership.host_id,
@@ -72,7 +81,14 @@ impl Inner {
         self.cluster = Some(Cluster {
             config,
             host,
+            underlay: Underlay {
+                index: interface.index,
+                name: interface.name,
+                mtu: interface.mtu,
+            },
             store: None,
+            view: ClusterView::default(),
+            applied: BTreeSet::new(),
         });
         Ok(())
     }
@@ -133,6 +149,8 @@ impl Inner {
             net.vni = Some(vni);
             net.options.insert(OPT_VXLANID.into(), vni.to_string());
             let global = ClusterNetwork::of(&net).expect("it has a VNI");
+            // The default MTU is each host's own: its underlay's less VXLAN's overhead.
+            net.mtu = net.mtu.or(self.overlay_mtu());
             match store.create_network(&global).await? {
                 None => {
                     info!(network = %net.name, vni, "network created in the cluster");
@@ -186,7 +204,8 @@ impl Inner {
             if self.state.networks.values().any(|n| n.id == wanted.id) {
                 continue;
             }
-            let local = wanted.to_local();
+            let mut local = wanted.to_local();
+            local.mtu = local.mtu.or(self.overlay_mtu());
             let clash = self.state.networks.values().find(|n| {
                 n.name == local.name
                     || n.subnets_and_gateways().any(|(a, _)| {
@@ -322,9 +341,25 @@ impl Daemon {
         }
         inner.mirror_global_networks(networks).await?;
         inner.save()?;
+        inner.restore_own_endpoints(&mut store, lease).await?;
+        // Read after this host's own writes; the watch replays what changed since the
+        // networks were read, which leaves the view as the store is.
+        let (hosts, _) = store.list_keyed(keys::HOSTS).await?;
+        let (endpoints, _) = store.endpoints().await?;
+        let underlay = inner.cluster.as_ref().map(|c| c.underlay.index);
+        if let Some(index) = underlay {
+            inner
+                .kernel
+                .datapath
+                .set_tunnel(Some((index, host.address, settings.vxlan_port)))?;
+        }
+        let in_datapath = inner.kernel.datapath.remote_endpoints();
         if let Some(cluster) = inner.cluster.as_mut() {
             cluster.store = Some((store.clone(), settings));
+            cluster.view = ClusterView::new(hosts, endpoints);
+            cluster.applied = in_datapath.into_iter().collect();
         }
+        inner.sync_remote_endpoints()?;
         info!(host = %host.name, lease, "joined the cluster");
         Ok(Some(Joined {
             store,
@@ -349,16 +384,12 @@ impl Daemon {
                     Err(e) => return e,
                 },
                 message = watch.message() => {
-                    let changed = match message {
-                        Ok(Some(response)) => response.events().iter().any(|e| {
-                            e.kv()
-                                .and_then(|kv| kv.key_str().ok())
-                                .is_some_and(|key| key.starts_with(keys::NETWORKS))
-                        }),
+                    let events = match message {
+                        Ok(Some(response)) => response.events().to_vec(),
                         Ok(None) => return XnetError::Unavailable("the watch ended".into()),
                         Err(e) => return XnetError::Unavailable(format!("watching: {e}")),
                     };
-                    if changed && let Err(e) = self.resync(&mut store).await {
+                    if let Err(e) = self.follow(&mut store, &events).await {
                         return e;
                     }
                 }
@@ -366,12 +397,30 @@ impl Daemon {
         }
     }
 
-    /// Mirrors the cluster's networks again, as they are now.
-    async fn resync(&self, store: &mut Store) -> Result<()> {
-        let (networks, _) = store.networks().await?;
+    /// Applies one batch of the store's changes: hosts and endpoints to the view, and the
+    /// networks mirrored again if any changed (networks are few and immutable: listing them
+    /// is simpler than following each); then the datapath's remote endpoints to match.
+    async fn follow(&self, store: &mut Store, events: &[Event]) -> Result<()> {
+        let networks_changed = events.iter().any(|e| {
+            e.kv()
+                .and_then(|kv| kv.key_str().ok())
+                .is_some_and(|key| key.starts_with(keys::NETWORKS))
+        });
+        let networks = match networks_changed {
+            true => Some(store.networks().await?.0),
+            false => None,
+        };
         let mut inner = self.inner.lock().await;
-        inner.mirror_global_networks(networks).await?;
-        inner.save()?;
+        if let Some(cluster) = inner.cluster.as_mut() {
+            for event in events {
+                cluster.view.apply(event);
+            }
+        }
+        if let Some(networks) = networks {
+            inner.mirror_global_networks(networks).await?;
+            inner.save()?;
+        }
+        inner.sync_remote_endpoints()?;
         Ok(())
     }
 }

@@ -168,7 +168,7 @@ impl Inner {
         ifname: String,
     ) -> Result<String> {
         if let Some((net, _)) = &net {
-            let ep = self.new_endpoint(net, ips, ifname)?;
+            let ep = self.new_endpoint(net, ips, ifname, &container.name).await?;
             container.endpoints.push(ep);
         }
         let objects = container.kernel_objects();

@@ -76,7 +76,9 @@ impl Inner {
         }
         let ifname = plumbing::free_ifname(&container.sandbox_key).await?;
         let ips = StaticIps::new(&req.ip, &req.ip6);
-        let mut ep = self.new_endpoint(&net, ips, ifname)?;
+        let mut ep = self
+            .new_endpoint(&net, ips, ifname, &container.name)
+            .await?;
         let objects = [ep.kernel_object()];
         self.begin(&objects)?;
         let placement = Placement::Namespace(&container.sandbox_key);
@@ -175,13 +177,19 @@ impl Inner {
         Ok(())
     }
 
-    /// An endpoint on `net` with addresses from its IPAM and its names, not yet plumbed.
-    pub(crate) fn new_endpoint(
+    /// An endpoint on `net` for `container` with addresses from its IPAM and its names, not
+    /// yet plumbed. On a network of global scope the addresses are the cluster's (claimed in
+    /// the store, where the endpoint is registered at once).
+    pub(crate) async fn new_endpoint(
         &self,
         net: &Network,
-        ips: StaticIps,
+        ips: StaticIps<'_>,
         ifname: String,
+        container: &str,
     ) -> Result<Endpoint> {
+        if net.vni.is_some() {
+            return self.new_global_endpoint(net, ips, ifname, container).await;
+        }
         let used: BTreeSet<Ipv4Addr> = self
             .state
             .endpoints_on(&net.name)
@@ -252,8 +260,13 @@ impl Inner {
             .networks
             .get(&ep.network)
             .with_context(|| format!("endpoint on unknown network {}", ep.network))?;
-        let driver = self.driver(net)?;
-        driver.unplumb_endpoint(&mut self.kernel, ep).await
+        let net = net.clone();
+        let driver = self.driver(&net)?;
+        driver.unplumb_endpoint(&mut self.kernel, ep).await?;
+        if net.vni.is_some() {
+            self.withdraw_global_endpoint(&net, ep).await;
+        }
+        Ok(())
     }
 
     /// Undoes a new endpoint whose plumbing failed, and settles its in-flight `objects`.

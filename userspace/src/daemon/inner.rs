@@ -6,13 +6,14 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use tracing::warn;
 
-use super::config::DockerConfig;
+use super::{config::DockerConfig, overlay::ClusterView};
 use crate::{
     cluster::{
         config::ClusterConfig,
         records::{HostRecord, Settings},
         store::Store as ClusterStore,
     },
+    datapath::RemoteEndpoint,
     drivers::{self, Attachment, EndpointDriver, Kernel},
     error::{Result, XnetError},
     state::{KernelObject, Network, State, Store},
@@ -37,8 +38,21 @@ pub(crate) struct Inner {
 pub(crate) struct Cluster {
     pub(crate) config: ClusterConfig,
     pub(crate) host: HostRecord,
+    /// The interface of the advertise address, where VXLAN leaves and arrives.
+    pub(crate) underlay: Underlay,
     /// The store and the cluster's settings, once the store answered (and while it does).
     pub(crate) store: Option<(ClusterStore, Settings)>,
+    /// The hosts and endpoints of the cluster as this host last read and followed them.
+    pub(crate) view: ClusterView,
+    /// The other hosts' endpoints as this host's datapath has them.
+    pub(crate) applied: BTreeSet<RemoteEndpoint>,
+}
+
+/// The underlay interface.
+pub(crate) struct Underlay {
+    pub(crate) index: u32,
+    pub(crate) name: String,
+    pub(crate) mtu: u32,
 }
 
 /// What a `--network` value names.

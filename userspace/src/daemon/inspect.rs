@@ -69,6 +69,7 @@ impl Inner {
             containers,
             options: net.options.clone(),
             labels: BTreeMap::new(),
+            peers: self.peers(net),
         })
     }
 
@@ -124,6 +125,7 @@ impl Inner {
             containers,
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
+            peers: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod endpoints;
 pub(crate) mod inner;
 mod inspect;
 mod networks;
+mod overlay;
 mod ports;
 mod start;
 
@@ -89,7 +90,9 @@ impl Daemon {
             inner.enter_cluster(cluster.clone()).await?;
         }
         inner.pin_host_namespace()?;
-        inner.set_uplink(config.uplink.as_deref()).await?;
+        let underlay = inner.cluster.as_ref().map(|c| c.underlay.name.clone());
+        let uplink = uplink_of(config.uplink.as_deref(), underlay.as_deref())?;
+        inner.set_uplink(uplink).await?;
         if !inner.kernel.datapath.attach_host_hooks()? {
             warn!(
                 "no cgroup v2 hierarchy mounted: the host's own connections to published ports are not translated"
@@ -229,5 +232,21 @@ impl Daemon {
             .map(|(reason, count)| (reason.name().to_string(), count))
             .collect();
         StatsReport { containers, drops }
+    }
+}
+
+/// The uplink: `--uplink`, or in a cluster the interface of `--cluster-advertise`. VXLAN
+/// arrives and is decapsulated on the uplink (its tcx program), so the advertise address must
+/// be one of the uplink's.
+fn uplink_of<'a>(
+    uplink: Option<&'a str>,
+    underlay: Option<&'a str>,
+) -> anyhow::Result<Option<&'a str>> {
+    match (uplink, underlay) {
+        (Some(uplink), Some(underlay)) if uplink != underlay => anyhow::bail!(
+            "--cluster-advertise is on {underlay}, not on --uplink {uplink}: overlay traffic enters and leaves through the uplink"
+        ),
+        (Some(uplink), _) => Ok(Some(uplink)),
+        (None, underlay) => Ok(underlay),
     }
 }

@@ -53,6 +53,13 @@ impl Inner {
                 self.kernel.datapath.remove_subnet(subnet)?;
             }
         }
+        // Remote endpoints and live hosts are the cluster's to reconcile once this host
+        // joins again: until then, traffic to them keeps flowing.
+        for (vni, _) in self.kernel.datapath.vnis() {
+            if !networks.iter().any(|n| n.vni == Some(vni)) {
+                self.kernel.datapath.remove_vni(vni)?;
+            }
+        }
         let names: Vec<String> = self.state.containers.keys().cloned().collect();
         for name in names {
             let container = self.state.containers[&name].clone();

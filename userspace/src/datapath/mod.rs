@@ -7,9 +7,11 @@ mod host;
 mod load;
 mod maps;
 mod object;
+mod overlay;
 mod publish;
 mod uplink;
 
 pub use maps::{Datapath, EndpointEntry};
 pub use object::EBPF_OBJECT;
+pub use overlay::RemoteEndpoint;
 pub use publish::PublishEntry;

@@ -5,12 +5,14 @@
 //! host wherever it runs (egress and published ports stay local, as Docker's
 //! docker_gwbridge makes them).
 //!
-//! Containers cannot join overlay networks yet: forwarding between hosts (VXLAN in the
-//! datapath, endpoints in the cluster store) is the next part of issue #13. Until then a join
-//! is refused with that reason.
+//! An endpoint is a veth pair as on a bridge network; what differs is in the daemon (its
+//! addresses are claimed cluster-wide and it is registered in the store, so every other host
+//! adds it to its datapath as a remote endpoint) and in the datapath, which finds the
+//! network of a VXLAN frame by its VNI (`VNIS`, written here).
 
 use std::collections::BTreeMap;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 
 use super::{
@@ -19,7 +21,7 @@ use super::{
 };
 use crate::{
     datapath::EndpointEntry,
-    error::{Result, XnetError},
+    error::Result,
     plumbing::Placement,
     state::{
         Container, Endpoint, Network,
@@ -61,24 +63,26 @@ impl EndpointDriver for Overlay {
     }
 
     async fn add_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {
-        veth_network::add_network(kernel, net).await
+        veth_network::add_network(kernel, net).await?;
+        let vni = net.vni.context("an overlay network without a VNI")?;
+        kernel.datapath.add_vni(vni, net.datapath_id)
     }
 
     async fn remove_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {
+        if let Some(vni) = net.vni {
+            kernel.datapath.remove_vni(vni)?;
+        }
         veth_network::remove_network(kernel, net).await
     }
 
     async fn plumb_endpoint(
         &self,
-        _kernel: &mut Kernel,
-        _placement: Placement<'_>,
-        _ep: &mut Endpoint,
+        kernel: &mut Kernel,
+        placement: Placement<'_>,
+        ep: &mut Endpoint,
         net: &Network,
     ) -> Result<Option<String>> {
-        Err(XnetError::invalid(format!(
-            "containers cannot join overlay network {} yet: forwarding between hosts is not built",
-            net.name
-        )))
+        veth_network::plumb_endpoint(kernel, placement, ep, net).await
     }
 
     async fn unplumb_endpoint(&self, kernel: &mut Kernel, ep: &Endpoint) -> anyhow::Result<()> {

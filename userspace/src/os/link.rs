@@ -32,12 +32,15 @@ pub struct LinkInfo {
     pub index: u32,
     pub name: String,
     pub mac: [u8; 6],
+    pub mtu: u32,
 }
 
 /// An interface named on the command line (`--uplink`, `--cluster-advertise`): its index and
 /// its first global address of each family.
 pub struct Interface {
     pub index: u32,
+    pub name: String,
+    pub mtu: u32,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
 }
@@ -201,9 +204,35 @@ impl Netlink {
         }
         Ok(Interface {
             index: link.index,
+            name: link.name,
+            mtu: link.mtu,
             ipv4,
             ipv6,
         })
+    }
+
+    /// The name of the interface that has address `ip` (`--cluster-advertise IP`); one line
+    /// naming the flag when none has it.
+    pub async fn interface_with_address(&self, flag: &str, ip: IpAddr) -> anyhow::Result<String> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("listing addresses")?;
+        let index = messages
+            .iter()
+            .find(|msg| local_address(msg) == Some(ip))
+            .map(|msg| msg.header.index)
+            .with_context(|| format!("{flag} {ip}: no interface of this host has that address"))?;
+        let links = self.links().await?;
+        links
+            .into_iter()
+            .find(|link| link.index == index)
+            .map(|link| link.name)
+            .with_context(|| format!("{flag} {ip}: its interface vanished"))
     }
 
     /// Removes `ip` from link `index`; an address already gone is fine.
@@ -367,11 +396,13 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
         index: msg.header.index,
         name: String::new(),
         mac: [0; 6],
+        mtu: 0,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(name) => info.name = name.clone(),
             LinkAttribute::Address(mac) if mac.len() == 6 => info.mac.copy_from_slice(mac),
+            LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
             _ => {}
         }
     }

@@ -381,6 +381,16 @@ impl Mac {
         let [a, b, c, d] = ip.octets();
         Mac([0x02, 0x42, a, b, c, d])
     }
+
+    /// A random locally administered unicast MAC: overlay endpoints get one instead of
+    /// Docker's address-derived scheme, so an address reused by another endpoint never meets
+    /// a stale entry for its old MAC anywhere in the cluster (moby#52661).
+    pub fn random() -> anyhow::Result<Self> {
+        let mut mac = [0u8; 6];
+        getrandom::fill(&mut mac).map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        Ok(Mac(mac))
+    }
 }
 
 impl fmt::Display for Mac {

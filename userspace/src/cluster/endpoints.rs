@@ -1,0 +1,280 @@
+//! The store's calls for endpoints on networks of global scope. An endpoint is two or three
+//! keys under its host's lease, written in one transaction: the claims of its addresses
+//! (created only if absent, so two hosts allocating at the same moment never share one) and
+//! its record (host, addresses, MAC), which every other host follows through its watch.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::{
+    keys,
+    records::EndpointRecord,
+    store::{Store, from_json, to_json},
+};
+use crate::{
+    error::{Result, XnetError},
+    state::{
+        ids::random_below,
+        ipam::{self, IpConfig, Subnet},
+    },
+};
+
+/// How many free addresses one registration tries while other hosts take them first.
+const CLAIM_ATTEMPTS: usize = 16;
+
+/// What a new endpoint asks of its network's address space: its subnets, and the addresses
+/// asked for (`--ip`, `--ip6`), if any.
+#[derive(Clone, Copy)]
+pub struct AddressRequest<'a> {
+    pub ipv4: &'a IpConfig<Ipv4Net>,
+    pub ipv6: Option<&'a IpConfig<Ipv6Net>>,
+    pub requested4: Option<&'a str>,
+    pub requested6: Option<&'a str>,
+}
+
+/// A record as the store holds it: its key (which the watch's deletions name) and value.
+pub type Keyed<T> = (String, T);
+
+impl Store {
+    /// Registers `record` under `lease` with addresses chosen now: the requested ones
+    /// (refused if another endpoint of the cluster has them) or the lowest free ones by
+    /// `ipam::allocate`'s rules. A host that lost a race picks again, one of the few lowest
+    /// free addresses at random, so the losers do not collide again and again. Fills in the
+    /// record's addresses.
+    pub async fn register_endpoint(
+        &mut self,
+        record: &mut EndpointRecord,
+        request: AddressRequest<'_>,
+        lease: i64,
+    ) -> Result<()> {
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let claimed = self.claimed(&record.network).await?;
+            record.ipv4 = pick(request.ipv4, &claimed, request.requested4, attempt)?;
+            record.ipv6 = match request.ipv6 {
+                Some(config) => Some(pick(config, &claimed, request.requested6, attempt)?),
+                None => None,
+            };
+            let claims = claim_keys(record);
+            let txn = Txn::new()
+                .when(
+                    claims
+                        .iter()
+                        .map(|key| Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(puts(record, lease)?);
+            if self
+                .call(|mut c| async move { c.txn(txn).await })
+                .await?
+                .succeeded()
+            {
+                return Ok(());
+            }
+            if request.requested4.is_some() || request.requested6.is_some() {
+                let claimed = self.claimed(&record.network).await?;
+                let taken = std::iter::once(record.ipv4.to_string())
+                    .chain(record.ipv6.map(|ip| ip.to_string()))
+                    .find(|ip| claimed.contains(ip));
+                if let Some(ip) = taken {
+                    return Err(XnetError::conflict(format!(
+                        "address {ip} is already in use on this network"
+                    )));
+                }
+            }
+        }
+        Err(XnetError::conflict(
+            "could not claim a free address: other hosts took each one first; try again",
+        ))
+    }
+
+    /// Puts an endpoint this host already has back under `lease` (after its lease expired
+    /// while the store did not answer, or to re-attach it): its claims if they are still its
+    /// own or free again. False if another endpoint took one of its addresses meanwhile.
+    pub async fn restore_endpoint(&mut self, record: &EndpointRecord, lease: i64) -> Result<bool> {
+        for compare in [
+            |key: String, id: &str| Compare::value(key, CompareOp::Equal, id),
+            |key: String, _: &str| Compare::create_revision(key, CompareOp::Equal, 0),
+        ] {
+            let txn = Txn::new()
+                .when(
+                    claim_keys(record)
+                        .into_iter()
+                        .map(|key| compare(key, &record.id))
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(puts(record, lease)?);
+            if self
+                .call(|mut c| async move { c.txn(txn).await })
+                .await?
+                .succeeded()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes endpoint `endpoint_id` of network `network_id`: its record, and the claims of
+    /// its `addresses` if they are still its own (gone already is fine).
+    pub async fn withdraw_endpoint(
+        &mut self,
+        network_id: &str,
+        endpoint_id: &str,
+        addresses: &[IpAddr],
+    ) -> Result<()> {
+        let claims: Vec<String> = addresses
+            .iter()
+            .map(|ip| keys::address(network_id, ip))
+            .collect();
+        let record_key = keys::endpoint(network_id, endpoint_id);
+        let txn = Txn::new()
+            .when(
+                claims
+                    .iter()
+                    .map(|key| Compare::value(key.clone(), CompareOp::Equal, endpoint_id))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(
+                claims
+                    .iter()
+                    .chain([&record_key])
+                    .map(|key| TxnOp::delete(key.clone(), None))
+                    .collect::<Vec<_>>(),
+            )
+            .or_else([TxnOp::delete(record_key.clone(), None)]);
+        self.call(|mut c| async move { c.txn(txn).await }).await?;
+        Ok(())
+    }
+
+    /// Every endpoint of the cluster with its key, and the revision they were read at.
+    pub async fn endpoints(&mut self) -> Result<(Vec<Keyed<EndpointRecord>>, i64)> {
+        self.list_keyed(keys::ENDPOINTS).await
+    }
+
+    /// The keys (claims and records) held under `lease`, with their values: what a host
+    /// finds of its own when it joins again, to drop what it no longer has.
+    pub async fn keys_under_lease(&mut self, lease: i64) -> Result<Vec<(String, String)>> {
+        let mut owned = Vec::new();
+        for prefix in [keys::ADDRESSES, keys::ENDPOINTS] {
+            let response =
+                self.call(|mut c| async move {
+                    c.get(prefix, Some(GetOptions::new().with_prefix())).await
+                })
+                .await?;
+            owned.extend(
+                response
+                    .kvs()
+                    .iter()
+                    .filter(|kv| kv.lease() == lease)
+                    .filter_map(|kv| {
+                        Some((
+                            kv.key_str().ok()?.to_string(),
+                            kv.value_str().ok()?.to_string(),
+                        ))
+                    }),
+            );
+        }
+        Ok(owned)
+    }
+
+    /// Deletes `keys` (gone already is fine).
+    pub async fn delete_keys(&mut self, keys: Vec<String>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let txn = Txn::new().and_then(
+            keys.into_iter()
+                .map(|key| TxnOp::delete(key, None))
+                .collect::<Vec<_>>(),
+        );
+        self.call(|mut c| async move { c.txn(txn).await }).await?;
+        Ok(())
+    }
+
+    /// The records under `prefix` with their keys, and the revision they were read at.
+    pub async fn list_keyed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        prefix: &'static str,
+    ) -> Result<(Vec<Keyed<T>>, i64)> {
+        let response = self
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let records = response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv
+                    .key_str()
+                    .map_err(|e| XnetError::Internal(format!("a key of the cluster store: {e}")))?;
+                Ok((key.to_string(), from_json(kv.value())?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, revision))
+    }
+
+    /// The addresses claimed on network `network_id`, as text (both families).
+    async fn claimed(&mut self, network_id: &str) -> Result<BTreeSet<String>> {
+        let prefix = keys::addresses(network_id);
+        let response = self
+            .call(|mut c| async move {
+                c.get(
+                    prefix,
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                )
+                .await
+            })
+            .await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .filter_map(|kv| Some(kv.key_str().ok()?.rsplit('/').next()?.to_string()))
+            .collect())
+    }
+}
+
+/// An address of `config` for a new endpoint: `requested`, or the lowest free one; after
+/// `attempt` lost races, one of the `attempt + 1` lowest free ones at random.
+fn pick<N: Subnet>(
+    config: &IpConfig<N>,
+    claimed: &BTreeSet<String>,
+    requested: Option<&str>,
+    attempt: usize,
+) -> Result<N::Addr> {
+    let mut used: BTreeSet<N::Addr> = claimed.iter().filter_map(|ip| ip.parse().ok()).collect();
+    let mut address = ipam::allocate(config, &used, requested)?;
+    if requested.is_none() {
+        for _ in 0..random_below(attempt + 1)? {
+            used.insert(address);
+            match ipam::allocate(config, &used, None) {
+                Ok(next) => address = next,
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(address)
+}
+
+/// The claims of an endpoint's addresses.
+fn claim_keys(record: &EndpointRecord) -> Vec<String> {
+    std::iter::once(keys::address(&record.network, record.ipv4))
+        .chain(record.ipv6.map(|ip| keys::address(&record.network, ip)))
+        .collect()
+}
+
+/// The writes of an endpoint: its claims and its record, all under `lease`.
+fn puts(record: &EndpointRecord, lease: i64) -> Result<Vec<TxnOp>> {
+    let under_lease = || Some(PutOptions::new().with_lease(lease));
+    let mut ops: Vec<TxnOp> = claim_keys(record)
+        .into_iter()
+        .map(|key| TxnOp::put(key, record.id.clone(), under_lease()))
+        .collect();
+    ops.push(TxnOp::put(
+        keys::endpoint(&record.network, &record.id),
+        to_json(record)?,
+        under_lease(),
+    ));
+    Ok(ops)
+}

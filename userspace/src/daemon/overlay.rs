@@ -1,0 +1,312 @@
+//! Endpoints on networks of global scope, as the cluster shares them. This host registers
+//! its own in the store (addresses claimed and record written in one transaction, under its
+//! lease) and turns every other host's into remote entries of its datapath: the endpoint's
+//! addresses and MAC, the VTEP of its host, the VNI of its network. Hosts are VTEPs while
+//! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use etcd_client::{Event, EventType};
+use tracing::{info, warn};
+
+use super::{endpoints::StaticIps, inner::Inner};
+use crate::{
+    api::types::Peer,
+    cluster::{
+        endpoints::{AddressRequest, Keyed},
+        keys,
+        records::{EndpointRecord, HostRecord},
+        store::{Store, unavailable},
+    },
+    datapath::RemoteEndpoint,
+    error::{Result, XnetError},
+    state::{Endpoint, Mac, Network, ids::random_id},
+};
+
+/// What VXLAN over IPv4 adds to a frame: outer Ethernet (14), IPv4 (20), UDP (8), VXLAN (8).
+/// An overlay's default MTU is the underlay's less this.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The cluster's hosts and endpoints, by key, as read at join and followed through the watch.
+#[derive(Default)]
+pub(crate) struct ClusterView {
+    hosts: BTreeMap<String, HostRecord>,
+    endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+impl ClusterView {
+    pub(crate) fn new(
+        hosts: Vec<Keyed<HostRecord>>,
+        endpoints: Vec<Keyed<EndpointRecord>>,
+    ) -> Self {
+        Self {
+            hosts: hosts.into_iter().collect(),
+            endpoints: endpoints.into_iter().collect(),
+        }
+    }
+
+    /// Applies one change of the store; what is not about hosts or endpoints is left to the
+    /// caller. A record that does not parse is left out, with a warning.
+    pub(crate) fn apply(&mut self, event: &Event) {
+        let Some((key, kv)) = event.kv().and_then(|kv| Some((kv.key_str().ok()?, kv))) else {
+            return;
+        };
+        let put = event.event_type() == EventType::Put;
+        if key.starts_with(keys::HOSTS) {
+            update(&mut self.hosts, key, put.then(|| kv.value()));
+        } else if key.starts_with(keys::ENDPOINTS) {
+            update(&mut self.endpoints, key, put.then(|| kv.value()));
+        }
+    }
+}
+
+/// Puts (`Some(value)`) or removes (`None`) the record under `key`.
+fn update<T: serde::de::DeserializeOwned>(
+    records: &mut BTreeMap<String, T>,
+    key: &str,
+    value: Option<&[u8]>,
+) {
+    match value.map(serde_json::from_slice::<T>) {
+        Some(Ok(record)) => {
+            records.insert(key.to_string(), record);
+        }
+        Some(Err(e)) => warn!("a record of the cluster store at {key}: {e}; left out"),
+        None => {
+            records.remove(key);
+        }
+    }
+}
+
+impl Inner {
+    /// A new endpoint on a network of global scope: addresses claimed cluster-wide and its
+    /// record written in one transaction under this host's lease (refused in one line while
+    /// the store does not answer), a random MAC.
+    pub(super) async fn new_global_endpoint(
+        &self,
+        net: &Network,
+        ips: StaticIps<'_>,
+        ifname: String,
+        container: &str,
+    ) -> Result<Endpoint> {
+        if net.ipv6.is_none() && ips.ipv6.is_some() {
+            return Err(XnetError::invalid(format!(
+                "--ip6 needs IPv6: network {} was created without --ipv6",
+                net.name
+            )));
+        }
+        let (mut store, _) = self.cluster_store(&net.driver)?;
+        let (host, lease) = self.membership()?;
+        let mut record = EndpointRecord {
+            id: random_id()?,
+            network: net.id.clone(),
+            host,
+            container: container.to_string(),
+            ipv4: std::net::Ipv4Addr::UNSPECIFIED,
+            ipv6: None,
+            mac: Mac::random()?,
+        };
+        let request = AddressRequest {
+            ipv4: &net.ipv4,
+            ipv6: net.ipv6.as_ref(),
+            requested4: ips.ipv4,
+            requested6: ips.ipv6,
+        };
+        store.register_endpoint(&mut record, request, lease).await?;
+        Ok(Endpoint {
+            static_ipv4: ips.ipv4.is_some(),
+            static_ipv6: ips.ipv6.is_some(),
+            mac: record.mac,
+            ..self.unplumbed_endpoint(record.id, net, record.ipv4, record.ipv6, ifname)?
+        })
+    }
+
+    /// Takes an endpoint of this host out of the store. Best effort: when the store does not
+    /// answer, the endpoint goes here anyway, and what is left of it in the store (under this
+    /// host's lease) is removed when this host joins again.
+    pub(super) async fn withdraw_global_endpoint(&self, net: &Network, ep: &Endpoint) {
+        let Some(Ok((mut store, _))) = self
+            .cluster
+            .as_ref()
+            .map(|_| self.cluster_store(&net.driver))
+        else {
+            warn!(network = %net.name, endpoint = %ep.id, "not withdrawn from the cluster store now; when this host joins again");
+            return;
+        };
+        let addresses: Vec<_> = std::iter::once(ep.ipv4.into())
+            .chain(ep.ipv6.map(Into::into))
+            .collect();
+        if let Err(e) = store.withdraw_endpoint(&net.id, &ep.id, &addresses).await {
+            warn!(network = %net.name, endpoint = %ep.id, "withdrawing from the cluster store: {e}; done when this host joins again");
+        }
+    }
+
+    /// This host's id and lease; the lease is known once it joined.
+    fn membership(&self) -> Result<(String, i64)> {
+        let membership = self.state.cluster.as_ref();
+        match membership.and_then(|m| m.lease.map(|lease| (m.host_id.clone(), lease))) {
+            Some(known) => Ok(known),
+            None => Err(unavailable(
+                &self
+                    .cluster
+                    .as_ref()
+                    .map_or(String::new(), |c| c.config.endpoints.join(",")),
+                "this host has not joined yet",
+            )),
+        }
+    }
+
+    /// After joining: what the store holds under this host's `lease` that the state does not
+    /// (a request that died with the daemon, a removal while the store did not answer) is
+    /// removed; every endpoint the state has is put (back) under the lease, in case the lease
+    /// expired meanwhile. An address another host took in between is said in the log.
+    pub(super) async fn restore_own_endpoints(&self, store: &mut Store, lease: i64) -> Result<()> {
+        let records = self.own_endpoint_records();
+        let ids: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let stale: Vec<String> = store
+            .keys_under_lease(lease)
+            .await?
+            .into_iter()
+            .filter(|(key, value)| {
+                let endpoint = match key.starts_with(keys::ENDPOINTS) {
+                    true => key.rsplit('/').next().unwrap_or_default(),
+                    false => value.as_str(),
+                };
+                !ids.contains(endpoint)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if !stale.is_empty() {
+            info!(
+                keys = stale.len(),
+                "removing this host's keys that no endpoint owns from the cluster store"
+            );
+        }
+        store.delete_keys(stale).await?;
+        for record in &records {
+            if !store.restore_endpoint(record, lease).await? {
+                warn!(
+                    endpoint = %record.id,
+                    container = %record.container,
+                    "an address of the endpoint was taken by another host while this host was out of the cluster"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster's records of this host's endpoints on networks of global scope.
+    fn own_endpoint_records(&self) -> Vec<EndpointRecord> {
+        let Some(membership) = &self.state.cluster else {
+            return Vec::new();
+        };
+        self.state
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(move |e| (c, e)))
+            .filter_map(|(c, e)| {
+                let net = self.state.networks.get(&e.network)?;
+                net.vni?;
+                Some(EndpointRecord {
+                    id: e.id.clone(),
+                    network: net.id.clone(),
+                    host: membership.host_id.clone(),
+                    container: c.name.clone(),
+                    ipv4: e.ipv4,
+                    ipv6: e.ipv6,
+                    mac: e.mac,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the datapath's remote endpoints and VTEPs those of the view: every other live
+    /// host's endpoints on the networks this host mirrors. Only the differences are written.
+    pub(super) fn sync_remote_endpoints(&mut self) -> anyhow::Result<()> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let me = &cluster.host.id;
+        let vteps: HashMap<&str, std::net::Ipv4Addr> = cluster
+            .view
+            .hosts
+            .values()
+            .filter(|h| h.id != *me)
+            .map(|h| (h.id.as_str(), h.address))
+            .collect();
+        let networks: HashMap<&str, (u32, u32)> = self
+            .state
+            .networks
+            .values()
+            .filter_map(|n| Some((n.id.as_str(), (n.datapath_id, n.vni?))))
+            .collect();
+        let wanted: BTreeSet<RemoteEndpoint> = cluster
+            .view
+            .endpoints
+            .values()
+            .filter_map(|e| {
+                let vtep = *vteps.get(e.host.as_str())?;
+                let (network_id, vni) = *networks.get(e.network.as_str())?;
+                Some(RemoteEndpoint {
+                    network_id,
+                    vni,
+                    vtep,
+                    ipv4: e.ipv4,
+                    ipv6: e.ipv6,
+                    mac: e.mac.0,
+                })
+            })
+            .collect();
+        let live: BTreeSet<std::net::Ipv4Addr> = vteps.values().copied().collect();
+        let datapath = &mut self.kernel.datapath;
+        for gone in cluster.applied.difference(&wanted) {
+            datapath.remove_remote(gone)?;
+        }
+        for new in wanted.difference(&cluster.applied) {
+            datapath.add_remote(new)?;
+        }
+        for vtep in datapath.vteps() {
+            if !live.contains(&vtep) {
+                datapath.remove_vtep(vtep)?;
+            }
+        }
+        for vtep in &live {
+            datapath.add_vtep(*vtep)?;
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.applied = wanted;
+        }
+        Ok(())
+    }
+
+    /// Docker's `Peers` of an overlay network: the hosts with endpoints on it, this one
+    /// included when it has some.
+    pub(super) fn peers(&self, net: &Network) -> Option<Vec<Peer>> {
+        let cluster = self.cluster.as_ref().filter(|_| net.vni.is_some())?;
+        let local = self.state.endpoints_on(&net.name).next().is_some();
+        let remote: BTreeSet<&str> = cluster
+            .view
+            .endpoints
+            .values()
+            .filter(|e| e.network == net.id)
+            .map(|e| e.host.as_str())
+            .collect();
+        let peers = cluster
+            .view
+            .hosts
+            .values()
+            .filter(|h| remote.contains(h.id.as_str()) && h.id != cluster.host.id)
+            .chain(local.then_some(&cluster.host))
+            .map(|h| Peer {
+                name: h.name.clone(),
+                ip: h.address.to_string(),
+            })
+            .collect();
+        Some(peers)
+    }
+
+    /// The MTU of an overlay network's endpoints on this host when none was asked for.
+    pub(super) fn overlay_mtu(&self) -> Option<u32> {
+        let underlay = &self.cluster.as_ref()?.underlay;
+        Some(underlay.mtu.saturating_sub(VXLAN_OVERHEAD))
+    }
+}

@@ -1,0 +1,567 @@
+//! Containers on overlay networks across simulated hosts: real traffic (ping, TCP, UDP, IPv6)
+//! through the datapath's VXLAN, isolation, crafted VXLAN from the underlay dropped by reason,
+//! the MTU, and traffic that keeps flowing while a host's xnetd restarts or the store is down.
+
+use std::{
+    net::{Ipv4Addr, UdpSocket},
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use xnet::os::netns;
+use xnet_dockerlab::skip;
+use xnet_lab::{Lab, eventually};
+
+use crate::{fails, inspect, lab, ok};
+
+/// The container's first address of `family` ("IPAddress" or "GlobalIPv6Address").
+fn address(lab: &Lab, host: &str, container: &str, family: &str) -> String {
+    let all: Value = serde_json::from_str(&ok(lab, host, &["inspect", container])).unwrap();
+    let nets = all[0]["NetworkSettings"]["Networks"].as_object().unwrap();
+    nets.values().next().unwrap()[family]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn run_sleeper(lab: &Lab, host: &str, name: &str, network: &str) {
+    ok(
+        lab,
+        host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+}
+
+/// Whether `cmd` succeeds inside container `name` of `host`.
+fn in_container(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> bool {
+    let args = [&["exec", name, "--"], cmd].concat();
+    lab.xnet(host, &args).unwrap().status.success()
+}
+
+/// Whether `ip` answers a ping from container `name` of `host`, within a few seconds (the
+/// other host learns of a new endpoint through its watch).
+fn reaches(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
+    eventually(Duration::from_secs(10), || {
+        in_container(lab, host, name, &["ping", "-c", "1", "-W", "1", ip])
+    })
+}
+
+fn cannot_reach(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
+    !in_container(
+        lab,
+        host,
+        name,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip],
+    )
+}
+
+/// A drop counter of `host`'s datapath.
+fn drops(lab: &Lab, host: &str, reason: &str) -> u64 {
+    let stats: Value =
+        serde_json::from_str(&ok(lab, host, &["stats", "--format", "json"])).unwrap();
+    stats["drops"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drop reason {reason}"))
+}
+
+/// Starts `cmd` inside container `name` of `host` in the background.
+fn spawn_in(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> Child {
+    let xnet = std::path::Path::new(crate::XNETD).with_file_name("xnet");
+    lab.command(host, xnet)
+        .unwrap()
+        .args([&["exec", name, "--"], cmd].concat())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// iperf3 from container `client` of `from` to a one-shot server in `server` of `to` at `ip`
+/// (TCP, or UDP with `-u`), retrying while the server starts.
+fn iperf(lab: &Lab, (from, client): (&str, &str), (to, server): (&str, &str), ip: &str, udp: bool) {
+    let mut child = spawn_in(lab, to, server, &["iperf3", "-s", "-1"]);
+    let mut args = vec!["iperf3", "-c", ip, "-t", "1"];
+    if udp {
+        args.extend(["-u", "-b", "10M"]);
+    }
+    let worked = eventually(Duration::from_secs(10), || {
+        in_container(lab, from, client, &args)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(worked, "iperf3 {args:?} from {from} to {to} failed");
+}
+
+#[test]
+fn containers_on_two_hosts_talk_over_the_overlay_and_nothing_else_does() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "--ipv6",
+            "ov",
+        ],
+    );
+    ok(
+        &lab,
+        "h1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "other",
+        ],
+    );
+    ok(&lab, "h2", &["network", "create", "br"]);
+    run_sleeper(&lab, "h1", "a", "ov");
+    run_sleeper(&lab, "h2", "b", "ov");
+    run_sleeper(&lab, "h2", "c", "other");
+    run_sleeper(&lab, "h2", "d", "br");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    let b6 = address(&lab, "h2", "b", "GlobalIPv6Address");
+    let a4 = address(&lab, "h1", "a", "IPAddress");
+    assert_ne!(a4, b4, "one address handed out on two hosts");
+
+    assert!(reaches(&lab, "h1", "a", &b4), "a (h1) cannot ping b (h2)");
+    assert!(reaches(&lab, "h2", "b", &a4), "b (h2) cannot ping a (h1)");
+    assert!(
+        reaches(&lab, "h1", "a", &b6),
+        "a (h1) cannot ping b (h2) over IPv6"
+    );
+    iperf(&lab, ("h1", "a"), ("h2", "b"), &b4, false);
+    iperf(&lab, ("h1", "a"), ("h2", "b"), &b4, true);
+
+    // The MTU leaves room for VXLAN: 1450 on the lab's 1500-byte underlay; a 1400-byte
+    // packet that must not be fragmented crosses, a 1500-byte one does not.
+    let link = lab
+        .xnet(
+            "h1",
+            &["exec", "a", "--", "ip", "-o", "link", "show", "eth0"],
+        )
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("mtu 1450"), "{link}");
+    assert!(in_container(
+        &lab,
+        "h1",
+        "a",
+        &["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1372", &b4]
+    ));
+    assert!(!in_container(
+        &lab,
+        "h1",
+        "a",
+        &["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", &b4]
+    ));
+
+    // Another overlay's container and a bridge network's are out of reach, from both sides.
+    let c4 = address(&lab, "h2", "c", "IPAddress");
+    let d4 = address(&lab, "h2", "d", "IPAddress");
+    assert!(cannot_reach(&lab, "h1", "a", &c4));
+    assert!(cannot_reach(&lab, "h1", "a", &d4));
+    assert!(cannot_reach(&lab, "h2", "d", &a4));
+    assert!(cannot_reach(&lab, "h2", "c", &a4));
+
+    // Both hosts are peers of the overlay, seen from either.
+    for host in ["h1", "h2"] {
+        let net = inspect(&lab, host, "ov").unwrap();
+        let mut peers: Vec<&str> = net["Peers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{host}: no Peers in {net}"))
+            .iter()
+            .map(|p| p["Name"].as_str().unwrap())
+            .collect();
+        peers.sort();
+        assert_eq!(peers, ["h1", "h2"], "{host}");
+    }
+
+    // Removing b on h2 removes it from h1's datapath.
+    ok(&lab, "h2", &["rm", "-f", "b"]);
+    assert!(eventually(Duration::from_secs(5), || cannot_reach(
+        &lab, "h1", "a", &b4
+    )));
+}
+
+#[test]
+fn a_non_attachable_overlay_refuses_standalone_containers_with_dockers_words() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "swarmonly"],
+    );
+    assert!(eventually(Duration::from_secs(5), || inspect(
+        &lab,
+        "h2",
+        "swarmonly"
+    )
+    .is_some()));
+    for host in ["h1", "h2"] {
+        let line = fails(
+            &lab,
+            host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "x",
+                "--network",
+                "swarmonly",
+                "--",
+                "sleep",
+                "1",
+            ],
+        );
+        assert!(
+            line.contains("network swarmonly not manually attachable"),
+            "{line}"
+        );
+    }
+    run_sleeper(&lab, "h1", "y", "bridge");
+    let line = fails(&lab, "h1", &["network", "connect", "swarmonly", "y"]);
+    assert!(
+        line.contains("network swarmonly not manually attachable"),
+        "{line}"
+    );
+}
+
+/// A VXLAN datagram (flags with the I bit, `vni`) carrying an Ethernet frame with an IPv4
+/// ICMP echo request from `src` (`src_mac`) to `dst`.
+fn vxlan_frame(vni: u32, src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut frame = vec![0x08, 0, 0, 0];
+    frame.extend_from_slice(&vni.to_be_bytes()[1..]);
+    frame.push(0);
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    frame.extend_from_slice(&src_mac);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    let mut icmp = vec![8, 0, 0, 0, 0, 1, 0, 1];
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    frame.extend_from_slice(&icmp);
+    frame
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends `payload` over UDP from the namespace of `node` to `to`:4789.
+fn send_from(lab: &Lab, node: &str, to: Ipv4Addr, payload: Vec<u8>) {
+    let path = lab.netns_of(node).unwrap();
+    std::thread::spawn(move || {
+        netns::enter(&path).unwrap();
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            socket.send_to(&payload, (to, 4789)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn crafted_vxlan_from_the_underlay_is_dropped_and_counted_by_reason() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov2"],
+    );
+    run_sleeper(&lab, "h1", "a", "ov");
+    run_sleeper(&lab, "h2", "b", "ov");
+    run_sleeper(&lab, "h2", "c", "ov2");
+    let a4: Ipv4Addr = address(&lab, "h1", "a", "IPAddress").parse().unwrap();
+    let b4: Ipv4Addr = address(&lab, "h2", "b", "IPAddress").parse().unwrap();
+    let c4: Ipv4Addr = address(&lab, "h2", "c", "IPAddress").parse().unwrap();
+    assert!(reaches(&lab, "h1", "a", &b4.to_string()));
+    let a_mac: Value = serde_json::from_str(&ok(&lab, "h1", &["inspect", "a"])).unwrap();
+    let a_mac: Vec<u8> = a_mac[0]["NetworkSettings"]["Networks"]["ov"]["MacAddress"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let a_mac: [u8; 6] = a_mac.try_into().unwrap();
+    let vni = |name: &str| -> u32 {
+        inspect(&lab, "h1", name).unwrap()["Options"]["com.docker.network.driver.overlay.vxlanid_list"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (ov, ov2) = (vni("ov"), vni("ov2"));
+    let h2 = lab.host("h2").unwrap().address;
+
+    // Each case is sent from the node named, and must grow its reason's counter on h2.
+    let cases: [(&str, &str, Vec<u8>); 5] = [
+        // Not a host of the cluster (an etcd member's namespace sits on the underlay too).
+        ("e1", "unknown-vtep", vxlan_frame(ov, a_mac, a4, b4)),
+        ("h1", "unknown-vni", vxlan_frame(0xabcde, a_mac, a4, b4)),
+        // h1 claims an address that is not one of its endpoints (b's own, on h2).
+        ("h1", "spoofed-inner-source", vxlan_frame(ov, a_mac, b4, b4)),
+        // a's address with another MAC.
+        (
+            "h1",
+            "spoofed-inner-source",
+            vxlan_frame(ov, [0x02, 9, 9, 9, 9, 9], a4, b4),
+        ),
+        // ov's VNI toward a container of ov2: isolation between overlays.
+        (
+            "h1",
+            "unknown-inner-destination",
+            vxlan_frame(ov, a_mac, a4, c4),
+        ),
+    ];
+    for (node, reason, frame) in cases {
+        let before = drops(&lab, "h2", reason);
+        send_from(&lab, node, h2, frame);
+        assert!(
+            eventually(Duration::from_secs(3), || drops(&lab, "h2", reason)
+                > before),
+            "{reason} from {node} was not counted"
+        );
+    }
+    let mut bad_flags = vxlan_frame(ov, a_mac, a4, b4);
+    bad_flags[0] = 0;
+    let before = drops(&lab, "h2", "malformed-vxlan");
+    send_from(&lab, "h1", h2, bad_flags);
+    assert!(eventually(Duration::from_secs(3), || drops(
+        &lab,
+        "h2",
+        "malformed-vxlan"
+    ) > before));
+    // ov2's VNI but ov's source: isolation holds for the inner source too.
+    let before = drops(&lab, "h2", "spoofed-inner-source");
+    send_from(&lab, "h1", h2, vxlan_frame(ov2, a_mac, a4, c4));
+    assert!(eventually(Duration::from_secs(3), || drops(
+        &lab,
+        "h2",
+        "spoofed-inner-source"
+    ) > before));
+}
+
+/// Starts `count` pings from container `name` of `host` to `ip`, every 50 ms.
+fn spawn_pings(lab: &Lab, host: &str, name: &str, ip: &str, count: u32) -> Child {
+    let xnet = std::path::Path::new(crate::XNETD).with_file_name("xnet");
+    let count = count.to_string();
+    lab.command(host, xnet)
+        .unwrap()
+        .args([
+            "exec", name, "--", "ping", "-i", "0.05", "-W", "1", "-c", &count, ip,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The pings a finished [`spawn_pings`] sent and got answers to.
+fn ping_counts(child: Child) -> (u32, u32) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in {text}"));
+    let numbers: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn traffic_between_hosts_keeps_flowing_across_an_xnetd_restart_and_a_store_outage() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    run_sleeper(&lab, "h1", "a", "ov");
+    run_sleeper(&lab, "h2", "b", "ov");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+
+    // h2's xnetd stops and starts again while a pings b every 50 ms: not one lost.
+    let pings = spawn_pings(&lab, "h1", "a", &b4, 80);
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stop_xnetd("h2").unwrap();
+    lab.start_xnetd("h2").unwrap();
+    let (sent, received) = ping_counts(pings);
+    assert_eq!(received, sent, "pings lost across h2's restart");
+
+    // The store goes away: what exists keeps flowing, overlay changes are refused in one
+    // line, bridge networks work.
+    lab.stop_etcd("e1").unwrap();
+    let pings = spawn_pings(&lab, "h1", "a", &b4, 60);
+    let line = fails(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "late",
+            "--network",
+            "ov",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(line.contains("does not answer"), "{line}");
+    run_sleeper(&lab, "h1", "local", "bridge");
+    let (sent, received) = ping_counts(pings);
+    assert_eq!(received, sent, "pings lost while the store was down");
+
+    // It comes back: both hosts join again and new endpoints reach the old ones.
+    lab.start_etcd("e1").unwrap();
+    assert!(eventually(Duration::from_secs(20), || {
+        lab.xnet(
+            "h1",
+            &[
+                "run",
+                "-d",
+                "--name",
+                "late",
+                "--network",
+                "ov",
+                "--",
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap()
+        .status
+        .success()
+    }));
+    assert!(reaches(
+        &lab,
+        "h2",
+        "b",
+        &address(&lab, "h1", "late", "IPAddress")
+    ));
+}
+
+#[test]
+fn a_dead_hosts_endpoints_leave_every_host_within_the_lease_ttl_and_free_their_addresses() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    run_sleeper(&lab, "h1", "a", "ov");
+    run_sleeper(&lab, "h2", "b", "ov");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+    let peers = |lab: &Lab| -> Vec<String> {
+        inspect(lab, "h1", "ov").unwrap()["Peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(peers(&lab).contains(&"h2".to_string()));
+
+    lab.kill_xnetd("h2").unwrap();
+    let died = std::time::Instant::now();
+    // Its address stays taken while its lease lives.
+    let line = fails(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "taker",
+            "--ip",
+            &b4,
+            "--network",
+            "ov",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(line.contains("already in use"), "{line}");
+    let ttl = Duration::from_secs(xnet::cluster::store::LEASE_TTL_SECONDS as u64);
+    assert!(
+        eventually(ttl + Duration::from_secs(5), || !peers(&lab)
+            .contains(&"h2".to_string())),
+        "h1 still lists h2 as a peer {:?} after its death",
+        died.elapsed()
+    );
+    assert!(cannot_reach(&lab, "h1", "a", &b4));
+    ok(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "taker",
+            "--ip",
+            &b4,
+            "--network",
+            "ov",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+}
