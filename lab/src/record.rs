@@ -26,7 +26,7 @@ pub struct Record {
     pub dir: PathBuf,
     /// Where xnetd and xnet are.
     pub bin_dir: PathBuf,
-    /// Appended to every xnetd's command line.
+    /// Appended to every xnetd's command line (`{node}`: the host's namespace name).
     pub xnetd_args: Vec<String>,
     /// The namespaces made so far, in the order they were made: only these are removed.
     pub namespaces: Vec<String>,

@@ -50,7 +50,9 @@ pub struct Spec {
     pub etcd_members: usize,
     /// The directory holding `xnetd` and `xnet`.
     pub bin_dir: PathBuf,
-    /// Appended to every xnetd's command line.
+    /// Appended to every xnetd's command line; `{node}` in an argument becomes the lab's
+    /// namespace name of the host (`<prefix>-h1`), for what must differ per host (a Docker
+    /// plugin's name, its engine's socket).
     pub xnetd_args: Vec<String>,
 }
 

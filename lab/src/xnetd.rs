@@ -25,7 +25,12 @@ pub fn args(record: &Record, host: &Host) -> Vec<String> {
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])
     .collect();
-    args.extend(record.xnetd_args.iter().cloned());
+    args.extend(
+        record
+            .xnetd_args
+            .iter()
+            .map(|arg| arg.replace("{node}", &host.netns)),
+    );
     args
 }
 
@@ -44,7 +49,7 @@ mod tests {
         let record = Spec {
             hosts: 2,
             etcd_members: 3,
-            xnetd_args: vec!["--log-level".into(), "debug".into()],
+            xnetd_args: vec!["--log-level".into(), "debug".into(), "--tag={node}".into()],
             ..Spec::new("xl", "/bin")
         }
         .plan();
@@ -53,7 +58,7 @@ mod tests {
             "--socket /run/xnet-lab/xl/h2/xnet.sock --state-dir /run/xnet-lab/xl/h2/state \
              --bpffs /sys/fs/bpf/xl-h2 --uplink eth0 \
              --cluster-store etcd://10.77.0.11:2379,10.77.0.12:2379,10.77.0.13:2379 \
-             --cluster-advertise eth0 --cluster-host-name h2 --log-level debug"
+             --cluster-advertise eth0 --cluster-host-name h2 --log-level debug --tag=xl-h2"
         );
     }
 }

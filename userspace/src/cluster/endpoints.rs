@@ -49,35 +49,132 @@ impl Store {
         request: AddressRequest<'_>,
         lease: i64,
     ) -> Result<()> {
-        for attempt in 0..CLAIM_ATTEMPTS {
-            let claimed = self.claimed(&record.network).await?;
-            record.ipv4 = pick(request.ipv4, &claimed, request.requested4, attempt)?;
+        let requested = request.requested4.is_some() || request.requested6.is_some();
+        let network = record.network.clone();
+        self.claim_free(&network, requested, |claimed, attempt| {
+            record.ipv4 = pick(request.ipv4, claimed, request.requested4, attempt)?;
             record.ipv6 = match request.ipv6 {
-                Some(config) => Some(pick(config, &claimed, request.requested6, attempt)?),
+                Some(config) => Some(pick(config, claimed, request.requested6, attempt)?),
                 None => None,
             };
-            let claims = claim_keys(record);
+            let addresses: Vec<IpAddr> = std::iter::once(record.ipv4.into())
+                .chain(record.ipv6.map(IpAddr::from))
+                .collect();
+            Ok((addresses, puts(record, lease)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reserves an address of network `network_id` for an endpoint that does not exist yet
+    /// (Docker's IPAM asks for it before the endpoint is made): a claim whose value is
+    /// `token`, under `lease`, chosen as [`Self::register_endpoint`] chooses.
+    /// [`Self::adopt_reserved`] turns it into the endpoint's.
+    pub async fn reserve_address<N: Subnet>(
+        &mut self,
+        network_id: &str,
+        config: &IpConfig<N>,
+        requested: Option<&str>,
+        token: &str,
+        lease: i64,
+    ) -> Result<N::Addr> {
+        let addresses = self
+            .claim_free(network_id, requested.is_some(), |claimed, attempt| {
+                let address: IpAddr = pick(config, claimed, requested, attempt)?.into();
+                let put = TxnOp::put(
+                    keys::address(network_id, address),
+                    token,
+                    Some(PutOptions::new().with_lease(lease)),
+                );
+                Ok((vec![address], vec![put]))
+            })
+            .await?;
+        let address = addresses[0].to_string();
+        address
+            .parse()
+            .map_err(|_| XnetError::Internal(format!("reserved {address}, not an address")))
+    }
+
+    /// Makes the claims reserved with `tokens` (one per address: IPv4, then IPv6) the
+    /// endpoint `record`'s and writes its record, under `lease`. False if a claim is no
+    /// longer its reservation's.
+    pub async fn adopt_reserved(
+        &mut self,
+        record: &EndpointRecord,
+        tokens: &[String],
+        lease: i64,
+    ) -> Result<bool> {
+        let txn = Txn::new()
+            .when(
+                claim_keys(record)
+                    .into_iter()
+                    .zip(tokens)
+                    .map(|(key, token)| Compare::value(key, CompareOp::Equal, token.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(puts(record, lease)?);
+        Ok(self
+            .call(|mut c| async move { c.txn(txn).await })
+            .await?
+            .succeeded())
+    }
+
+    /// Gives back an address reserved with `token` (gone, or adopted meanwhile, is fine).
+    pub async fn release_reserved(
+        &mut self,
+        network_id: &str,
+        address: IpAddr,
+        token: &str,
+    ) -> Result<()> {
+        let key = keys::address(network_id, address);
+        let txn = Txn::new()
+            .when([Compare::value(key.clone(), CompareOp::Equal, token)])
+            .and_then([TxnOp::delete(key, None)]);
+        self.call(|mut c| async move { c.txn(txn).await }).await?;
+        Ok(())
+    }
+
+    /// Claims free addresses of network `network_id`: `choose` picks them from what is
+    /// claimed (after `attempt` lost races) and says which writes go with the claims; they
+    /// happen in one transaction, only if none of the addresses is claimed yet. A host that
+    /// lost a race picks again; a `requested` address that is taken is refused. Returns the
+    /// addresses claimed.
+    async fn claim_free(
+        &mut self,
+        network_id: &str,
+        requested: bool,
+        mut choose: impl FnMut(&BTreeSet<String>, usize) -> Result<(Vec<IpAddr>, Vec<TxnOp>)>,
+    ) -> Result<Vec<IpAddr>> {
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let claimed = self.claimed(network_id).await?;
+            let (addresses, writes) = choose(&claimed, attempt)?;
             let txn = Txn::new()
                 .when(
-                    claims
+                    addresses
                         .iter()
-                        .map(|key| Compare::create_revision(key.clone(), CompareOp::Equal, 0))
+                        .map(|ip| {
+                            Compare::create_revision(
+                                keys::address(network_id, ip),
+                                CompareOp::Equal,
+                                0,
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 )
-                .and_then(puts(record, lease)?);
+                .and_then(writes);
             if self
                 .call(|mut c| async move { c.txn(txn).await })
                 .await?
                 .succeeded()
             {
-                return Ok(());
+                return Ok(addresses);
             }
-            if request.requested4.is_some() || request.requested6.is_some() {
-                let claimed = self.claimed(&record.network).await?;
-                let taken = std::iter::once(record.ipv4.to_string())
-                    .chain(record.ipv6.map(|ip| ip.to_string()))
-                    .find(|ip| claimed.contains(ip));
-                if let Some(ip) = taken {
+            if requested {
+                let claimed = self.claimed(network_id).await?;
+                if let Some(ip) = addresses
+                    .iter()
+                    .find(|ip| claimed.contains(&ip.to_string()))
+                {
                     return Err(XnetError::conflict(format!(
                         "address {ip} is already in use on this network"
                     )));

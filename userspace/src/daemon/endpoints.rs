@@ -264,7 +264,8 @@ impl Inner {
         let driver = self.driver(&net)?;
         driver.unplumb_endpoint(&mut self.kernel, ep).await?;
         if net.vni.is_some() {
-            self.withdraw_global_endpoint(&net, ep).await;
+            self.withdraw_global_endpoint(&net, &ep.id, &ep.addresses())
+                .await;
         }
         Ok(())
     }

@@ -4,7 +4,10 @@
 //! addresses and MAC, the VTEP of its host, the VNI of its network. Hosts are VTEPs while
 //! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
+};
 
 use etcd_client::{Event, EventType};
 use tracing::{info, warn};
@@ -120,28 +123,34 @@ impl Inner {
         })
     }
 
-    /// Takes an endpoint of this host out of the store. Best effort: when the store does not
-    /// answer, the endpoint goes here anyway, and what is left of it in the store (under this
-    /// host's lease) is removed when this host joins again.
-    pub(super) async fn withdraw_global_endpoint(&self, net: &Network, ep: &Endpoint) {
+    /// Takes endpoint `endpoint_id` of this host, with its `addresses`, out of the store.
+    /// Best effort: when the store does not answer, the endpoint goes here anyway, and what is
+    /// left of it in the store (under this host's lease) is removed when this host joins
+    /// again.
+    pub(crate) async fn withdraw_global_endpoint(
+        &self,
+        net: &Network,
+        endpoint_id: &str,
+        addresses: &[IpAddr],
+    ) {
         let Some(Ok((mut store, _))) = self
             .cluster
             .as_ref()
             .map(|_| self.cluster_store(&net.driver))
         else {
-            warn!(network = %net.name, endpoint = %ep.id, "not withdrawn from the cluster store now; when this host joins again");
+            warn!(network = %net.name, endpoint = %endpoint_id, "not withdrawn from the cluster store now; when this host joins again");
             return;
         };
-        let addresses: Vec<_> = std::iter::once(ep.ipv4.into())
-            .chain(ep.ipv6.map(Into::into))
-            .collect();
-        if let Err(e) = store.withdraw_endpoint(&net.id, &ep.id, &addresses).await {
-            warn!(network = %net.name, endpoint = %ep.id, "withdrawing from the cluster store: {e}; done when this host joins again");
+        if let Err(e) = store
+            .withdraw_endpoint(&net.id, endpoint_id, addresses)
+            .await
+        {
+            warn!(network = %net.name, endpoint = %endpoint_id, "withdrawing from the cluster store: {e}; done when this host joins again");
         }
     }
 
     /// This host's id and lease; the lease is known once it joined.
-    fn membership(&self) -> Result<(String, i64)> {
+    pub(crate) fn membership(&self) -> Result<(String, i64)> {
         let membership = self.state.cluster.as_ref();
         match membership.and_then(|m| m.lease.map(|lease| (m.host_id.clone(), lease))) {
             Some(known) => Ok(known),
@@ -161,7 +170,12 @@ impl Inner {
     /// expired meanwhile. An address another host took in between is said in the log.
     pub(super) async fn restore_own_endpoints(&self, store: &mut Store, lease: i64) -> Result<()> {
         let records = self.own_endpoint_records();
-        let ids: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        // Addresses xnet's IPAM reserved for Docker endpoints to come are this host's too.
+        let ids: BTreeSet<&str> = records
+            .iter()
+            .map(|r| r.id.as_str())
+            .chain(self.state.docker_reservations.values().map(String::as_str))
+            .collect();
         let stale: Vec<String> = store
             .keys_under_lease(lease)
             .await?
@@ -194,29 +208,45 @@ impl Inner {
         Ok(())
     }
 
-    /// The cluster's records of this host's endpoints on networks of global scope.
+    /// The cluster's records of this host's endpoints on networks of global scope: those of
+    /// its containers, and Docker's endpoints created on them and not joined yet.
     fn own_endpoint_records(&self) -> Vec<EndpointRecord> {
         let Some(membership) = &self.state.cluster else {
             return Vec::new();
         };
-        self.state
+        let record = |id: &str, net: &Network, container: &str, ipv4, ipv6, mac| EndpointRecord {
+            id: id.to_string(),
+            network: net.id.clone(),
+            host: membership.host_id.clone(),
+            container: container.to_string(),
+            ipv4,
+            ipv6,
+            mac,
+        };
+        let joined = self
+            .state
             .containers
             .values()
             .flat_map(|c| c.endpoints.iter().map(move |e| (c, e)))
             .filter_map(|(c, e)| {
-                let net = self.state.networks.get(&e.network)?;
+                let net = self
+                    .state
+                    .networks
+                    .get(&e.network)
+                    .filter(|n| n.vni.is_some())?;
+                Some(record(&e.id, net, &c.name, e.ipv4, e.ipv6, e.mac))
+            });
+        let unjoined = self
+            .state
+            .docker_endpoints
+            .iter()
+            .filter(|(id, _)| self.state.joined_endpoint(id).is_none())
+            .filter_map(|(id, e)| {
+                let net = self.state.network_by_id(&e.network_id).ok()?;
                 net.vni?;
-                Some(EndpointRecord {
-                    id: e.id.clone(),
-                    network: net.id.clone(),
-                    host: membership.host_id.clone(),
-                    container: c.name.clone(),
-                    ipv4: e.ipv4,
-                    ipv6: e.ipv6,
-                    mac: e.mac,
-                })
-            })
-            .collect()
+                Some(record(id, net, id, e.ipv4, e.ipv6, e.mac))
+            });
+        joined.chain(unjoined).collect()
     }
 
     /// Makes the datapath's remote endpoints and VTEPs those of the view: every other live

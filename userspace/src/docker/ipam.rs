@@ -6,18 +6,25 @@
 //!
 //! A pool is requested before the network is created (the request carries no network id), so
 //! pools are kept by pool id (the subnet) until Docker releases them.
+//!
+//! With `--ipam-opt xnet.overlay=NAME` the pool is the subnet of the cluster's overlay network
+//! NAME and its addresses are the cluster's: each is reserved in the store (a claim under this
+//! host's lease, with a token), so two hosts' Docker engines never hand out the same one, and
+//! becomes the endpoint's when Docker creates it (`docker::network`).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use super::wire::{
-    AddressGranted, Empty, GATEWAY_ADDRESS, PoolGranted, REQUEST_ADDRESS_TYPE, ReleaseAddress,
-    ReleasePool, RequestAddress, RequestPool,
+    AddressGranted, Empty, GATEWAY_ADDRESS, OPT_OVERLAY, PoolGranted, REQUEST_ADDRESS_TYPE,
+    ReleaseAddress, ReleasePool, RequestAddress, RequestPool,
 };
 use crate::{
+    cluster::keys,
     daemon::{Daemon, inner::Inner},
     error::{Result, XnetError},
     state::{
-        DockerPool, IpConfig,
+        DockerPool, IpConfig, Network,
+        ids::random_id,
         ipam::{self, Requested, Subnet, Taken},
     },
 };
@@ -29,6 +36,7 @@ impl Daemon {
 
     pub async fn ipam_release_pool(&self, req: ReleasePool) -> Result<Empty> {
         let mut inner = self.inner.lock().await;
+        // An overlay's pool is the cluster's network: nothing of it is kept here.
         inner.state.docker_pools4.remove(&req.pool_id);
         inner.state.docker_pools6.remove(&req.pool_id);
         inner.save()?;
@@ -37,6 +45,13 @@ impl Daemon {
 
     pub async fn ipam_request_address(&self, req: RequestAddress) -> Result<AddressGranted> {
         let mut inner = self.inner.lock().await;
+        if let Some(pool) = OverlayPool::parse(&req.pool_id) {
+            let address = inner.reserve_overlay_address(&pool, &req).await?;
+            return Ok(AddressGranted {
+                address,
+                data: BTreeMap::new(),
+            });
+        }
         let state = &mut inner.state;
         let address = match (
             state.docker_pools4.get_mut(&req.pool_id),
@@ -55,6 +70,10 @@ impl Daemon {
 
     pub async fn ipam_release_address(&self, req: ReleaseAddress) -> Result<Empty> {
         let mut inner = self.inner.lock().await;
+        if let Some(pool) = OverlayPool::parse(&req.pool_id) {
+            inner.release_overlay_address(&pool, &req.address).await?;
+            return Ok(Empty {});
+        }
         let state = &mut inner.state;
         if let Some(pool) = state.docker_pools4.get_mut(&req.pool_id) {
             release(pool, &req.address)?;
@@ -68,6 +87,9 @@ impl Daemon {
 
 impl Inner {
     async fn ipam_request_pool(&mut self, req: RequestPool) -> Result<PoolGranted> {
+        if let Some(name) = req.options.get(OPT_OVERLAY) {
+            return self.overlay_pool(name, req.v6);
+        }
         if let Some(key) = req.options.keys().next() {
             return Err(XnetError::invalid(format!(
                 "unsupported --ipam-opt {key:?}: xnet's IPAM takes none"
@@ -94,6 +116,124 @@ impl Inner {
             pool_id: subnet.clone(),
             pool: subnet,
             data: BTreeMap::new(),
+        })
+    }
+
+    /// The pool of the cluster's overlay network `name` (its subnet of the family asked for).
+    fn overlay_pool(&self, name: &str, v6: bool) -> Result<PoolGranted> {
+        let net = self.overlay_named(name)?;
+        let subnet = match (v6, &net.ipv6) {
+            (false, _) => net.ipv4.subnet.to_string(),
+            (true, Some(config)) => config.subnet.to_string(),
+            (true, None) => {
+                return Err(XnetError::invalid(format!(
+                    "overlay network {name} has no IPv6; create it with --ipv6"
+                )));
+            }
+        };
+        Ok(PoolGranted {
+            pool_id: OverlayPool::id(&net.id, &subnet),
+            pool: subnet,
+            data: BTreeMap::new(),
+        })
+    }
+
+    /// The cluster's overlay network `name` as this host mirrors it.
+    pub(crate) fn overlay_named(&self, name: &str) -> Result<&Network> {
+        self.state
+            .networks
+            .get(name)
+            .filter(|n| n.vni.is_some())
+            .ok_or_else(|| {
+                XnetError::not_found(format!(
+                    "no overlay network {name} in the cluster: create it with `xnet network create -d overlay --attachable {name}` on any host"
+                ))
+            })
+    }
+
+    /// The gateway of an overlay's pool (every host has it), or an address reserved in the
+    /// cluster for a Docker endpoint to come.
+    async fn reserve_overlay_address(
+        &mut self,
+        pool: &OverlayPool,
+        req: &RequestAddress,
+    ) -> Result<String> {
+        let net = self.state.network_by_id(&pool.network_id)?.clone();
+        let wanted = given(&req.address).map(|a| a.split('/').next().unwrap_or(a));
+        let is_gateway =
+            req.options.get(REQUEST_ADDRESS_TYPE).map(String::as_str) == Some(GATEWAY_ADDRESS);
+        let v6 = pool.subnet.contains(':');
+        let (gateway, prefix) = match (v6, &net.ipv6) {
+            (true, Some(config)) => (IpAddr::from(config.gateway), config.subnet.prefix_len()),
+            _ => (IpAddr::from(net.ipv4.gateway), net.ipv4.subnet.prefix_len()),
+        };
+        if is_gateway {
+            if wanted.is_some_and(|w| w != gateway.to_string()) {
+                return Err(XnetError::invalid(format!(
+                    "overlay network {} has gateway {gateway}; --gateway cannot change it",
+                    net.name
+                )));
+            }
+            return Ok(format!("{gateway}/{prefix}"));
+        }
+        let (mut store, _) = self.cluster_store(&net.driver)?;
+        let (_, lease) = self.membership()?;
+        let token = format!("docker-{}", &random_id()?[..16]);
+        let ip: IpAddr = match (v6, &net.ipv6) {
+            (true, Some(config)) => store
+                .reserve_address(&net.id, config, wanted, &token, lease)
+                .await?
+                .into(),
+            _ => store
+                .reserve_address(&net.id, &net.ipv4, wanted, &token, lease)
+                .await?
+                .into(),
+        };
+        self.state
+            .docker_reservations
+            .insert(keys::address(&net.id, ip), token);
+        self.save()?;
+        Ok(format!("{ip}/{prefix}"))
+    }
+
+    /// Gives back an address reserved for a Docker endpoint that was never created (once
+    /// created, the endpoint's removal withdraws it).
+    async fn release_overlay_address(&mut self, pool: &OverlayPool, address: &str) -> Result<()> {
+        let text = address.split('/').next().unwrap_or(address);
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| XnetError::invalid(format!("invalid address {address:?}")))?;
+        let key = keys::address(&pool.network_id, ip);
+        let Some(token) = self.state.docker_reservations.get(&key).cloned() else {
+            return Ok(());
+        };
+        let net = self.state.network_by_id(&pool.network_id)?.clone();
+        let (mut store, _) = self.cluster_store(&net.driver)?;
+        store.release_reserved(&net.id, ip, &token).await?;
+        self.state.docker_reservations.remove(&key);
+        Ok(self.save()?)
+    }
+}
+
+/// The id of an overlay network's pool, `overlay/<network id>/<subnet>`: requests for its
+/// addresses name the cluster network without any state kept here.
+pub(crate) struct OverlayPool {
+    network_id: String,
+    subnet: String,
+}
+
+impl OverlayPool {
+    const PREFIX: &'static str = "overlay/";
+
+    fn id(network_id: &str, subnet: &str) -> String {
+        format!("{}{network_id}/{subnet}", Self::PREFIX)
+    }
+
+    fn parse(id: &str) -> Option<Self> {
+        let (network_id, subnet) = id.strip_prefix(Self::PREFIX)?.split_once('/')?;
+        Some(Self {
+            network_id: network_id.to_string(),
+            subnet: subnet.to_string(),
         })
     }
 }

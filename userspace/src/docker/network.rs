@@ -21,11 +21,12 @@ use super::{
     convert::{address, generic_options, pools, port_spec, provisional_name, sandbox_id},
     wire::{
         CreateEndpoint, CreateNetwork, Empty, EndpointCall, EndpointCreated, EndpointInterface,
-        InterfaceName, Join, Joined, NetworkCall, OPT_INTERNAL, OPT_PORTMAP, OperInfo, PortBinding,
-        ProgramExternalConnectivity,
+        InterfaceName, Join, Joined, NetworkCall, OPT_INTERNAL, OPT_OVERLAY, OPT_PORTMAP, OperInfo,
+        PortBinding, ProgramExternalConnectivity,
     },
 };
 use crate::{
+    cluster::{keys, records::EndpointRecord},
     daemon::{Daemon, inner::Inner},
     drivers::{self, BRIDGE},
     error::{Result, XnetError},
@@ -34,7 +35,7 @@ use crate::{
         Container, DockerEndpoint, DockerOwned, Endpoint, KernelObject, Mac, Network, Sandbox,
         ids::{now, random_id},
         ipam,
-        rules::{check_publishable, parse_specs},
+        rules::{check_attachable, check_publishable, parse_specs},
     },
 };
 
@@ -57,7 +58,7 @@ impl Daemon {
     }
 
     pub async fn docker_create_endpoint(&self, req: CreateEndpoint) -> Result<EndpointCreated> {
-        self.inner.lock().await.docker_create_endpoint(req)
+        self.inner.lock().await.docker_create_endpoint(req).await
     }
 
     pub async fn docker_delete_endpoint(&self, req: EndpointCall) -> Result<Empty> {
@@ -134,6 +135,15 @@ impl Inner {
             .unwrap_or(false);
         let generic = generic_options(&req.options)?;
         let (subnets, gateways) = pools(&req)?;
+        if let Some(overlay) = generic.get(OPT_OVERLAY) {
+            return self.docker_stand_for_overlay(
+                &req.network_id,
+                overlay,
+                &generic,
+                &subnets,
+                &plugin,
+            );
+        }
         // Docker's networks are bridge networks.
         let driver = drivers::endpoint_driver(BRIDGE).expect("the bridge driver makes endpoints");
         let options = driver.check_options(&generic, !req.ipv6_data.is_empty())?;
@@ -170,7 +180,46 @@ impl Inner {
         Ok(())
     }
 
+    /// `-o xnet.overlay=NAME`: the Docker network stands for the cluster's overlay network
+    /// NAME on this host (Weave's pattern: Docker 20.10 takes remote drivers of global scope
+    /// only with its deprecated cluster store). Its addresses must be the cluster's, from
+    /// xnet's IPAM with the same option; standalone containers join only an attachable one.
+    fn docker_stand_for_overlay(
+        &mut self,
+        docker_id: &str,
+        overlay: &str,
+        generic: &BTreeMap<String, String>,
+        subnets: &[String],
+        plugin: &str,
+    ) -> Result<()> {
+        let net = self.overlay_named(overlay)?;
+        check_attachable(net)?;
+        if let Some(other) = generic.keys().find(|k| *k != OPT_OVERLAY) {
+            return Err(XnetError::invalid(format!(
+                "-o {other}: a network that stands for overlay network {overlay} takes its options from it"
+            )));
+        }
+        if subnets.first().map(String::as_str) != Some(&net.ipv4.subnet.to_string()) {
+            return Err(XnetError::invalid(format!(
+                "-o {OPT_OVERLAY}={overlay} needs the overlay's addresses: add --ipam-driver {plugin} --ipam-opt {OPT_OVERLAY}={overlay}"
+            )));
+        }
+        let id = net.id.clone();
+        self.state.docker_overlays.insert(docker_id.to_string(), id);
+        self.save()?;
+        info!(network = %overlay, "a Docker network stands for the overlay network");
+        Ok(())
+    }
+
     async fn docker_delete_network(&mut self, network_id: &str) -> Result<()> {
+        if self.state.docker_overlays.remove(network_id).is_some() {
+            // The overlay is the cluster's: only the Docker network goes.
+            self.state
+                .docker_endpoints
+                .retain(|_, ep| ep.network_id != network_id);
+            self.save()?;
+            return Ok(());
+        }
         let Ok(net) = self.state.network_by_id(network_id).cloned() else {
             return Ok(());
         };
@@ -182,8 +231,12 @@ impl Inner {
         Ok(())
     }
 
-    fn docker_create_endpoint(&mut self, req: CreateEndpoint) -> Result<EndpointCreated> {
-        let net = self.state.network_by_id(&req.network_id)?;
+    async fn docker_create_endpoint(&mut self, req: CreateEndpoint) -> Result<EndpointCreated> {
+        let net = self.state.network_by_id(&req.network_id)?.clone();
+        if net.vni.is_some() {
+            return self.docker_create_overlay_endpoint(req, &net).await;
+        }
+        let net = &net;
         let ipv4: Ipv4Addr = address(&req.interface.address, "IPv4")?.ok_or_else(|| {
             XnetError::invalid("the endpoint has no IPv4 address from Docker's IPAM")
         })?;
@@ -238,10 +291,98 @@ impl Inner {
     async fn docker_delete_endpoint(&mut self, endpoint_id: &str) -> Result<()> {
         // Docker leaves first; if that call was lost (xnetd was down), leave now.
         self.docker_leave(endpoint_id).await?;
-        if self.state.docker_endpoints.remove(endpoint_id).is_some() {
+        if let Some(ep) = self.state.docker_endpoints.remove(endpoint_id) {
+            // Leaving withdrew a joined endpoint of an overlay from the cluster; one that
+            // never joined is withdrawn here.
+            if let Ok(net) = self.state.network_by_id(&ep.network_id).cloned()
+                && net.vni.is_some()
+            {
+                let addresses: Vec<IpAddr> = std::iter::once(ep.ipv4.into())
+                    .chain(ep.ipv6.map(IpAddr::from))
+                    .collect();
+                self.withdraw_global_endpoint(&net, endpoint_id, &addresses)
+                    .await;
+            }
             self.save()?;
         }
         Ok(())
+    }
+
+    /// An endpoint on a Docker network that stands for an overlay: its addresses, which
+    /// xnet's IPAM reserved in the cluster, become its own, with its record (and a random
+    /// MAC unless Docker set one), in one transaction.
+    async fn docker_create_overlay_endpoint(
+        &mut self,
+        req: CreateEndpoint,
+        net: &Network,
+    ) -> Result<EndpointCreated> {
+        let ipv4: Ipv4Addr = address(&req.interface.address, "IPv4")?.ok_or_else(|| {
+            XnetError::invalid("the endpoint has no IPv4 address from Docker's IPAM")
+        })?;
+        let ipv6: Option<Ipv6Addr> = address(&req.interface.address_ipv6, "IPv6")?;
+        let given_mac = !req.interface.mac_address.is_empty();
+        let mac = match given_mac {
+            true => req
+                .interface
+                .mac_address
+                .parse()
+                .map_err(XnetError::invalid)?,
+            false => Mac::random()?,
+        };
+        let (host, lease) = self.membership()?;
+        let record = EndpointRecord {
+            id: req.endpoint_id.clone(),
+            network: net.id.clone(),
+            host,
+            container: provisional_name(&req.endpoint_id),
+            ipv4,
+            ipv6,
+            mac,
+        };
+        let claims: Vec<String> = std::iter::once(IpAddr::from(ipv4))
+            .chain(ipv6.map(IpAddr::from))
+            .map(|ip| keys::address(&net.id, ip))
+            .collect();
+        let tokens = claims
+            .iter()
+            .map(|key| self.state.docker_reservations.get(key).cloned())
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| {
+                XnetError::invalid(format!(
+                    "the endpoint's addresses were not reserved in the cluster: create the Docker network with --ipam-opt {OPT_OVERLAY}={}",
+                    net.name
+                ))
+            })?;
+        let (mut store, _) = self.cluster_store(&net.driver)?;
+        if !store.adopt_reserved(&record, &tokens, lease).await? {
+            return Err(XnetError::conflict(format!(
+                "address {ipv4} is no longer reserved for this endpoint in the cluster"
+            )));
+        }
+        for key in &claims {
+            self.state.docker_reservations.remove(key);
+        }
+        self.state.docker_endpoints.insert(
+            req.endpoint_id,
+            DockerEndpoint {
+                network_id: req.network_id,
+                ipv4,
+                ipv6,
+                mac,
+            },
+        );
+        self.save()?;
+        let mac_address = if given_mac {
+            String::new()
+        } else {
+            mac.to_string()
+        };
+        Ok(EndpointCreated {
+            interface: EndpointInterface {
+                mac_address,
+                ..EndpointInterface::default()
+            },
+        })
     }
 
     async fn docker_join(&mut self, req: Join) -> Result<Joined> {

@@ -17,6 +17,9 @@ pub const OPT_GENERIC: &str = "com.docker.network.generic";
 pub const OPT_INTERNAL: &str = "com.docker.network.internal";
 /// The sandbox's port bindings (`-p`), in ProgramExternalConnectivity.
 pub const OPT_PORTMAP: &str = "com.docker.network.portmap";
+/// `-o xnet.overlay=NAME` (network) and `--ipam-opt xnet.overlay=NAME` (IPAM): the Docker
+/// network is the cluster's overlay network NAME on this host.
+pub const OPT_OVERLAY: &str = "xnet.overlay";
 
 /// `Plugin.Activate`'s answer: the protocols this socket speaks.
 #[derive(Debug, Serialize)]

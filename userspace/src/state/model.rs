@@ -50,6 +50,14 @@ pub struct State {
     pub docker_pools4: BTreeMap<String, DockerPool<Ipv4Net>>,
     #[serde(default)]
     pub docker_pools6: BTreeMap<String, DockerPool<Ipv6Net>>,
+    /// Docker networks that stand for a network of the cluster (`docker network create -d
+    /// xnet -o xnet.overlay=NAME`): Docker's network id -> the cluster network's id.
+    #[serde(default)]
+    pub docker_overlays: BTreeMap<String, String>,
+    /// Addresses of cluster networks that xnet's IPAM reserved in the store for Docker
+    /// endpoints not created yet: the claim's key -> the reservation's token.
+    #[serde(default)]
+    pub docker_reservations: BTreeMap<String, String>,
     /// Kernel objects that a request in progress is making (or taking apart) and that no
     /// record above owns yet (or any more). Written before they are made, cleared with the
     /// request's last save: if the daemon dies in between, the next start removes them, so a
@@ -268,6 +276,13 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Its addresses, IPv4 first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        std::iter::once(self.ipv4.into())
+            .chain(self.ipv6.map(IpAddr::from))
+            .collect()
+    }
+
     /// Its veth pair, as a kernel object.
     pub fn kernel_object(&self) -> KernelObject {
         KernelObject::Veth {
@@ -284,7 +299,10 @@ impl State {
     }
 
     /// The network with this id (Docker names networks by id only).
+    /// The network with this id; a Docker network that stands for a network of the cluster
+    /// is that network.
     pub fn network_by_id(&self, id: &str) -> Result<&Network> {
+        let id = self.docker_overlays.get(id).map_or(id, String::as_str);
         self.networks
             .values()
             .find(|n| n.id == id)

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod docker;
 mod overlay;
 
 use serde_json::Value;
