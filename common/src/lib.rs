@@ -73,7 +73,8 @@ pub type SockRevKeyV6 = SockRevKey<[u8; 16], [u8; 4]>;
 
 /// `ENDPOINTS`: host-side veth ifindex (`u32`) -> [`Endpoint`].
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
-/// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network.
+/// `NEIGHBORS`: [`NeighborKey`] -> [`Neighbor`]; the address book of each network: this host's
+/// endpoints, and on overlay networks the other hosts' ([`Neighbor::is_remote`]).
 pub const MAP_NEIGHBORS: &str = "NEIGHBORS";
 /// `NEIGHBORS6`: [`Neighbor6Key`] -> [`Neighbor`]; the same for IPv6 addresses. Each endpoint of
 /// an IPv6 network has two entries: its address and its link-local address
@@ -373,7 +374,9 @@ pub const MAP_VNIS: &str = "VNIS";
 pub const MAP_VTEPS: &str = "VTEPS";
 /// Capacity of `VTEPS` (hosts of one cluster).
 pub const MAX_VTEPS: u32 = 4096;
-/// Capacity of `NEIGHBORS` (local and remote endpoints of every network) and `VNIS`.
+/// Capacity of `NEIGHBORS` (local and remote endpoints of every network; `NEIGHBORS6` holds
+/// twice as many: two entries per endpoint). Both are allocated per entry, not up front.
+/// (`VNIS` holds [`MAX_ENDPOINTS`]: one per network this host has.)
 pub const MAX_NEIGHBORS: u32 = 262144;
 
 /// This host's end of the overlay's tunnels.

@@ -11,7 +11,7 @@ use xnet_common::{
 };
 
 use crate::{
-    deliver, dnat, flood, ipv6, maps, nat, nd,
+    deliver, dnat, encap, flood, ipv6, maps, nat, nd,
     packet::{Packet, V4, V6},
     parse,
 };
@@ -174,7 +174,8 @@ fn to_host6(
     Ok(TC_ACT_OK)
 }
 
-/// Delivers a frame of `endpoint` to `peer`, another endpoint of its network.
+/// Delivers a frame of `endpoint` to `peer`, another endpoint of its network: on this host
+/// into its container, on another host through the tunnel.
 #[inline(always)]
 fn to_peer(
     ctx: &TcContext,
@@ -189,6 +190,9 @@ fn to_peer(
     }
     if endpoint.flags & ENDPOINT_ICC_OFF != 0 {
         return Err(DropReason::IccBlocked);
+    }
+    if peer.is_remote() {
+        return encap::to_remote(ctx, peer).verdict();
     }
     deliver::into_peer(ctx, peer, dst_mac)
 }

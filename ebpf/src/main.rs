@@ -14,6 +14,8 @@
 //! - translating: [`sock_dnat`] (published ports for the host's own sockets), [`dnat`]
 //!   (published ports: destination NAT and its reverse, hairpin) and [`nat`] (source NAT for
 //!   egress and its reverse, NAT44 and NAT66);
+//! - tunnelling: [`encap`] (VXLAN to and from the other hosts of a cluster: encapsulation for
+//!   `forward`, checked decapsulation for `uplink`);
 //! - handing over: [`deliver`] (into an endpoint: every way into a container) and [`flood`]
 //!   (broadcast and multicast to a network's members);
 //! - reading packets: [`parse`] (bounds-checked header access), [`packet`] (the packet model:
@@ -25,11 +27,9 @@
 //! Every import points further down these lists, so no module imports one that imports it
 //! back.
 //!
-//! Where the drivers still to come fit: VXLAN encapsulation becomes a concern, `encap`, that
-//! `forward` calls for a peer on another host (and `uplink` for what arrives encapsulated,
-//! before `deliver`); a macvlan or ipvlan parent device gets an entry file, `parent`, for its
-//! hooks, which finds the endpoint a frame is for (by MAC or by address) and hands it to
-//! `deliver`.
+//! Where the drivers still to come fit: a macvlan or ipvlan parent device gets an entry file,
+//! `parent`, for its hooks, which finds the endpoint a frame is for (by MAC or by address) and
+//! hands it to `deliver`.
 #![no_std]
 #![no_main]
 
@@ -37,6 +37,7 @@ mod arp;
 mod csum;
 mod deliver;
 mod dnat;
+mod encap;
 mod endpoint;
 mod flood;
 mod forward;

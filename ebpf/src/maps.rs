@@ -2,24 +2,32 @@
 //! restarts, and the new xnetd adopts them. Keys and values come from `xnet-common`.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
-    MAX_PUBLISHED, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
-    PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4, PublishedV6,
-    SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Uplink,
+    MAX_NEIGHBORS, MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor,
+    Neighbor6Key, NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6,
+    PublishedV4, PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink,
+    Vtep,
 };
 
 #[map]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
+// The neighbor maps hold every endpoint of the cluster's overlay networks, not only this
+// host's, so they are large; allocated per entry (BPF_F_NO_PREALLOC) rather than up front, so
+// a daemon with a few endpoints does not pin tens of MB (tests run many daemons at once). Only
+// the daemon writes them, so the per-update allocation never happens on a packet's path.
 #[map]
-pub static NEIGHBORS: HashMap<NeighborKey, Neighbor> = HashMap::pinned(MAX_ENDPOINTS, 0);
+pub static NEIGHBORS: HashMap<NeighborKey, Neighbor> =
+    HashMap::pinned(MAX_NEIGHBORS, BPF_F_NO_PREALLOC);
 
 #[map]
-pub static NEIGHBORS6: HashMap<Neighbor6Key, Neighbor> = HashMap::pinned(2 * MAX_ENDPOINTS, 0);
+pub static NEIGHBORS6: HashMap<Neighbor6Key, Neighbor> =
+    HashMap::pinned(2 * MAX_NEIGHBORS, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static ENDPOINT_STATS: PerCpuArray<EndpointCounters> = PerCpuArray::pinned(MAX_ENDPOINTS, 0);
@@ -133,3 +141,32 @@ pub static SOCK_REVNAT: LruHashMap<SockRevKeyV4, SockAddrV4> = LruHashMap::pinne
 #[map]
 pub static SOCK6_REVNAT: LruHashMap<SockRevKeyV6, SockAddrV6> =
     LruHashMap::pinned(MAX_NAT_FLOWS, 0);
+
+#[map]
+pub static TUNNEL: Array<Tunnel> = Array::pinned(1, 0);
+
+#[map]
+pub static VNIS: HashMap<u32, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::pinned(MAX_VTEPS, 0);
+
+/// This host's VXLAN endpoint, if it is a member of a cluster.
+#[inline(always)]
+pub fn tunnel() -> Option<Tunnel> {
+    TUNNEL.get(0).copied().filter(|t| t.ifindex != 0)
+}
+
+/// The overlay network VXLAN network identifier `vni` stands for on this host.
+#[inline(always)]
+pub fn network_of_vni(vni: u32) -> Option<u32> {
+    // SAFETY: as for `endpoint`.
+    unsafe { VNIS.get(vni).copied() }
+}
+
+/// Whether `address` is the underlay address of a live host of the cluster.
+#[inline(always)]
+pub fn is_vtep(address: [u8; 4]) -> bool {
+    // SAFETY: as for `endpoint`.
+    unsafe { VTEPS.get(address) }.is_some()
+}

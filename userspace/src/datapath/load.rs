@@ -9,7 +9,8 @@ use tracing::warn;
 use xnet_common::{
     MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_MEMBER_COUNT,
     MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS,
-    MAP_SUBNETS6, MAP_UPLINK, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS,
+    MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS, MAP_VTEPS, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS,
 };
 
 use super::{
@@ -62,6 +63,9 @@ impl Datapath {
             subnets6: take_map(&mut ebpf, MAP_SUBNETS6)?,
             members: take_map(&mut ebpf, MAP_MEMBERS)?,
             member_count: take_map(&mut ebpf, MAP_MEMBER_COUNT)?,
+            tunnel: take_map(&mut ebpf, MAP_TUNNEL)?,
+            vnis: take_map(&mut ebpf, MAP_VNIS)?,
+            vteps: take_map(&mut ebpf, MAP_VTEPS)?,
             ebpf,
             links_dir,
         })
@@ -69,10 +73,12 @@ impl Datapath {
 }
 
 /// Removes pinned maps whose shape differs from the one the programs define (an xnetd upgrade
-/// that changed a key or value in `xnet-common`). The loader would otherwise reuse them and the
-/// kernel refuse the programs. The running programs keep their (now unpinned) maps until their
-/// links are switched to the new programs; the new maps are filled from the state by
-/// `reconcile`, only NAT flows and counters start over.
+/// that changed a key or value in `xnet-common`, a capacity, the map's type or its flags, such
+/// as the neighbor maps becoming allocated per entry). The loader would otherwise reuse them
+/// (it never compares) and the kernel refuse the programs, or keep a map of the old kind. The
+/// running programs keep their (now unpinned) maps until their links are switched to the new
+/// programs; the new maps are filled from the state by `reconcile` (remote neighbors by the
+/// cluster's sync), only NAT flows and counters start over.
 fn drop_incompatible_pins(maps_dir: &Path) -> anyhow::Result<()> {
     let object = aya_obj::Object::parse(EBPF_OBJECT).context("parsing the eBPF object")?;
     for (name, def) in &object.maps {
@@ -80,8 +86,21 @@ fn drop_incompatible_pins(maps_dir: &Path) -> anyhow::Result<()> {
         let Ok(pinned) = MapInfo::from_pin(&pin) else {
             continue;
         };
-        let pinned_shape = (pinned.key_size(), pinned.value_size(), pinned.max_entries());
-        if pinned_shape != (def.key_size(), def.value_size(), def.max_entries()) {
+        let pinned_shape = (
+            pinned.map_type().ok().map(|t| t as u32),
+            pinned.key_size(),
+            pinned.value_size(),
+            pinned.max_entries(),
+            pinned.map_flags(),
+        );
+        let shape = (
+            Some(def.map_type()),
+            def.key_size(),
+            def.value_size(),
+            def.max_entries(),
+            def.map_flags(),
+        );
+        if pinned_shape != shape {
             warn!(
                 "map {name} was pinned by a version with another layout; recreating it (its NAT flows and counters start over)"
             );

@@ -26,7 +26,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MemberKey, Neighbor, Neighbor6Key,
     NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PublishKeyV4, PublishKeyV6,
-    PublishedV4, PublishedV6, Uplink, link_local_of,
+    PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
 };
 
 use super::object::{classifier, ignore_missing, remove_file_if_exists, repin};
@@ -54,6 +54,9 @@ pub struct Datapath {
     pub(super) subnets6: LpmTrie<MapData, [u8; 16], u32>,
     pub(super) members: HashMap<MapData, MemberKey, u32>,
     pub(super) member_count: HashMap<MapData, u32, u32>,
+    pub(super) tunnel: Array<MapData, Tunnel>,
+    pub(super) vnis: HashMap<MapData, u32, u32>,
+    pub(super) vteps: HashMap<MapData, [u8; 4], Vtep>,
     pub(super) links_dir: PathBuf,
 }
 
@@ -220,8 +223,10 @@ impl Datapath {
         self.endpoints.keys().filter_map(Result::ok).collect()
     }
 
-    /// Removes the neighbor entries (both families) that none of the `live` endpoints owns:
-    /// left by a crash, or by endpoints that vanished.
+    /// Removes the local neighbor entries (both families) that none of the `live` endpoints
+    /// owns: left by a crash, or by endpoints that vanished. Remote entries (endpoints on other
+    /// hosts) stay: the cluster's sync owns them, and traffic between hosts keeps flowing
+    /// across a restart of the daemon.
     pub fn prune_neighbors(&mut self, live: &[Endpoint]) -> anyhow::Result<()> {
         let (mut keep, mut keep6) = (HashSet::new(), HashSet::new());
         for ep in live {
@@ -323,22 +328,32 @@ fn remove_if_owned<K: Pod>(
     key: &K,
     ifindex: u32,
 ) -> Result<(), MapError> {
-    if map.get(key, 0).is_ok_and(|n| n.ifindex == ifindex) {
+    remove_if(map, key, |n| n.ifindex == ifindex)
+}
+
+/// Removes `key` if its entry passes `still_ours` (a key already gone is fine).
+pub(super) fn remove_if<K: Pod>(
+    map: &mut HashMap<MapData, K, Neighbor>,
+    key: &K,
+    still_ours: impl FnOnce(&Neighbor) -> bool,
+) -> Result<(), MapError> {
+    if map.get(key, 0).is_ok_and(|n| still_ours(&n)) {
         ignore_missing(map.remove(key))
     } else {
         Ok(())
     }
 }
 
-/// Removes every key of `map` that is not in `keep`.
+/// Removes every local entry of `map` whose key is not in `keep`.
 fn prune<K: Pod + Eq + Hash>(
     map: &mut HashMap<MapData, K, Neighbor>,
     keep: &HashSet<K>,
 ) -> Result<(), MapError> {
     let stale: Vec<K> = map
-        .keys()
+        .iter()
         .filter_map(Result::ok)
-        .filter(|key| !keep.contains(key))
+        .filter(|(key, neighbor)| !neighbor.is_remote() && !keep.contains(key))
+        .map(|(key, _)| key)
         .collect();
     stale
         .iter()

@@ -17,7 +17,7 @@ use super::{
     PEER_SLOT, STRANGER_MAC, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, csum, eth, me,
 };
 
-const fn fd(last: u8) -> [u8; 16] {
+pub(super) const fn fd(last: u8) -> [u8; 16] {
     [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
 }
 pub(super) const ME_IP6: [u8; 16] = fd(2);
@@ -25,7 +25,7 @@ pub(super) const GATEWAY6: [u8; 16] = fd(1);
 const PEER_IP6: [u8; 16] = fd(3);
 /// On the other network, in the same range on purpose: only the network id separates them.
 const STRANGER_IP6: [u8; 16] = fd(4);
-const ME_LL: [u8; 16] = link_local_of(ME_MAC);
+pub(super) const ME_LL: [u8; 16] = link_local_of(ME_MAC);
 const PEER_LL: [u8; 16] = link_local_of(PEER_MAC);
 const HOST_LL: [u8; 16] = link_local_of(HOST_MAC);
 const UNSPECIFIED: [u8; 16] = [0; 16];
@@ -50,7 +50,7 @@ fn me6(flags: u32) -> Endpoint {
 
 /// A datapath whose endpoint under test has IPv6, with its peer (address and link-local
 /// address) and the stranger of the other network registered, as the daemon would.
-fn datapath6() -> Datapath {
+pub(super) fn datapath6() -> Datapath {
     let mut dp = Datapath::new();
     dp.set_me(Some(me6(0)));
     let key = |network_id, ipv6| Neighbor6Key { network_id, ipv6 };
@@ -139,7 +139,7 @@ fn solicitation(src: [u8; 16], target: [u8; 16], sll: Option<[u8; 6]>) -> Vec<u8
     icmp6(multicast_mac(group), (src, group), NS, 255, &body)
 }
 
-fn ns_from_me(target: [u8; 16]) -> Vec<u8> {
+pub(super) fn ns_from_me(target: [u8; 16]) -> Vec<u8> {
     solicitation(ME_IP6, target, Some(ME_MAC))
 }
 
@@ -168,7 +168,7 @@ pub(super) fn udp6(
     ipv6_frame(HOST_MAC, src_mac, (src, dst), (UDP, 64), udp, 6)
 }
 
-fn udp6_from_me(dst_mac: [u8; 6], dst: [u8; 16]) -> Vec<u8> {
+pub(super) fn udp6_from_me(dst_mac: [u8; 6], dst: [u8; 16]) -> Vec<u8> {
     let mut f = udp6(ME_MAC, (ME_IP6, 40000), (dst, 53));
     f[0..6].copy_from_slice(&dst_mac);
     f
@@ -190,7 +190,7 @@ pub(super) fn checked6(frame: &[u8]) -> ([u8; 16], [u8; 16], &[u8]) {
 
 /// Asserts `frame` is the advertisement `owner_mac` would send for `target` to the endpoint
 /// under test, with `flags` and a target link-layer address option iff `with_option`.
-fn assert_advertisement(
+pub(super) fn assert_advertisement(
     frame: &[u8],
     target: [u8; 16],
     owner_mac: [u8; 6],

@@ -3,9 +3,10 @@
 //! on the loopback device (ifindex 1), so the endpoint under test is keyed by ifindex 1.
 //!
 //! This file holds the harness and the IPv4 tests; `ipv6` the IPv6 ones (ND, forwarding,
-//! isolation, NAT66); `publish` those of published ports.
+//! isolation, NAT66); `publish` those of published ports; `overlay` VXLAN between hosts.
 
 mod ipv6;
+mod overlay;
 mod publish;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,703 @@
+//! Overlay networks at the packet level: VXLAN encapsulation of frames for endpoints on other
+//! hosts (IPv4 and IPv6, outer headers as RFC 7348 has them), ARP and ND answered for them
+//! locally, and decapsulation at the uplink with every check it makes (VTEP, VNI, inner source
+//! and destination, isolation between networks, malformed VXLAN). Then the daemon's side of
+//! the overlay maps (`xnet::datapath::Datapath`), on a datapath loaded as xnetd loads it.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::maps::{Array, HashMap, MapData, MapInfo};
+use xnet::datapath::RemoteEndpoint;
+use xnet_common::{
+    DropReason, ENDPOINT_ICC_OFF, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS,
+    MAX_NEIGHBORS, Neighbor, Neighbor6Key, NeighborKey, PROG_UPLINK_INGRESS, Tunnel, Vtep,
+    link_local_of,
+};
+use xnet_dockerlab::skip;
+
+use super::{
+    Datapath, ME_IP, ME_MAC, ME_SLOT, NET, OTHER_NET, PEER_IP, PEER_MAC, STRANGER_IP, TC_ACT_OK,
+    TC_ACT_REDIRECT, TC_ACT_SHOT, arp_request, csum, eth,
+    ipv6::{
+        ME_IP6, ME_LL, assert_advertisement, datapath6, fd, ipv6_frame, ns_from_me, udp6_from_me,
+    },
+    me, udp, udp_from_me,
+};
+
+/// This host's underlay address, and two other hosts of the cluster.
+const LOCAL_VTEP: [u8; 4] = [192, 168, 100, 1];
+const VTEP_B: [u8; 4] = [192, 168, 100, 2];
+const VTEP_C: [u8; 4] = [192, 168, 100, 3];
+const NOT_A_VTEP: [u8; 4] = [192, 168, 100, 9];
+const UNDERLAY_IFINDEX: u32 = 7;
+const VXLAN_PORT: u16 = 4789;
+const VNI: u32 = 0x01_2345;
+const OTHER_VNI: u32 = 4097;
+
+/// An endpoint of network `NET` on host B (IPv4, IPv6 and its link-local address).
+const REMOTE_IP: [u8; 4] = [10, 0, 0, 5];
+const REMOTE_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 5];
+const REMOTE_IP6: [u8; 16] = fd(5);
+const REMOTE_LL: [u8; 16] = link_local_of(REMOTE_MAC);
+/// An endpoint of network `NET` on host C.
+const REMOTE_C_IP: [u8; 4] = [10, 0, 0, 6];
+const REMOTE_C_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 6];
+const REMOTE_C_IP6: [u8; 16] = fd(6);
+/// An endpoint of network `OTHER_NET` on host B.
+const REMOTE_OTHER_IP: [u8; 4] = [10, 0, 0, 7];
+const REMOTE_OTHER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 7];
+
+const UDP: u8 = 17;
+const IPV4: u16 = 0x0800;
+const IPV6: u16 = 0x86dd;
+
+fn remote_neighbor(vtep: [u8; 4], mac: [u8; 6], vni: u32) -> Neighbor {
+    Neighbor {
+        ifindex: 0,
+        mac,
+        _pad: [0; 2],
+        slot: 0,
+        vtep,
+        vni,
+    }
+}
+
+impl Datapath {
+    /// Makes this datapath a member of a cluster: its tunnel, hosts B and C as VTEPs, `NET`
+    /// and `OTHER_NET` as overlay networks, and the remote endpoints above.
+    fn join_cluster(&mut self) {
+        self.set_tunnel(UNDERLAY_IFINDEX);
+        let mut vteps: HashMap<&mut MapData, [u8; 4], Vtep> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_VTEPS).unwrap()).unwrap();
+        for vtep in [VTEP_B, VTEP_C] {
+            vteps.insert(vtep, Vtep { live: 1 }, 0).unwrap();
+        }
+        let mut vnis: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_VNIS).unwrap()).unwrap();
+        vnis.insert(VNI, NET, 0).unwrap();
+        vnis.insert(OTHER_VNI, OTHER_NET, 0).unwrap();
+        let mut neighbors: HashMap<&mut MapData, NeighborKey, Neighbor> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_NEIGHBORS).unwrap()).unwrap();
+        let key = |network_id, ipv4| NeighborKey { network_id, ipv4 };
+        for (key, value) in [
+            (
+                key(NET, REMOTE_IP),
+                remote_neighbor(VTEP_B, REMOTE_MAC, VNI),
+            ),
+            (
+                key(NET, REMOTE_C_IP),
+                remote_neighbor(VTEP_C, REMOTE_C_MAC, VNI),
+            ),
+            (
+                key(OTHER_NET, REMOTE_OTHER_IP),
+                remote_neighbor(VTEP_B, REMOTE_OTHER_MAC, OTHER_VNI),
+            ),
+        ] {
+            neighbors.insert(key, value, 0).unwrap();
+        }
+    }
+
+    /// The IPv6 entries of the remote endpoints of `NET` (for a datapath whose endpoint under
+    /// test has IPv6).
+    fn add_remote6(&mut self) {
+        let mut neighbors: HashMap<&mut MapData, Neighbor6Key, Neighbor> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_NEIGHBORS6).unwrap()).unwrap();
+        let key = |ipv6| Neighbor6Key {
+            network_id: NET,
+            ipv6,
+        };
+        let b = remote_neighbor(VTEP_B, REMOTE_MAC, VNI);
+        let c = remote_neighbor(VTEP_C, REMOTE_C_MAC, VNI);
+        for (key, value) in [
+            (key(REMOTE_IP6), b),
+            (key(REMOTE_LL), b),
+            (key(REMOTE_C_IP6), c),
+            (key(link_local_of(REMOTE_C_MAC)), c),
+        ] {
+            neighbors.insert(key, value, 0).unwrap();
+        }
+    }
+
+    /// The tunnel on underlay device `ifindex`; 0: no tunnel.
+    fn set_tunnel(&mut self, ifindex: u32) {
+        let mut tunnel: Array<&mut MapData, Tunnel> =
+            Array::try_from(self.ebpf.map_mut(MAP_TUNNEL).unwrap()).unwrap();
+        let value = Tunnel {
+            ifindex,
+            local: LOCAL_VTEP,
+            port: VXLAN_PORT.to_be_bytes(),
+            _pad: [0; 2],
+        };
+        tunnel.set(0, value, 0).unwrap();
+    }
+
+    fn uplink_ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.run(PROG_UPLINK_INGRESS, frame)
+    }
+
+    /// Asserts the uplink drops the frame and counts it under `reason`.
+    fn assert_decap_dropped(&mut self, frame: &[u8], reason: DropReason) {
+        let before = self.drops(reason);
+        let (verdict, _) = self.uplink_ingress(frame);
+        assert_eq!(verdict, TC_ACT_SHOT, "{reason:?}: frame not dropped");
+        assert_eq!(self.drops(reason), before + 1, "{reason:?}: not counted");
+    }
+}
+
+fn overlay() -> Datapath {
+    let mut dp = Datapath::new();
+    dp.join_cluster();
+    dp
+}
+
+fn overlay6() -> Datapath {
+    let mut dp = datapath6();
+    dp.join_cluster();
+    dp.add_remote6();
+    dp
+}
+
+/// An IPv4 header without options, with a valid checksum.
+fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, payload_len: usize, frags: u16) -> Vec<u8> {
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + payload_len) as u16).to_be_bytes());
+    ip[6..8].copy_from_slice(&frags.to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let check = csum(&[&ip]);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    ip
+}
+
+/// A UDP datagram from `src` to `dst` at `dport` carrying `payload`, as it arrives on the
+/// uplink.
+fn udp_on_underlay(src: [u8; 4], dst: [u8; 4], dport: u16, payload: &[u8], frags: u16) -> Vec<u8> {
+    let mut f = eth([0xaa, 0, 0, 0, 0, 7], [0xbb, 0, 0, 0, 0, 2], IPV4);
+    f.extend_from_slice(&ipv4_header(src, dst, UDP, 8 + payload.len(), frags));
+    f.extend_from_slice(&54321u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `inner` encapsulated by host `vtep` to this host with `vni` and VXLAN flags `flags`.
+fn vxlan(vtep: [u8; 4], vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![flags, 0, 0, 0];
+    payload.extend_from_slice(&vni.to_be_bytes()[1..]);
+    payload.push(0);
+    payload.extend_from_slice(inner);
+    udp_on_underlay(vtep, LOCAL_VTEP, VXLAN_PORT, &payload, 0x4000)
+}
+
+/// A well-formed VXLAN frame from host B on `NET`'s VNI.
+fn from_b(inner: &[u8]) -> Vec<u8> {
+    vxlan(VTEP_B, VNI, 0x08, inner)
+}
+
+/// Asserts `out` is `inner` (the frame as the endpoint under test sent it) encapsulated as RFC
+/// 7348 has it, to host `vtep` with `vni`, its destination MAC made `dst_mac`.
+fn assert_encapsulated(out: &[u8], inner: &[u8], vtep: [u8; 4], vni: u32, dst_mac: [u8; 6]) {
+    assert_eq!(out.len(), inner.len() + 50, "50 bytes of outer headers");
+    // The MACs are bpf_redirect_neigh's to fill in; a multicast destination would make it
+    // drop the packet.
+    assert_eq!(
+        &out[..12],
+        &[0; 12],
+        "outer MACs left to the neighbour table"
+    );
+    assert_eq!(&out[12..14], &IPV4.to_be_bytes());
+    let ip = &out[14..34];
+    assert_eq!(csum(&[ip]), 0, "outer IPv4 checksum");
+    assert_eq!(ip[0], 0x45, "IPv4 without options");
+    assert_eq!(
+        u16::from_be_bytes([ip[2], ip[3]]) as usize,
+        out.len() - 14,
+        "total length"
+    );
+    assert_eq!(&ip[6..8], &[0x40, 0], "DF, not fragmented");
+    assert_eq!((ip[8], ip[9]), (64, UDP), "TTL, protocol");
+    assert_eq!(&ip[12..16], &LOCAL_VTEP, "outer source");
+    assert_eq!(&ip[16..20], &vtep, "outer destination");
+    let udp = &out[34..42];
+    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+    assert!(sport >= 0xc000, "source port {sport} in the dynamic range");
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), VXLAN_PORT);
+    assert_eq!(
+        u16::from_be_bytes([udp[4], udp[5]]) as usize,
+        out.len() - 34
+    );
+    assert_eq!(&udp[6..8], &[0, 0], "no UDP checksum over IPv4");
+    let mut header = vec![0x08, 0, 0, 0];
+    header.extend_from_slice(&vni.to_be_bytes()[1..]);
+    header.push(0);
+    assert_eq!(&out[42..50], &header[..], "VXLAN: the I flag, the VNI");
+    assert_eq!(&out[50..56], &dst_mac, "inner destination MAC");
+    assert_eq!(&out[56..], &inner[6..], "inner frame otherwise intact");
+}
+
+#[test]
+fn ipv4_to_a_remote_endpoint_is_encapsulated_to_its_host() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    // Addressed to the gateway's MAC, as a container with a stale entry might: the inner
+    // frame still reaches the owner's MAC.
+    for dst_mac in [REMOTE_MAC, super::HOST_MAC] {
+        let frame = udp_from_me(dst_mac, REMOTE_IP);
+        let (verdict, out) = dp.ingress(&frame);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "out of the underlay");
+        let mut expected = frame.clone();
+        expected[..6].copy_from_slice(&REMOTE_MAC);
+        assert_encapsulated(&out, &expected, VTEP_B, VNI, REMOTE_MAC);
+    }
+    let (_, to_c) = dp.ingress(&udp_from_me(REMOTE_C_MAC, REMOTE_C_IP));
+    assert_eq!(&to_c[30..34], &VTEP_C, "each endpoint's own host");
+    assert_eq!(dp.counters(ME_SLOT).tx_packets, 3);
+}
+
+#[test]
+fn ipv6_to_a_remote_endpoint_is_encapsulated_to_its_host() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay6();
+    for dst in [REMOTE_IP6, REMOTE_LL] {
+        let frame = udp6_from_me(REMOTE_MAC, dst);
+        let (verdict, out) = dp.ingress(&frame);
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_encapsulated(&out, &frame, VTEP_B, VNI, REMOTE_MAC);
+        assert_eq!(&out[62..64], &IPV6.to_be_bytes(), "inner EtherType");
+    }
+}
+
+#[test]
+fn remote_endpoints_need_a_tunnel_and_icc() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    dp.set_tunnel(0);
+    dp.assert_dropped(&udp_from_me(REMOTE_MAC, REMOTE_IP), DropReason::NoTunnel);
+    dp.set_tunnel(UNDERLAY_IFINDEX);
+    dp.set_me(Some(me(ENDPOINT_ICC_OFF)));
+    dp.assert_dropped(&udp_from_me(REMOTE_MAC, REMOTE_IP), DropReason::IccBlocked);
+    dp.assert_dropped(&arp_request(REMOTE_IP), DropReason::IccBlocked);
+    // A remote endpoint of another network is as unreachable as a local one.
+    dp.set_me(Some(me(0)));
+    dp.assert_dropped(
+        &udp_from_me(REMOTE_OTHER_MAC, REMOTE_OTHER_IP),
+        DropReason::OtherNetwork,
+    );
+}
+
+#[test]
+fn arp_and_nd_for_remote_endpoints_are_answered_locally() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay6();
+    let (verdict, reply) = dp.ingress(&arp_request(REMOTE_IP));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "back into the asker");
+    assert_eq!(&reply[..12], &[&ME_MAC[..], &REMOTE_MAC[..]].concat());
+    assert_eq!(&reply[20..22], &[0, 2], "a reply");
+    assert_eq!(&reply[22..32], &[&REMOTE_MAC[..], &REMOTE_IP[..]].concat());
+    for target in [REMOTE_IP6, REMOTE_LL] {
+        let (verdict, out) = dp.ingress(&ns_from_me(target));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_advertisement(&out, target, REMOTE_MAC, 0x60, true);
+    }
+}
+
+#[test]
+fn vxlan_from_a_vtep_is_delivered_into_the_endpoint() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    let (verdict, out) = dp.uplink_ingress(&from_b(&inner));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "redirected into the container");
+    assert_eq!(out, inner, "exactly the inner frame");
+    assert_eq!(dp.counters(ME_SLOT).rx_packets, 1);
+    // Addressed to another unicast MAC: delivered to the owner of the address, re-addressed.
+    let mut stale = inner.clone();
+    stale[..6].copy_from_slice(&PEER_MAC);
+    assert_eq!(dp.uplink_ingress(&from_b(&stale)), (TC_ACT_REDIRECT, inner));
+}
+
+#[test]
+fn vxlan_with_ipv6_inside_is_delivered_from_both_source_addresses() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay6();
+    for (src, dst) in [(REMOTE_IP6, ME_IP6), (REMOTE_LL, ME_LL)] {
+        let inner = ipv6_frame(ME_MAC, REMOTE_MAC, (src, dst), (UDP, 64), vec![0; 12], 6);
+        let (verdict, out) = dp.uplink_ingress(&from_b(&inner));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(out, inner);
+    }
+    // Host C's endpoint (address and MAC), sent from host B.
+    let spoofed = ipv6_frame(
+        ME_MAC,
+        REMOTE_C_MAC,
+        (REMOTE_C_IP6, ME_IP6),
+        (UDP, 64),
+        vec![0; 12],
+        6,
+    );
+    dp.assert_decap_dropped(&from_b(&spoofed), DropReason::SpoofedInnerSource);
+}
+
+#[test]
+fn ipv6_never_reaches_an_endpoint_of_an_ipv4_only_network() {
+    if skip::unless_root() {
+        return;
+    }
+    // The endpoint under test has no IPv6, so NEIGHBORS6 has no entry for it.
+    let mut dp = overlay6();
+    dp.set_me(Some(me(0)));
+    let mut neighbors: HashMap<&mut MapData, Neighbor6Key, Neighbor> =
+        HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS6).unwrap()).unwrap();
+    for ipv6 in [ME_IP6, ME_LL] {
+        neighbors
+            .remove(&Neighbor6Key {
+                network_id: NET,
+                ipv6,
+            })
+            .unwrap();
+    }
+    let inner = ipv6_frame(
+        ME_MAC,
+        REMOTE_MAC,
+        (REMOTE_IP6, ME_IP6),
+        (UDP, 64),
+        vec![0; 12],
+        6,
+    );
+    dp.assert_decap_dropped(&from_b(&inner), DropReason::UnknownInnerDestination);
+}
+
+#[test]
+fn vxlan_from_unknown_hosts_or_networks_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    dp.assert_decap_dropped(
+        &vxlan(NOT_A_VTEP, VNI, 0x08, &inner),
+        DropReason::UnknownVtep,
+    );
+    dp.assert_decap_dropped(&vxlan(VTEP_B, 9999, 0x08, &inner), DropReason::UnknownVni);
+}
+
+#[test]
+fn vxlan_speaks_only_for_endpoints_of_the_sending_host() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    for (src_mac, src) in [
+        // Host C's endpoint, sent from host B.
+        (REMOTE_C_MAC, REMOTE_C_IP),
+        // Host B's endpoint's address with another MAC.
+        (REMOTE_C_MAC, REMOTE_IP),
+        // A local endpoint's address, an unknown one, one of another network.
+        (PEER_MAC, PEER_IP),
+        (REMOTE_MAC, [10, 0, 0, 99]),
+        (REMOTE_OTHER_MAC, REMOTE_OTHER_IP),
+    ] {
+        let inner = udp(ME_MAC, src_mac, src, ME_IP);
+        dp.assert_decap_dropped(&from_b(&inner), DropReason::SpoofedInnerSource);
+    }
+}
+
+#[test]
+fn vxlan_reaches_only_local_endpoints_of_its_network() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    for (dst_mac, dst) in [
+        // Nobody's, and another host's endpoint (no forwarding between hosts).
+        (ME_MAC, [10, 0, 0, 99]),
+        (REMOTE_C_MAC, REMOTE_C_IP),
+        // Isolation: NET's VNI carrying a frame for an endpoint of OTHER_NET on this host.
+        (super::STRANGER_MAC, STRANGER_IP),
+        // Broadcasts never cross hosts.
+        ([0xff; 6], [10, 0, 0, 255]),
+    ] {
+        let inner = udp(dst_mac, REMOTE_MAC, REMOTE_IP, dst);
+        dp.assert_decap_dropped(&from_b(&inner), DropReason::UnknownInnerDestination);
+    }
+    // ARP is answered on every host, never sent across.
+    let mut arp = eth([0xff; 6], REMOTE_MAC, 0x0806);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&REMOTE_MAC);
+    arp.extend_from_slice(&REMOTE_IP);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&ME_IP);
+    arp[..6].copy_from_slice(&ME_MAC);
+    dp.assert_decap_dropped(&from_b(&arp), DropReason::UnknownInnerDestination);
+}
+
+#[test]
+fn malformed_vxlan_is_dropped() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    // No I flag; a flag RFC 7348 does not define (as Linux's vxlan driver, strict).
+    for flags in [0x00, 0x0c, 0x88] {
+        dp.assert_decap_dropped(
+            &vxlan(VTEP_B, VNI, flags, &inner),
+            DropReason::MalformedVxlan,
+        );
+    }
+    let mut reserved = vxlan(VTEP_B, VNI, 0x08, &inner);
+    reserved[49] = 1;
+    dp.assert_decap_dropped(&reserved, DropReason::MalformedVxlan);
+    // Truncated: inside the VXLAN header, the inner Ethernet header, the inner IP header.
+    let whole = from_b(&inner);
+    for len in [46, 60, 70] {
+        let mut cut = whole[..len].to_vec();
+        cut[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+        dp.assert_decap_dropped(&cut, DropReason::MalformedVxlan);
+    }
+    // The first fragment of a fragmented VXLAN packet (More Fragments set).
+    let mut payload = vec![0x08, 0, 0, 0, 0x01, 0x23, 0x45, 0];
+    payload.extend_from_slice(&inner);
+    let fragment = udp_on_underlay(VTEP_B, LOCAL_VTEP, VXLAN_PORT, &payload, 0x2000);
+    dp.assert_decap_dropped(&fragment, DropReason::MalformedVxlan);
+}
+
+#[test]
+fn other_traffic_on_the_underlay_passes_untouched() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay();
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    let mut payload = vec![0x08, 0, 0, 0, 0x01, 0x23, 0x45, 0];
+    payload.extend_from_slice(&inner);
+    for frame in [
+        // Another port, another destination address, a later fragment (no UDP header to tell).
+        udp_on_underlay(VTEP_B, LOCAL_VTEP, 4790, &payload, 0x4000),
+        udp_on_underlay(VTEP_B, [192, 168, 100, 77], VXLAN_PORT, &payload, 0x4000),
+        udp_on_underlay(VTEP_B, LOCAL_VTEP, VXLAN_PORT, &payload, 0x0010),
+    ] {
+        assert_eq!(dp.uplink_ingress(&frame), (TC_ACT_OK, frame));
+    }
+    // Without a tunnel, VXLAN is the host's like anything else.
+    dp.set_tunnel(0);
+    let frame = from_b(&inner);
+    assert_eq!(dp.uplink_ingress(&frame), (TC_ACT_OK, frame));
+}
+
+/// xnetd's own `Datapath`, loaded as xnetd loads it into a private bpffs directory, removed
+/// on drop.
+struct Loaded {
+    datapath: xnet::datapath::Datapath,
+    dir: PathBuf,
+}
+
+impl Loaded {
+    fn new(prepare: impl FnOnce(&std::path::Path)) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/xnet-test-overlay-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        xnet::os::bpffs::ensure_mounted(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("maps")).unwrap();
+        prepare(&dir.join("maps"));
+        let datapath = xnet::datapath::Datapath::load(&dir).unwrap_or_else(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("loading: {e:?}")
+        });
+        Self { datapath, dir }
+    }
+
+    /// Loads the programs again, as a restarted xnetd does, and asserts it reused every
+    /// pinned map (the layout check recreates none of today's own).
+    fn reload(&mut self) {
+        let ids = || {
+            let mut ids: Vec<_> = std::fs::read_dir(self.dir.join("maps"))
+                .unwrap()
+                .map(|pin| {
+                    let pin = pin.unwrap().path();
+                    (pin.clone(), MapInfo::from_pin(&pin).unwrap().id())
+                })
+                .collect();
+            ids.sort();
+            ids
+        };
+        let before = ids();
+        self.datapath = xnet::datapath::Datapath::load(&self.dir).unwrap();
+        assert_eq!(ids(), before, "maps recreated on reload");
+    }
+
+    /// `NEIGHBORS` as a test writes it behind the daemon's back (a local endpoint's entry).
+    fn neighbors(&self) -> HashMap<MapData, NeighborKey, Neighbor> {
+        let pin = self.dir.join("maps").join(MAP_NEIGHBORS);
+        HashMap::try_from(aya::maps::Map::HashMap(MapData::from_pin(pin).unwrap())).unwrap()
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn remote(ipv4: [u8; 4], ipv6: Option<[u8; 16]>, mac: [u8; 6], vtep: [u8; 4]) -> RemoteEndpoint {
+    RemoteEndpoint {
+        network_id: NET,
+        vni: VNI,
+        vtep: vtep.into(),
+        ipv4: ipv4.into(),
+        ipv6: ipv6.map(Ipv6Addr::from),
+        mac,
+    }
+}
+
+#[test]
+fn the_daemon_keeps_tunnel_vnis_and_vteps() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut loaded = Loaded::new(|_| {});
+    let dp = &mut loaded.datapath;
+    dp.set_tunnel(Some((UNDERLAY_IFINDEX, LOCAL_VTEP.into(), VXLAN_PORT)))
+        .unwrap();
+    dp.add_vni(VNI, NET).unwrap();
+    dp.add_vni(OTHER_VNI, OTHER_NET).unwrap();
+    assert!(dp.add_vni(1 << 24, 3).is_err(), "VNIs have 24 bits");
+    dp.remove_vni(OTHER_VNI).unwrap();
+    dp.remove_vni(OTHER_VNI).unwrap();
+    assert_eq!(dp.vnis(), [(VNI, NET)]);
+    dp.add_vtep(VTEP_C.into()).unwrap();
+    dp.add_vtep(VTEP_B.into()).unwrap();
+    dp.remove_vtep(NOT_A_VTEP.into()).unwrap();
+    assert_eq!(dp.vteps(), [Ipv4Addr::from(VTEP_B), VTEP_C.into()]);
+    dp.remove_vtep(VTEP_B.into()).unwrap();
+    assert_eq!(dp.vteps(), [Ipv4Addr::from(VTEP_C)]);
+    loaded.reload();
+    assert_eq!(
+        loaded.datapath.vnis(),
+        [(VNI, NET)],
+        "kept across a restart"
+    );
+    assert_eq!(loaded.datapath.vteps(), [Ipv4Addr::from(VTEP_C)]);
+    let tunnel: Array<MapData, Tunnel> = Array::try_from(aya::maps::Map::Array(
+        MapData::from_pin(loaded.dir.join("maps").join(MAP_TUNNEL)).unwrap(),
+    ))
+    .unwrap();
+    let value = tunnel.get(&0, 0).unwrap();
+    assert_eq!(
+        (value.ifindex, value.local, value.port),
+        (UNDERLAY_IFINDEX, LOCAL_VTEP, [0x12, 0xb5])
+    );
+    loaded.datapath.set_tunnel(None).unwrap();
+    assert_eq!(tunnel.get(&0, 0).unwrap(), Tunnel::default());
+}
+
+#[test]
+fn remote_endpoints_never_replace_local_ones_and_survive_pruning() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut loaded = Loaded::new(|_| {});
+    // A local endpoint of this host owns ME_IP.
+    let local = Neighbor {
+        ifindex: 42,
+        mac: ME_MAC,
+        _pad: [0; 2],
+        slot: ME_SLOT,
+        vtep: [0; 4],
+        vni: 0,
+    };
+    let me_key = NeighborKey {
+        network_id: NET,
+        ipv4: ME_IP,
+    };
+    loaded.neighbors().insert(me_key, local, 0).unwrap();
+
+    let b = remote(REMOTE_IP, Some(REMOTE_IP6), REMOTE_MAC, VTEP_B);
+    let c = remote(REMOTE_C_IP, None, REMOTE_C_MAC, VTEP_C);
+    let clash = remote(ME_IP, Some(fd(8)), [0x02, 0x42, 10, 0, 0, 8], VTEP_C);
+    let dp = &mut loaded.datapath;
+    for r in [&b, &c, &clash] {
+        dp.add_remote(r).unwrap();
+    }
+    // The clash's IPv4 entry was left to the local endpoint; its IPv6 entries exist.
+    let mut clash_back = clash.clone();
+    clash_back.ipv4 = Ipv4Addr::UNSPECIFIED;
+    let mut expected = vec![b.clone(), c.clone(), clash_back.clone()];
+    expected.sort();
+    assert_eq!(dp.remote_endpoints(), expected);
+    assert_eq!(loaded.neighbors().get(&me_key, 0).unwrap(), local);
+
+    // A restart prunes local entries no endpoint owns; remote ones stay.
+    let dp = &mut loaded.datapath;
+    dp.prune_neighbors(&[]).unwrap();
+    assert_eq!(dp.remote_endpoints(), expected);
+    assert!(loaded.neighbors().get(&me_key, 0).is_err(), "pruned");
+
+    // Removal takes only entries that are still this endpoint's: not those of another host
+    // or MAC that took the address since.
+    let dp = &mut loaded.datapath;
+    let moved = remote(REMOTE_IP, Some(REMOTE_IP6), REMOTE_MAC, VTEP_C);
+    dp.remove_remote(&moved).unwrap();
+    dp.remove_remote(&clash_back).unwrap();
+    assert_eq!(dp.remote_endpoints(), [b.clone(), c.clone()]);
+    // A restart reuses the pinned maps (their layout is today's): nothing is lost.
+    loaded.reload();
+    let dp = &mut loaded.datapath;
+    assert_eq!(dp.remote_endpoints(), [b.clone(), c.clone()]);
+    dp.remove_remote(&b).unwrap();
+    dp.remove_remote(&c).unwrap();
+    dp.remove_remote(&c).unwrap();
+    assert_eq!(dp.remote_endpoints(), []);
+}
+
+#[test]
+fn neighbor_maps_pinned_preallocated_are_recreated_per_entry() {
+    if skip::unless_root() {
+        return;
+    }
+    // What an xnetd before overlays left: NEIGHBORS of today's sizes, but preallocated.
+    let loaded = Loaded::new(|maps| {
+        let old = aya_obj::Map::Legacy(aya_obj::maps::LegacyMap {
+            def: aya_obj::maps::bpf_map_def {
+                map_type: aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH as u32,
+                key_size: size_of::<NeighborKey>() as u32,
+                value_size: size_of::<Neighbor>() as u32,
+                max_entries: MAX_NEIGHBORS,
+                map_flags: 0,
+                ..Default::default()
+            },
+            inner_def: None,
+            section_index: 0,
+            section_kind: aya_obj::EbpfSectionKind::Maps,
+            symbol_index: None,
+            data: Vec::new(),
+        });
+        let pinned = MapData::create(old, MAP_NEIGHBORS, None).unwrap();
+        pinned.pin(maps.join(MAP_NEIGHBORS)).unwrap();
+    });
+    for name in [MAP_NEIGHBORS, MAP_NEIGHBORS6] {
+        let info = MapInfo::from_pin(loaded.dir.join("maps").join(name)).unwrap();
+        assert_eq!(info.map_flags(), 1, "{name}: BPF_F_NO_PREALLOC");
+    }
+}
