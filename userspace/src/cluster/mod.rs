@@ -7,10 +7,12 @@
 //! - [`config`]: the flags;
 //! - [`keys`]: the key layout (versioned);
 //! - [`records`]: the JSON records under those keys;
-//! - [`store`]: the calls, each bounded in time; [`endpoints`] those for endpoints.
+//! - [`store`]: the calls, each bounded in time; [`endpoints`] those for endpoints;
+//! - [`view`]: this host's copy of the hosts and endpoints, kept current by the watch.
 
 pub mod config;
 pub mod endpoints;
 pub mod keys;
 pub mod records;
 pub mod store;
+pub mod view;

@@ -16,7 +16,6 @@ use super::{
     Daemon,
     inner::{Cluster, Inner, Underlay},
     networks::network_record,
-    overlay::ClusterView,
 };
 use crate::{
     api::types::NetworkCreate,
@@ -25,6 +24,7 @@ use crate::{
         keys,
         records::{ClusterNetwork, HostRecord, Settings},
         store::{LEASE_TTL_SECONDS, Store, Taken, unavailable},
+        view::ClusterView,
     },
     error::{Result, XnetError},
     state::{

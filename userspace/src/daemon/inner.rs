@@ -6,12 +6,13 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use tracing::warn;
 
-use super::{config::DockerConfig, overlay::ClusterView};
+use super::config::DockerConfig;
 use crate::{
     cluster::{
         config::ClusterConfig,
         records::{HostRecord, Settings},
         store::Store as ClusterStore,
+        view::ClusterView,
     },
     datapath::RemoteEndpoint,
     drivers::{self, Attachment, EndpointDriver, Kernel},

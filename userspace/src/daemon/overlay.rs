@@ -5,20 +5,19 @@
 //! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     net::IpAddr,
 };
 
-use etcd_client::{Event, EventType};
 use tracing::{info, warn};
 
 use super::{endpoints::StaticIps, inner::Inner};
 use crate::{
     api::types::Peer,
     cluster::{
-        endpoints::{AddressRequest, Keyed},
+        endpoints::AddressRequest,
         keys,
-        records::{EndpointRecord, HostRecord},
+        records::EndpointRecord,
         store::{Store, unavailable},
     },
     datapath::RemoteEndpoint,
@@ -29,56 +28,6 @@ use crate::{
 /// What VXLAN over IPv4 adds to a frame: outer Ethernet (14), IPv4 (20), UDP (8), VXLAN (8).
 /// An overlay's default MTU is the underlay's less this.
 pub const VXLAN_OVERHEAD: u32 = 50;
-
-/// The cluster's hosts and endpoints, by key, as read at join and followed through the watch.
-#[derive(Default)]
-pub(crate) struct ClusterView {
-    hosts: BTreeMap<String, HostRecord>,
-    endpoints: BTreeMap<String, EndpointRecord>,
-}
-
-impl ClusterView {
-    pub(crate) fn new(
-        hosts: Vec<Keyed<HostRecord>>,
-        endpoints: Vec<Keyed<EndpointRecord>>,
-    ) -> Self {
-        Self {
-            hosts: hosts.into_iter().collect(),
-            endpoints: endpoints.into_iter().collect(),
-        }
-    }
-
-    /// Applies one change of the store; what is not about hosts or endpoints is left to the
-    /// caller. A record that does not parse is left out, with a warning.
-    pub(crate) fn apply(&mut self, event: &Event) {
-        let Some((key, kv)) = event.kv().and_then(|kv| Some((kv.key_str().ok()?, kv))) else {
-            return;
-        };
-        let put = event.event_type() == EventType::Put;
-        if key.starts_with(keys::HOSTS) {
-            update(&mut self.hosts, key, put.then(|| kv.value()));
-        } else if key.starts_with(keys::ENDPOINTS) {
-            update(&mut self.endpoints, key, put.then(|| kv.value()));
-        }
-    }
-}
-
-/// Puts (`Some(value)`) or removes (`None`) the record under `key`.
-fn update<T: serde::de::DeserializeOwned>(
-    records: &mut BTreeMap<String, T>,
-    key: &str,
-    value: Option<&[u8]>,
-) {
-    match value.map(serde_json::from_slice::<T>) {
-        Some(Ok(record)) => {
-            records.insert(key.to_string(), record);
-        }
-        Some(Err(e)) => warn!("a record of the cluster store at {key}: {e}; left out"),
-        None => {
-            records.remove(key);
-        }
-    }
-}
 
 impl Inner {
     /// A new endpoint on a network of global scope: addresses claimed cluster-wide and its
@@ -258,8 +207,7 @@ impl Inner {
         let me = &cluster.host.id;
         let vteps: HashMap<&str, std::net::Ipv4Addr> = cluster
             .view
-            .hosts
-            .values()
+            .hosts()
             .filter(|h| h.id != *me)
             .map(|h| (h.id.as_str(), h.address))
             .collect();
@@ -271,8 +219,7 @@ impl Inner {
             .collect();
         let wanted: BTreeSet<RemoteEndpoint> = cluster
             .view
-            .endpoints
-            .values()
+            .endpoints()
             .filter_map(|e| {
                 let vtep = *vteps.get(e.host.as_str())?;
                 let (network_id, vni) = *networks.get(e.network.as_str())?;
@@ -315,15 +262,13 @@ impl Inner {
         let local = self.state.endpoints_on(&net.name).next().is_some();
         let remote: BTreeSet<&str> = cluster
             .view
-            .endpoints
-            .values()
+            .endpoints()
             .filter(|e| e.network == net.id)
             .map(|e| e.host.as_str())
             .collect();
         let peers = cluster
             .view
-            .hosts
-            .values()
+            .hosts()
             .filter(|h| remote.contains(h.id.as_str()) && h.id != cluster.host.id)
             .chain(local.then_some(&cluster.host))
             .map(|h| Peer {
