@@ -34,4 +34,4 @@ mod xnetd;
 pub use eventually::eventually;
 pub use lab::Lab;
 pub use record::{Host, Member, Router};
-pub use topology::{RUN_DIR, Spec};
+pub use topology::{ROUTER, RUN_DIR, Spec};

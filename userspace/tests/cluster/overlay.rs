@@ -565,3 +565,68 @@ fn a_dead_hosts_endpoints_leave_every_host_within_the_lease_ttl_and_free_their_a
         ],
     );
 }
+
+#[test]
+fn an_overlay_container_goes_out_and_publishes_ports_through_its_own_host() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    // Egress: NATed to h1's uplink address by h1's datapath, as on a bridge network
+    // (Docker's docker_gwbridge); the router beyond the underlay stands for the outside.
+    run_sleeper(&lab, "h1", "a", "ov");
+    let outside = lab.router().outside.to_string();
+    assert!(
+        eventually(Duration::from_secs(5), || in_container(
+            &lab,
+            "h1",
+            "a",
+            &["ping", "-c", "1", "-W", "1", &outside]
+        )),
+        "a (h1, overlay) cannot reach the outside"
+    );
+
+    // A published port is h1's: a client outside (beyond the router, whose frames carry full
+    // checksums as a wire's do) reaches the container through h1's address; h2 does not
+    // publish it.
+    ok(
+        &lab,
+        "h1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "ov",
+            "-p",
+            "18080:80",
+            "--",
+            "iperf3",
+            "-s",
+            "-p",
+            "80",
+        ],
+    );
+    let client = |to: &str| {
+        lab.run(
+            xnet_lab::ROUTER,
+            &["timeout", "5", "iperf3", "-c", to, "-p", "18080", "-t", "1"],
+        )
+        .unwrap()
+        .status
+        .success()
+    };
+    let h1 = lab.hosts()[0].address.to_string();
+    let h2 = lab.hosts()[1].address.to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || client(&h1)),
+        "the outside cannot reach the port web publishes on h1"
+    );
+    assert!(!client(&h2), "h2 publishes a port of a container on h1");
+}
