@@ -264,7 +264,7 @@ impl Inner {
                 .map_err(XnetError::invalid)?,
             false => Mac::for_ipv4(ipv4),
         };
-        self.state.docker_endpoints.insert(
+        self.keep_docker_endpoint(
             req.endpoint_id,
             DockerEndpoint {
                 network_id: req.network_id,
@@ -272,20 +272,8 @@ impl Inner {
                 ipv6,
                 mac,
             },
-        );
-        self.save()?;
-        // Docker refuses an answer that changes what it set itself.
-        let mac_address = if given_mac {
-            String::new()
-        } else {
-            mac.to_string()
-        };
-        Ok(EndpointCreated {
-            interface: EndpointInterface {
-                mac_address,
-                ..EndpointInterface::default()
-            },
-        })
+            given_mac,
+        )
     }
 
     async fn docker_delete_endpoint(&mut self, endpoint_id: &str) -> Result<()> {
@@ -362,7 +350,7 @@ impl Inner {
         for key in &claims {
             self.state.docker_reservations.remove(key);
         }
-        self.state.docker_endpoints.insert(
+        self.keep_docker_endpoint(
             req.endpoint_id,
             DockerEndpoint {
                 network_id: req.network_id,
@@ -370,19 +358,8 @@ impl Inner {
                 ipv6,
                 mac,
             },
-        );
-        self.save()?;
-        let mac_address = if given_mac {
-            String::new()
-        } else {
-            mac.to_string()
-        };
-        Ok(EndpointCreated {
-            interface: EndpointInterface {
-                mac_address,
-                ..EndpointInterface::default()
-            },
-        })
+            given_mac,
+        )
     }
 
     async fn docker_join(&mut self, req: Join) -> Result<Joined> {
@@ -554,5 +531,30 @@ impl Inner {
             .clear();
         self.save()?;
         Ok(())
+    }
+
+    /// Keeps the endpoint Docker created (in the state, saved) and answers Docker: with the
+    /// MAC xnet chose, or none when Docker gave one (Docker refuses an answer that changes
+    /// what it set itself).
+    fn keep_docker_endpoint(
+        &mut self,
+        endpoint_id: String,
+        endpoint: DockerEndpoint,
+        given_mac: bool,
+    ) -> Result<EndpointCreated> {
+        let mac = endpoint.mac;
+        self.state.docker_endpoints.insert(endpoint_id, endpoint);
+        self.save()?;
+        let mac_address = if given_mac {
+            String::new()
+        } else {
+            mac.to_string()
+        };
+        Ok(EndpointCreated {
+            interface: EndpointInterface {
+                mac_address,
+                ..EndpointInterface::default()
+            },
+        })
     }
 }

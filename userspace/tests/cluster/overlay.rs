@@ -103,6 +103,28 @@ fn iperf(lab: &Lab, (from, client): (&str, &str), (to, server): (&str, &str), ip
     assert!(worked, "iperf3 {args:?} from {from} to {to} failed");
 }
 
+/// A lab of two hosts and one etcd member with the attachable overlay `ov`, made on h1.
+fn overlay_lab() -> Lab {
+    let lab = lab(2, 1);
+    ok(
+        &lab,
+        "h1",
+        &["network", "create", "-d", "overlay", "--attachable", "ov"],
+    );
+    lab
+}
+
+/// An overlay lab with container `a` on h1 and `b` on h2, which reach each other; and b's
+/// address.
+fn pair_across_hosts() -> (Lab, String) {
+    let lab = overlay_lab();
+    run_sleeper(&lab, "h1", "a", "ov");
+    run_sleeper(&lab, "h2", "b", "ov");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+    (lab, b4)
+}
+
 #[test]
 fn containers_on_two_hosts_talk_over_the_overlay_and_nothing_else_does() {
     if skip::unless_root() {
@@ -302,12 +324,7 @@ fn crafted_vxlan_from_the_underlay_is_dropped_and_counted_by_reason() {
     if skip::unless_root() {
         return;
     }
-    let lab = lab(2, 1);
-    ok(
-        &lab,
-        "h1",
-        &["network", "create", "-d", "overlay", "--attachable", "ov"],
-    );
+    let lab = overlay_lab();
     ok(
         &lab,
         "h1",
@@ -421,16 +438,7 @@ fn traffic_between_hosts_keeps_flowing_across_an_xnetd_restart_and_a_store_outag
     if skip::unless_root() {
         return;
     }
-    let mut lab = lab(2, 1);
-    ok(
-        &lab,
-        "h1",
-        &["network", "create", "-d", "overlay", "--attachable", "ov"],
-    );
-    run_sleeper(&lab, "h1", "a", "ov");
-    run_sleeper(&lab, "h2", "b", "ov");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &b4));
+    let (mut lab, b4) = pair_across_hosts();
 
     // h2's xnetd stops and starts again while a pings b every 50 ms: not one lost.
     let pings = spawn_pings(&lab, "h1", "a", &b4, 80);
@@ -498,16 +506,7 @@ fn a_dead_hosts_endpoints_leave_every_host_within_the_lease_ttl_and_free_their_a
     if skip::unless_root() {
         return;
     }
-    let mut lab = lab(2, 1);
-    ok(
-        &lab,
-        "h1",
-        &["network", "create", "-d", "overlay", "--attachable", "ov"],
-    );
-    run_sleeper(&lab, "h1", "a", "ov");
-    run_sleeper(&lab, "h2", "b", "ov");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &b4));
+    let (mut lab, b4) = pair_across_hosts();
     let peers = |lab: &Lab| -> Vec<String> {
         inspect(lab, "h1", "ov").unwrap()["Peers"]
             .as_array()
@@ -571,12 +570,7 @@ fn an_overlay_container_goes_out_and_publishes_ports_through_its_own_host() {
     if skip::unless_root() {
         return;
     }
-    let lab = lab(2, 1);
-    ok(
-        &lab,
-        "h1",
-        &["network", "create", "-d", "overlay", "--attachable", "ov"],
-    );
+    let lab = overlay_lab();
     // Egress: NATed to h1's uplink address by h1's datapath, as on a bridge network
     // (Docker's docker_gwbridge); the router beyond the underlay stands for the outside.
     run_sleeper(&lab, "h1", "a", "ov");
