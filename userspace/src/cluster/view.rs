@@ -8,9 +8,9 @@ use etcd_client::{Event, EventType};
 use tracing::warn;
 
 use super::{
-    endpoints::Keyed,
     keys,
     records::{EndpointRecord, HostRecord},
+    store::Keyed,
 };
 
 /// The cluster's hosts and endpoints, by key, as read at join and followed through the watch.

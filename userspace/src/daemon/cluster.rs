@@ -334,7 +334,12 @@ impl Daemon {
         };
         let settings = store.settings(config.vxlan_port, ula).await?;
         let lease = store.join(&host, lease).await?;
+        // Everything read at one revision, page by page, before taking the lock: the watch,
+        // from the next revision on, brings every change after it (this host's own restored
+        // endpoints below too), so nothing is missed and nothing applied out of order.
         let (networks, revision) = store.networks().await?;
+        let (hosts, _) = store.list_keyed(keys::HOSTS, Some(revision)).await?;
+        let (endpoints, _) = store.endpoints(Some(revision)).await?;
         let mut inner = self.inner.lock().await;
         if let Some(membership) = inner.state.cluster.as_mut() {
             membership.lease = Some(lease);
@@ -342,10 +347,6 @@ impl Daemon {
         inner.mirror_global_networks(networks).await?;
         inner.save()?;
         inner.restore_own_endpoints(&mut store, lease).await?;
-        // Read after this host's own writes; the watch replays what changed since the
-        // networks were read, which leaves the view as the store is.
-        let (hosts, _) = store.list_keyed(keys::HOSTS).await?;
-        let (endpoints, _) = store.endpoints().await?;
         let underlay = inner.cluster.as_ref().map(|c| c.underlay.index);
         if let Some(index) = underlay {
             inner
