@@ -12,8 +12,8 @@
 //!
 //! All use the same subnet, addresses, MACs and MTU, all hosts have an [`Uplink`] to an
 //! outside namespace of their own, and all are torn down on drop. The VXLAN scenarios have a
-//! lab of their own, [`OverlayLab`] (two hosts per mechanism). A run builds only the labs its
-//! scenarios' sides need.
+//! lab of their own, [`OverlayLab`] (two hosts per mechanism), and `overlay-scale` a
+//! simulated cluster, [`ClusterLab`]. A run builds only the labs its scenarios' sides need.
 
 use std::{
     io::Write as _,
@@ -28,6 +28,7 @@ use serde_json::Value;
 use xnet_dockerlab::Engine;
 
 use super::{
+    cluster::{ClusterLab, ClusterSize},
     container::{Container, Pair, placeholder, probe_container},
     overlay::OverlayLab,
     side::Side,
@@ -463,6 +464,7 @@ pub struct Lab {
     /// Real Docker's, where needed and an engine can run (otherwise its side is skipped).
     pub docker: Option<DockerLab>,
     overlay: Option<OverlayLab>,
+    cluster: Option<ClusterLab>,
 }
 
 /// The labs that sides are measured on.
@@ -472,11 +474,13 @@ enum Kind {
     Bridge,
     Docker,
     Overlay,
+    Cluster,
 }
 
 fn kind(side: Side) -> Kind {
     match side {
         Side::Xnet => Kind::Xnet,
+        Side::XnetCluster => Kind::Cluster,
         Side::DockerReal => Kind::Docker,
         Side::VxlanBridge
         | Side::VxlanTunnelKey
@@ -489,12 +493,14 @@ fn kind(side: Side) -> Kind {
 
 impl Lab {
     /// Builds the labs of the `sides` a run measures. `docker_published`: the ports real
-    /// Docker's B publishes (from its creation on), as `-p` specs.
+    /// Docker's B publishes (from its creation on), as `-p` specs; `cluster`: the size of the
+    /// simulated cluster.
     pub fn up(
         run_id: &str,
         xnet_bin_dir: &Path,
         docker_published: &[String],
         sides: &[Side],
+        cluster: ClusterSize,
     ) -> anyhow::Result<Self> {
         let needs = |k: Kind| sides.iter().any(|side| kind(*side) == k);
         let mut lab = Self {
@@ -502,6 +508,7 @@ impl Lab {
             bridge: None,
             docker: None,
             overlay: None,
+            cluster: None,
         };
         if needs(Kind::Bridge) {
             let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
@@ -524,6 +531,11 @@ impl Lab {
         if needs(Kind::Overlay) {
             let overlay = OverlayLab::up(run_id).context("setting up the VXLAN overlay lab")?;
             lab.overlay = Some(overlay);
+        }
+        if needs(Kind::Cluster) {
+            let simulated = ClusterLab::up(run_id, xnet_bin_dir, cluster)
+                .context("setting up the simulated cluster")?;
+            lab.cluster = Some(simulated);
         }
         lab.check_same_mtu()?;
         Ok(lab)
@@ -558,6 +570,13 @@ impl Lab {
             .expect("the overlay lab is built for the sides that need it")
     }
 
+    /// The simulated cluster, as [`Lab::xnet`].
+    pub fn cluster(&self) -> &ClusterLab {
+        self.cluster
+            .as_ref()
+            .expect("the simulated cluster is built for the sides that need it")
+    }
+
     /// Whether this run can measure `side`: real Docker's needs an engine.
     pub fn measures(&self, side: Side) -> bool {
         match kind(side) {
@@ -565,6 +584,7 @@ impl Lab {
             Kind::Bridge => self.bridge.is_some(),
             Kind::Docker => self.docker.is_some(),
             Kind::Overlay => self.overlay.is_some(),
+            Kind::Cluster => self.cluster.is_some(),
         }
     }
 

@@ -2,12 +2,14 @@
 //! cases with the sides alternated within every round (xnet, bridge, Docker, ceiling, ... then
 //! again), and reports median/min/max per side and the ratio ours / baseline.
 
+mod cluster;
 mod container;
 mod lab;
 mod overlay;
 mod ports;
 mod publish;
 mod report;
+mod scale;
 mod scenarios;
 mod side;
 mod sys;
@@ -17,6 +19,7 @@ mod vxlan;
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -40,25 +43,29 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("vxlan-mech-pps", vxlan::vxlan_mech_pps),
     ("vxlan-mech-tcp", vxlan::vxlan_mech_tcp),
     ("vxlan-mech-rr", vxlan::vxlan_mech_rr),
+    ("overlay-scale", scale::overlay_scale),
 ];
 
 #[derive(Debug, Parser)]
 #[command(
     version,
     about = "Benchmark xnet against Docker's datapath and published ports (rebuilt, and real \
-             Docker where installed), side by side; and the VXLAN mechanisms against Docker's \
-             overlay datapath"
+             Docker where installed), side by side; the VXLAN mechanisms against Docker's \
+             overlay datapath; and xnet's control plane in a simulated cluster against the \
+             targets of issue #13"
 )]
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
-    /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr.
+    /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
+    /// overlay-scale.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
     pub quick: bool,
-    /// CI check: one round at tiny counts (100 published ports instead of 10,000); fails
-    /// unless frames arrive, iperf3 moves data and the JSON is complete (with real Docker's
-    /// side wherever the machine can run it).
+    /// CI check: one round at tiny counts (100 published ports instead of 10,000; 2,000
+    /// endpoints of 20 hosts instead of 100,000 of 1,000); fails unless frames arrive,
+    /// iperf3 moves data, every endpoint reaches the map and the JSON is complete (with real
+    /// Docker's side wherever the machine can run it).
     #[arg(long, conflicts_with = "quick")]
     pub smoke: bool,
     /// Rounds (default: 3; 1 with --quick or --smoke).
@@ -89,6 +96,8 @@ impl BenchArgs {
                     per_rule_ports: 10,
                     docker_setup_ports: 20,
                     smoke: true,
+                    cluster: scale::SMOKE_SIZE,
+                    change_time: Duration::from_secs(2),
                 },
             )
         } else if self.quick {
@@ -103,6 +112,8 @@ impl BenchArgs {
                     per_rule_ports: PER_RULE_PORTS,
                     docker_setup_ports: DOCKER_SETUP_PORTS,
                     smoke: false,
+                    cluster: scale::ISSUE_SIZE,
+                    change_time: Duration::from_secs(5),
                 },
             )
         } else {
@@ -117,6 +128,8 @@ impl BenchArgs {
                     per_rule_ports: PER_RULE_PORTS,
                     docker_setup_ports: DOCKER_SETUP_PORTS,
                     smoke: false,
+                    cluster: scale::ISSUE_SIZE,
+                    change_time: Duration::from_secs(20),
                 },
             )
         };
@@ -194,7 +207,13 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         .xnet_bin_dir
         .clone()
         .unwrap_or_else(|| sys::tool("").to_path_buf());
-    let lab = Lab::up(&run_id, &xnet_bin_dir, &publish::docker_published(), &sides)?;
+    let lab = Lab::up(
+        &run_id,
+        &xnet_bin_dir,
+        &publish::docker_published(),
+        &sides,
+        effort.cluster,
+    )?;
     if let Some(docker) = &lab.docker {
         eprintln!("real Docker: private engine {}", docker.version()?);
     }
@@ -237,6 +256,7 @@ fn labs_of(sides: &[Side]) -> String {
     for side in sides {
         let name = match side {
             Side::Xnet => "xnet",
+            Side::XnetCluster => "a simulated cluster (etcd and one xnetd)",
             Side::DockerReal => "real Docker",
             Side::VxlanBridge
             | Side::VxlanTunnelKey

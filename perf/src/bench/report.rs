@@ -140,9 +140,21 @@ impl Row {
             return Some("–".into());
         }
         Some(match self.compare {
-            Compare::Ratio => format!("{ratio:.2}x"),
+            Compare::Ratio | Compare::Target(_) => format!("{ratio:.2}x"),
             Compare::Faster if ratio <= 1.0 => format!("{:.1}x faster", 1.0 / ratio),
             Compare::Faster => format!("{ratio:.1}x slower"),
+        })
+    }
+
+    /// Whether xnet's median meets the row's target; None without one.
+    fn met(&self) -> Option<bool> {
+        let Compare::Target(Some(target)) = self.compare else {
+            return None;
+        };
+        let median = self.role(Role::Ours)?.summary.median;
+        Some(match self.better {
+            Better::Higher => median >= f64::from(target),
+            Better::Lower => median <= f64::from(target),
         })
     }
 
@@ -179,7 +191,10 @@ impl Row {
                 v[key] = s.summary.json(s.side, s.frames);
             }
         }
-        if self.role(Role::Ours).is_some() {
+        if let Compare::Target(target) = self.compare {
+            v["target"] = json!(target);
+            v["met"] = json!(self.met());
+        } else if self.role(Role::Ours).is_some() {
             v["ratio"] = json!(self.ratio_to(Role::Baseline));
         }
         let candidates: Vec<Value> = self
@@ -221,11 +236,18 @@ impl Row {
 /// (and way of comparing), with a column for each side its rows measured and a ratio column
 /// for each side xnet is compared with.
 pub fn table(rows: &[Row]) -> String {
-    /// Rows that share a table: their baseline and how they compare with it.
-    type Group<'a> = ((Option<Side>, Compare), Vec<&'a Row>);
+    /// Rows that share a table: their baseline and how they compare with it (rows against
+    /// targets share one, whatever their targets).
+    type Group<'a> = (
+        (Option<Side>, std::mem::Discriminant<Compare>),
+        Vec<&'a Row>,
+    );
     let mut groups: Vec<Group> = Vec::new();
     for row in rows {
-        let key = (row.role(Role::Baseline).map(|s| s.side), row.compare);
+        let key = (
+            row.role(Role::Baseline).map(|s| s.side),
+            std::mem::discriminant(&row.compare),
+        );
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(row),
             None => groups.push((key, vec![row])),
@@ -233,9 +255,50 @@ pub fn table(rows: &[Row]) -> String {
     }
     groups
         .iter()
-        .map(|((baseline, compare), rows)| table_of(rows, *baseline, *compare))
+        .map(|((baseline, _), rows)| match rows[0].compare {
+            Compare::Target(_) => table_of_targets(rows),
+            compare => table_of(rows, *baseline, compare),
+        })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Rows measured against targets: xnet's value, the target, whether it is met.
+fn table_of_targets(rows: &[&Row]) -> String {
+    let ours = rows
+        .iter()
+        .flat_map(|r| &r.sides)
+        .map(|s| s.side)
+        .find(|s| s.role() == Role::Ours);
+    let title = ours.map_or("xnet", Side::title);
+    let mut out = format!(
+        "| scenario | unit | better | {title} | target | met |\n|---|---|---|---|---|---|\n"
+    );
+    for row in rows {
+        let value = row
+            .role(Role::Ours)
+            .map_or("–".into(), |s| s.summary.cell());
+        let (target, met) = match (row.compare, row.met()) {
+            (Compare::Target(Some(target)), Some(met)) => {
+                let bound = match row.better {
+                    Better::Higher => "≥",
+                    Better::Lower => "≤",
+                };
+                (format!("{bound} {target}"), if met { "yes" } else { "no" })
+            }
+            _ => ("–".into(), "–"),
+        };
+        let better = match row.better {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {better} | {value} | {target} | {met} |",
+            row.scenario, row.unit
+        );
+    }
+    out
 }
 
 fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
@@ -268,7 +331,7 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
         head.push(side.title().into());
         if let Some((num, den)) = ratio_of(side) {
             head.push(match compare {
-                Compare::Ratio => format!("{} / {}", num.short(), den.short()),
+                Compare::Ratio | Compare::Target(_) => format!("{} / {}", num.short(), den.short()),
                 Compare::Faster => format!("{} vs {}", num.short(), den.short()),
             });
         }
@@ -344,9 +407,25 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
     let all = all.as_array().ok_or_else(|| anyhow!("not a JSON array"))?;
     ensure!(!all.is_empty(), "no results");
     for object in all {
-        for key in ["scenario", "unit", "baseline", "rounds", "machine"] {
+        for key in ["scenario", "unit", "rounds", "machine"] {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
+        if object.get("target").is_some() {
+            // Against a target: xnet's value is all there is (met or not: the smoke run
+            // checks that it was measured, not how fast).
+            ensure!(
+                object["ours"]["median"]
+                    .as_f64()
+                    .is_some_and(f64::is_finite)
+                    && object.get("met").is_some(),
+                "xnet's value or `met` missing in {object}"
+            );
+            continue;
+        }
+        ensure!(
+            object.get("baseline").is_some(),
+            "baseline missing in {object}"
+        );
         if let Some(candidates) = object.get("candidates") {
             verify_candidates(object, candidates)?;
             continue;
@@ -675,6 +754,53 @@ mod tests {
         broken[0]["candidates"][0]["median"] = Value::Null;
         fs::write(&path, broken.to_string()).unwrap();
         assert!(verify_json(&path, &[]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn target_row(suffix: &str, median: f64, target: Option<u32>) -> Row {
+        Row {
+            scenario: format!("overlay-scale/100endpoints-2hosts{suffix}"),
+            unit: "ms",
+            better: Better::Lower,
+            compare: Compare::Target(target),
+            rounds: 1,
+            sides: vec![SideResult {
+                side: Side::XnetCluster,
+                summary: Summary::of(&[median]),
+                frames: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn rows_against_targets_share_a_table_and_say_whether_they_are_met() {
+        let rows = [
+            target_row("/change-p99", 12.0, Some(100)),
+            target_row("/all-in-map", 12.0, Some(10)),
+            target_row("/rss", 97.0, None),
+        ];
+        let table = table(&rows);
+        assert_eq!(table.matches("| scenario |").count(), 1, "{table}");
+        assert!(
+            table.contains("/change-p99 | ms | lower | 12.000 [12.000–12.000] | ≤ 100 | yes |")
+                && table
+                    .contains("/all-in-map | ms | lower | 12.000 [12.000–12.000] | ≤ 10 | no |")
+                && table.contains("/rss | ms | lower | 97.000 [97.000–97.000] | – | – |"),
+            "{table}"
+        );
+        let dir = std::env::temp_dir().join(format!("xnet-perf-targets-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        write_json(&rows, &machine(0.0), &path).unwrap();
+        assert_eq!(verify_json(&path, &[]).unwrap(), 3);
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (v[0]["target"].as_u64(), v[0]["met"].as_bool()),
+            (Some(100), Some(true))
+        );
+        assert_eq!(v[1]["met"].as_bool(), Some(false));
+        assert!(v[2]["target"].is_null() && v[2]["met"].is_null());
+        assert!(v[0].get("ratio").is_none() && v[0].get("baseline").is_none());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
 use super::{
+    cluster::ClusterSize,
     container::Pair,
     lab::Lab,
     side::Side,
@@ -38,6 +39,9 @@ pub enum Compare {
     Ratio,
     /// other / xnet, read "xnet is N x faster": for durations.
     Faster,
+    /// Against a target of the issue in the metric's unit (None: reported, no target), not
+    /// another side: met when xnet's median is on the `better` side of it.
+    Target(Option<u32>),
 }
 
 /// One number a case measures; a case's measure returns them in this order.
@@ -68,6 +72,10 @@ pub struct Effort {
     pub docker_setup_ports: u16,
     /// The CI check (`--smoke`): cases may leave out variants that only add time.
     pub smoke: bool,
+    /// The simulated cluster of `overlay-scale`.
+    pub cluster: ClusterSize,
+    /// How long `overlay-scale` changes endpoints to measure propagation.
+    pub change_time: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -5,6 +5,9 @@
 pub enum Side {
     /// The real xnetd and CLI.
     Xnet,
+    /// The real xnetd as one host of a simulated cluster (`overlay-scale`): measured against
+    /// targets, not against another side.
+    XnetCluster,
     /// Linux bridge + br_netfilter + Docker's iptables rules.
     DockerBridge,
     /// tcx ingress + `bpf_redirect_peer` to a fixed ifindex: xnet's mechanism, no lookups.
@@ -59,6 +62,7 @@ impl Side {
     pub fn label(self) -> &'static str {
         match self {
             Side::Xnet => "xnet",
+            Side::XnetCluster => "xnet-cluster",
             Side::DockerBridge => "docker-bridge",
             Side::PeerHop => "bare-tcx-peer-hop",
             Side::XdpHop => "bare-xdp-redirect-hop",
@@ -77,7 +81,7 @@ impl Side {
 
     pub fn role(self) -> Role {
         match self {
-            Side::Xnet => Role::Ours,
+            Side::Xnet | Side::XnetCluster => Role::Ours,
             Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch | Side::VxlanBridge => {
                 Role::Baseline
             }
@@ -95,6 +99,7 @@ impl Side {
     pub fn title(self) -> &'static str {
         match self {
             Side::Xnet => "xnet: median [min–max]",
+            Side::XnetCluster => "xnet, one host of the cluster: median [min–max]",
             Side::DockerBridge => "docker-bridge",
             Side::PeerHop => "ceiling (bare tcx peer hop)",
             Side::XdpHop => "bare XDP_REDIRECT hop",
@@ -114,7 +119,7 @@ impl Side {
     /// How the table's ratio columns name it.
     pub fn short(self) -> &'static str {
         match self {
-            Side::Xnet => "xnet",
+            Side::Xnet | Side::XnetCluster => "xnet",
             Side::DockerBridge => "bridge",
             Side::PeerHop => "ceiling",
             Side::XdpHop => "XDP hop",

@@ -5,13 +5,15 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Compare, CompareOp, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
     keys,
     records::EndpointRecord,
-    store::{Store, from_json, to_json},
+    store::{Keyed, Store, to_json},
 };
 use crate::{
     error::{Result, XnetError},
@@ -23,6 +25,8 @@ use crate::{
 
 /// How many free addresses one registration tries while other hosts take them first.
 const CLAIM_ATTEMPTS: usize = 16;
+/// The most operations etcd takes in one transaction (its `--max-txn-ops` default).
+const TXN_OPS: usize = 128;
 
 /// What a new endpoint asks of its network's address space: its subnets, and the addresses
 /// asked for (`--ip`, `--ip6`), if any.
@@ -33,9 +37,6 @@ pub struct AddressRequest<'a> {
     pub requested4: Option<&'a str>,
     pub requested6: Option<&'a str>,
 }
-
-/// A record as the store holds it: its key (which the watch's deletions name) and value.
-pub type Keyed<T> = (String, T);
 
 impl Store {
     /// Registers `record` under `lease` with addresses chosen now: the requested ones
@@ -245,35 +246,54 @@ impl Store {
         Ok(())
     }
 
-    /// Every endpoint of the cluster with its key, and the revision they were read at.
-    pub async fn endpoints(&mut self) -> Result<(Vec<Keyed<EndpointRecord>>, i64)> {
-        self.list_keyed(keys::ENDPOINTS).await
+    /// Every endpoint of the cluster with its key, read at `revision` (the newest if None),
+    /// and the revision they were read at.
+    pub async fn endpoints(
+        &mut self,
+        revision: Option<i64>,
+    ) -> Result<(Vec<Keyed<EndpointRecord>>, i64)> {
+        self.list_keyed(keys::ENDPOINTS, revision).await
     }
 
     /// The keys (claims and records) held under `lease`, with their values: what a host
-    /// finds of its own when it joins again, to drop what it no longer has.
+    /// finds of its own when it joins again, to drop what it no longer has. Asked of the
+    /// lease, not read from every endpoint of the cluster: a host's own keys are few.
     pub async fn keys_under_lease(&mut self, lease: i64) -> Result<Vec<(String, String)>> {
-        let mut owned = Vec::new();
-        for prefix in [keys::ADDRESSES, keys::ENDPOINTS] {
-            let response =
-                self.call(|mut c| async move {
-                    c.get(prefix, Some(GetOptions::new().with_prefix())).await
-                })
-                .await?;
-            owned.extend(
-                response
-                    .kvs()
+        let attached = self
+            .call(|mut c| async move {
+                c.lease_time_to_live(lease, Some(LeaseTimeToLiveOptions::new().with_keys()))
+                    .await
+            })
+            .await?;
+        let owned: Vec<String> = attached
+            .keys()
+            .iter()
+            .filter_map(|key| String::from_utf8(key.clone()).ok())
+            .filter(|key| key.starts_with(keys::ADDRESSES) || key.starts_with(keys::ENDPOINTS))
+            .collect();
+        let mut values = Vec::with_capacity(owned.len());
+        for chunk in owned.chunks(TXN_OPS) {
+            let txn = Txn::new().and_then(
+                chunk
                     .iter()
-                    .filter(|kv| kv.lease() == lease)
-                    .filter_map(|kv| {
-                        Some((
-                            kv.key_str().ok()?.to_string(),
-                            kv.value_str().ok()?.to_string(),
-                        ))
-                    }),
+                    .map(|key| TxnOp::get(key.clone(), None))
+                    .collect::<Vec<_>>(),
             );
+            let response = self.call(|mut c| async move { c.txn(txn).await }).await?;
+            for answer in response.op_responses() {
+                let TxnOpResponse::Get(get) = answer else {
+                    continue;
+                };
+                // A key that went since the lease was asked is no longer there to drop.
+                values.extend(get.kvs().iter().filter_map(|kv| {
+                    Some((
+                        kv.key_str().ok()?.to_string(),
+                        kv.value_str().ok()?.to_string(),
+                    ))
+                }));
+            }
         }
-        Ok(owned)
+        Ok(values)
     }
 
     /// Deletes `keys` (gone already is fine).
@@ -290,45 +310,17 @@ impl Store {
         Ok(())
     }
 
-    /// The records under `prefix` with their keys, and the revision they were read at.
-    pub async fn list_keyed<T: serde::de::DeserializeOwned>(
-        &mut self,
-        prefix: &'static str,
-    ) -> Result<(Vec<Keyed<T>>, i64)> {
-        let response = self
-            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
-            .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let records = response
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = kv
-                    .key_str()
-                    .map_err(|e| XnetError::Internal(format!("a key of the cluster store: {e}")))?;
-                Ok((key.to_string(), from_json(kv.value())?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((records, revision))
-    }
-
     /// The addresses claimed on network `network_id`, as text (both families).
     async fn claimed(&mut self, network_id: &str) -> Result<BTreeSet<String>> {
-        let prefix = keys::addresses(network_id);
-        let response = self
-            .call(|mut c| async move {
-                c.get(
-                    prefix,
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await
-            })
-            .await?;
-        Ok(response
-            .kvs()
-            .iter()
-            .filter_map(|kv| Some(kv.key_str().ok()?.rsplit('/').next()?.to_string()))
-            .collect())
+        let mut claimed = BTreeSet::new();
+        self.scan(&keys::addresses(network_id), None, true, |kv| {
+            if let Some(address) = kv.key_str().ok().and_then(|key| key.rsplit('/').next()) {
+                claimed.insert(address.to_string());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(claimed)
     }
 }
 

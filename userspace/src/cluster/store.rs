@@ -5,8 +5,8 @@
 use std::{future::Future, time::Duration};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions, WatchStream,
 };
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Serialize, de::DeserializeOwned};
@@ -20,6 +20,10 @@ use crate::error::{Result, XnetError};
 
 /// How long one call to the store may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many keys one read of a listing returns. The client refuses an answer over 4 MiB
+/// (gRPC's default), and a cluster's endpoint records outgrow that: 100,000 of them are
+/// about 30 MB. 1,000 records of up to 4 KB each stay under it.
+const PAGE: i64 = 1000;
 /// How long a host's keys outlive its last renewal: when a host dies, every other host
 /// removes its endpoints within this time.
 pub const LEASE_TTL_SECONDS: i64 = 10;
@@ -38,6 +42,9 @@ pub enum Taken {
     /// Another network of the cluster has one of its subnets.
     Subnet,
 }
+
+/// A record as the store holds it: its key (which the watch's deletions name) and value.
+pub type Keyed<T> = (String, T);
 
 /// A connection to the cluster's etcd.
 #[derive(Clone)]
@@ -296,11 +303,69 @@ impl Store {
         &mut self,
         prefix: &'static str,
     ) -> Result<(Vec<T>, i64)> {
-        let (keyed, revision) = self.list_keyed(prefix).await?;
+        let (keyed, revision) = self.list_keyed(prefix, None).await?;
         Ok((
             keyed.into_iter().map(|(_, record)| record).collect(),
             revision,
         ))
+    }
+
+    /// The records under `prefix` with their keys, read at `revision` (the newest if None),
+    /// and the revision they were read at.
+    pub async fn list_keyed<T: DeserializeOwned>(
+        &mut self,
+        prefix: &str,
+        revision: Option<i64>,
+    ) -> Result<(Vec<Keyed<T>>, i64)> {
+        let mut records = Vec::new();
+        let revision = self
+            .scan(prefix, revision, false, |kv| {
+                let key = kv
+                    .key_str()
+                    .map_err(|e| XnetError::Internal(format!("a key of the cluster store: {e}")))?;
+                records.push((key.to_string(), from_json(kv.value())?));
+                Ok(())
+            })
+            .await?;
+        Ok((records, revision))
+    }
+
+    /// Calls `each` with every key under `prefix` (and its value, unless `keys_only`), in
+    /// pages of [`PAGE`] keys all read at one revision: `revision`, or the newest when the
+    /// first page is read. Returns that revision, from which a watch misses nothing.
+    pub(super) async fn scan(
+        &mut self,
+        prefix: &str,
+        revision: Option<i64>,
+        keys_only: bool,
+        mut each: impl FnMut(&KeyValue) -> Result<()>,
+    ) -> Result<i64> {
+        let end = range_end(prefix.as_bytes());
+        let mut from = prefix.as_bytes().to_vec();
+        // 0 asks etcd for its newest revision.
+        let mut at = revision.unwrap_or(0);
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_revision(at);
+            if keys_only {
+                options = options.with_keys_only();
+            }
+            let key = from.clone();
+            let page = self
+                .call(|mut c| async move { c.get(key, Some(options)).await })
+                .await?;
+            if at == 0 {
+                // The header's revision is the store's, which a read at the newest is of.
+                at = page.header().map_or(0, |h| h.revision());
+            }
+            page.kvs().iter().try_for_each(&mut each)?;
+            match page.kvs().last() {
+                Some(last) if page.more() => from = key_after(last.key()),
+                _ => return Ok(at),
+            }
+        }
     }
 
     /// One call to etcd, bounded by [`CALL_TIMEOUT`]; failures are "unavailable".
@@ -317,6 +382,27 @@ impl Store {
             )),
         }
     }
+}
+
+/// The end of the range of keys that start with `prefix`: its last byte that is not 0xff
+/// increased by one, what is after it dropped (etcd's own `GetPrefixRangeEnd`).
+fn range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff: to the end of the key space.
+    vec![0]
+}
+
+/// The first key after `key`.
+fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
 }
 
 /// The claims of a network's subnets, one key per family.
@@ -349,4 +435,23 @@ pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String> {
 pub(super) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| XnetError::Internal(format!("a record of the cluster store: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_exactly_the_prefix() {
+        assert_eq!(range_end(b"/xnet/v1/endpoints/"), b"/xnet/v1/endpoints0");
+        assert_eq!(range_end(b"a\xff\xff"), b"b");
+        assert_eq!(range_end(b"\xff"), [0]);
+        // The next page starts right after the last key read: that key is not read twice,
+        // and no key between them exists.
+        let last = b"/xnet/v1/endpoints/n/e1".as_slice();
+        let next = key_after(last);
+        assert!(next.as_slice() > last);
+        assert!(next.as_slice() < b"/xnet/v1/endpoints/n/e1\x01".as_slice());
+        assert!(next.as_slice() < range_end(b"/xnet/v1/endpoints/").as_slice());
+    }
 }

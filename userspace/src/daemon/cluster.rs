@@ -5,7 +5,7 @@
 //! is still alive, so the others never see it leave), reads every network of global scope
 //! and mirrors them into its state and kernel, and follows the store's changes.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use etcd_client::Event;
@@ -88,7 +88,6 @@ impl Inner {
             },
             store: None,
             view: ClusterView::default(),
-            applied: BTreeSet::new(),
         });
         Ok(())
     }
@@ -334,7 +333,12 @@ impl Daemon {
         };
         let settings = store.settings(config.vxlan_port, ula).await?;
         let lease = store.join(&host, lease).await?;
+        // Everything read at one revision, page by page, before taking the lock: the watch,
+        // from the next revision on, brings every change after it (this host's own restored
+        // endpoints below too), so nothing is missed and nothing applied out of order.
         let (networks, revision) = store.networks().await?;
+        let (hosts, _) = store.list_keyed(keys::HOSTS, Some(revision)).await?;
+        let (endpoints, _) = store.endpoints(Some(revision)).await?;
         let mut inner = self.inner.lock().await;
         if let Some(membership) = inner.state.cluster.as_mut() {
             membership.lease = Some(lease);
@@ -342,10 +346,6 @@ impl Daemon {
         inner.mirror_global_networks(networks).await?;
         inner.save()?;
         inner.restore_own_endpoints(&mut store, lease).await?;
-        // Read after this host's own writes; the watch replays what changed since the
-        // networks were read, which leaves the view as the store is.
-        let (hosts, _) = store.list_keyed(keys::HOSTS).await?;
-        let (endpoints, _) = store.endpoints().await?;
         let underlay = inner.cluster.as_ref().map(|c| c.underlay.index);
         if let Some(index) = underlay {
             inner
@@ -353,13 +353,11 @@ impl Daemon {
                 .datapath
                 .set_tunnel(Some((index, host.address, settings.vxlan_port)))?;
         }
-        let in_datapath = inner.kernel.datapath.remote_endpoints();
         if let Some(cluster) = inner.cluster.as_mut() {
             cluster.store = Some((store.clone(), settings));
             cluster.view = ClusterView::new(hosts, endpoints);
-            cluster.applied = in_datapath.into_iter().collect();
         }
-        inner.sync_remote_endpoints()?;
+        inner.resync_remote_endpoints()?;
         info!(host = %host.name, lease, "joined the cluster");
         Ok(Some(Joined {
             store,
@@ -397,30 +395,31 @@ impl Daemon {
         }
     }
 
-    /// Applies one batch of the store's changes: hosts and endpoints to the view, and the
-    /// networks mirrored again if any changed (networks are few and immutable: listing them
-    /// is simpler than following each); then the datapath's remote endpoints to match.
+    /// Applies one batch of the store's changes. Hosts and endpoints go to the view and the
+    /// datapath one change at a time; if a network changed, the networks are mirrored again
+    /// (they are few and immutable: listing them is simpler than following each) and the
+    /// datapath's remote endpoints are resynced whole, since a network that comes or goes
+    /// changes which endpoints are remote entries here.
     async fn follow(&self, store: &mut Store, events: &[Event]) -> Result<()> {
         let networks_changed = events.iter().any(|e| {
             e.kv()
                 .and_then(|kv| kv.key_str().ok())
                 .is_some_and(|key| key.starts_with(keys::NETWORKS))
         });
-        let networks = match networks_changed {
-            true => Some(store.networks().await?.0),
-            false => None,
-        };
+        if !networks_changed {
+            self.inner.lock().await.follow_remote_endpoints(events)?;
+            return Ok(());
+        }
+        let (networks, _) = store.networks().await?;
         let mut inner = self.inner.lock().await;
         if let Some(cluster) = inner.cluster.as_mut() {
             for event in events {
                 cluster.view.apply(event);
             }
         }
-        if let Some(networks) = networks {
-            inner.mirror_global_networks(networks).await?;
-            inner.save()?;
-        }
-        inner.sync_remote_endpoints()?;
+        inner.mirror_global_networks(networks).await?;
+        inner.save()?;
+        inner.resync_remote_endpoints()?;
         Ok(())
     }
 }

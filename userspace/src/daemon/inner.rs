@@ -14,7 +14,6 @@ use crate::{
         store::Store as ClusterStore,
         view::ClusterView,
     },
-    datapath::RemoteEndpoint,
     drivers::{self, Attachment, EndpointDriver, Kernel},
     error::{Result, XnetError},
     state::{KernelObject, Network, State, Store},
@@ -45,8 +44,6 @@ pub(crate) struct Cluster {
     pub(crate) store: Option<(ClusterStore, Settings)>,
     /// The hosts and endpoints of the cluster as this host last read and followed them.
     pub(crate) view: ClusterView,
-    /// The other hosts' endpoints as this host's datapath has them.
-    pub(crate) applied: BTreeSet<RemoteEndpoint>,
 }
 
 /// The underlay interface.

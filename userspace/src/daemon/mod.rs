@@ -11,7 +11,9 @@
 //! - `ports`: published ports (host port allocation, conflicts, the datapath's entries);
 //! - `inspect`: the Docker-shaped views;
 //! - `start`: making the kernel match the state when the daemon starts;
-//! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks).
+//! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks);
+//! - `overlay`: endpoints on networks of global scope, this host's and the other hosts';
+//! - `remotes`: which remote endpoints and VTEPs the datapath has, from the cluster's view.
 //!
 //! Docker's plugin protocols are served by [`crate::docker`] on the same lock.
 
@@ -24,6 +26,7 @@ mod inspect;
 mod networks;
 mod overlay;
 mod ports;
+mod remotes;
 mod start;
 
 use anyhow::Context as _;

@@ -4,14 +4,16 @@
 //! addresses and MAC, the VTEP of its host, the VNI of its network. Hosts are VTEPs while
 //! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    net::IpAddr,
-};
+use std::{collections::BTreeSet, net::IpAddr};
 
+use etcd_client::Event;
 use tracing::{info, warn};
 
-use super::{endpoints::StaticIps, inner::Inner};
+use super::{
+    endpoints::StaticIps,
+    inner::Inner,
+    remotes::{self, Remotes, mirrored},
+};
 use crate::{
     api::types::Peer,
     cluster::{
@@ -198,59 +200,40 @@ impl Inner {
         joined.chain(unjoined).collect()
     }
 
-    /// Makes the datapath's remote endpoints and VTEPs those of the view: every other live
-    /// host's endpoints on the networks this host mirrors. Only the differences are written.
-    pub(super) fn sync_remote_endpoints(&mut self) -> anyhow::Result<()> {
+    /// Makes the datapath's remote endpoints and VTEPs those of the view (see
+    /// [`Remotes`]), against what the maps hold: after joining, and when the networks this
+    /// host mirrors changed. Only the differences are written.
+    pub(super) fn resync_remote_endpoints(&mut self) -> anyhow::Result<()> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
-        let me = &cluster.host.id;
-        let vteps: HashMap<&str, std::net::Ipv4Addr> = cluster
-            .view
-            .hosts()
-            .filter(|h| h.id != *me)
-            .map(|h| (h.id.as_str(), h.address))
-            .collect();
-        let networks: HashMap<&str, (u32, u32)> = self
-            .state
-            .networks
-            .values()
-            .filter_map(|n| Some((n.id.as_str(), (n.datapath_id, n.vni?))))
-            .collect();
-        let wanted: BTreeSet<RemoteEndpoint> = cluster
-            .view
-            .endpoints()
-            .filter_map(|e| {
-                let vtep = *vteps.get(e.host.as_str())?;
-                let (network_id, vni) = *networks.get(e.network.as_str())?;
-                Some(RemoteEndpoint {
-                    network_id,
-                    vni,
-                    vtep,
-                    ipv4: e.ipv4,
-                    ipv6: e.ipv6,
-                    mac: e.mac.0,
-                })
-            })
-            .collect();
-        let live: BTreeSet<std::net::Ipv4Addr> = vteps.values().copied().collect();
         let datapath = &mut self.kernel.datapath;
-        for gone in cluster.applied.difference(&wanted) {
-            datapath.remove_remote(gone)?;
-        }
-        for new in wanted.difference(&cluster.applied) {
-            datapath.add_remote(new)?;
-        }
-        for vtep in datapath.vteps() {
-            if !live.contains(&vtep) {
-                datapath.remove_vtep(vtep)?;
-            }
-        }
-        for vtep in &live {
-            datapath.add_vtep(*vtep)?;
-        }
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.applied = wanted;
+        let have: BTreeSet<RemoteEndpoint> = datapath.remote_endpoints().into_iter().collect();
+        let networks = mirrored(self.state.networks.values());
+        let remotes = Remotes {
+            me: &cluster.host.id,
+            view: &cluster.view,
+            networks: &networks,
+        };
+        remotes::write(datapath, &remotes.resync(&have, &datapath.vteps()))
+    }
+
+    /// Applies the store's `events` to the view, and what each changed to the datapath at
+    /// once: a watch event costs the writes of the one endpoint or host it is about, not a
+    /// pass over every endpoint of the cluster.
+    pub(super) fn follow_remote_endpoints(&mut self, events: &[Event]) -> anyhow::Result<()> {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(());
+        };
+        let networks = mirrored(self.state.networks.values());
+        for event in events {
+            let change = cluster.view.apply(event);
+            let remotes = Remotes {
+                me: &cluster.host.id,
+                view: &cluster.view,
+                networks: &networks,
+            };
+            remotes::write(&mut self.kernel.datapath, &remotes.follow(&change))?;
         }
         Ok(())
     }
@@ -260,16 +243,10 @@ impl Inner {
     pub(super) fn peers(&self, net: &Network) -> Option<Vec<Peer>> {
         let cluster = self.cluster.as_ref().filter(|_| net.vni.is_some())?;
         let local = self.state.endpoints_on(&net.name).next().is_some();
-        let remote: BTreeSet<&str> = cluster
-            .view
-            .endpoints()
-            .filter(|e| e.network == net.id)
-            .map(|e| e.host.as_str())
-            .collect();
         let peers = cluster
             .view
-            .hosts()
-            .filter(|h| remote.contains(h.id.as_str()) && h.id != cluster.host.id)
+            .hosts_on(&net.id)
+            .filter(|h| h.id != cluster.host.id)
             .chain(local.then_some(&cluster.host))
             .map(|h| Peer {
                 name: h.name.clone(),
