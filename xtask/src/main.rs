@@ -57,9 +57,11 @@ enum Task {
         #[command(subcommand)]
         command: lab::Command,
     },
-    /// Build (release), then benchmark xnet against Docker's bridge datapath (see perf/README.md)
+    /// Build (release), then benchmark xnet against Docker's datapaths (see perf/README.md)
     Bench {
-        /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr
+        /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
+        /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp,
+        /// vxlan-mech-rr, overlay-pps, overlay-tcp, overlay-rr
         scenarios: Vec<String>,
         /// One round of short measurements
         #[arg(long)]

@@ -13,7 +13,8 @@ use crate::{cargo, cmd, exclude_ebpf_crates, lint, setup, target_dir, workspace_
 /// `Spec::for_test`) names its namespaces, pins and directory `xt<pid>-l<n>…`.
 const TEST_NETNS_PREFIX: &str = "xt";
 const TEST_PIN_PREFIX: &str = "xnet-test-";
-/// The same for the benchmarks (perf/).
+/// The same for the benchmarks (perf/); the bench's lab of simulated hosts (xnet-lab) is
+/// `xb<pid>-ov…`.
 const BENCH_NETNS_PREFIX: &str = "xb";
 const BENCH_PIN_PREFIX: &str = "xnet-bench-";
 
@@ -239,24 +240,29 @@ fn processes() -> Vec<(String, String)> {
         .collect()
 }
 
-/// What the tests' labs (xnet-lab) may leave besides their namespaces, which the namespace
-/// check finds by prefix: their directories under /run/xnet-lab and the etcd and xnetd
-/// processes they started (whose command lines name those directories); each with the name
-/// that tells whose it is. Their hosts' pins are found with the other pins.
-fn test_lab_leftovers() -> Vec<(String, String)> {
-    let mut leaked: Vec<(String, String)> = entries(xnet_lab::RUN_DIR, TEST_NETNS_PREFIX)
-        .into_iter()
-        .map(|(path, name)| (format!("test lab directory {path}"), name))
-        .collect();
-    let test_lab_dir = format!("{}/{TEST_NETNS_PREFIX}", xnet_lab::RUN_DIR);
-    for (proc, cmdline) in processes() {
-        if let Some((_, rest)) = cmdline.split_once(&test_lab_dir) {
-            let program = cmdline.split(' ').next().unwrap_or_default();
-            let lab = rest.split(['/', ' ']).next().unwrap_or_default();
-            leaked.push((
-                format!("test lab process still running: {proc} ({program})"),
-                format!("{TEST_NETNS_PREFIX}{lab}"),
-            ));
+/// What the tests' and benchmarks' labs (xnet-lab) may leave besides their namespaces, which
+/// the namespace check finds by prefix: their directories under /run/xnet-lab and the etcd
+/// and xnetd processes they started (whose command lines name those directories); each with
+/// the name that tells whose it is. Their hosts' pins are found with the other pins.
+fn lab_leftovers() -> Vec<(String, String)> {
+    let mut leaked = Vec::new();
+    let processes = processes();
+    for prefix in [TEST_NETNS_PREFIX, BENCH_NETNS_PREFIX] {
+        leaked.extend(
+            entries(xnet_lab::RUN_DIR, prefix)
+                .into_iter()
+                .map(|(path, name)| (format!("lab directory {path}"), name)),
+        );
+        let lab_dir = format!("{}/{prefix}", xnet_lab::RUN_DIR);
+        for (proc, cmdline) in &processes {
+            if let Some((_, rest)) = cmdline.split_once(&lab_dir) {
+                let program = cmdline.split(' ').next().unwrap_or_default();
+                let lab = rest.split(['/', ' ']).next().unwrap_or_default();
+                leaked.push((
+                    format!("lab process still running: {proc} ({program})"),
+                    format!("{prefix}{lab}"),
+                ));
+            }
         }
     }
     leaked
@@ -315,12 +321,13 @@ fn check_leaks() -> Result<()> {
     for pin in pins {
         let pin = pin?;
         let name = pin.file_name().to_string_lossy().into_owned();
-        let test_lab = name.starts_with(TEST_NETNS_PREFIX);
-        if test_lab || name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX) {
+        // A lab's hosts pin under their namespaces' names.
+        let lab = name.starts_with(TEST_NETNS_PREFIX) || name.starts_with(BENCH_NETNS_PREFIX);
+        if lab || name.starts_with(TEST_PIN_PREFIX) || name.starts_with(BENCH_PIN_PREFIX) {
             found.push((format!("bpffs pin {}", pin.path().display()), name));
         }
     }
-    found.extend(test_lab_leftovers());
+    found.extend(lab_leftovers());
     found.extend(docker_lab_leftovers());
     let mut in_use: BTreeMap<&str, usize> = BTreeMap::new();
     let mut leaked = 0;

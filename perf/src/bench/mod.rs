@@ -2,7 +2,9 @@
 //! cases with the sides alternated within every round (xnet, bridge, Docker, ceiling, ... then
 //! again), and reports median/min/max per side and the ratio ours / baseline.
 
+mod cluster;
 mod container;
+mod cross_host;
 mod lab;
 mod overlay;
 mod ports;
@@ -26,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lab::Lab;
 use report::{Row, SideResult, Summary};
 use scenarios::{Case, Delivery, Effort, Frames, Sample, Scenario};
-use side::Side;
+use side::{Role, Side};
 
 /// Every scenario by name, in the order they run.
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -40,18 +42,22 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("vxlan-mech-pps", vxlan::vxlan_mech_pps),
     ("vxlan-mech-tcp", vxlan::vxlan_mech_tcp),
     ("vxlan-mech-rr", vxlan::vxlan_mech_rr),
+    ("overlay-pps", cross_host::overlay_pps),
+    ("overlay-tcp", cross_host::overlay_tcp),
+    ("overlay-rr", cross_host::overlay_rr),
 ];
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Benchmark xnet against Docker's datapath and published ports (rebuilt, and real \
-             Docker where installed), side by side; and the VXLAN mechanisms against Docker's \
-             overlay datapath"
+    about = "Benchmark xnet against Docker's datapath, published ports and overlay networks \
+             (rebuilt, and real Docker where installed), side by side; and the VXLAN \
+             mechanisms against Docker's overlay datapath"
 )]
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
-    /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr.
+    /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
+    /// overlay-pps, overlay-tcp, overlay-rr.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -198,10 +204,22 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(docker) = &lab.docker {
         eprintln!("real Docker: private engine {}", docker.version()?);
     }
+    if let Some(swarm) = &lab.swarm {
+        eprintln!(
+            "real Docker's overlay: two private engines {}",
+            swarm.version()?
+        );
+    }
     // The results that must have real Docker's side, for the smoke check.
     let with_docker: Vec<String> = cases
         .iter()
-        .filter(|case| lab.docker.is_some() && case.sides.contains(&Side::DockerReal))
+        .filter(|case| {
+            let docker = |side: &&Side| side.role() == Role::Docker;
+            case.sides
+                .iter()
+                .filter(docker)
+                .any(|side| lab.measures(*side))
+        })
         .flat_map(|case| {
             case.metrics
                 .iter()
@@ -242,6 +260,9 @@ fn labs_of(sides: &[Side]) -> String {
             | Side::VxlanTunnelKey
             | Side::VxlanAdjustRoom
             | Side::VxlanAdjustRoomXdp => "the VXLAN mechanisms (two hosts each)",
+            Side::XnetOverlay => "xnet's cluster of two hosts",
+            Side::DockerOverlay => "Docker's overlay rebuilt on two hosts",
+            Side::DockerRealOverlay => "real Docker's swarm of two engines",
             _ => "the Docker-like bridge",
         };
         if !names.contains(&name) {

@@ -276,7 +276,11 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
     // Loss of xnet, the baseline and real Docker (or of the baseline and the candidates),
     // where they count frames.
     let lossy: Vec<Side> = match ours {
-        Some(ours) => vec![Some(ours), baseline, Some(Side::DockerReal)],
+        Some(ours) => vec![
+            Some(ours),
+            baseline,
+            sides.iter().copied().find(|s| s.role() == Role::Docker),
+        ],
         None => std::iter::once(baseline)
             .chain(
                 sides
@@ -354,9 +358,8 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
         for key in ["ours", "ratio"] {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
-        let ratio = object["ratio"].as_f64();
         ensure!(
-            ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+            ratio_is_good(object, "ratio", "baseline"),
             "bad ratio in {object}"
         );
         let scenario = object["scenario"].as_str().unwrap_or_default();
@@ -373,9 +376,9 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
         if with_docker.iter().any(|name| name == scenario) {
-            let ratio = object["ratio_to_docker"].as_f64();
             ensure!(
-                object.get("docker").is_some() && ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+                object.get("docker").is_some()
+                    && ratio_is_good(object, "ratio_to_docker", "docker"),
                 "real Docker's side or its ratio missing in {object}"
             );
         }
@@ -387,6 +390,16 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
         );
     }
     Ok(all.len())
+}
+
+/// Whether `object`'s ratio `key` to side `of` is a number (0 where xnet counted none of
+/// something, retransmissions say), or null because the side's median is 0 (nothing to
+/// divide by).
+fn ratio_is_good(object: &Value, key: &str, of: &str) -> bool {
+    match object[key].as_f64() {
+        Some(ratio) => ratio.is_finite() && ratio >= 0.0,
+        None => object[key].is_null() && object[of]["median"].as_f64() == Some(0.0),
+    }
 }
 
 /// A result that compares candidates with a baseline (no xnet side): every candidate has a
@@ -675,6 +688,69 @@ mod tests {
         broken[0]["candidates"][0]["median"] = Value::Null;
         fs::write(&path, broken.to_string()).unwrap();
         assert!(verify_json(&path, &[]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overlay_rows_compare_xnet_with_the_rebuilt_and_the_real_overlay() {
+        let side = |side, median: f64, delivered: Option<u64>| SideResult {
+            side,
+            summary: Summary::of(&[median]),
+            frames: delivered.map(|delivered| Delivery {
+                sent: 100,
+                delivered,
+            }),
+        };
+        let row = |scenario: &str, unit, values: [f64; 3], frames: bool| Row {
+            scenario: scenario.into(),
+            unit,
+            better: Better::Higher,
+            compare: Compare::Ratio,
+            rounds: 1,
+            sides: vec![
+                side(Side::XnetOverlay, values[0], frames.then_some(100)),
+                side(Side::DockerOverlay, values[1], frames.then_some(100)),
+                side(Side::DockerRealOverlay, values[2], frames.then_some(95)),
+            ],
+        };
+        let pps = row("overlay-pps/1flow", "Mpps", [1.5, 0.5, 0.3], true);
+        // A count the baseline never saw: no ratio to it, and still a valid result.
+        let retransmitted = row(
+            "overlay-tcp/1stream/retransmitted",
+            "% of segments",
+            [0.01, 0.0, 0.02],
+            false,
+        );
+        let table = table(std::slice::from_ref(&pps));
+        assert!(
+            table.starts_with(
+                "| scenario | unit | better | xnet: median [min–max] | A: Docker's overlay \
+                 rebuilt (bridge + vxlan device) | xnet / A | Docker 20.10 (swarm, overlay \
+                 driver) | xnet / Docker | loss xnet / A / Docker |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 3.00x |")
+                && table.contains("| 5.00x |")
+                && table.contains("| 0.0% / 0.0% / 5.0% |"),
+            "{table}"
+        );
+        let dir = std::env::temp_dir().join(format!("xnet-perf-cross-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        write_json(&[pps, retransmitted], &machine(0.0), &path).unwrap();
+        let names = ["overlay-pps/1flow", "overlay-tcp/1stream/retransmitted"].map(String::from);
+        assert_eq!(verify_json(&path, &names).unwrap(), 2);
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v[0]["docker"]["name"], "docker-real-overlay");
+        assert!((v[0]["ratio_to_docker"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+        assert!(v[1]["ratio"].is_null());
+        // A null ratio to a side that counted something is an error.
+        let mut broken = v.clone();
+        broken[1]["ratio_to_docker"] = Value::Null;
+        fs::write(&path, broken.to_string()).unwrap();
+        assert!(verify_json(&path, &names).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 
