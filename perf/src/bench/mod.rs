@@ -132,6 +132,20 @@ impl BenchArgs {
         }
     }
 
+    /// The arguments of `cargo xtask bench` that make this run again (paths left out).
+    fn command_line(&self, effort: &Effort) -> String {
+        let mut words = self.scenarios.clone();
+        if self.smoke {
+            words.push("--smoke".into());
+        } else if self.quick {
+            words.push("--quick".into());
+        }
+        if self.rounds.is_some() {
+            words.push(format!("--rounds {}", effort.rounds));
+        }
+        words.join(" ")
+    }
+
     fn cases(&self, effort: &Effort) -> anyhow::Result<Vec<Case>> {
         for wanted in &self.scenarios {
             if !SCENARIOS.iter().any(|(name, _)| name == wanted) {
@@ -183,6 +197,7 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.out_dir.join("results.json"));
 
+    let started = report::utc_now();
     let load = report::load_average();
     if load > BUSY_LOAD {
         eprintln!(
@@ -233,12 +248,19 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     println!("{}", report::table(&rows));
     println!("machine: {machine}");
     report::write_json(&rows, &machine, &json)?;
+    let markdown = args.out_dir.join("results.md");
+    let run = format!(
+        "`cargo xtask bench {}`, started {started}",
+        args.command_line(&effort)
+    );
+    report::write_markdown(&rows, &machine, &run, effort.rounds, &markdown)?;
     for row in &rows {
         report::write_svg(row, &args.out_dir)?;
     }
     println!(
-        "wrote {} and {} SVG charts in {}",
+        "wrote {}, {} (for the README) and {} SVG charts in {}",
         json.display(),
+        markdown.display(),
         rows.len(),
         args.out_dir.display()
     );

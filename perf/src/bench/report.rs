@@ -12,6 +12,15 @@ use super::{
     side::{Role, Side},
 };
 
+/// The time now, as `2026-12-03 07:10 UTC` (`date -u`; empty if it cannot run).
+pub fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The 1-minute load average (0 when unreadable).
 pub fn load_average() -> f64 {
     fs::read_to_string("/proc/loadavg")
@@ -332,6 +341,27 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
     out
 }
 
+/// Writes the tables as the README shows a run's results: a line saying what ran (`run`),
+/// where and how quiet the machine was, then the tables exactly as printed.
+pub fn write_markdown(
+    rows: &[Row],
+    machine: &Value,
+    run: &str,
+    rounds: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let text = format!(
+        "{run}, on {} vCPUs ({}), kernel {}, load average {:.2} before the run; median \
+         [min–max] of {rounds} round(s), the sides alternated within each round.\n\n{}",
+        machine["cpus"],
+        machine["cpu_model"].as_str().unwrap_or("unknown"),
+        machine["kernel"].as_str().unwrap_or("unknown"),
+        machine["load_before"].as_f64().unwrap_or(0.0),
+        table(rows)
+    );
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Writes all rows as a JSON array.
 pub fn write_json(rows: &[Row], machine: &Value, path: &Path) -> anyhow::Result<()> {
     let all: Vec<Value> = rows.iter().map(|r| r.json(machine)).collect();
@@ -567,6 +597,16 @@ mod tests {
         assert!((v[0]["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
         assert!((v[0]["ratio_to_ceiling"].as_f64().unwrap() - 1.0).abs() < 1e-9);
         assert!((v[0]["baseline"]["loss"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+        let markdown = dir.join("results.md");
+        let run = "`cargo xtask bench bridge-pps --rounds 3`, started 2026-12-03 07:10 UTC";
+        write_markdown(&[row()], &machine(0.5), run, 3, &markdown).unwrap();
+        let text = fs::read_to_string(&markdown).unwrap();
+        assert!(
+            text.starts_with(&format!("{run}, on "))
+                && text.contains("load average 0.50 before the run; median [min–max] of 3")
+                && text.ends_with(&table(&[row()])),
+            "{text}"
+        );
         write_svg(&row(), &dir).unwrap();
         let svg = fs::read_to_string(dir.join("bridge-pps_1flow.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("docker-bridge"));
