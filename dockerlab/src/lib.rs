@@ -10,12 +10,17 @@
 //! Images come from nowhere (the machine has no registry): [`Engine::busybox_image`] builds one
 //! `FROM scratch` with the host's static busybox, which brings sh, ping, nc, wget and httpd.
 //!
+//! Engines in namespaces that reach one another (a shared underlay) can form a swarm
+//! ([`Engine::init_swarm`], [`Engine::join_swarm`]): the way to Docker's overlay networks,
+//! which need one.
+//!
 //! [`skip`] is how tests that need root or a Docker engine skip where they are missing.
 
 pub mod skip;
 
 use std::{
     fs,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     thread,
@@ -28,6 +33,8 @@ use anyhow::{Context as _, bail};
 const BUSYBOX: &str = "/bin/busybox";
 /// The test image's tag inside each private engine.
 pub const BUSYBOX_IMAGE: &str = "xnet-test/busybox:latest";
+/// Swarm's cluster management port (Docker's default).
+const SWARM_PORT: u16 = 2377;
 
 /// How the private engine networks its own containers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -136,6 +143,55 @@ impl Engine {
             bail!("container {container} is not running");
         }
         Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// Where libnetwork pins the network namespaces it makes: the containers' and, for overlay
+    /// networks, each network's sandbox (`1-<network id>`, holding its bridge, vxlan device and
+    /// the host-side ends of the containers' veths).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.exec_root.join("netns")
+    }
+
+    /// Makes this engine the manager of a new swarm (`docker swarm init`), reached by the
+    /// others and sending VXLAN from `advertise`, an address of its namespace; returns the
+    /// token workers join with.
+    pub fn init_swarm(&self, advertise: Ipv4Addr) -> anyhow::Result<String> {
+        let listen = format!("{advertise}:{SWARM_PORT}");
+        let advertise = advertise.to_string();
+        self.run(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &advertise,
+            "--listen-addr",
+            &listen,
+        ])?;
+        self.run(&["swarm", "join-token", "--quiet", "worker"])
+    }
+
+    /// Joins the swarm whose manager advertises `manager` as a worker, advertising
+    /// `advertise` (`docker swarm join`).
+    pub fn join_swarm(
+        &self,
+        token: &str,
+        advertise: Ipv4Addr,
+        manager: Ipv4Addr,
+    ) -> anyhow::Result<()> {
+        let listen = format!("{advertise}:{SWARM_PORT}");
+        let advertise = advertise.to_string();
+        let manager = format!("{manager}:{SWARM_PORT}");
+        self.run(&[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            &advertise,
+            "--listen-addr",
+            &listen,
+            &manager,
+        ])
+        .map(drop)
     }
 
     /// Builds (once per engine) the test image, `FROM scratch` with busybox and its applets;

@@ -87,6 +87,16 @@ fn two_hosts_share_an_underlay_and_their_xnetds_answer() {
     ] {
         ok(lab.run(from, &["ping", "-c", "1", "-W", "2", &to]).unwrap());
     }
+    // The switch forwards frames without the IP hooks br_netfilter would run them through.
+    if Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() {
+        let nf = ok(lab
+            .run(
+                "sw",
+                &["sysctl", "-n", "net.bridge.bridge-nf-call-iptables"],
+            )
+            .unwrap());
+        assert_eq!(nf.trim(), "0");
+    }
     for host in ["h1", "h2"] {
         let networks = ok(lab.xnet(host, &["network", "ls"]).unwrap());
         assert!(networks.contains("bridge"), "{host}: {networks}");

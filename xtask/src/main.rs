@@ -57,12 +57,12 @@ enum Task {
         #[command(subcommand)]
         command: lab::Command,
     },
-    /// Build (release), then benchmark xnet against Docker's datapath, the VXLAN mechanisms,
+    /// Build (release), then benchmark xnet against Docker's datapaths, the VXLAN mechanisms,
     /// and xnet's control plane in a simulated cluster (see perf/README.md)
     Bench {
         /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
         /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp,
-        /// vxlan-mech-rr, overlay-scale
+        /// vxlan-mech-rr, overlay-pps, overlay-tcp, overlay-rr, overlay-scale
         scenarios: Vec<String>,
         /// One round of short measurements
         #[arg(long)]

@@ -13,7 +13,8 @@ use crate::{cargo, cmd, exclude_ebpf_crates, lint, setup, target_dir, workspace_
 /// `Spec::for_test`) names its namespaces, pins and directory `xt<pid>-l<n>…`.
 const TEST_NETNS_PREFIX: &str = "xt";
 const TEST_PIN_PREFIX: &str = "xnet-test-";
-/// The same for the benchmarks (perf/).
+/// The same for the benchmarks (perf/); the bench's lab of simulated hosts (xnet-lab) is
+/// `xb<pid>-ov…`.
 const BENCH_NETNS_PREFIX: &str = "xb";
 const BENCH_PIN_PREFIX: &str = "xnet-bench-";
 
@@ -246,6 +247,7 @@ fn processes() -> Vec<(String, String)> {
 /// found with the other pins.
 fn lab_leftovers() -> Vec<(String, String)> {
     let mut leaked = Vec::new();
+    let processes = processes();
     for prefix in [TEST_NETNS_PREFIX, BENCH_NETNS_PREFIX] {
         leaked.extend(
             entries(xnet_lab::RUN_DIR, prefix)
@@ -253,7 +255,7 @@ fn lab_leftovers() -> Vec<(String, String)> {
                 .map(|(path, name)| (format!("lab directory {path}"), name)),
         );
         let lab_dir = format!("{}/{prefix}", xnet_lab::RUN_DIR);
-        for (proc, cmdline) in processes() {
+        for (proc, cmdline) in &processes {
             if let Some((_, rest)) = cmdline.split_once(&lab_dir) {
                 let program = cmdline.split(' ').next().unwrap_or_default();
                 let lab = rest.split(['/', ' ']).next().unwrap_or_default();

@@ -1,623 +1,312 @@
-//! The simulated cluster of `overlay-scale` (issue #13): one real xnetd among thousands of
-//! hosts that exist only as records in etcd.
+//! The labs of the `overlay-*` scenarios (issue #13): two hosts on a switch, one overlay
+//! network, a container on each host, made by xnet itself and by real Docker. The third
+//! side, Docker's overlay datapath rebuilt, is [`super::overlay::docker_overlay_on_switch`].
+//! All three put the overlay on 10.98.0.0/24 (gateway .1) over a 1500-byte underlay, so every
+//! container has MTU 1450.
 //!
-//! - **Lab**: an xnet-lab lab (`xb<pid>-scale-*`) with one etcd member (`e1`, data on tmpfs
-//!   under /run) and one host, `h1`, whose xnetd is the one measured. The etcd client of the
-//!   bench runs on a thread that joined the lab's router namespace, on the underlay.
-//! - **Network**: one overlay network, `scale`, 10.96.0.0/14 (room for 262,142 endpoints),
-//!   IPv4 only, created by h1's own CLI (`xnet network create -d overlay`), so its record is
-//!   xnet's own.
-//! - **Synthetic hosts**: host records `/xnet/v1/hosts/<id>` (12 hex digits, underlay
-//!   addresses 10.78.x.y), each under a lease of its own, granted for an hour and never
-//!   renewed: nothing keeps them alive but the lease's length, and nothing ever connects to
-//!   their addresses.
-//! - **Endpoints**: endpoint `i` belongs to host `i mod hosts`, has the address 10.96.0.2 + i,
-//!   a locally administered MAC made of `i`, and is written as xnet writes an endpoint: the
-//!   claim of its address and its record, both under its host's lease. The initial population
-//!   goes in with transactions of 64 endpoints (128 operations, etcd's default
-//!   `--max-txn-ops`), 8 in flight.
-//!
-//! Every round restarts h1's xnetd with neither state nor pins (a new host joining the
-//! cluster), waits for its `NEIGHBORS` map to hold every endpoint, then changes endpoints at
-//! 100 per second while watching the map, then reads its memory.
+//! - [`XnetCluster`]: a lab of simulated hosts (xnet-lab, namespaces `xb<pid>-ov-*`): a
+//!   switch, a router, one etcd member, and hosts `h1` and `h2`, each running the real xnetd
+//!   with `--cluster-store` (the etcd member), `--cluster-advertise eth0` and `--uplink eth0`,
+//!   as the lab starts every host's (so `uplink_xdp` sits in native mode on each veth
+//!   uplink). `xnet network create -d overlay --attachable` on `h1`, `xnet run -d --name a`
+//!   on `h1` and `b` on `h2`.
+//! - [`SwarmLab`]: two private engines (xnet-dockerlab, the machine's dockerd with Docker's
+//!   default networking) in host namespaces `xb<pid>-swarm-h1` and `-h2` plugged into a switch
+//!   (`-sw`) as the other sides' hosts are, 10.77.0.101 and .102 on `under0`. They form a
+//!   swarm (`h1` manager, `h2` worker), the manager creates an attachable overlay network and
+//!   each engine runs a busybox container on it (`ov-a`, `ov-b`). Docker's overlay driver
+//!   puts each network's bridge, vxlan device and the containers' host-side veths in a
+//!   sandbox namespace of its own, pinned under the engine's exec root; the lab finds A's
+//!   there.
 
 use std::{
-    collections::VecDeque,
-    fs, io,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError, Sender},
-    },
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, anyhow, bail, ensure};
-use aya::maps::{HashMap, Map, MapData, MapError};
-use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use serde_json::Value;
-use tokio::{
-    task::JoinSet,
-    time::{MissedTickBehavior, interval},
+use xnet_dockerlab::{Engine, Options};
+use xnet_lab::{Spec, eventually};
+
+use super::{
+    container::{Container, TwoHosts, placeholder, probe_container},
+    overlay::{OVERLAY_MTU, UNDERLAY, plug_into_switch},
+    sys::{self, Netns},
 };
-use xnet::{
-    cluster::{
-        keys,
-        records::{EndpointRecord, HostRecord},
-    },
-    state::Mac,
-};
-use xnet_common::{Neighbor, NeighborKey};
-use xnet_lab::{Lab, Spec};
 
-use super::sys;
+/// The overlay network of every side.
+const NETWORK: &str = "bench-ov";
+const SUBNET: &str = "10.98.0.0/24";
+const GATEWAY: &str = "10.98.0.1";
+/// xnet-lab's underlay device in each host.
+const LAB_UPLINK: &str = "eth0";
+/// The swarm's hosts on their underlay (xnet-lab's addresses for its hosts).
+const SWARM_HOSTS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 77, 0, 101), Ipv4Addr::new(10, 77, 0, 102)];
+const SWARM_PREFIX: u8 = 24;
+/// How long a new container may take to reach the other host's: xnet's other host learns of
+/// it through its watch of the store, Docker's through the swarm's gossip.
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The lab's one real host.
-const HOST: &str = "h1";
-const NETWORK: &str = "scale";
-const SUBNET: &str = "10.96.0.0/14";
-/// The first endpoint's address: the subnet's, after its own address and the gateway.
-const FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 2);
-/// Addresses in the subnet from [`FIRST_ADDRESS`] on, its broadcast address excluded.
-const ADDRESSES: u32 = (1 << 18) - 3;
-/// The synthetic hosts' underlay: 10.78.0.1 on.
-const FIRST_HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
-/// Long enough for any run: the leases are never renewed.
-const LEASE_SECONDS: i64 = 3600;
-/// Endpoints per transaction: two operations each (claim and record), 128 in all.
-const ENDPOINTS_PER_TXN: usize = 64;
-/// Host records per transaction.
-const HOSTS_PER_TXN: usize = 128;
-/// Transactions (or lease grants) in flight at once while populating.
-const IN_FLIGHT: usize = 8;
-/// Changes per second while propagation is measured (the issue's rate).
-pub const CHANGES_PER_SECOND: u32 = 100;
-/// How long a round waits for the map to hold every endpoint, and for any one change.
-const FILL_TIMEOUT: Duration = Duration::from_secs(120);
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the map is looked at: while it fills, and for each change not seen yet.
-const FILL_POLL: Duration = Duration::from_millis(5);
-const CHANGE_POLL: Duration = Duration::from_micros(250);
-
-/// How big the simulated cluster is.
-#[derive(Debug, Clone, Copy)]
-pub struct ClusterSize {
-    pub hosts: u32,
-    pub endpoints: u32,
+/// xnet on two simulated hosts of a cluster.
+pub struct XnetCluster {
+    pub pair: TwoHosts,
+    // Its drop stops the xnetds and etcd and removes every namespace, pin and directory.
+    _lab: xnet_lab::Lab,
 }
 
-/// A host that exists only as its record.
-struct Synthetic {
-    id: String,
-    lease: i64,
-}
-
-/// The endpoints in the store, by index (see the module's documentation).
-struct Population {
-    /// Oldest first: changes delete from the front.
-    live: VecDeque<u32>,
-    /// The next new endpoint's index.
-    next: u32,
-    /// h1's datapath id of the network, once its map showed it.
-    network_id: Option<u32>,
-}
-
-/// What one round measured.
-pub struct Round {
-    /// From xnetd's start until its `NEIGHBORS` map holds every endpoint.
-    pub fill: Duration,
-    /// From each change's write until the map showed it, sorted.
-    pub propagation: Vec<Duration>,
-    /// xnetd's resident memory after the changes, and its peak, in bytes.
-    pub rss: u64,
-    pub peak_rss: u64,
-}
-
-pub struct ClusterLab {
-    lab: Mutex<Lab>,
-    /// The lab's router namespace, where the etcd client runs.
-    client_netns: PathBuf,
-    etcd: Vec<String>,
-    /// The overlay network's id in the cluster.
-    network: String,
-    hosts: Vec<Synthetic>,
-    population: Mutex<Population>,
-}
-
-impl ClusterLab {
-    /// Brings the lab up, creates the network and writes `size`'s hosts and endpoints into
-    /// etcd with h1's xnetd stopped (each round starts it).
-    pub fn up(run_id: &str, bin_dir: &Path, size: ClusterSize) -> anyhow::Result<Self> {
-        ensure!(
-            size.hosts > 0 && size.endpoints <= ADDRESSES,
-            "a cluster of {} hosts and {} endpoints does not fit the lab",
-            size.hosts,
-            size.endpoints
-        );
-        let mut lab = Lab::up(Spec {
-            hosts: 1,
+impl XnetCluster {
+    pub fn up(run_id: &str, bin_dir: &Path) -> anyhow::Result<Self> {
+        let lab = xnet_lab::Lab::up(Spec {
+            hosts: 2,
             etcd_members: 1,
-            ..Spec::new(format!("{run_id}-scale"), bin_dir)
+            ..Spec::new(format!("{run_id}-ov"), bin_dir)
         })?;
-        xnet(
-            &lab,
-            &[
-                "network", "create", "-d", "overlay", "--subnet", SUBNET, NETWORK,
-            ],
-        )?;
-        let inspect: Value = serde_json::from_str(&xnet(&lab, &["network", "inspect", NETWORK])?)
-            .context("parsing `xnet network inspect`")?;
-        let network = inspect[0]["Id"]
-            .as_str()
-            .context("`xnet network inspect` gave no Id")?
-            .to_string();
-        lab.stop_xnetd(HOST)?;
-        let client_netns = lab.router().netns_path();
-        let etcd = lab.etcd_urls();
-        let started = Instant::now();
-        let hosts = in_netns(&client_netns, &etcd, |client| {
-            populate(client, network.clone(), size)
-        })?;
-        eprintln!(
-            "overlay-scale: wrote {} hosts and {} endpoints into etcd in {:.1} s",
-            size.hosts,
-            size.endpoints,
-            started.elapsed().as_secs_f64()
-        );
-        Ok(Self {
-            lab: Mutex::new(lab),
-            client_netns,
-            etcd,
-            network,
-            hosts,
-            population: Mutex::new(Population {
-                live: (0..size.endpoints).collect(),
-                next: size.endpoints,
-                network_id: None,
-            }),
-        })
-    }
-
-    /// One round: a cold start of h1's xnetd, then `changes` seconds of changes, then its
-    /// memory.
-    pub fn round(&self, changes: Duration) -> anyhow::Result<Round> {
-        let mut lab = self.lab.lock().map_err(|_| anyhow!("a round panicked"))?;
-        let mut population = self
-            .population
-            .lock()
-            .map_err(|_| anyhow!("a round panicked"))?;
-        let fill = self
-            .cold_start(&mut lab, &mut population)
-            .with_context(|| log_tail(&lab))?;
-        let propagation = self
-            .change(&lab, &mut population, changes)
-            .with_context(|| log_tail(&lab))?;
-        let pid = lab.host(HOST)?.pid().context("h1's xnetd is not running")?;
-        let (rss, peak_rss) = memory(pid)?;
-        Ok(Round {
-            fill,
-            propagation,
-            rss,
-            peak_rss,
-        })
-    }
-
-    /// Starts h1's xnetd afresh (no state, no pins) and returns how long it took until its
-    /// `NEIGHBORS` map held every endpoint in the store.
-    fn cold_start(&self, lab: &mut Lab, population: &mut Population) -> anyhow::Result<Duration> {
-        let host = lab.host(HOST)?.clone();
-        if lab.xnetd_running(HOST)? {
-            lab.stop_xnetd(HOST)?;
-        }
-        for dir in [&host.bpffs, &host.state_dir] {
-            match fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("removing {}", dir.display()));
-                }
-                _ => {}
-            }
-        }
-        let expected: Vec<Ipv4Addr> = population.live.iter().map(|&i| address(i)).collect();
-        let pin = neighbors_pin(&host.bpffs);
-        let stop = AtomicBool::new(false);
-        let (filled, started) = thread::scope(|scope| {
-            let start = Instant::now();
-            let (pin, expected, stop) = (&pin, &expected, &stop);
-            let watcher = scope.spawn(move || wait_filled(pin, expected, start, stop));
-            let started = lab.start_xnetd(HOST);
-            if started.is_err() {
-                stop.store(true, Ordering::Relaxed);
-            }
-            let filled = watcher
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the map watcher panicked")));
-            (filled, started)
-        });
-        started?;
-        let (took, network_id) = filled?;
-        population.network_id = Some(network_id);
-        // Nothing more than the store's endpoints either (untimed: a full walk of the map).
-        let map = neighbors(&pin)?;
-        let held = map.keys().filter(Result::is_ok).count();
-        ensure!(
-            held == expected.len(),
-            "NEIGHBORS holds {held} entries for {} endpoints",
-            expected.len()
-        );
-        Ok(took)
-    }
-
-    /// Changes endpoints for `duration` at [`CHANGES_PER_SECOND`], a new one and the
-    /// removal of the oldest in turn, and returns how long each took to show in the map,
-    /// sorted.
-    fn change(
-        &self,
-        lab: &Lab,
-        population: &mut Population,
-        duration: Duration,
-    ) -> anyhow::Result<Vec<Duration>> {
-        let network_id = population
-            .network_id
-            .context("no round has filled the map yet")?;
-        let pin = neighbors_pin(&lab.host(HOST)?.bpffs);
-        let (sent, seen) = mpsc::channel();
-        thread::scope(|scope| {
-            let watcher = scope.spawn(|| watch_changes(&pin, network_id, seen));
-            let wrote = in_netns(&self.client_netns, &self.etcd, |client| {
-                self.write_changes(client, population, duration, sent)
+        let create = [
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "--subnet",
+            SUBNET,
+            "--gateway",
+            GATEWAY,
+            NETWORK,
+        ];
+        xnet(&lab, "h1", &create)?;
+        for (host, name) in [("h1", "a"), ("h2", "b")] {
+            let run = [
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                NETWORK,
+                "--",
+                "sleep",
+                "infinity",
+            ];
+            // h2 knows the network once its watch has mirrored it from the store.
+            let mut last = Ok(String::new());
+            eventually(REACHABLE_TIMEOUT, || {
+                last = xnet(&lab, host, &run);
+                last.is_ok()
             });
-            let watched = watcher
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the map watcher panicked")));
-            wrote.and(watched)
-        })
-    }
-
-    /// The writing side of [`Self::change`]: tells `sent` about each change just before it
-    /// is written.
-    async fn write_changes(
-        &self,
-        mut client: Client,
-        population: &mut Population,
-        duration: Duration,
-        sent: Sender<Expected>,
-    ) -> anyhow::Result<()> {
-        let mut tick = interval(Duration::from_secs(1) / CHANGES_PER_SECOND);
-        // A write that took long delays the next instead of bunching them up.
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let end = Instant::now() + duration;
-        let mut add = true;
-        while Instant::now() < end {
-            tick.tick().await;
-            let (i, txn, mac) = if add {
-                let i = population.next;
-                ensure!(
-                    i < ADDRESSES,
-                    "the subnet has no address left for endpoint {i}"
-                );
-                population.next += 1;
-                population.live.push_back(i);
-                let record = endpoint(&self.network, &self.hosts, i);
-                let txn = Txn::new().and_then(puts(host_of(&self.hosts, i), &record)?);
-                (i, txn, Some(record.mac.0))
-            } else {
-                let i = population
-                    .live
-                    .pop_front()
-                    .context("no endpoint left to remove")?;
-                let record = endpoint(&self.network, &self.hosts, i);
-                (i, Txn::new().and_then(deletes(&record)), None)
-            };
-            sent.send(Expected {
-                ipv4: address(i),
-                mac,
-                written: Instant::now(),
-            })
-            .map_err(|_| anyhow!("the map watcher stopped"))?;
-            client.txn(txn).await?;
-            add = !add;
+            last?;
         }
-        Ok(())
+        let hosts = [lab.host("h1")?.netns_path(), lab.host("h2")?.netns_path()];
+        let pair = TwoHosts {
+            a: xnet_container(&lab, "h1", "a")?,
+            b: xnet_container(&lab, "h2", "b")?,
+            a_veth_ns: hosts[0].clone(),
+            hosts,
+            underlay: LAB_UPLINK,
+        };
+        reachable(&pair).with_context(|| {
+            format!(
+                "xnetd logs:\nh1:\n{}\nh2:\n{}",
+                log_tail(&lab, "h1"),
+                log_tail(&lab, "h2")
+            )
+        })?;
+        Ok(Self { pair, _lab: lab })
     }
 }
 
-/// Runs `xnet ARGS` against h1's xnetd; its stdout.
-fn xnet(lab: &Lab, args: &[&str]) -> anyhow::Result<String> {
-    let out = lab.xnet(HOST, args)?;
+/// `xnet ARGS` on `host` of `lab`, which must succeed; its stdout.
+fn xnet(lab: &xnet_lab::Lab, host: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = lab.xnet(host, args)?;
     ensure!(
         out.status.success(),
-        "xnet {} failed: {}",
+        "xnet {} on {host}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// The end of h1's xnetd log, for a round that failed.
-fn log_tail(lab: &Lab) -> String {
-    let log = lab.xnetd_log(HOST).unwrap_or_default();
+/// The last lines of `host`'s xnetd log, for failure messages.
+fn log_tail(lab: &xnet_lab::Lab, host: &str) -> String {
+    let log = lab.xnetd_log(host).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
-    format!(
-        "h1's xnetd log ends:\n{}",
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    )
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Runs `work` with an etcd client on a thread that joined `netns`, on a runtime of its own.
-fn in_netns<T: Send, F: Future<Output = anyhow::Result<T>>>(
-    netns: &Path,
-    etcd: &[String],
-    work: impl FnOnce(Client) -> F + Send,
-) -> anyhow::Result<T> {
-    sys::on_netns_thread(netns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let client = Client::connect(etcd, None)
-                .await
-                .context("connecting to the lab's etcd")?;
-            work(client).await
-        })
-    })
+fn xnet_container(lab: &xnet_lab::Lab, host: &str, name: &str) -> anyhow::Result<Container> {
+    let inspect: Value = serde_json::from_str(&xnet(lab, host, &["inspect", name])?)?;
+    let sandbox = inspect[0]["NetworkSettings"]["SandboxKey"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no SandboxKey for {name} on {host}"))?;
+    probe_container(&lab.host(host)?.netns_path(), sandbox.into())
 }
 
-/// Writes the hosts (each under a lease of its own) and the endpoints of a cluster of `size`
-/// on network `network`; returns the hosts.
-async fn populate(
-    client: Client,
-    network: String,
-    size: ClusterSize,
-) -> anyhow::Result<Vec<Synthetic>> {
-    let mut grants = JoinSet::new();
-    let mut leases = vec![0; size.hosts as usize];
-    for h in 0..size.hosts as usize {
-        if grants.len() == IN_FLIGHT {
-            let (h, lease) = grants.join_next().await.context("no grant in flight")???;
-            leases[h] = lease;
-        }
-        let mut client = client.clone();
-        grants.spawn(async move {
-            anyhow::Ok((h, client.lease_grant(LEASE_SECONDS, None).await?.id()))
-        });
+/// Waits until A's pings reach B, and checks the MTU every side shares.
+fn reachable(pair: &TwoHosts) -> anyhow::Result<()> {
+    for c in [&pair.a, &pair.b] {
+        ensure!(
+            c.mtu == OVERLAY_MTU,
+            "container {} has MTU {}, not {OVERLAY_MTU}",
+            c.netns.display(),
+            c.mtu
+        );
     }
-    while let Some(granted) = grants.join_next().await {
-        let (h, lease) = granted??;
-        leases[h] = lease;
-    }
-    let hosts: Vec<Synthetic> = leases
-        .into_iter()
-        .enumerate()
-        .map(|(h, lease)| Synthetic {
-            id: format!("5ca1e{h:07x}"),
-            lease,
-        })
-        .collect();
-    let mut host_puts = Vec::with_capacity(hosts.len());
-    for (h, host) in hosts.iter().enumerate() {
-        let record = HostRecord {
-            id: host.id.clone(),
-            name: format!("synthetic-{}", host.id),
-            address: Ipv4Addr::from(u32::from(FIRST_HOST_ADDRESS) + h as u32),
+    let b = pair.b.ip.to_string();
+    let pings = eventually(REACHABLE_TIMEOUT, || {
+        let mut ping = sys::in_netns(&pair.a.netns, "ping");
+        sys::output(ping.args(["-c", "1", "-W", "1", &b])).is_ok()
+    });
+    ensure!(
+        pings,
+        "A ({}) cannot ping B ({b}) across the overlay",
+        pair.a.ip
+    );
+    Ok(())
+}
+
+/// Real Docker's overlay: two private engines in a swarm.
+pub struct SwarmLab {
+    pub pair: TwoHosts,
+    /// The manager first; dropped in reverse (see `Drop`), each while its namespace exists.
+    engines: Vec<Engine>,
+    // Hosts, then the switch.
+    _netns: Vec<Netns>,
+}
+
+/// Docker's names for A and B (it wants at least two characters).
+const SWARM_CONTAINERS: [&str; 2] = ["ov-a", "ov-b"];
+
+impl SwarmLab {
+    pub fn up(run_id: &str) -> anyhow::Result<Self> {
+        let prefix = format!("{run_id}-swarm");
+        let mut lab = Self {
+            pair: TwoHosts {
+                a: placeholder(),
+                b: placeholder(),
+                a_veth_ns: PathBuf::new(),
+                hosts: [PathBuf::new(), PathBuf::new()],
+                underlay: UNDERLAY,
+            },
+            engines: Vec::new(),
+            _netns: Vec::new(),
         };
-        let lease = PutOptions::new().with_lease(host.lease);
-        host_puts.push(TxnOp::put(
-            keys::host(&host.id),
-            serde_json::to_string(&record)?,
-            Some(lease),
-        ));
+        for host in ["h1", "h2"] {
+            lab._netns.push(Netns::create(format!("{prefix}-{host}"))?);
+        }
+        lab._netns.push(Netns::create(format!("{prefix}-sw"))?);
+        let [h1, h2, switch] = [0, 1, 2].map(|i| &lab._netns[i]);
+        plug_into_switch(switch, &[("h1", &h1.name), ("h2", &h2.name)])?;
+        lab.pair.hosts = [h1.path(), h2.path()];
+        for (host, ip) in [h1, h2].into_iter().zip(SWARM_HOSTS) {
+            let addr = format!("{ip}/{SWARM_PREFIX}");
+            sys::sh(&[
+                "ip", "-n", &host.name, "addr", "add", &addr, "dev", UNDERLAY,
+            ])?;
+        }
+        let options = Options {
+            docker_networking: true,
+            live_restore: false,
+        };
+        for (i, host) in lab.pair.hosts.iter().enumerate() {
+            let engine = Engine::start(host, &format!("{run_id}-s{}", i + 1), options)?;
+            lab.engines.push(engine);
+        }
+        let (manager, worker) = (&lab.engines[0], &lab.engines[1]);
+        let token = manager.init_swarm(SWARM_HOSTS[0])?;
+        worker.join_swarm(&token, SWARM_HOSTS[1], SWARM_HOSTS[0])?;
+        manager.run(&[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            "--subnet",
+            SUBNET,
+            "--gateway",
+            GATEWAY,
+            NETWORK,
+        ])?;
+        for (engine, name) in lab.engines.iter().zip(SWARM_CONTAINERS) {
+            let image = engine.busybox_image()?;
+            engine.run(&[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                NETWORK,
+                image,
+                "sleep",
+                "infinity",
+            ])?;
+        }
+        let mut ends = Vec::new();
+        for (engine, name) in lab.engines.iter().zip(SWARM_CONTAINERS) {
+            let netns = engine.netns_of(name)?;
+            let sandbox = veth_peer_netns(&netns, &engine.netns_dir())?;
+            ends.push((probe_container(&sandbox, netns)?, sandbox));
+        }
+        let (b, _) = ends.pop().expect("two containers");
+        let (a, a_sandbox) = ends.pop().expect("two containers");
+        lab.pair.a = a;
+        lab.pair.b = b;
+        lab.pair.a_veth_ns = a_sandbox;
+        reachable(&lab.pair).with_context(|| {
+            format!(
+                "dockerd logs:\nmanager:\n{}\nworker:\n{}",
+                lab.engines[0].log_tail(),
+                lab.engines[1].log_tail()
+            )
+        })?;
+        Ok(lab)
     }
-    let mut txns: Vec<Txn> = host_puts
-        .chunks(HOSTS_PER_TXN)
-        .map(|ops| Txn::new().and_then(ops.to_vec()))
-        .collect();
-    let indices: Vec<u32> = (0..size.endpoints).collect();
-    for chunk in indices.chunks(ENDPOINTS_PER_TXN) {
-        let mut ops = Vec::with_capacity(2 * chunk.len());
-        for &i in chunk {
-            ops.extend(puts(host_of(&hosts, i), &endpoint(&network, &hosts, i))?);
-        }
-        txns.push(Txn::new().and_then(ops));
-    }
-    let mut writes = JoinSet::new();
-    for txn in txns {
-        if writes.len() == IN_FLIGHT {
-            writes.join_next().await.context("no write in flight")???;
-        }
-        let mut client = client.clone();
-        writes.spawn(async move { anyhow::Ok(client.txn(txn).await.map(drop)?) });
-    }
-    while let Some(written) = writes.join_next().await {
-        written??;
-    }
-    Ok(hosts)
-}
 
-/// Endpoint `i`'s address.
-fn address(i: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(FIRST_ADDRESS) + i)
-}
-
-/// The host of endpoint `i`.
-fn host_of(hosts: &[Synthetic], i: u32) -> &Synthetic {
-    &hosts[i as usize % hosts.len()]
-}
-
-/// Endpoint `i` of network `network`.
-fn endpoint(network: &str, hosts: &[Synthetic], i: u32) -> EndpointRecord {
-    let [a, b, c, d] = i.to_be_bytes();
-    EndpointRecord {
-        id: format!("{i:064x}"),
-        network: network.to_string(),
-        host: host_of(hosts, i).id.clone(),
-        container: format!("c{i}"),
-        ipv4: address(i),
-        ipv6: None,
-        mac: Mac([0x02, 0x5c, a, b, c, d]),
-    }
-}
-
-/// The writes of an endpoint, as xnet makes them: its claim and its record, under its
-/// host's lease.
-fn puts(host: &Synthetic, record: &EndpointRecord) -> anyhow::Result<Vec<TxnOp>> {
-    let lease = host.lease;
-    let under_lease = || Some(PutOptions::new().with_lease(lease));
-    Ok(vec![
-        TxnOp::put(
-            keys::address(&record.network, record.ipv4),
-            record.id.clone(),
-            under_lease(),
-        ),
-        TxnOp::put(
-            keys::endpoint(&record.network, &record.id),
-            serde_json::to_string(record)?,
-            under_lease(),
-        ),
-    ])
-}
-
-/// The removal of an endpoint: its record and its claim.
-fn deletes(record: &EndpointRecord) -> Vec<TxnOp> {
-    vec![
-        TxnOp::delete(keys::endpoint(&record.network, &record.id), None),
-        TxnOp::delete(keys::address(&record.network, record.ipv4), None),
-    ]
-}
-
-fn neighbors_pin(bpffs: &Path) -> PathBuf {
-    bpffs.join("maps").join("NEIGHBORS")
-}
-
-/// xnetd's pinned `NEIGHBORS` map.
-fn neighbors(pin: &Path) -> anyhow::Result<HashMap<MapData, NeighborKey, Neighbor>> {
-    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
-    Ok(HashMap::try_from(Map::HashMap(data))?)
-}
-
-/// Waits until the map pinned at `pin` (once it exists) has an entry for each of
-/// `expected`; returns the time since `start` and the network id of the entries. Looks up
-/// each address once it is there, resuming where the last look stopped, so a look costs a
-/// few lookups and the whole wait about one per endpoint.
-fn wait_filled(
-    pin: &Path,
-    expected: &[Ipv4Addr],
-    start: Instant,
-    stop: &AtomicBool,
-) -> anyhow::Result<(Duration, u32)> {
-    let mut map = None;
-    let mut network_id = None;
-    let mut present = 0;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            bail!("xnetd did not start");
-        }
-        if start.elapsed() > FILL_TIMEOUT {
-            bail!(
-                "after {FILL_TIMEOUT:?}, NEIGHBORS held {present} of {} endpoints (looked up in order)",
-                expected.len()
-            );
-        }
-        if map.is_none() && pin.exists() {
-            map = Some(neighbors(pin)?);
-        }
-        if let Some(map) = &map {
-            if network_id.is_none() {
-                network_id = map.keys().next().transpose()?.map(|k| k.network_id);
-            }
-            if let Some(network_id) = network_id {
-                while let Some(&ipv4) = expected.get(present) {
-                    let key = NeighborKey {
-                        network_id,
-                        ipv4: ipv4.octets(),
-                    };
-                    match map.get(&key, 0) {
-                        Ok(_) => present += 1,
-                        Err(MapError::KeyNotFound) => break,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if present == expected.len() {
-                    return Ok((start.elapsed(), network_id));
-                }
-            }
-        }
-        thread::sleep(FILL_POLL);
+    /// The engine's version, as `docker version` gives it.
+    pub fn version(&self) -> anyhow::Result<String> {
+        self.engines[0].run(&["version", "--format", "{{.Server.Version}}"])
     }
 }
 
-/// A change written to the store, as the map should show it.
-struct Expected {
-    ipv4: Ipv4Addr,
-    /// The remote entry's MAC when it should appear; None when it should go.
-    mac: Option<[u8; 6]>,
-    written: Instant,
-}
-
-/// Watches the map pinned at `pin` for each change `changes` announces until the writer is
-/// done; returns how long each took from its write, sorted.
-fn watch_changes(
-    pin: &Path,
-    network_id: u32,
-    changes: Receiver<Expected>,
-) -> anyhow::Result<Vec<Duration>> {
-    let map = neighbors(pin)?;
-    let mut pending: Vec<Expected> = Vec::new();
-    let mut took = Vec::new();
-    let mut writing = true;
-    while writing || !pending.is_empty() {
-        match changes.recv_timeout(CHANGE_POLL) {
-            Ok(change) => pending.push(change),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => writing = false,
+impl Drop for SwarmLab {
+    fn drop(&mut self) {
+        // The worker first, while the manager still answers it.
+        while let Some(engine) = self.engines.pop() {
+            drop(engine);
         }
-        let now = Instant::now();
-        let mut unseen = Vec::with_capacity(pending.len());
-        for change in pending.drain(..) {
-            let key = NeighborKey {
-                network_id,
-                ipv4: change.ipv4.octets(),
-            };
-            let seen = match (map.get(&key, 0), change.mac) {
-                (Ok(entry), Some(mac)) => entry.mac == mac && entry.ifindex == 0,
-                (Err(MapError::KeyNotFound), None) => true,
-                (Ok(_), None) | (Err(MapError::KeyNotFound), Some(_)) => false,
-                (Err(e), _) => return Err(e.into()),
-            };
-            if seen {
-                took.push(now - change.written);
-            } else if now - change.written > CHANGE_TIMEOUT {
-                let what = if change.mac.is_some() {
-                    "added"
-                } else {
-                    "removed"
-                };
-                bail!(
-                    "endpoint {} {what} in the store did not show in NEIGHBORS within {CHANGE_TIMEOUT:?}",
-                    change.ipv4
-                );
-            } else {
-                unseen.push(change);
-            }
-        }
-        pending = unseen;
     }
-    took.sort_unstable();
-    Ok(took)
 }
 
-/// VmRSS and VmHWM of process `pid`, in bytes.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |field: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-        let number = line.trim().trim_end_matches("kB").trim();
-        Ok(number.parse::<u64>()? * 1024)
+/// Of the namespaces pinned in `dir`, the one holding the host-side end of the veth whose
+/// other end is `eth0` of the container namespace `container`: the link there whose index
+/// is the peer index of `eth0`, and whose peer index is the index of `eth0`.
+fn veth_peer_netns(container: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let links = |netns: &Path, args: &[&str]| -> anyhow::Result<Value> {
+        let mut ip = sys::in_netns(netns, "ip");
+        Ok(serde_json::from_str(&sys::output(
+            ip.args(["-j", "link", "show"]).args(args),
+        )?)?)
     };
-    Ok((kib("VmRSS:")?, kib("VmHWM:")?))
+    let eth0 = &links(container, &["eth0"])?[0];
+    let (index, peer) = (eth0["ifindex"].as_u64(), eth0["link_index"].as_u64());
+    let (Some(index), Some(peer)) = (index, peer) else {
+        bail!("eth0 of {} is not a veth", container.display());
+    };
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let netns = entry?.path();
+        let Ok(all) = links(&netns, &[]) else {
+            continue;
+        };
+        let holds_peer = all.as_array().into_iter().flatten().any(|link| {
+            link["ifindex"].as_u64() == Some(peer) && link["link_index"].as_u64() == Some(index)
+        });
+        if holds_peer {
+            return Ok(netns);
+        }
+    }
+    bail!(
+        "no namespace in {} holds the other end of eth0 of {}",
+        dir.display(),
+        container.display()
+    )
 }

@@ -1,5 +1,6 @@
 //! What the scenarios know of a container - its namespace, address, MAC, MTU and the
-//! host-side end of its veth - and how the labs read it from the container itself.
+//! host-side end of its veth - and of the pairs they measure between, and how the labs read
+//! it from the container itself.
 
 use std::{
     net::Ipv4Addr,
@@ -29,6 +30,20 @@ pub struct Pair {
     pub host: PathBuf,
     pub a: Container,
     pub b: Container,
+}
+
+/// Two containers on two hosts, on one overlay network that only the underlay between the
+/// hosts connects: A (on the first host) sends, B (on the second) receives.
+pub struct TwoHosts {
+    pub a: Container,
+    pub b: Container,
+    /// The namespace that holds A's host-side veth: A's host, or the network's sandbox on it
+    /// where a bridge holds the veth (Docker's overlay).
+    pub a_veth_ns: PathBuf,
+    /// The hosts' namespaces, A's and B's.
+    pub hosts: [PathBuf; 2],
+    /// The underlay device of each host.
+    pub underlay: &'static str,
 }
 
 /// Reads what a scenario needs to know about the container whose namespace is `netns`.

@@ -11,9 +11,11 @@
 //!   containers on a user-defined network of its bridge driver, B's ports published with `-p`.
 //!
 //! All use the same subnet, addresses, MACs and MTU, all hosts have an [`Uplink`] to an
-//! outside namespace of their own, and all are torn down on drop. The VXLAN scenarios have a
-//! lab of their own, [`OverlayLab`] (two hosts per mechanism), and `overlay-scale` a
-//! simulated cluster, [`ClusterLab`]. A run builds only the labs its scenarios' sides need.
+//! outside namespace of their own, and all are torn down on drop. The VXLAN mechanism
+//! scenarios have a lab of their own, [`OverlayLab`] (two hosts per mechanism), and so have
+//! the overlay scenarios' three sides (two hosts each): [`XnetCluster`], Docker's overlay
+//! rebuilt ([`docker_overlay_on_switch`]) and [`SwarmLab`]; `overlay-scale` has a simulated
+//! cluster, [`ClusterLab`]. A run builds only the labs its scenarios' sides need.
 
 use std::{
     io::Write as _,
@@ -28,10 +30,11 @@ use serde_json::Value;
 use xnet_dockerlab::Engine;
 
 use super::{
-    cluster::{ClusterLab, ClusterSize},
-    container::{Container, Pair, placeholder, probe_container},
-    overlay::OverlayLab,
+    cluster::{SwarmLab, XnetCluster},
+    container::{Container, Pair, TwoHosts, placeholder, probe_container},
+    overlay::{OverlayLab, OverlayPair, docker_overlay_on_switch},
     side::Side,
+    synthetic_cluster::{ClusterLab, ClusterSize},
     sys::{self, Netns},
     uplink::{UPLINK, Uplink},
 };
@@ -464,7 +467,11 @@ pub struct Lab {
     /// Real Docker's, where needed and an engine can run (otherwise its side is skipped).
     pub docker: Option<DockerLab>,
     overlay: Option<OverlayLab>,
-    cluster: Option<ClusterLab>,
+    simulated: Option<ClusterLab>,
+    xnet_cluster: Option<XnetCluster>,
+    docker_overlay: Option<OverlayPair>,
+    /// Real Docker's swarm, where needed and an engine can run.
+    pub swarm: Option<SwarmLab>,
 }
 
 /// The labs that sides are measured on.
@@ -474,14 +481,20 @@ enum Kind {
     Bridge,
     Docker,
     Overlay,
-    Cluster,
+    SimulatedCluster,
+    XnetCluster,
+    DockerOverlay,
+    Swarm,
 }
 
 fn kind(side: Side) -> Kind {
     match side {
         Side::Xnet => Kind::Xnet,
-        Side::XnetCluster => Kind::Cluster,
+        Side::XnetCluster => Kind::SimulatedCluster,
         Side::DockerReal => Kind::Docker,
+        Side::XnetOverlay => Kind::XnetCluster,
+        Side::DockerOverlay => Kind::DockerOverlay,
+        Side::DockerRealOverlay => Kind::Swarm,
         Side::VxlanBridge
         | Side::VxlanTunnelKey
         | Side::VxlanAdjustRoom
@@ -508,7 +521,10 @@ impl Lab {
             bridge: None,
             docker: None,
             overlay: None,
-            cluster: None,
+            simulated: None,
+            xnet_cluster: None,
+            docker_overlay: None,
+            swarm: None,
         };
         if needs(Kind::Bridge) {
             let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
@@ -532,10 +548,29 @@ impl Lab {
             let overlay = OverlayLab::up(run_id).context("setting up the VXLAN overlay lab")?;
             lab.overlay = Some(overlay);
         }
-        if needs(Kind::Cluster) {
+        if needs(Kind::SimulatedCluster) {
             let simulated = ClusterLab::up(run_id, xnet_bin_dir, cluster)
                 .context("setting up the simulated cluster")?;
-            lab.cluster = Some(simulated);
+            lab.simulated = Some(simulated);
+        }
+        if needs(Kind::XnetCluster) {
+            let cluster = XnetCluster::up(run_id, xnet_bin_dir)
+                .context("setting up xnet's cluster of two hosts")?;
+            lab.xnet_cluster = Some(cluster);
+        }
+        if needs(Kind::DockerOverlay) {
+            let rebuilt = docker_overlay_on_switch(&format!("{run_id}-ova"))
+                .context("setting up Docker's overlay rebuilt")?;
+            lab.docker_overlay = Some(rebuilt);
+        }
+        if needs(Kind::Swarm) {
+            lab.swarm = match Engine::unavailable() {
+                Some(why) => {
+                    eprintln!("real Docker's overlay side is skipped: {why}");
+                    None
+                }
+                None => Some(SwarmLab::up(run_id).context("setting up real Docker's swarm")?),
+            };
         }
         lab.check_same_mtu()?;
         Ok(lab)
@@ -572,9 +607,24 @@ impl Lab {
 
     /// The simulated cluster, as [`Lab::xnet`].
     pub fn cluster(&self) -> &ClusterLab {
-        self.cluster
+        self.simulated
             .as_ref()
             .expect("the simulated cluster is built for the sides that need it")
+    }
+
+    /// The two containers on two hosts that `side` is measured between: the VXLAN mechanisms'
+    /// and the overlay scenarios' sides. Only called for sides of labs [`Lab::up`] built.
+    pub fn two_hosts(&self, side: Side) -> &TwoHosts {
+        const BUILT: &str = "the labs of the sides measured are built";
+        match kind(side) {
+            Kind::XnetCluster => &self.xnet_cluster.as_ref().expect(BUILT).pair,
+            Kind::DockerOverlay => &self.docker_overlay.as_ref().expect(BUILT).ends,
+            Kind::Swarm => &self.swarm.as_ref().expect(BUILT).pair,
+            Kind::Overlay => self.overlay().pair(side),
+            Kind::Xnet | Kind::Bridge | Kind::Docker | Kind::SimulatedCluster => {
+                panic!("{} is measured on one host", side.label())
+            }
+        }
     }
 
     /// Whether this run can measure `side`: real Docker's needs an engine.
@@ -584,7 +634,10 @@ impl Lab {
             Kind::Bridge => self.bridge.is_some(),
             Kind::Docker => self.docker.is_some(),
             Kind::Overlay => self.overlay.is_some(),
-            Kind::Cluster => self.cluster.is_some(),
+            Kind::SimulatedCluster => self.simulated.is_some(),
+            Kind::XnetCluster => self.xnet_cluster.is_some(),
+            Kind::DockerOverlay => self.docker_overlay.is_some(),
+            Kind::Swarm => self.swarm.is_some(),
         }
     }
 

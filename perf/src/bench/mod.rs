@@ -4,6 +4,7 @@
 
 mod cluster;
 mod container;
+mod cross_host;
 mod lab;
 mod overlay;
 mod ports;
@@ -12,6 +13,7 @@ mod report;
 mod scale;
 mod scenarios;
 mod side;
+mod synthetic_cluster;
 mod sys;
 mod uplink;
 mod vxlan;
@@ -29,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lab::Lab;
 use report::{Row, SideResult, Summary};
 use scenarios::{Case, Delivery, Effort, Frames, Sample, Scenario};
-use side::Side;
+use side::{Role, Side};
 
 /// Every scenario by name, in the order they run.
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -43,21 +45,24 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("vxlan-mech-pps", vxlan::vxlan_mech_pps),
     ("vxlan-mech-tcp", vxlan::vxlan_mech_tcp),
     ("vxlan-mech-rr", vxlan::vxlan_mech_rr),
+    ("overlay-pps", cross_host::overlay_pps),
+    ("overlay-tcp", cross_host::overlay_tcp),
+    ("overlay-rr", cross_host::overlay_rr),
     ("overlay-scale", scale::overlay_scale),
 ];
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Benchmark xnet against Docker's datapath and published ports (rebuilt, and real \
-             Docker where installed), side by side; the VXLAN mechanisms against Docker's \
-             overlay datapath; and xnet's control plane in a simulated cluster against the \
-             targets of issue #13"
+    about = "Benchmark xnet against Docker's datapath, published ports and overlay networks \
+             (rebuilt, and real Docker where installed), side by side; the VXLAN mechanisms \
+             against Docker's overlay datapath; and xnet's control plane in a simulated \
+             cluster against the targets of issue #13"
 )]
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
-    /// overlay-scale.
+    /// overlay-pps, overlay-tcp, overlay-rr, overlay-scale.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -139,6 +144,20 @@ impl BenchArgs {
         }
     }
 
+    /// The arguments of `cargo xtask bench` that make this run again (paths left out).
+    fn command_line(&self, effort: &Effort) -> String {
+        let mut words = self.scenarios.clone();
+        if self.smoke {
+            words.push("--smoke".into());
+        } else if self.quick {
+            words.push("--quick".into());
+        }
+        if self.rounds.is_some() {
+            words.push(format!("--rounds {}", effort.rounds));
+        }
+        words.join(" ")
+    }
+
     fn cases(&self, effort: &Effort) -> anyhow::Result<Vec<Case>> {
         for wanted in &self.scenarios {
             if !SCENARIOS.iter().any(|(name, _)| name == wanted) {
@@ -190,6 +209,7 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.out_dir.join("results.json"));
 
+    let started = report::utc_now();
     let load = report::load_average();
     if load > BUSY_LOAD {
         eprintln!(
@@ -217,10 +237,22 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(docker) = &lab.docker {
         eprintln!("real Docker: private engine {}", docker.version()?);
     }
+    if let Some(swarm) = &lab.swarm {
+        eprintln!(
+            "real Docker's overlay: two private engines {}",
+            swarm.version()?
+        );
+    }
     // The results that must have real Docker's side, for the smoke check.
     let with_docker: Vec<String> = cases
         .iter()
-        .filter(|case| lab.docker.is_some() && case.sides.contains(&Side::DockerReal))
+        .filter(|case| {
+            let docker = |side: &&Side| side.role() == Role::Docker;
+            case.sides
+                .iter()
+                .filter(docker)
+                .any(|side| lab.measures(*side))
+        })
         .flat_map(|case| {
             case.metrics
                 .iter()
@@ -234,12 +266,19 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     println!("{}", report::table(&rows));
     println!("machine: {machine}");
     report::write_json(&rows, &machine, &json)?;
+    let markdown = args.out_dir.join("results.md");
+    let run = format!(
+        "`cargo xtask bench {}`, started {started}",
+        args.command_line(&effort)
+    );
+    report::write_markdown(&rows, &machine, &run, effort.rounds, &markdown)?;
     for row in &rows {
         report::write_svg(row, &args.out_dir)?;
     }
     println!(
-        "wrote {} and {} SVG charts in {}",
+        "wrote {}, {} (for the README) and {} SVG charts in {}",
         json.display(),
+        markdown.display(),
         rows.len(),
         args.out_dir.display()
     );
@@ -262,6 +301,9 @@ fn labs_of(sides: &[Side]) -> String {
             | Side::VxlanTunnelKey
             | Side::VxlanAdjustRoom
             | Side::VxlanAdjustRoomXdp => "the VXLAN mechanisms (two hosts each)",
+            Side::XnetOverlay => "xnet's cluster of two hosts",
+            Side::DockerOverlay => "Docker's overlay rebuilt on two hosts",
+            Side::DockerRealOverlay => "real Docker's swarm of two engines",
             _ => "the Docker-like bridge",
         };
         if !names.contains(&name) {

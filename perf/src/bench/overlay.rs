@@ -10,7 +10,10 @@
 //!   whole; [`SegmentedUnderlay`] makes it carry MTU-sized packets as a wire does). A switch
 //!   namespace with a bridge in between would add the same bridge hop to every mechanism, on
 //!   the same two CPUs, and shrink the differences being measured; a veth also lets C-xdp
-//!   run native XDP on the underlay.
+//!   run native XDP on the underlay. The `overlay-*` scenarios' baseline
+//!   ([`docker_overlay_on_switch`], namespaces `xb<pid>-ova-*`) is A with both hosts on a
+//!   switch instead (`plug_into_switch`: a bridge in namespace `-sw`): the shape of the
+//!   simulated hosts xnet's side of those scenarios runs on (xnet-lab).
 //! - **Containers**: `eth0` with MTU 1450 (50 bytes for VXLAN on a 1500 underlay, as Docker's
 //!   overlay), default offloads, 10.98.0.2/24 and .3, MACs not derived from the addresses, and
 //!   a static (permanent) neighbour entry for each other: no ARP crosses any of the
@@ -41,7 +44,7 @@ use anyhow::{Context as _, ensure};
 use serde_json::Value;
 
 use super::{
-    container::{Container, probe_container},
+    container::{TwoHosts, placeholder, probe_container},
     side::Side,
     sys::{self, Held, Netns},
 };
@@ -69,6 +72,8 @@ const BRIDGE: &str = "ov-001001";
 const VXLAN_DEV: &str = "vx-001001";
 /// B's collect_md device.
 const COLLECT_MD_DEV: &str = "vx-md";
+/// The bridge of a switch namespace.
+const SWITCH_BRIDGE: &str = "br0";
 
 /// The four datapaths, in the order each round measures them.
 pub const SIDES: &[Side] = &[
@@ -78,19 +83,23 @@ pub const SIDES: &[Side] = &[
     Side::VxlanAdjustRoomXdp,
 ];
 
-/// Two containers on two hosts, connected by one mechanism: A sends, B receives.
+/// Two containers on two hosts, connected by one mechanism, and what holds them up.
 pub struct OverlayPair {
-    pub a: Container,
-    pub b: Container,
-    /// The namespace that holds A's host-side veth (A's host, or its sandbox for Docker's
-    /// datapath).
-    pub a_veth_ns: PathBuf,
-    /// The hosts' namespaces (A's sends, B's underlay receives).
-    pub a_host: PathBuf,
-    pub b_host: PathBuf,
-    // First the programs' holders, then the namespaces: containers, sandboxes, hosts.
+    pub ends: TwoHosts,
+    // First the programs' holders, then the namespaces: containers, sandboxes, hosts, switch.
     _tools: Vec<Held>,
     _netns: Vec<Netns>,
+}
+
+/// What joins the two hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Underlay {
+    /// One veth pair between the hosts (the `vxlan-mech-*` scenarios).
+    Veth,
+    /// A switch namespace with a bridge, each host on a veth to one of its ports: the lab of
+    /// simulated hosts (xnet-lab) has this shape, so the `overlay-*` scenarios give Docker's
+    /// overlay rebuilt the same one.
+    Switch,
 }
 
 /// Every mechanism's pair.
@@ -102,7 +111,14 @@ impl OverlayLab {
     pub fn up(run_id: &str) -> anyhow::Result<Self> {
         let mut pairs = Vec::new();
         for &side in SIDES {
-            let pair = OverlayPair::up(run_id, side)
+            let tag = match side {
+                Side::VxlanBridge => "a",
+                Side::VxlanTunnelKey => "b",
+                Side::VxlanAdjustRoom => "c",
+                _ => "x",
+            };
+            let prefix = format!("{run_id}-vx{tag}");
+            let pair = OverlayPair::up(&prefix, side, Underlay::Veth)
                 .with_context(|| format!("setting up VXLAN side {}", side.label()))?;
             pairs.push((side, pair));
         }
@@ -110,13 +126,19 @@ impl OverlayLab {
     }
 
     /// The pair `side` is measured on (only the overlay sides are).
-    pub fn pair(&self, side: Side) -> &OverlayPair {
+    pub fn pair(&self, side: Side) -> &TwoHosts {
         self.pairs
             .iter()
             .find(|(s, _)| *s == side)
-            .map(|(_, pair)| pair)
+            .map(|(_, pair)| &pair.ends)
             .expect("the overlay lab has a pair for every VXLAN side")
     }
+}
+
+/// A, Docker's overlay datapath rebuilt, between two hosts on a switch (namespaces
+/// `<prefix>-*`): the baseline of the `overlay-*` scenarios.
+pub fn docker_overlay_on_switch(prefix: &str) -> anyhow::Result<OverlayPair> {
+    OverlayPair::up(prefix, Side::VxlanBridge, Underlay::Switch)
 }
 
 /// One simulated host as its plumbing needs it.
@@ -135,17 +157,16 @@ impl Host {
 }
 
 impl OverlayPair {
-    fn up(run_id: &str, side: Side) -> anyhow::Result<Self> {
-        let tag = match side {
-            Side::VxlanBridge => "a",
-            Side::VxlanTunnelKey => "b",
-            Side::VxlanAdjustRoom => "c",
-            _ => "x",
-        };
-        let prefix = format!("{run_id}-vx{tag}");
+    /// `side`'s mechanism between two hosts joined by `underlay`, in namespaces
+    /// `<prefix>-*`.
+    fn up(prefix: &str, side: Side, underlay: Underlay) -> anyhow::Result<Self> {
         let mut hosts = Vec::new();
-        // Every namespace is owned by `hosts` as soon as it exists, so a failure below still
-        // removes it (containers before sandboxes before hosts, see `into_pair`).
+        // Every namespace is owned by `hosts` or `switch` as soon as it exists, so a failure
+        // below still removes it (containers before sandboxes before hosts, see `adopt`).
+        let switch = match underlay {
+            Underlay::Switch => Some(quiet_netns(format!("{prefix}-sw"))?),
+            Underlay::Veth => None,
+        };
         for (name, ip) in ["a", "b"].into_iter().zip(HOSTS) {
             let ns = quiet_netns(format!("{prefix}-h{name}"))?;
             let container = quiet_netns(format!("{prefix}-c{name}"))?;
@@ -160,18 +181,28 @@ impl OverlayPair {
                 ip,
             });
         }
-        let mut pair = Self::empty();
-        pair.a_host = hosts[0].ns.path();
-        pair.b_host = hosts[1].ns.path();
-        let result = plumb(side, &hosts, &mut pair._tools);
+        let mut pair = Self {
+            ends: TwoHosts {
+                a: placeholder(),
+                b: placeholder(),
+                a_veth_ns: PathBuf::new(),
+                hosts: [hosts[0].ns.path(), hosts[1].ns.path()],
+                underlay: UNDERLAY,
+            },
+            _tools: Vec::new(),
+            _netns: Vec::new(),
+        };
+        let result = plumb(side, &hosts, switch.as_ref(), &mut pair._tools);
         pair.adopt(hosts);
+        pair._netns.extend(switch);
         result?;
         let path = |i: usize| pair._netns[i].path();
         let (a, b, a_veth_ns, b_veth_ns) = (path(0), path(1), path(2), path(3));
-        pair.a = probe_container(&a_veth_ns, a)?;
-        pair.b = probe_container(&b_veth_ns, b)?;
-        pair.a_veth_ns = a_veth_ns;
-        for c in [&pair.a, &pair.b] {
+        let ends = &mut pair.ends;
+        ends.a = probe_container(&a_veth_ns, a)?;
+        ends.b = probe_container(&b_veth_ns, b)?;
+        ends.a_veth_ns = a_veth_ns;
+        for c in [&ends.a, &ends.b] {
             ensure!(
                 c.mtu == OVERLAY_MTU,
                 "container {} has MTU {}, not {OVERLAY_MTU}",
@@ -181,22 +212,10 @@ impl OverlayPair {
         }
         // One ping, so a broken datapath fails here, naming the side, rather than as a
         // measurement that sees nothing.
-        let mut ping = sys::in_netns(&pair.a.netns, "ping");
-        sys::output(ping.args(["-c", "1", "-W", "2", &pair.b.ip.to_string()]))
+        let mut ping = sys::in_netns(&ends.a.netns, "ping");
+        sys::output(ping.args(["-c", "1", "-W", "2", &ends.b.ip.to_string()]))
             .context("no ping between the containers")?;
         Ok(pair)
-    }
-
-    fn empty() -> Self {
-        Self {
-            a: super::container::placeholder(),
-            b: super::container::placeholder(),
-            a_veth_ns: PathBuf::new(),
-            a_host: PathBuf::new(),
-            b_host: PathBuf::new(),
-            _tools: Vec::new(),
-            _netns: Vec::new(),
-        }
     }
 
     /// Takes the namespaces over in the order they must go: containers (0, 1), the
@@ -241,30 +260,92 @@ fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
     sys::sh(&words).map(drop)
 }
 
-/// The underlay, both containers and `side`'s mechanism; the programs' holders go to
-/// `tools`.
-fn plumb(side: Side, hosts: &[Host], tools: &mut Vec<Held>) -> anyhow::Result<()> {
-    let (ha, hb) = (&hosts[0], &hosts[1]);
-    let mtu = UNDERLAY_MTU.to_string();
+/// Makes `switch` a switch as xnet-lab's is (a bridge without multicast snooping nor
+/// br_netfilter, in a namespace of its own) and plugs each host namespace of `ports` into it:
+/// a veth from port `PORT` of the bridge to [`UNDERLAY`] (MTU 1500) in the host, both ends
+/// up.
+pub fn plug_into_switch(switch: &Netns, ports: &[(&str, &str)]) -> anyhow::Result<()> {
+    let sw = switch.name.as_str();
     ip(
-        &ha.ns.name,
+        sw,
         &[
             "link",
             "add",
-            UNDERLAY,
-            "mtu",
-            &mtu,
+            SWITCH_BRIDGE,
             "type",
-            "veth",
-            "peer",
-            "name",
-            UNDERLAY,
-            "mtu",
-            &mtu,
-            "netns",
-            &hb.ns.name,
+            "bridge",
+            "mcast_snooping",
+            "0",
         ],
     )?;
+    ip(sw, &["link", "set", SWITCH_BRIDGE, "up"])?;
+    // Where br_netfilter is loaded (Docker loads it), the bridge of a new namespace sends
+    // every frame through the IP hooks, which a switch does not have.
+    if Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() {
+        let mut sysctl = sys::in_netns(&switch.path(), "sysctl");
+        sys::output(sysctl.args([
+            "-q",
+            "-w",
+            "net.bridge.bridge-nf-call-iptables=0",
+            "net.bridge.bridge-nf-call-ip6tables=0",
+            "net.bridge.bridge-nf-call-arptables=0",
+        ]))?;
+    }
+    let mtu = UNDERLAY_MTU.to_string();
+    for (port, host) in ports {
+        ip(
+            sw,
+            &[
+                "link", "add", port, "mtu", &mtu, "type", "veth", "peer", "name", UNDERLAY, "mtu",
+                &mtu, "netns", host,
+            ],
+        )?;
+        ip(sw, &["link", "set", port, "master", SWITCH_BRIDGE, "up"])?;
+        ip(host, &["link", "set", UNDERLAY, "up"])?;
+    }
+    Ok(())
+}
+
+/// The underlay (through `switch` if given), both containers and `side`'s mechanism; the
+/// programs' holders go to `tools`.
+fn plumb(
+    side: Side,
+    hosts: &[Host],
+    switch: Option<&Netns>,
+    tools: &mut Vec<Held>,
+) -> anyhow::Result<()> {
+    let (ha, hb) = (&hosts[0], &hosts[1]);
+    match switch {
+        Some(switch) => {
+            let ports = [("ha", ha), ("hb", hb)];
+            plug_into_switch(
+                switch,
+                &ports.map(|(port, host)| (port, host.ns.name.as_str())),
+            )?;
+        }
+        None => {
+            let mtu = UNDERLAY_MTU.to_string();
+            ip(
+                &ha.ns.name,
+                &[
+                    "link",
+                    "add",
+                    UNDERLAY,
+                    "mtu",
+                    &mtu,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    UNDERLAY,
+                    "mtu",
+                    &mtu,
+                    "netns",
+                    &hb.ns.name,
+                ],
+            )?;
+        }
+    }
     for host in hosts {
         let addr = format!("{}/{UNDERLAY_PREFIX}", host.ip);
         ip(&host.ns.name, &["addr", "add", &addr, "dev", UNDERLAY])?;
@@ -406,29 +487,32 @@ pub fn received(netns: &Path, dev: &str) -> anyhow::Result<(u64, u64)> {
     Ok((count("bytes")?, count("packets")?))
 }
 
-/// The underlay as a wire between real NICs carries it, while it lives: host A's `under0`
-/// segments UDP-tunnel GSO packets itself (its `tx-udp_tnl-segmentation` and
+/// The underlay as a wire between real NICs carries it, while it lives: each host's
+/// underlay device segments UDP-tunnel GSO packets itself (`tx-udp_tnl-segmentation` and
 /// `tx-udp_tnl-csum-segmentation` off: in software here, where a NIC with VXLAN TSO would do
-/// it in hardware), so MTU-sized packets cross, and host B's has GRO on, as NICs have, to
-/// coalesce them again. Between veths (the default) GSO super-packets cross whole and
+/// it in hardware), so MTU-sized packets cross, and has GRO on, as NICs have, to coalesce
+/// them again on receipt. Between veths (the default) GSO super-packets cross whole and
 /// receive-side GRO never matters. The features are put back as they were.
 pub struct SegmentedUnderlay {
-    restore: Vec<(PathBuf, &'static str, String)>,
+    restore: Vec<(PathBuf, &'static str, &'static str, String)>,
 }
 
 impl SegmentedUnderlay {
-    pub fn new(pair: &OverlayPair) -> anyhow::Result<Self> {
+    pub fn new(pair: &TwoHosts) -> anyhow::Result<Self> {
         let mut guard = Self {
             restore: Vec::new(),
         };
-        for (host, feature, state) in [
-            (&pair.a_host, "tx-udp_tnl-segmentation", "off"),
-            (&pair.a_host, "tx-udp_tnl-csum-segmentation", "off"),
-            (&pair.b_host, "generic-receive-offload", "on"),
-        ] {
-            let was = feature_state(host, feature)?;
-            guard.restore.push((host.clone(), feature, was));
-            set_feature(host, feature, state)?;
+        let dev = pair.underlay;
+        for host in &pair.hosts {
+            for (feature, state) in [
+                ("tx-udp_tnl-segmentation", "off"),
+                ("tx-udp_tnl-csum-segmentation", "off"),
+                ("generic-receive-offload", "on"),
+            ] {
+                let was = feature_state(host, dev, feature)?;
+                guard.restore.push((host.clone(), dev, feature, was));
+                set_feature(host, dev, feature, state)?;
+            }
         }
         Ok(guard)
     }
@@ -436,26 +520,26 @@ impl SegmentedUnderlay {
 
 impl Drop for SegmentedUnderlay {
     fn drop(&mut self) {
-        for (host, feature, state) in self.restore.iter().rev() {
-            let _ = set_feature(host, feature, state);
+        for (host, dev, feature, state) in self.restore.iter().rev() {
+            let _ = set_feature(host, dev, feature, state);
         }
     }
 }
 
-/// `on` or `off`: an offload feature of the underlay device in `host`, as `ethtool -k` shows.
-fn feature_state(host: &Path, feature: &str) -> anyhow::Result<String> {
-    let out = sys::output(sys::in_netns(host, "ethtool").args(["-k", UNDERLAY]))?;
+/// `on` or `off`: an offload feature of device `dev` in `host`, as `ethtool -k` shows.
+fn feature_state(host: &Path, dev: &str, feature: &str) -> anyhow::Result<String> {
+    let out = sys::output(sys::in_netns(host, "ethtool").args(["-k", dev]))?;
     out.lines()
         .filter_map(|line| line.trim().split_once(": "))
         .find(|(name, _)| *name == feature)
         .and_then(|(_, state)| state.split_whitespace().next())
         .map(str::to_string)
-        .with_context(|| format!("ethtool -k {UNDERLAY} shows no {feature}"))
+        .with_context(|| format!("ethtool -k {dev} shows no {feature}"))
 }
 
-fn set_feature(host: &Path, feature: &str, state: &str) -> anyhow::Result<()> {
+fn set_feature(host: &Path, dev: &str, feature: &str, state: &str) -> anyhow::Result<()> {
     let mut ethtool = sys::in_netns(host, "ethtool");
-    sys::output(ethtool.args(["-K", UNDERLAY, feature, state])).map(drop)
+    sys::output(ethtool.args(["-K", dev, feature, state])).map(drop)
 }
 
 /// The MAC of `host`'s underlay device.

@@ -12,6 +12,15 @@ use super::{
     side::{Role, Side},
 };
 
+/// The time now, as `2026-12-03 07:10 UTC` (`date -u`; empty if it cannot run).
+pub fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 /// The 1-minute load average (0 when unreadable).
 pub fn load_average() -> f64 {
     fs::read_to_string("/proc/loadavg")
@@ -339,7 +348,11 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
     // Loss of xnet, the baseline and real Docker (or of the baseline and the candidates),
     // where they count frames.
     let lossy: Vec<Side> = match ours {
-        Some(ours) => vec![Some(ours), baseline, Some(Side::DockerReal)],
+        Some(ours) => vec![
+            Some(ours),
+            baseline,
+            sides.iter().copied().find(|s| s.role() == Role::Docker),
+        ],
         None => std::iter::once(baseline)
             .chain(
                 sides
@@ -391,6 +404,27 @@ fn table_of(rows: &[&Row], baseline: Option<Side>, compare: Compare) -> String {
     out
 }
 
+/// Writes the tables as the README shows a run's results: a line saying what ran (`run`),
+/// where and how quiet the machine was, then the tables exactly as printed.
+pub fn write_markdown(
+    rows: &[Row],
+    machine: &Value,
+    run: &str,
+    rounds: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let text = format!(
+        "{run}, on {} vCPUs ({}), kernel {}, load average {:.2} before the run; median \
+         [min–max] of {rounds} round(s), the sides alternated within each round.\n\n{}",
+        machine["cpus"],
+        machine["cpu_model"].as_str().unwrap_or("unknown"),
+        machine["kernel"].as_str().unwrap_or("unknown"),
+        machine["load_before"].as_f64().unwrap_or(0.0),
+        table(rows)
+    );
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Writes all rows as a JSON array.
 pub fn write_json(rows: &[Row], machine: &Value, path: &Path) -> anyhow::Result<()> {
     let all: Vec<Value> = rows.iter().map(|r| r.json(machine)).collect();
@@ -433,9 +467,8 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
         for key in ["ours", "ratio"] {
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
-        let ratio = object["ratio"].as_f64();
         ensure!(
-            ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+            ratio_is_good(object, "ratio", "baseline"),
             "bad ratio in {object}"
         );
         let scenario = object["scenario"].as_str().unwrap_or_default();
@@ -452,9 +485,9 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
             ensure!(object.get(key).is_some(), "{key} missing in {object}");
         }
         if with_docker.iter().any(|name| name == scenario) {
-            let ratio = object["ratio_to_docker"].as_f64();
             ensure!(
-                object.get("docker").is_some() && ratio.is_some_and(|r| r.is_finite() && r > 0.0),
+                object.get("docker").is_some()
+                    && ratio_is_good(object, "ratio_to_docker", "docker"),
                 "real Docker's side or its ratio missing in {object}"
             );
         }
@@ -466,6 +499,16 @@ pub fn verify_json(path: &Path, with_docker: &[String]) -> anyhow::Result<usize>
         );
     }
     Ok(all.len())
+}
+
+/// Whether `object`'s ratio `key` to side `of` is a number (0 where xnet counted none of
+/// something, retransmissions say), or null because the side's median is 0 (nothing to
+/// divide by).
+fn ratio_is_good(object: &Value, key: &str, of: &str) -> bool {
+    match object[key].as_f64() {
+        Some(ratio) => ratio.is_finite() && ratio >= 0.0,
+        None => object[key].is_null() && object[of]["median"].as_f64() == Some(0.0),
+    }
 }
 
 /// A result that compares candidates with a baseline (no xnet side): every candidate has a
@@ -633,6 +676,16 @@ mod tests {
         assert!((v[0]["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-9);
         assert!((v[0]["ratio_to_ceiling"].as_f64().unwrap() - 1.0).abs() < 1e-9);
         assert!((v[0]["baseline"]["loss"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+        let markdown = dir.join("results.md");
+        let run = "`cargo xtask bench bridge-pps --rounds 3`, started 2026-12-03 07:10 UTC";
+        write_markdown(&[row()], &machine(0.5), run, 3, &markdown).unwrap();
+        let text = fs::read_to_string(&markdown).unwrap();
+        assert!(
+            text.starts_with(&format!("{run}, on "))
+                && text.contains("load average 0.50 before the run; median [min–max] of 3")
+                && text.ends_with(&table(&[row()])),
+            "{text}"
+        );
         write_svg(&row(), &dir).unwrap();
         let svg = fs::read_to_string(dir.join("bridge-pps_1flow.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("docker-bridge"));
@@ -801,6 +854,69 @@ mod tests {
         assert_eq!(v[1]["met"].as_bool(), Some(false));
         assert!(v[2]["target"].is_null() && v[2]["met"].is_null());
         assert!(v[0].get("ratio").is_none() && v[0].get("baseline").is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overlay_rows_compare_xnet_with_the_rebuilt_and_the_real_overlay() {
+        let side = |side, median: f64, delivered: Option<u64>| SideResult {
+            side,
+            summary: Summary::of(&[median]),
+            frames: delivered.map(|delivered| Delivery {
+                sent: 100,
+                delivered,
+            }),
+        };
+        let row = |scenario: &str, unit, values: [f64; 3], frames: bool| Row {
+            scenario: scenario.into(),
+            unit,
+            better: Better::Higher,
+            compare: Compare::Ratio,
+            rounds: 1,
+            sides: vec![
+                side(Side::XnetOverlay, values[0], frames.then_some(100)),
+                side(Side::DockerOverlay, values[1], frames.then_some(100)),
+                side(Side::DockerRealOverlay, values[2], frames.then_some(95)),
+            ],
+        };
+        let pps = row("overlay-pps/1flow", "Mpps", [1.5, 0.5, 0.3], true);
+        // A count the baseline never saw: no ratio to it, and still a valid result.
+        let retransmitted = row(
+            "overlay-tcp/1stream/retransmitted",
+            "% of segments",
+            [0.01, 0.0, 0.02],
+            false,
+        );
+        let table = table(std::slice::from_ref(&pps));
+        assert!(
+            table.starts_with(
+                "| scenario | unit | better | xnet: median [min–max] | A: Docker's overlay \
+                 rebuilt (bridge + vxlan device) | xnet / A | Docker 20.10 (swarm, overlay \
+                 driver) | xnet / Docker | loss xnet / A / Docker |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 3.00x |")
+                && table.contains("| 5.00x |")
+                && table.contains("| 0.0% / 0.0% / 5.0% |"),
+            "{table}"
+        );
+        let dir = std::env::temp_dir().join(format!("xnet-perf-cross-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        write_json(&[pps, retransmitted], &machine(0.0), &path).unwrap();
+        let names = ["overlay-pps/1flow", "overlay-tcp/1stream/retransmitted"].map(String::from);
+        assert_eq!(verify_json(&path, &names).unwrap(), 2);
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v[0]["docker"]["name"], "docker-real-overlay");
+        assert!((v[0]["ratio_to_docker"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+        assert!(v[1]["ratio"].is_null());
+        // A null ratio to a side that counted something is an error.
+        let mut broken = v.clone();
+        broken[1]["ratio_to_docker"] = Value::Null;
+        fs::write(&path, broken.to_string()).unwrap();
+        assert!(verify_json(&path, &names).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 

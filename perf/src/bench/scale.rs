@@ -4,10 +4,10 @@
 //! map within 100 ms (p99) at 100 changes per second; and its memory, reported.
 
 use super::{
-    cluster::ClusterSize,
     lab::Lab,
     scenarios::{Better, Case, Compare, Effort, Metric, Sample},
     side::Side,
+    synthetic_cluster::ClusterSize,
 };
 
 const METRICS: &[Metric] = &[

@@ -14,10 +14,10 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
 use super::{
-    cluster::ClusterSize,
     container::Pair,
     lab::Lab,
     side::Side,
+    synthetic_cluster::ClusterSize,
     sys::{self, Held},
 };
 use crate::{frame::Mac, generator::GenReport, rr::RrReport, sink::SinkReport};

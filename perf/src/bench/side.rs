@@ -40,6 +40,15 @@ pub enum Side {
     VxlanAdjustRoom,
     /// C, decapsulated at the underlay's XDP hook instead.
     VxlanAdjustRoomXdp,
+    /// The real xnetd and CLI on two simulated hosts of a cluster (xnet-lab: etcd, a switch
+    /// between the hosts), a container on each, on one overlay network.
+    XnetOverlay,
+    /// Docker's overlay datapath rebuilt (A of the VXLAN mechanisms) between two hosts on a
+    /// switch, as xnet's are.
+    DockerOverlay,
+    /// Real Docker's overlay: two private engines of the machine's installation in a swarm,
+    /// on a switch as xnet's hosts are, a container of each on an attachable overlay network.
+    DockerRealOverlay,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -76,29 +85,34 @@ impl Side {
             Side::VxlanTunnelKey => "vxlan-set-tunnel-key",
             Side::VxlanAdjustRoom => "vxlan-adjust-room",
             Side::VxlanAdjustRoomXdp => "vxlan-adjust-room-xdp",
+            Side::XnetOverlay => "xnet-overlay",
+            Side::DockerOverlay => "docker-overlay",
+            Side::DockerRealOverlay => "docker-real-overlay",
         }
     }
 
     pub fn role(self) -> Role {
         match self {
-            Side::Xnet | Side::XnetCluster => Role::Ours,
-            Side::DockerBridge | Side::DockerDnat | Side::IptablesBatch | Side::VxlanBridge => {
-                Role::Baseline
-            }
+            Side::Xnet | Side::XnetCluster | Side::XnetOverlay => Role::Ours,
+            Side::DockerBridge
+            | Side::DockerDnat
+            | Side::IptablesBatch
+            | Side::VxlanBridge
+            | Side::DockerOverlay => Role::Baseline,
             Side::VxlanTunnelKey | Side::VxlanAdjustRoom | Side::VxlanAdjustRoomXdp => {
                 Role::Candidate
             }
             Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
             Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
-            Side::DockerReal => Role::Docker,
+            Side::DockerReal | Side::DockerRealOverlay => Role::Docker,
         }
     }
 
     /// Its column in the table.
     pub fn title(self) -> &'static str {
         match self {
-            Side::Xnet => "xnet: median [min–max]",
+            Side::Xnet | Side::XnetOverlay => "xnet: median [min–max]",
             Side::XnetCluster => "xnet, one host of the cluster: median [min–max]",
             Side::DockerBridge => "docker-bridge",
             Side::PeerHop => "ceiling (bare tcx peer hop)",
@@ -113,13 +127,15 @@ impl Side {
             Side::VxlanTunnelKey => "B: set_tunnel_key + collect_md vxlan device",
             Side::VxlanAdjustRoom => "C: adjust_room, decap at tcx",
             Side::VxlanAdjustRoomXdp => "C-xdp: adjust_room, decap at XDP",
+            Side::DockerOverlay => "A: Docker's overlay rebuilt (bridge + vxlan device)",
+            Side::DockerRealOverlay => "Docker 20.10 (swarm, overlay driver)",
         }
     }
 
     /// How the table's ratio columns name it.
     pub fn short(self) -> &'static str {
         match self {
-            Side::Xnet | Side::XnetCluster => "xnet",
+            Side::Xnet | Side::XnetCluster | Side::XnetOverlay => "xnet",
             Side::DockerBridge => "bridge",
             Side::PeerHop => "ceiling",
             Side::XdpHop => "XDP hop",
@@ -128,8 +144,8 @@ impl Side {
             Side::IptablesBatch => "batch",
             Side::IptablesPerRule => "per rule",
             Side::UplinkDrop => "ceiling",
-            Side::DockerReal => "Docker",
-            Side::VxlanBridge => "A",
+            Side::DockerReal | Side::DockerRealOverlay => "Docker",
+            Side::VxlanBridge | Side::DockerOverlay => "A",
             Side::VxlanTunnelKey => "B",
             Side::VxlanAdjustRoom => "C",
             Side::VxlanAdjustRoomXdp => "C-xdp",

@@ -16,23 +16,18 @@ use std::{collections::HashMap, net::SocketAddrV4, path::Path};
 use anyhow::{Context as _, ensure};
 
 use super::{
-    lab::Lab,
-    overlay::{OverlayPair, SIDES, SegmentedUnderlay, UNDERLAY, received},
+    container::TwoHosts,
+    overlay::{SIDES, SegmentedUnderlay, received},
     scenarios::{
         Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, IPERF3_PORT, Metric, RR_METRICS,
         RR_PORT, Sample, Sender, iperf3, ping_pong_on, send_and_count,
     },
-    side::Side,
     sys,
 };
 
 /// Below this, TCP between two containers on veths is broken, not slow: a datapath that loses
 /// GSO super-packets or their checksums delivers a trickle of retransmissions.
 const TCP_WORKS_GBPS: f64 = 0.1;
-
-fn pair(lab: &Lab, side: Side) -> &OverlayPair {
-    lab.overlay().pair(side)
-}
 
 /// 64-byte UDP from A to B, one flow, counted at B.
 pub fn vxlan_mech_pps(_: &Effort) -> Vec<Case> {
@@ -41,7 +36,7 @@ pub fn vxlan_mech_pps(_: &Effort) -> Vec<Case> {
         sides: SIDES,
         metrics: HIGHER_MPPS,
         measure: Box::new(|lab, side, effort| {
-            let pair = pair(lab, side);
+            let pair = lab.two_hosts(side);
             // The generator's frames arrive at A's host-side veth, which drops them without
             // GRO (or an XDP program) on it: on for every mechanism alike.
             let _gro = GroOn::new(&pair.a_veth_ns, vec![&pair.a.host_veth])?;
@@ -64,7 +59,7 @@ pub fn vxlan_mech_pps(_: &Effort) -> Vec<Case> {
 /// segmented before the wire; and the mean size of the skbs delivered into container B: tens
 /// of kilobytes while GSO survived or GRO coalesced the segments again, about 1,500 bytes when
 /// the container gets every segment on its own.
-const TCP_METRICS: &[Metric] = &[
+pub const TCP_METRICS: &[Metric] = &[
     Metric {
         suffix: "",
         unit: "Gbit/s",
@@ -119,41 +114,46 @@ pub fn vxlan_mech_tcp(effort: &Effort) -> Vec<Case> {
             sides: SIDES,
             metrics: TCP_METRICS,
             measure: Box::new(move |lab, side, effort| {
-                let pair = pair(lab, side);
-                let _wire = segmented
-                    .then(|| SegmentedUnderlay::new(pair))
-                    .transpose()?;
-                let server = SocketAddrV4::new(pair.b.ip, IPERF3_PORT);
-                let before = TcpCounters::of(&pair.a.netns)?;
-                let underlay_before = received(&pair.b_host, UNDERLAY)?;
-                let delivered_before = received(&pair.b.netns, "eth0")?;
-                let sample = iperf3(
-                    &pair.b.netns,
-                    &pair.a.netns,
-                    server,
-                    streams,
-                    effort.tcp_seconds,
-                )?;
-                let sent = TcpCounters::of(&pair.a.netns)?.since(&before);
-                let mean = |now: (u64, u64), before: (u64, u64)| {
-                    let packets = now.1.saturating_sub(before.1).max(1);
-                    now.0.saturating_sub(before.0) as f64 / packets as f64
-                };
-                let underlay = mean(received(&pair.b_host, UNDERLAY)?, underlay_before);
-                let delivered = mean(received(&pair.b.netns, "eth0")?, delivered_before);
-                let gbps = sample.values[0];
-                ensure!(
-                    gbps >= TCP_WORKS_GBPS,
-                    "TCP carried only {gbps:.4} Gbit/s: the datapath breaks TCP's offloads \
-                     ({sent:?})"
-                );
-                Ok(Sample {
-                    values: vec![gbps, sent.retransmitted(), sent.lost(), underlay, delivered],
-                    frames: None,
-                })
+                tcp_across(lab.two_hosts(side), streams, effort.tcp_seconds, segmented)
             }),
         })
         .collect()
+}
+
+/// iperf3 with `streams` streams from A to B of `pair` for `seconds`, over an underlay
+/// segmented as a wire is if `segmented`: the values of [`TCP_METRICS`]. Fails where TCP
+/// carries (almost) nothing.
+pub fn tcp_across(
+    pair: &TwoHosts,
+    streams: u32,
+    seconds: u32,
+    segmented: bool,
+) -> anyhow::Result<Sample> {
+    let _wire = segmented
+        .then(|| SegmentedUnderlay::new(pair))
+        .transpose()?;
+    let server = SocketAddrV4::new(pair.b.ip, IPERF3_PORT);
+    let b_underlay = (&pair.hosts[1], pair.underlay);
+    let before = TcpCounters::of(&pair.a.netns)?;
+    let underlay_before = received(b_underlay.0, b_underlay.1)?;
+    let delivered_before = received(&pair.b.netns, "eth0")?;
+    let sample = iperf3(&pair.b.netns, &pair.a.netns, server, streams, seconds)?;
+    let sent = TcpCounters::of(&pair.a.netns)?.since(&before);
+    let mean = |now: (u64, u64), before: (u64, u64)| {
+        let packets = now.1.saturating_sub(before.1).max(1);
+        now.0.saturating_sub(before.0) as f64 / packets as f64
+    };
+    let underlay = mean(received(b_underlay.0, b_underlay.1)?, underlay_before);
+    let delivered = mean(received(&pair.b.netns, "eth0")?, delivered_before);
+    let gbps = sample.values[0];
+    ensure!(
+        gbps >= TCP_WORKS_GBPS,
+        "TCP carried only {gbps:.4} Gbit/s: the datapath breaks TCP's offloads ({sent:?})"
+    );
+    Ok(Sample {
+        values: vec![gbps, sent.retransmitted(), sent.lost(), underlay, delivered],
+        frames: None,
+    })
 }
 
 /// TCP ping-pong of 1-byte messages, client in A, server in B: as `bridge-rr` does it, and
@@ -175,7 +175,7 @@ pub fn vxlan_mech_rr(effort: &Effort) -> Vec<Case> {
             sides: SIDES,
             metrics: RR_METRICS,
             measure: Box::new(move |lab, side, effort| {
-                let pair = pair(lab, side);
+                let pair = lab.two_hosts(side);
                 let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
                 let (server, client) = (&pair.b.netns, &pair.a.netns);
                 ping_pong_on(server, client, target, 1, effort.rr_seconds, cpu)
