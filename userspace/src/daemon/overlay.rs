@@ -5,11 +5,12 @@
 //! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
 use tracing::{info, warn};
+use xnet_common::MAX_FLOOD_VTEPS;
 
 use super::{endpoints::StaticIps, inner::Inner};
 use crate::{
@@ -20,7 +21,7 @@ use crate::{
         records::EndpointRecord,
         store::{Store, unavailable},
     },
-    datapath::RemoteEndpoint,
+    datapath::{Datapath, FloodSet, RemoteEndpoint},
     error::{Result, XnetError},
     state::{Endpoint, Mac, Network, ids::random_id},
 };
@@ -249,6 +250,7 @@ impl Inner {
         for vtep in &live {
             datapath.add_vtep(*vtep)?;
         }
+        sync_flood_sets(datapath, &wanted)?;
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.applied = wanted;
         }
@@ -284,4 +286,58 @@ impl Inner {
         let underlay = &self.cluster.as_ref()?.underlay;
         Some(underlay.mtu.saturating_sub(VXLAN_OVERHEAD))
     }
+}
+
+/// Makes the datapath's flood sets (where each overlay network's broadcasts and multicasts are
+/// replicated to) match the remote endpoints `wanted`: every other live host with endpoints on
+/// the network, and no entry for a network without any. Only differences are written.
+fn sync_flood_sets(
+    datapath: &mut Datapath,
+    wanted: &BTreeSet<RemoteEndpoint>,
+) -> anyhow::Result<()> {
+    let wanted = flood_sets(wanted);
+    let current = datapath.flood_sets();
+    for network_id in current.keys().filter(|id| !wanted.contains_key(id)) {
+        datapath.remove_flood(*network_id)?;
+    }
+    for (network_id, all) in wanted {
+        // The datapath's fan-out is a bounded loop: the hosts past its bound (the highest
+        // addresses) miss this network's broadcasts, which the log says when it changes.
+        let set = FloodSet {
+            vni: all.vni,
+            vteps: all
+                .vteps
+                .iter()
+                .copied()
+                .take(MAX_FLOOD_VTEPS as usize)
+                .collect(),
+        };
+        if current.get(&network_id) == Some(&set) {
+            continue;
+        }
+        if set.vteps.len() < all.vteps.len() {
+            warn!(
+                vni = all.vni,
+                hosts = all.vteps.len(),
+                "broadcasts and multicasts of the overlay network reach only {MAX_FLOOD_VTEPS} of its other hosts"
+            );
+        }
+        datapath.set_flood(network_id, &set)?;
+    }
+    Ok(())
+}
+
+/// The hosts of each overlay network's remote endpoints in `remotes`, by network id.
+fn flood_sets(remotes: &BTreeSet<RemoteEndpoint>) -> BTreeMap<u32, FloodSet> {
+    let mut sets: BTreeMap<u32, FloodSet> = BTreeMap::new();
+    for remote in remotes {
+        sets.entry(remote.network_id)
+            .or_insert_with(|| FloodSet {
+                vni: remote.vni,
+                vteps: BTreeSet::new(),
+            })
+            .vteps
+            .insert(remote.vtep);
+    }
+    sets
 }

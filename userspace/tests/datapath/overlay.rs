@@ -5,6 +5,7 @@
 //! the overlay maps (`xnet::datapath::Datapath`), on a datapath loaded as xnetd loads it.
 
 use std::{
+    collections::BTreeSet,
     ffi::CString,
     net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -16,7 +17,7 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap, MapData, MapInfo};
-use xnet::datapath::RemoteEndpoint;
+use xnet::datapath::{FloodSet, RemoteEndpoint};
 use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_FLOOD_VTEPS, MAP_MEMBER_COUNT, MAP_MEMBERS,
     MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS, MAX_FLOOD_VTEPS, MAX_NEIGHBORS,
@@ -1135,4 +1136,52 @@ fn neighbor_maps_pinned_preallocated_are_recreated_per_entry() {
         let info = MapInfo::from_pin(loaded.dir.join("maps").join(name)).unwrap();
         assert_eq!(info.map_flags(), 1, "{name}: BPF_F_NO_PREALLOC");
     }
+}
+
+#[test]
+fn the_daemon_sets_where_broadcasts_are_replicated_and_a_restart_keeps_it() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut loaded = Loaded::new(|_| {});
+    let dp = &mut loaded.datapath;
+    let set = |vni, vteps: &[[u8; 4]]| FloodSet {
+        vni,
+        vteps: vteps.iter().copied().map(Ipv4Addr::from).collect(),
+    };
+    dp.set_flood(NET, &set(VNI, &[VTEP_C, VTEP_B])).unwrap();
+    dp.set_flood(OTHER_NET, &set(OTHER_VNI, &[VTEP_B])).unwrap();
+    let too_many: BTreeSet<Ipv4Addr> = (0..=MAX_FLOOD_VTEPS)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    let refused = FloodSet {
+        vni: VNI,
+        vteps: too_many,
+    };
+    assert!(
+        dp.set_flood(3, &refused).is_err(),
+        "more hosts than the datapath takes"
+    );
+    assert!(
+        dp.set_flood(3, &set(1 << 24, &[VTEP_B])).is_err(),
+        "VNIs have 24 bits"
+    );
+    // No other host: the entry goes.
+    dp.set_flood(OTHER_NET, &set(OTHER_VNI, &[])).unwrap();
+    dp.remove_flood(OTHER_NET).unwrap();
+    let expected = [(NET, set(VNI, &[VTEP_B, VTEP_C]))].into();
+    assert_eq!(dp.flood_sets(), expected);
+    // What the programs read: the VNI, the count, the addresses in order, zeros after.
+    let pin = loaded.dir.join("maps").join(MAP_FLOOD_VTEPS);
+    let map: HashMap<MapData, u32, FloodVteps> =
+        HashMap::try_from(aya::maps::Map::HashMap(MapData::from_pin(pin).unwrap())).unwrap();
+    let value = map.get(&NET, 0).unwrap();
+    assert_eq!((value.vni, value.count), (VNI, 2));
+    assert_eq!(&value.vteps[..3], &[VTEP_B, VTEP_C, [0; 4]]);
+    loaded.reload();
+    assert_eq!(
+        loaded.datapath.flood_sets(),
+        expected,
+        "kept across a restart"
+    );
 }
