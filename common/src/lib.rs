@@ -372,8 +372,17 @@ pub const MAP_VNIS: &str = "VNIS";
 /// `VTEPS`: underlay address (`[u8; 4]`) -> [`Vtep`]: the live hosts of the cluster (under
 /// their etcd lease). VXLAN from any other source is dropped.
 pub const MAP_VTEPS: &str = "VTEPS";
+/// `FLOOD_VTEPS`: network id (`u32`) -> [`FloodVteps`]: for an overlay network, the other
+/// hosts of the cluster with endpoints on it, to each of which the datapath sends a copy of
+/// every broadcast and multicast frame its endpoints send (head-end replication). No entry:
+/// the network's broadcasts stay on this host (a network of this host only, or an overlay
+/// nobody else has joined).
+pub const MAP_FLOOD_VTEPS: &str = "FLOOD_VTEPS";
 /// Capacity of `VTEPS` (hosts of one cluster).
 pub const MAX_VTEPS: u32 = 4096;
+/// How many other hosts a broadcast of one overlay network reaches at most: one copy each,
+/// made in a bounded loop.
+pub const MAX_FLOOD_VTEPS: u32 = 256;
 /// Capacity of `NEIGHBORS` (local and remote endpoints of every network; `NEIGHBORS6` holds
 /// twice as many: two entries per endpoint). Both are allocated per entry, not up front.
 /// (`VNIS` holds [`MAX_ENDPOINTS`]: one per network this host has.)
@@ -400,6 +409,18 @@ pub struct Tunnel {
 pub struct Vtep {
     /// Reserved (non-zero: live); the key is what matters.
     pub live: u32,
+}
+
+/// Where an overlay network's broadcasts and multicasts are replicated to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodVteps {
+    /// The network's VNI (an endpoint's entry does not carry it).
+    pub vni: u32,
+    /// How many of `vteps` are in use (at most [`MAX_FLOOD_VTEPS`]).
+    pub count: u32,
+    /// The other hosts' underlay addresses: the first `count` are, the rest are zero.
+    pub vteps: [[u8; 4]; MAX_FLOOD_VTEPS as usize],
 }
 
 /// Traffic of one endpoint, seen from the container: `tx` is what it sent, `rx` what was
@@ -471,11 +492,16 @@ pub enum DropReason {
     UnknownInnerDestination = 22,
     /// A frame for a remote endpoint while this host has no tunnel (no cluster).
     NoTunnel = 23,
+    /// One copy of a broadcast or multicast (head-end replication) that another host of the
+    /// network did not get: no route to its underlay address, or its neighbour entry was not
+    /// resolved while another copy of the same frame already waited for resolution. Counted
+    /// per copy; the frame itself reached the other members.
+    UnreachableVtep = 24,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -500,6 +526,7 @@ impl DropReason {
         DropReason::SpoofedInnerSource,
         DropReason::UnknownInnerDestination,
         DropReason::NoTunnel,
+        DropReason::UnreachableVtep,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -528,6 +555,7 @@ impl DropReason {
             DropReason::SpoofedInnerSource => "spoofed-inner-source",
             DropReason::UnknownInnerDestination => "unknown-inner-destination",
             DropReason::NoTunnel => "no-tunnel",
+            DropReason::UnreachableVtep => "unreachable-vtep",
         }
     }
 }
@@ -560,6 +588,7 @@ mod pod {
     unsafe impl aya::Pod for super::SockRevKeyV6 {}
     unsafe impl aya::Pod for super::Tunnel {}
     unsafe impl aya::Pod for super::Vtep {}
+    unsafe impl aya::Pod for super::FloodVteps {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -569,6 +598,7 @@ const _: () = assert!(core::mem::size_of::<Neighbor6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 24);
 const _: () = assert!(core::mem::size_of::<Tunnel>() == 12);
 const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
+const _: () = assert!(core::mem::size_of::<FloodVteps>() == 8 + 4 * MAX_FLOOD_VTEPS as usize);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);
 const _: () = assert!(core::mem::size_of::<Uplink>() == 24);
 const _: () = assert!(core::mem::size_of::<FlowKeyV4>() == 16);

@@ -4,18 +4,23 @@
 //! the endpoint it is for ([`from_underlay`]). ("Mechanism C" in docs/architecture.md, chosen
 //! by measurement.)
 //!
-//! Only unicast crosses hosts: every host answers ARP and neighbour solicitations for remote
-//! endpoints itself (they are in `NEIGHBORS` / `NEIGHBORS6` with their MACs), and broadcasts
-//! reach the local members only (no head-end replication), so nothing is ever sent to a group
-//! MAC and nothing addressed to one is accepted.
+//! Broadcasts and multicasts an endpoint sends are replicated to every other host with
+//! endpoints on its network, one unicast VXLAN packet each ([`to_hosts`], head-end
+//! replication), and a host that receives one delivers it to its own members only, so a copy
+//! never travels further. Address resolution never crosses hosts: every host answers ARP and
+//! neighbour solicitations for remote endpoints itself (they are in `NEIGHBORS` /
+//! `NEIGHBORS6` with their MACs), so ARP and neighbour discovery are neither replicated nor
+//! accepted from the underlay.
 
 use aya_ebpf::{
     bindings::{
-        BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        __sk_buff, BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_DECAP_L3_IPV6,
+        BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_SHOT,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup,
     },
-    helpers::{bpf_get_hash_recalc, bpf_redirect_neigh},
+    cty::c_void,
+    helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_loop, bpf_redirect_neigh},
     programs::TcContext,
 };
 use network_types::{
@@ -24,9 +29,9 @@ use network_types::{
     udp::UdpHdr,
     vxlan::VxlanHdr,
 };
-use xnet_common::{DropReason, Neighbor, Tunnel};
+use xnet_common::{DropReason, MAX_FLOOD_VTEPS, Neighbor, Tunnel};
 
-use crate::{deliver, maps, outcome::Outcome, packet::IPPROTO_UDP};
+use crate::{deliver, flood, maps, outcome::Outcome, packet::IPPROTO_UDP, stats};
 
 /// The outer Ethernet, IPv4 and UDP headers: the part that says whether a packet is VXLAN for
 /// this host.
@@ -98,27 +103,208 @@ pub fn to_remote(ctx: &TcContext, peer: &Neighbor) -> Outcome {
 fn encapsulate(ctx: &TcContext, peer: &Neighbor) -> Result<i32, DropReason> {
     let tunnel = maps::tunnel().ok_or(DropReason::NoTunnel)?;
     let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
+    let flow_hash = grow(ctx)?;
+    let headers = Headers {
+        outer: outer(&tunnel, peer.vtep, ctx.len(), flow_hash),
+        tunneled: tunneled(peer.vni, peer.mac, &inner),
+    };
+    ctx.store(0, &headers, 0)
+        .map_err(|_| DropReason::Truncated)?;
+    Ok(redirect_neigh(&tunnel))
+}
+
+/// Head-end replication: sends a broadcast or multicast frame an endpoint of network
+/// `network_id` sent (its local copies already made) to every other host with endpoints on
+/// that network (`FLOOD_VTEPS`), one VXLAN packet each, the inner frame unchanged (its group
+/// MAC kept), and consumes it. Those hosts deliver it to their own members and never pass it
+/// on ([`from_underlay`]). `None` when there is nobody to send it to (not an overlay network,
+/// no other host on it, no tunnel): the frame was only for this host's members.
+///
+/// The frame is encapsulated once; each copy then gets its outer destination, checksum and
+/// MACs, and is cloned out (`bpf_clone_redirect`), one `bpf_loop` round per host
+/// ([`copy_to_host`]): the verifier checks a round once, however many hosts there are, where
+/// an unrolled loop of [`MAX_FLOOD_VTEPS`] rounds exceeded its budget. `bpf_redirect_neigh`,
+/// which resolves a missing neighbour itself, cannot clone, so the MACs come from
+/// `bpf_fib_lookup`, the host's own output route toward that host through the tunnel's device.
+/// The first host whose neighbour entry is not resolved yet gets the original instead, last,
+/// through `bpf_redirect_neigh`, which resolves it for the next frames; another such host in
+/// the same frame, or one with no route, misses this copy (`unreachable-vtep`, per copy).
+///
+/// Not inlined: the headers and the loop's state stay off the entry point's frame.
+#[inline(never)]
+pub fn to_hosts(ctx: &TcContext, network_id: u32) -> Outcome {
+    Outcome::pack(replicate(ctx, network_id))
+}
+
+#[inline(always)]
+fn replicate(ctx: &TcContext, network_id: u32) -> Result<Option<i32>, DropReason> {
+    let (Some(flood), Some(tunnel)) = (maps::flood_vteps(network_id), maps::tunnel()) else {
+        return Ok(None);
+    };
+    let count = flood.count.min(MAX_FLOOD_VTEPS);
+    if count == 0 {
+        return Ok(None);
+    }
+    let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
+    let flow_hash = grow(ctx)?;
+    // What follows the outer headers is the same in every copy: written once.
+    ctx.store(OUTER_LEN, &tunneled(flood.vni, inner.dst_addr, &inner), 0)
+        .map_err(|_| DropReason::Truncated)?;
+    let mut replication = Replication {
+        skb: ctx.skb.skb,
+        vteps: &flood.vteps,
+        tunnel,
+        // Each round addresses it to its host.
+        outer: outer(&tunnel, [0; 4], ctx.len(), flow_hash),
+        unresolved: [0; 4],
+        has_unresolved: false,
+        truncated: false,
+    };
+    // SAFETY: the callback is `copy_to_host`, whose context is `replication`, alive until
+    // bpf_loop returns; flags must be 0.
+    unsafe {
+        bpf_loop(
+            count,
+            copy_to_host as *mut c_void,
+            (&raw mut replication).cast(),
+            0,
+        )
+    };
+    if replication.truncated {
+        return Err(DropReason::Truncated);
+    }
+    if !replication.has_unresolved {
+        return Ok(Some(TC_ACT_SHOT));
+    }
+    // Zero MACs, as for unicast: `bpf_redirect_neigh` fills them in.
+    let outer = &mut replication.outer;
+    outer.eth.dst_addr = [0; 6];
+    outer.eth.src_addr = [0; 6];
+    address_to(&mut outer.ip, replication.unresolved);
+    ctx.store(0, outer, 0).map_err(|_| DropReason::Truncated)?;
+    Ok(Some(redirect_neigh(&tunnel)))
+}
+
+/// The state of a replication, shared by its rounds.
+#[repr(C)]
+struct Replication {
+    skb: *mut __sk_buff,
+    /// The hosts, one per round (`FLOOD_VTEPS`' value).
+    vteps: *const [[u8; 4]; MAX_FLOOD_VTEPS as usize],
+    tunnel: Tunnel,
+    /// The outer headers, readdressed in each round.
+    outer: Outer,
+    /// The first host whose neighbour entry is not resolved, if any.
+    unresolved: [u8; 4],
+    has_unresolved: bool,
+    /// A store into the skb failed: the frame is dropped as `truncated`.
+    truncated: bool,
+}
+
+/// One round of [`to_hosts`]' `bpf_loop`: the copy for host `index` of the replication at
+/// `replication`. Returns 0 to go on, 1 to stop.
+unsafe extern "C" fn copy_to_host(index: u64, replication: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the context `to_hosts` gave it, a live `Replication`.
+    let replication = unsafe { &mut *replication.cast::<Replication>() };
+    // SAFETY: a pointer into the map value found by `to_hosts`, valid for this program run.
+    let Some(&vtep) = (unsafe { &*replication.vteps }).get(index as usize) else {
+        return 1;
+    };
+    let ctx = TcContext::new(replication.skb);
+    match next_hop(&ctx, &replication.tunnel, vtep) {
+        Ok(hop) => {
+            let outer = &mut replication.outer;
+            outer.eth.dst_addr = hop.dmac;
+            outer.eth.src_addr = hop.smac;
+            address_to(&mut outer.ip, vtep);
+            if ctx.store(0, outer, 0).is_err() {
+                replication.truncated = true;
+                return 1;
+            }
+            if ctx.clone_redirect(hop.ifindex, 0).is_err() {
+                stats::count_drop(None, DropReason::UnreachableVtep);
+            }
+        }
+        Err(BPF_FIB_LKUP_RET_NO_NEIGH) if !replication.has_unresolved => {
+            replication.unresolved = vtep;
+            replication.has_unresolved = true;
+        }
+        Err(_) => stats::count_drop(None, DropReason::UnreachableVtep),
+    }
+    0
+}
+
+/// Makes room for the outer headers in front of the frame; returns the frame's flow hash,
+/// taken before (it picks the outer source port).
+#[inline(always)]
+fn grow(ctx: &TcContext) -> Result<u32, DropReason> {
     // SAFETY: plain helper call on the skb this program runs on.
     let flow_hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
     ctx.adjust_room(ROOM, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS)
         .map_err(|_| DropReason::Truncated)?;
-    let headers = headers(&tunnel, peer, &inner, ctx.len(), flow_hash);
-    ctx.store(0, &headers, 0)
-        .map_err(|_| DropReason::Truncated)?;
-    // SAFETY: plain helper call; no neighbour parameters, so the kernel resolves the next hop.
-    Ok(unsafe { bpf_redirect_neigh(tunnel.ifindex, core::ptr::null_mut(), 0, 0) } as i32)
+    Ok(flow_hash)
 }
 
-/// The headers in front of a frame of `frame_len` bytes (their own included) that `inner`
-/// (its Ethernet header as the endpoint sent it) becomes for `peer`.
+/// Sends the encapsulated frame out of the tunnel's device to the host its outer header
+/// names.
 #[inline(always)]
-fn headers(
-    tunnel: &Tunnel,
-    peer: &Neighbor,
-    inner: &EthHdr,
-    frame_len: u32,
-    flow_hash: u32,
-) -> Headers {
+fn redirect_neigh(tunnel: &Tunnel) -> i32 {
+    // SAFETY: plain helper call; no neighbour parameters, so the kernel resolves the next hop.
+    unsafe { bpf_redirect_neigh(tunnel.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// The next hop toward a host's underlay address, as the FIB and the neighbour table have it.
+struct NextHop {
+    ifindex: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+}
+
+const AF_INET: u8 = 2;
+
+/// The route from this host's tunnel address to `vtep`, out of the tunnel's device (an output
+/// lookup: the host sends, nothing is forwarded), with the neighbour's MAC; else the
+/// `BPF_FIB_LKUP_RET_*` code (or a negative error) that says why not.
+#[inline(always)]
+fn next_hop(ctx: &TcContext, tunnel: &Tunnel, vtep: [u8; 4]) -> Result<NextHop, u32> {
+    // SAFETY: a plain C struct of integers and unions of integers; all zero is valid (tot_len
+    // 0 makes the helper check the skb's own length against the device's MTU).
+    let mut params: FibLookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = IPPROTO_UDP;
+    params.ifindex = tunnel.ifindex;
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(tunnel.local);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(vtep);
+    // SAFETY: helper call with a pointer to a whole `bpf_fib_lookup` on this frame's stack.
+    let ret = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut params,
+            core::mem::size_of::<FibLookup>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT,
+        )
+    };
+    if ret != 0 {
+        return Err(ret as u32);
+    }
+    Ok(NextHop {
+        ifindex: params.ifindex,
+        smac: params.smac,
+        dmac: params.dmac,
+    })
+}
+
+/// Readdresses an outer IPv4 header (checksum included) to `vtep`.
+#[inline(always)]
+fn address_to(ip: &mut Ipv4Hdr, vtep: [u8; 4]) {
+    ip.dst_addr = vtep;
+    ip.check = [0; 2];
+    ip.check = ipv4_checksum(ip);
+}
+
+/// The outer headers of a frame of `frame_len` bytes (theirs included) for host `vtep`.
+#[inline(always)]
+fn outer(tunnel: &Tunnel, vtep: [u8; 4], frame_len: u32, flow_hash: u32) -> Outer {
     let mut ip = Ipv4Hdr {
         vihl: IPV4_VIHL,
         tos: 0,
@@ -129,35 +315,39 @@ fn headers(
         proto: IPPROTO_UDP,
         check: [0; 2],
         src_addr: tunnel.local,
-        dst_addr: peer.vtep,
+        dst_addr: [0; 4],
     };
-    ip.check = ipv4_checksum(&ip);
-    Headers {
-        outer: Outer {
-            // Both MACs are filled in by `bpf_redirect_neigh`; it refuses a multicast
-            // destination, which zeros are not.
-            eth: EthHdr {
-                dst_addr: [0; 6],
-                src_addr: [0; 6],
-                ether_type: EtherType::Ipv4 as u16,
-            },
-            ip,
-            udp: UdpHdr {
-                src: src_port(flow_hash).to_be_bytes(),
-                dst: tunnel.port,
-                len: length(frame_len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32),
-                // RFC 7348 allows no checksum over IPv4; the inner packet keeps its own (or
-                // its CHECKSUM_PARTIAL, which the tunnel GSO flags carry through).
-                check: [0; 2],
-            },
+    address_to(&mut ip, vtep);
+    Outer {
+        // Both MACs are filled in by `bpf_redirect_neigh` (or, for a replicated copy, from
+        // the FIB); it refuses a multicast destination, which zeros are not.
+        eth: EthHdr {
+            dst_addr: [0; 6],
+            src_addr: [0; 6],
+            ether_type: EtherType::Ipv4 as u16,
         },
-        tunneled: Tunneled {
-            vxlan: VxlanHdr::new(peer.vni),
-            inner_eth: EthHdr {
-                dst_addr: peer.mac,
-                src_addr: inner.src_addr,
-                ether_type: inner.ether_type,
-            },
+        ip,
+        udp: UdpHdr {
+            src: src_port(flow_hash).to_be_bytes(),
+            dst: tunnel.port,
+            len: length(frame_len - (EthHdr::LEN + Ipv4Hdr::LEN) as u32),
+            // RFC 7348 allows no checksum over IPv4; the inner packet keeps its own (or its
+            // CHECKSUM_PARTIAL, which the tunnel GSO flags carry through).
+            check: [0; 2],
+        },
+    }
+}
+
+/// The VXLAN header with `vni` and the inner frame's Ethernet header (`inner` as the endpoint
+/// sent it), addressed to `dst_mac`.
+#[inline(always)]
+fn tunneled(vni: u32, dst_mac: [u8; 6], inner: &EthHdr) -> Tunneled {
+    Tunneled {
+        vxlan: VxlanHdr::new(vni),
+        inner_eth: EthHdr {
+            dst_addr: dst_mac,
+            src_addr: inner.src_addr,
+            ether_type: inner.ether_type,
         },
     }
 }
@@ -203,15 +393,19 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 
 /// Handles a packet that arrived on the underlay if it is VXLAN for this host (IPv4 without
 /// options to the tunnel's address, UDP to its port): checked, stripped of its outer headers
-/// and delivered into the endpoint it is for. `None` for every other packet, which goes on.
+/// and delivered into the endpoint it is for, or, sent to a group MAC (another host's
+/// head-end replication), to every member of its network on this host. `None` for every other
+/// packet, which goes on.
 ///
 /// Checks, in order: well-formed (not fragmented, only the I flag, a whole inner header:
 /// `malformed-vxlan`); from a live host of the cluster (`unknown-vtep`); a VNI of a network
 /// this host has (`unknown-vni`); the inner source is an endpoint registered on that very host,
 /// with that MAC (`spoofed-inner-source`: a host can speak only for its own endpoints); the
-/// inner destination is an endpoint of this host on that network (`unknown-inner-destination`,
-/// also for ARP, other EtherTypes and group MACs, which never cross hosts). The network id
-/// scopes every lookup, so a VNI of one network never reaches an endpoint of another.
+/// inner destination is an endpoint of this host on that network, or a group MAC
+/// (`unknown-inner-destination`, also for ARP and other EtherTypes, which never cross hosts).
+/// The network id scopes every lookup, so a VNI of one network never reaches an endpoint of
+/// another. A replicated frame goes to this host's members only, never to other hosts: no
+/// loops.
 ///
 /// Not inlined: its copies of the headers stay off the uplink program's own frame.
 #[inline(never)]
@@ -258,13 +452,11 @@ fn decapsulate(ctx: &TcContext) -> Result<Option<i32>, DropReason> {
     }
     let network_id = maps::network_of_vni(vxlan.vni()).ok_or(DropReason::UnknownVni)?;
     let inner = tunneled.inner_eth;
-    if inner.dst_addr[0] & 1 != 0 {
-        return Err(DropReason::UnknownInnerDestination);
-    }
     let from = Sender {
         network_id,
         vtep,
         mac: inner.src_addr,
+        to_group: inner.dst_addr[0] & 1 != 0,
     };
     let (owner, flags) = if inner.ether_type == EtherType::Ipv4 as u16 {
         (ipv4_owner(ctx, &from)?, BPF_F_ADJ_ROOM_FIXED_GSO as u64)
@@ -277,24 +469,29 @@ fn decapsulate(ctx: &TcContext) -> Result<Option<i32>, DropReason> {
         return Err(DropReason::UnknownInnerDestination);
     };
     // Removing the 50 bytes behind the Ethernet header leaves the outer Ethernet header in
-    // front of the inner packet; the inner one is written over it, addressed to the owner.
+    // front of the inner packet; the inner one is written over it, addressed to the owner (a
+    // group MAC stays as it was sent).
     ctx.adjust_room(-ROOM, BPF_ADJ_ROOM_MAC, flags)
         .map_err(|_| DropReason::Truncated)?;
     let eth = EthHdr {
-        dst_addr: owner.mac,
+        dst_addr: owner.map_or(inner.dst_addr, |owner| owner.mac),
         src_addr: inner.src_addr,
         ether_type: inner.ether_type,
     };
     ctx.store(0, &eth, 0).map_err(|_| DropReason::Truncated)?;
-    deliver::into_peer(ctx, &owner, owner.mac).map(Some)
+    match owner {
+        Some(owner) => deliver::into_peer(ctx, &owner, owner.mac).map(Some),
+        None => Ok(Some(flood::from_another_host(ctx, network_id))),
+    }
 }
 
 /// Where a decapsulated frame comes from: the overlay network, the host that sent it, and the
-/// inner source MAC.
+/// inner source MAC; and whether it was sent to a group MAC.
 struct Sender {
     network_id: u32,
     vtep: [u8; 4],
     mac: [u8; 6],
+    to_group: bool,
 }
 
 impl Sender {
@@ -307,9 +504,9 @@ impl Sender {
 }
 
 /// The local endpoint an inner IPv4 packet (behind the headers) is for, once its source is
-/// known to be `from`'s.
+/// known to be `from`'s; `None` for a frame to a group MAC, which is for every member.
 #[inline(always)]
-fn ipv4_owner(ctx: &TcContext, from: &Sender) -> Result<Neighbor, DropReason> {
+fn ipv4_owner(ctx: &TcContext, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
     let ip: Ipv4Hdr = ctx
         .load(HEADERS_LEN)
         .map_err(|_| DropReason::MalformedVxlan)?;
@@ -319,13 +516,17 @@ fn ipv4_owner(ctx: &TcContext, from: &Sender) -> Result<Neighbor, DropReason> {
     if !from.owns(maps::neighbor(from.network_id, ip.src_addr)) {
         return Err(DropReason::SpoofedInnerSource);
     }
+    if from.to_group {
+        return Ok(None);
+    }
     local(maps::neighbor(from.network_id, ip.dst_addr))
 }
 
 /// The same for an inner IPv6 packet. `NEIGHBORS6` holds entries (local or remote) only for
-/// networks with IPv6, so IPv6 never reaches an endpoint of an IPv4-only network.
+/// networks with IPv6, so IPv6 never reaches an endpoint of an IPv4-only network (the sender's
+/// source is not found there either).
 #[inline(always)]
-fn ipv6_owner(ctx: &TcContext, from: &Sender) -> Result<Neighbor, DropReason> {
+fn ipv6_owner(ctx: &TcContext, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
     let ip: Ipv6Hdr = ctx
         .load(HEADERS_LEN)
         .map_err(|_| DropReason::MalformedVxlan)?;
@@ -336,13 +537,17 @@ fn ipv6_owner(ctx: &TcContext, from: &Sender) -> Result<Neighbor, DropReason> {
     if !from.owns(maps::neighbor6(from.network_id, ip.src_addr)) {
         return Err(DropReason::SpoofedInnerSource);
     }
+    if from.to_group {
+        return Ok(None);
+    }
     local(maps::neighbor6(from.network_id, ip.dst_addr))
 }
 
 /// `owner` if it is an endpoint of this host.
 #[inline(always)]
-fn local(owner: Option<Neighbor>) -> Result<Neighbor, DropReason> {
+fn local(owner: Option<Neighbor>) -> Result<Option<Neighbor>, DropReason> {
     owner
         .filter(|n| !n.is_remote())
+        .map(Some)
         .ok_or(DropReason::UnknownInnerDestination)
 }

@@ -39,7 +39,7 @@ pub fn ipv4_from_container(
     }
     if to_group {
         // Subnet broadcast, mDNS, any IPv4 multicast: the network's members, no one else.
-        return flood::to_members(ctx, ifindex, endpoint);
+        return to_every_member(ctx, ifindex, endpoint);
     }
     if dst == endpoint.gateway {
         return to_host(ctx, ifindex, endpoint, &ip);
@@ -60,10 +60,10 @@ pub fn ipv4_from_container(
         return to_host(ctx, ifindex, endpoint, &ip);
     }
     let packet = Packet::of_ipv4(&ip)?;
-    if let Some(verdict) = dnat::reply_to_outside::<V4>(ctx, &packet, &uplink).unpack()? {
+    if let Some(verdict) = dnat::reply_to_outside::<V4>(ctx, &packet, uplink).unpack()? {
         return Ok(verdict);
     }
-    nat::to_outside::<V4>(ctx, ifindex, &packet, &uplink).verdict()
+    nat::to_outside::<V4>(ctx, ifindex, &packet, uplink).verdict()
 }
 
 /// A packet for an address of the host (the gateway, the uplink's): a connection to (or the
@@ -114,12 +114,16 @@ pub fn ipv6_from_container(
     if !own_source {
         return Err(DropReason::SpoofedIp);
     }
-    if let Some(action) = nd::from_container(ctx, ifindex, endpoint, &ip).unpack()? {
+    if let Some(action) = nd::from_container(ctx, ifindex, endpoint, &ip, to_group).unpack()? {
         return Ok(action);
     }
     if to_group {
-        // Multicast (listener reports, mDNS, router solicitations...): the members only.
-        return flood::to_members(ctx, ifindex, endpoint);
+        // Multicast (listener reports, mDNS...): the members only. Sent from `::`, it stays
+        // on this host: other hosts could not tell whose it is, and would refuse it.
+        if ipv6::is_unspecified(&ip.src_addr) {
+            return flood::to_members(ctx, ifindex, endpoint);
+        }
+        return to_every_member(ctx, ifindex, endpoint);
     }
     let dst = ip.dst_addr;
     if ipv6::same(&dst, &endpoint.gateway6) {
@@ -152,10 +156,10 @@ pub fn ipv6_from_container(
         return to_host6(ctx, ifindex, endpoint, &ip);
     }
     let packet = Packet::of_ipv6(&ip);
-    if let Some(verdict) = dnat::reply_to_outside::<V6>(ctx, &packet, &uplink).unpack()? {
+    if let Some(verdict) = dnat::reply_to_outside::<V6>(ctx, &packet, uplink).unpack()? {
         return Ok(verdict);
     }
-    nat::to_outside::<V6>(ctx, ifindex, &packet, &uplink).verdict()
+    nat::to_outside::<V6>(ctx, ifindex, &packet, uplink).verdict()
 }
 
 /// [`to_host`] for IPv6: published ports through the host's IPv6 addresses (hairpin), else the
@@ -172,6 +176,17 @@ fn to_host6(
         return Ok(verdict);
     }
     Ok(TC_ACT_OK)
+}
+
+/// Hands a broadcast or multicast frame of `endpoint` to every other member of its network:
+/// copies into those of this host, then (overlay networks) one to each other host with
+/// members, which delivers it to its own.
+#[inline(always)]
+fn to_every_member(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, DropReason> {
+    let verdict = flood::to_members(ctx, ifindex, endpoint)?;
+    Ok(encap::to_hosts(ctx, endpoint.network_id)
+        .unpack()?
+        .unwrap_or(verdict))
 }
 
 /// Delivers a frame of `endpoint` to `peer`, another endpoint of its network: on this host

@@ -7,11 +7,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS, MAX_NAT_FLOWS,
-    MAX_NEIGHBORS, MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor,
-    Neighbor6Key, NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6,
-    PublishedV4, PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink,
-    Vtep,
+    DropReason, Endpoint, EndpointCounters, FloodVteps, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS,
+    MAX_NAT_FLOWS, MAX_NEIGHBORS, MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4,
+    NatReplyV6, Neighbor, Neighbor6Key, NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4,
+    PublishedFlowV6, PublishedV4, PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6,
+    Tunnel, Uplink, Vtep,
 };
 
 #[map]
@@ -80,10 +80,11 @@ pub static NAT6_FLOWS: LruHashMap<FlowKeyV6, NatFlow> = LruHashMap::pinned(MAX_N
 #[map]
 pub static NAT6_REPLIES: LruHashMap<FlowKeyV6, NatReplyV6> = LruHashMap::pinned(MAX_NAT_FLOWS, 0);
 
-/// The uplink, if the daemon was given one.
+/// The uplink, if the daemon was given one: read in place, not copied (as `endpoint`), so its
+/// fields do not take registers and stack of the entry points that use it.
 #[inline(always)]
-pub fn uplink() -> Option<Uplink> {
-    UPLINK.get(0).copied().filter(|u| u.ifindex != 0)
+pub fn uplink() -> Option<&'static Uplink> {
+    UPLINK.get(0).filter(|u| u.ifindex != 0)
 }
 
 /// Whether `ipv4` lies inside any xnet network.
@@ -151,6 +152,12 @@ pub static VNIS: HashMap<u32, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
 #[map]
 pub static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::pinned(MAX_VTEPS, 0);
 
+// One entry per overlay network with other hosts, each up to 260 bytes: allocated per entry
+// (only the daemon writes it), not for every network a daemon could have.
+#[map]
+pub static FLOOD_VTEPS: HashMap<u32, FloodVteps> =
+    HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
+
 /// This host's VXLAN endpoint, if it is a member of a cluster.
 #[inline(always)]
 pub fn tunnel() -> Option<Tunnel> {
@@ -169,4 +176,12 @@ pub fn network_of_vni(vni: u32) -> Option<u32> {
 pub fn is_vtep(address: [u8; 4]) -> bool {
     // SAFETY: as for `endpoint`.
     unsafe { VTEPS.get(address) }.is_some()
+}
+
+/// The other hosts network `network_id`'s broadcasts are replicated to, if it is an overlay
+/// network that has any: a reference into the map (the value is large).
+#[inline(always)]
+pub fn flood_vteps(network_id: u32) -> Option<&'static FloodVteps> {
+    // SAFETY: as for `endpoint`.
+    unsafe { FLOOD_VTEPS.get(network_id) }
 }

@@ -12,6 +12,7 @@ use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint, link_local_of};
 
 use crate::{flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6};
 
+const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
 const NEIGHBOR_SOLICITATION: u8 = 135;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
@@ -65,15 +66,23 @@ const BARE_LEN: u16 = 24;
 const WITH_OPTION_LEN: u16 = 32;
 
 /// Handles the ND messages (ICMPv6 133-137) an endpoint sends, whose source address the caller
-/// has already checked. `Some(action)` when this module decided the frame's fate; `None` for
-/// everything else, including router solicitations and valid advertisements, which are
-/// forwarded like any packet.
+/// has already checked; `to_group` when it was sent to a group MAC. `Some(action)` when this
+/// module decided the frame's fate; `None` for everything else, including router
+/// solicitations and valid advertisements to a unicast MAC, which are forwarded like any
+/// packet. ND sent to a group reaches this host's members and stops there, never crossing to
+/// other hosts of an overlay network: as ARP, neighbour discovery is answered on every host.
 ///
 /// Not inlined: the advertisement it builds stays off the stack frame every forwarded frame
 /// pays for, and within the verifier's budget.
 #[inline(never)]
-pub fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint, ip: &Ipv6Hdr) -> Outcome {
-    Outcome::pack(police_and_answer(ctx, ifindex, endpoint, ip))
+pub fn from_container(
+    ctx: &TcContext,
+    ifindex: u32,
+    endpoint: &Endpoint,
+    ip: &Ipv6Hdr,
+    to_group: bool,
+) -> Outcome {
+    Outcome::pack(police_and_answer(ctx, ifindex, endpoint, ip, to_group))
 }
 
 #[inline(always)]
@@ -82,6 +91,7 @@ fn police_and_answer(
     ifindex: u32,
     endpoint: &Endpoint,
     ip: &Ipv6Hdr,
+    to_group: bool,
 ) -> Result<Option<i32>, DropReason> {
     if ip.next_hdr != IPPROTO_ICMPV6 {
         return Ok(None);
@@ -90,7 +100,12 @@ fn police_and_answer(
     match icmp_type {
         ROUTER_ADVERTISEMENT | REDIRECT => return Err(DropReason::RogueRouter),
         NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => {}
-        // Router solicitations (133) and all other ICMPv6 travel like any packet.
+        // A solicitation to all routers: the members hear it, as on a bridge; other hosts
+        // never do.
+        ROUTER_SOLICITATION if to_group => {
+            return flood::to_members(ctx, ifindex, endpoint).map(Some);
+        }
+        // Router solicitations to a unicast MAC and all other ICMPv6 travel like any packet.
         _ => return Ok(None),
     }
     let message: NdMessage = ctx.load(ICMP_OFF).map_err(|_| DropReason::Truncated)?;
@@ -124,11 +139,14 @@ fn police_and_answer(
         ipv6::same(&target, &endpoint.ipv6) || ipv6::same(&target, &link_local_of(endpoint.mac));
     if icmp_type == NEIGHBOR_ADVERTISEMENT {
         // Advertising someone else's address is how neighbour caches get poisoned.
-        return if own_target {
-            Ok(None)
-        } else {
-            Err(DropReason::SpoofedIp)
-        };
+        if !own_target {
+            return Err(DropReason::SpoofedIp);
+        }
+        // An unsolicited advertisement to all nodes: the members hear it, other hosts never.
+        if to_group {
+            return flood::to_members(ctx, ifindex, endpoint).map(Some);
+        }
+        return Ok(None);
     }
     if own_target {
         // A duplicate-address probe (from `::`) or a check of its own address: there is no

@@ -74,7 +74,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         if ip.dst_addr != uplink.ipv4 {
             return Ok(TC_ACT_OK);
         }
-        match nat::from_outside::<V4>(ctx, &packet, &uplink).unpack()? {
+        match nat::from_outside::<V4>(ctx, &packet, uplink).unpack()? {
             // The outcome's value is the container's host-side ifindex.
             Some(ifindex) => deliver::into_endpoint(ctx, ifindex as u32),
             None => Ok(TC_ACT_OK),
@@ -89,7 +89,7 @@ fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
         {
             return Ok(TC_ACT_OK);
         }
-        match nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), &uplink).unpack()? {
+        match nat::from_outside::<V6>(ctx, &Packet::of_ipv6(&ip), uplink).unpack()? {
             Some(ifindex) => deliver::into_endpoint(ctx, ifindex as u32),
             None => Ok(TC_ACT_OK),
         }

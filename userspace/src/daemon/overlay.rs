@@ -4,10 +4,14 @@
 //! addresses and MAC, the VTEP of its host, the VNI of its network. Hosts are VTEPs while
 //! their lease lives; when one dies, etcd drops its keys and every host forgets its endpoints.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use etcd_client::Event;
 use tracing::{info, warn};
+use xnet_common::MAX_FLOOD_VTEPS;
 
 use super::{
     endpoints::StaticIps,
@@ -22,7 +26,7 @@ use crate::{
         records::EndpointRecord,
         store::{Store, unavailable},
     },
-    datapath::RemoteEndpoint,
+    datapath::{Datapath, FloodSet, RemoteEndpoint},
     error::{Result, XnetError},
     state::{Endpoint, Mac, Network, ids::random_id},
 };
@@ -215,7 +219,12 @@ impl Inner {
             view: &cluster.view,
             networks: &networks,
         };
-        remotes::write(datapath, &remotes.resync(&have, &datapath.vteps()))
+        remotes::write(datapath, &remotes.resync(&have, &datapath.vteps()))?;
+        let wanted = networks
+            .keys()
+            .filter_map(|network| remotes.flood_set(network))
+            .collect();
+        sync_flood_sets(datapath, wanted, Prune::Others)
     }
 
     /// Applies the store's `events` to the view, and what each changed to the datapath at
@@ -226,6 +235,7 @@ impl Inner {
             return Ok(());
         };
         let networks = mirrored(self.state.networks.values());
+        let mut touched = BTreeSet::new();
         for event in events {
             let change = cluster.view.apply(event);
             let remotes = Remotes {
@@ -234,8 +244,19 @@ impl Inner {
                 networks: &networks,
             };
             remotes::write(&mut self.kernel.datapath, &remotes.follow(&change))?;
+            touched.extend(remotes.touched(&change));
         }
-        Ok(())
+        // Flood sets once per batch, for the networks its changes were about.
+        let remotes = Remotes {
+            me: &cluster.host.id,
+            view: &cluster.view,
+            networks: &networks,
+        };
+        let wanted = touched
+            .iter()
+            .filter_map(|network| remotes.flood_set(network))
+            .collect();
+        sync_flood_sets(&mut self.kernel.datapath, wanted, Prune::None)
     }
 
     /// Docker's `Peers` of an overlay network: the hosts with endpoints on it, this one
@@ -261,4 +282,55 @@ impl Inner {
         let underlay = &self.cluster.as_ref()?.underlay;
         Some(underlay.mtu.saturating_sub(VXLAN_OVERHEAD))
     }
+}
+
+/// Which flood sets [`sync_flood_sets`] removes besides those wanted empty.
+enum Prune {
+    /// Also those of every network not wanted (a resync: `wanted` has every network).
+    Others,
+    /// No others (following: `wanted` has the networks that changed).
+    None,
+}
+
+/// Makes the datapath's flood sets (where each overlay network's broadcasts and multicasts are
+/// replicated to: every other live host with endpoints on it) those of `wanted`, by datapath
+/// network id; a network without such hosts has no entry. Only differences are written.
+fn sync_flood_sets(
+    datapath: &mut Datapath,
+    wanted: BTreeMap<u32, FloodSet>,
+    prune: Prune,
+) -> anyhow::Result<()> {
+    let current = datapath.flood_sets();
+    if let Prune::Others = prune {
+        for network_id in current.keys().filter(|id| !wanted.contains_key(id)) {
+            datapath.remove_flood(*network_id)?;
+        }
+    }
+    for (network_id, all) in wanted {
+        // The datapath's fan-out is a bounded loop: the hosts past its bound (the highest
+        // addresses) miss this network's broadcasts, which the log says when it changes.
+        let set = FloodSet {
+            vni: all.vni,
+            vteps: all
+                .vteps
+                .iter()
+                .copied()
+                .take(MAX_FLOOD_VTEPS as usize)
+                .collect(),
+        };
+        match current.get(&network_id) {
+            Some(now) if *now == set => continue,
+            None if set.vteps.is_empty() => continue,
+            _ => {}
+        }
+        if set.vteps.len() < all.vteps.len() {
+            warn!(
+                vni = all.vni,
+                hosts = all.vteps.len(),
+                "broadcasts and multicasts of the overlay network reach only {MAX_FLOOD_VTEPS} of its other hosts"
+            );
+        }
+        datapath.set_flood(network_id, &set)?;
+    }
+    Ok(())
 }

@@ -7,7 +7,9 @@
 //! Two ways to get there, both as a list of [`Edit`]s: [`Remotes::resync`] compares the whole
 //! view with what the datapath has (after joining, and when the mirrored networks change),
 //! and [`Remotes::follow`] turns one change of the view into the few writes it implies, so a
-//! watch event costs the same with 100 endpoints in the cluster as with 100,000.
+//! watch event costs the same with 100 endpoints in the cluster as with 100,000. Each
+//! network's flood set (the other hosts its broadcasts are replicated to) comes from the same
+//! view: [`Remotes::flood_set`], for the networks [`Remotes::touched`] names.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -19,7 +21,7 @@ use crate::{
         records::EndpointRecord,
         view::{Change, ClusterView},
     },
-    datapath::{Datapath, RemoteEndpoint},
+    datapath::{Datapath, FloodSet, RemoteEndpoint},
     state::Network,
 };
 
@@ -114,6 +116,36 @@ impl Remotes<'_> {
                     .chain(orphaned.map(Edit::RemoveVtep))
                     .collect()
             }
+        }
+    }
+
+    /// The flood set of mirrored network `network` (its cluster id), by its datapath id: the
+    /// VTEPs of the other live hosts with endpoints on it, where its broadcasts and
+    /// multicasts are replicated to. None for a network not mirrored here.
+    pub(crate) fn flood_set(&self, network: &str) -> Option<(u32, FloodSet)> {
+        let (network_id, vni) = *self.networks.get(network)?;
+        let vteps = self
+            .view
+            .hosts_on(network)
+            .filter(|h| h.id != self.me)
+            .map(|h| h.address)
+            .collect();
+        Some((network_id, FloodSet { vni, vteps }))
+    }
+
+    /// The networks (cluster ids) whose flood sets `change` may have changed: an endpoint's,
+    /// or every network a host that arrived, moved or left has endpoints on.
+    pub(crate) fn touched(&self, change: &Change) -> BTreeSet<String> {
+        match change {
+            Change::None => BTreeSet::new(),
+            Change::Endpoint { old, new } => {
+                old.iter().chain(new).map(|e| e.network.clone()).collect()
+            }
+            Change::Host { id, .. } => self
+                .view
+                .endpoints_of(id)
+                .map(|e| e.network.clone())
+                .collect(),
         }
     }
 

@@ -53,11 +53,20 @@ impl Inner {
                 self.kernel.datapath.remove_subnet(subnet)?;
             }
         }
-        // Remote endpoints and live hosts are the cluster's to reconcile once this host
-        // joins again: until then, traffic to them keeps flowing.
+        // Remote endpoints, live hosts and where broadcasts are replicated to are the
+        // cluster's to reconcile once this host joins again: until then, traffic to them keeps
+        // flowing. Only what belongs to networks the state no longer has goes now.
         for (vni, _) in self.kernel.datapath.vnis() {
             if !networks.iter().any(|n| n.vni == Some(vni)) {
                 self.kernel.datapath.remove_vni(vni)?;
+            }
+        }
+        for network_id in self.kernel.datapath.flood_sets().into_keys() {
+            if !networks
+                .iter()
+                .any(|n| n.vni.is_some() && n.datapath_id == network_id)
+            {
+                self.kernel.datapath.remove_flood(network_id)?;
             }
         }
         let names: Vec<String> = self.state.containers.keys().cloned().collect();

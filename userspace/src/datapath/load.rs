@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use aya::{EbpfLoader, maps::MapInfo};
 use tracing::warn;
 use xnet_common::{
-    MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_HOST_NETNS, MAP_MEMBER_COUNT,
-    MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS,
-    MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS, MAP_VTEPS, PROG_ENDPOINT_EGRESS,
+    MAP_DROP_STATS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_FLOOD_VTEPS, MAP_HOST_NETNS,
+    MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED, MAP_PUBLISHED6,
+    MAP_SUBNETS, MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS, MAP_VTEPS, PROG_ENDPOINT_EGRESS,
     PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS,
 };
 
@@ -66,6 +66,7 @@ impl Datapath {
             tunnel: take_map(&mut ebpf, MAP_TUNNEL)?,
             vnis: take_map(&mut ebpf, MAP_VNIS)?,
             vteps: take_map(&mut ebpf, MAP_VTEPS)?,
+            flood_vteps: take_map(&mut ebpf, MAP_FLOOD_VTEPS)?,
             ebpf,
             links_dir,
         })

@@ -24,9 +24,9 @@ use aya::{
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
-    DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, MemberKey, Neighbor, Neighbor6Key,
-    NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PublishKeyV4, PublishKeyV6,
-    PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
+    DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, FloodVteps, MemberKey, Neighbor,
+    Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PublishKeyV4,
+    PublishKeyV6, PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
 };
 
 use super::object::{classifier, ignore_missing, remove_file_if_exists, repin};
@@ -57,6 +57,7 @@ pub struct Datapath {
     pub(super) tunnel: Array<MapData, Tunnel>,
     pub(super) vnis: HashMap<MapData, u32, u32>,
     pub(super) vteps: HashMap<MapData, [u8; 4], Vtep>,
+    pub(super) flood_vteps: HashMap<MapData, u32, FloodVteps>,
     pub(super) links_dir: PathBuf,
 }
 

@@ -13,5 +13,5 @@ mod uplink;
 
 pub use maps::{Datapath, EndpointEntry};
 pub use object::EBPF_OBJECT;
-pub use overlay::RemoteEndpoint;
+pub use overlay::{FloodSet, RemoteEndpoint};
 pub use publish::PublishEntry;

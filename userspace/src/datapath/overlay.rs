@@ -1,12 +1,13 @@
 //! The overlay's side of the maps: this host's tunnel end (`TUNNEL`), the VNIs of the overlay
-//! networks it has (`VNIS`), the live hosts of the cluster (`VTEPS`), and the endpoints of other
+//! networks it has (`VNIS`), the live hosts of the cluster (`VTEPS`), the endpoints of other
 //! hosts, as remote entries (ifindex 0, with their host's VTEP and their network's VNI) in
-//! `NEIGHBORS` and `NEIGHBORS6`, beside this host's own endpoints. The datapath encapsulates
-//! frames to remote entries and accepts VXLAN only from a VTEP, with a VNI, and for inner
-//! sources these maps hold.
+//! `NEIGHBORS` and `NEIGHBORS6`, beside this host's own endpoints, and per overlay network the
+//! other hosts with endpoints on it (`FLOOD_VTEPS`). The datapath encapsulates frames to remote
+//! entries, replicates broadcasts and multicasts to each of those hosts, and accepts VXLAN only
+//! from a VTEP, with a VNI, and for inner sources these maps hold.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, Ipv6Addr},
 };
 
@@ -15,7 +16,9 @@ use aya::{
     Pod,
     maps::{HashMap, MapData},
 };
-use xnet_common::{Neighbor, Neighbor6Key, NeighborKey, Tunnel, Vtep, link_local_of};
+use xnet_common::{
+    FloodVteps, MAX_FLOOD_VTEPS, Neighbor, Neighbor6Key, NeighborKey, Tunnel, Vtep, link_local_of,
+};
 
 use super::{
     maps::{Datapath, remove_if},
@@ -35,6 +38,14 @@ pub struct RemoteEndpoint {
     pub ipv4: Ipv4Addr,
     pub ipv6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
+}
+
+/// Where an overlay network's broadcasts and multicasts are replicated to: the other hosts with
+/// endpoints on it (their underlay addresses), and the network's VNI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloodSet {
+    pub vni: u32,
+    pub vteps: BTreeSet<Ipv4Addr>,
 }
 
 impl RemoteEndpoint {
@@ -136,6 +147,59 @@ impl Datapath {
             .collect();
         vteps.sort_unstable();
         vteps
+    }
+
+    /// Makes `flood` the hosts that broadcasts and multicasts of network `network_id` are
+    /// replicated to (at most [`MAX_FLOOD_VTEPS`]); with none, the entry goes and they stay on
+    /// this host. One update replaces the whole list.
+    pub fn set_flood(&mut self, network_id: u32, flood: &FloodSet) -> anyhow::Result<()> {
+        if flood.vteps.is_empty() {
+            return self.remove_flood(network_id);
+        }
+        ensure!(
+            flood.vni <= MAX_VNI,
+            "VNI {} does not fit in 24 bits",
+            flood.vni
+        );
+        ensure!(
+            flood.vteps.len() <= MAX_FLOOD_VTEPS as usize,
+            "{} hosts to replicate broadcasts to; the datapath takes {MAX_FLOOD_VTEPS}",
+            flood.vteps.len()
+        );
+        let mut value = FloodVteps {
+            vni: flood.vni,
+            count: flood.vteps.len() as u32,
+            vteps: [[0; 4]; MAX_FLOOD_VTEPS as usize],
+        };
+        for (slot, vtep) in value.vteps.iter_mut().zip(&flood.vteps) {
+            *slot = vtep.octets();
+        }
+        self.flood_vteps
+            .insert(network_id, value, 0)
+            .context("writing FLOOD_VTEPS")
+    }
+
+    /// Keeps broadcasts of network `network_id` on this host (an entry not there is fine).
+    pub fn remove_flood(&mut self, network_id: u32) -> anyhow::Result<()> {
+        ignore_missing(self.flood_vteps.remove(&network_id)).context("removing from FLOOD_VTEPS")
+    }
+
+    /// Every network's flood set in the map, by network id (to compare with what is wanted,
+    /// and to reconcile after a restart).
+    pub fn flood_sets(&self) -> BTreeMap<u32, FloodSet> {
+        self.flood_vteps
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(network_id, value)| {
+                let count = value.count.min(MAX_FLOOD_VTEPS) as usize;
+                let vteps = value.vteps[..count].iter().copied().map(Ipv4Addr::from);
+                let set = FloodSet {
+                    vni: value.vni,
+                    vteps: vteps.collect(),
+                };
+                (network_id, set)
+            })
+            .collect()
     }
 
     /// NEIGHBORS (ipv4) and NEIGHBORS6 (ipv6 and link_local_of(mac)) entries with ifindex 0,

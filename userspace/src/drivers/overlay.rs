@@ -8,7 +8,9 @@
 //! An endpoint is a veth pair as on a bridge network; what differs is in the daemon (its
 //! addresses are claimed cluster-wide and it is registered in the store, so every other host
 //! adds it to its datapath as a remote endpoint) and in the datapath, which finds the
-//! network of a VXLAN frame by its VNI (`VNIS`, written here).
+//! network of a VXLAN frame by its VNI (`VNIS`, written here) and replicates its broadcasts to
+//! the other hosts with endpoints on it (`FLOOD_VTEPS`, written by the cluster's sync, removed
+//! here with the network).
 
 use std::collections::BTreeMap;
 
@@ -72,6 +74,7 @@ impl EndpointDriver for Overlay {
         if let Some(vni) = net.vni {
             kernel.datapath.remove_vni(vni)?;
         }
+        kernel.datapath.remove_flood(net.datapath_id)?;
         veth_network::remove_network(kernel, net).await
     }
 

@@ -3,11 +3,20 @@
 //! the MTU, and traffic that keeps flowing while a host's xnetd restarts or the store is down.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, UdpSocket},
+    path::PathBuf,
     process::{Child, Stdio},
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
 };
 
+use ipnet::Ipv4Net;
 use serde_json::Value;
 use xnet::os::netns;
 use xnet_dockerlab::skip;
@@ -623,4 +632,207 @@ fn an_overlay_container_goes_out_and_publishes_ports_through_its_own_host() {
         "the outside cannot reach the port web publishes on h1"
     );
     assert!(!client(&h2), "h2 publishes a port of a container on h1");
+}
+
+/// The network namespace of container `name` of `host` (its sandbox key).
+fn sandbox(lab: &Lab, host: &str, name: &str) -> PathBuf {
+    let all: Value = serde_json::from_str(&ok(lab, host, &["inspect", name])).unwrap();
+    all[0]["NetworkSettings"]["SandboxKey"]
+        .as_str()
+        .unwrap()
+        .into()
+}
+
+/// The names of the hosts `host` lists as `network`'s peers.
+fn peers(lab: &Lab, host: &str, network: &str) -> Vec<String> {
+    let Some(net) = inspect(lab, host, network) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = net["Peers"]
+        .as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .map(|p| p["Name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A UDP socket on `port` in the namespace at `netns`, joined to multicast `group`, keeping
+/// every datagram it receives in `got` until `stop` is set (and half a second after, for
+/// stragglers). Says on `ready` when it listens.
+fn listen(
+    netns: PathBuf,
+    (port, group): (u16, Ipv4Addr),
+    got: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<()>,
+) -> JoinHandle<()> {
+    thread::spawn(move || {
+        netns::enter(&netns).unwrap();
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+        socket
+            .join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)
+            .unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let mut stopped = None;
+        loop {
+            if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.lock().unwrap().push(text);
+            }
+            if stop.load(Ordering::Relaxed)
+                && stopped.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500)
+            {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn broadcasts_and_multicasts_reach_the_overlays_containers_on_every_host_and_no_one_else() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(3, 1);
+    for name in ["ov", "other"] {
+        ok(
+            &lab,
+            "h1",
+            &["network", "create", "-d", "overlay", "--attachable", name],
+        );
+    }
+    ok(&lab, "h3", &["network", "create", "br"]);
+    // a sends; a2 (on a's host), b and c are on the overlay; x is on another overlay, y on a
+    // bridge network, on the hosts that get the overlay's copies.
+    for (host, name, network) in [
+        ("h1", "a", "ov"),
+        ("h1", "a2", "ov"),
+        ("h2", "b", "ov"),
+        ("h3", "c", "ov"),
+        ("h2", "x", "other"),
+        ("h3", "y", "br"),
+    ] {
+        run_sleeper(&lab, host, name, network);
+    }
+    // Every host knows the others' endpoints on the overlay (nothing unicast has crossed yet:
+    // the hosts' neighbour entries for each other are not resolved either).
+    for host in ["h1", "h2", "h3"] {
+        assert!(
+            eventually(Duration::from_secs(10), || peers(&lab, host, "ov")
+                == ["h1", "h2", "h3"]),
+            "{host} lists {:?} as ov's peers",
+            peers(&lab, host, "ov")
+        );
+    }
+    let subnet: Ipv4Net = inspect(&lab, "h1", "ov").unwrap()["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (port, group) = (5353, Ipv4Addr::new(239, 1, 2, 3));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready, listening) = mpsc::channel();
+    let mut received = BTreeMap::new();
+    let mut listeners = Vec::new();
+    for (host, name) in [
+        ("h1", "a2"),
+        ("h2", "b"),
+        ("h3", "c"),
+        ("h2", "x"),
+        ("h3", "y"),
+    ] {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let netns = sandbox(&lab, host, name);
+        listeners.push(listen(
+            netns,
+            (port, group),
+            got.clone(),
+            stop.clone(),
+            ready.clone(),
+        ));
+        received.insert(name, got);
+    }
+    for _ in &listeners {
+        listening.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    // a sends a subnet broadcast and a datagram to the group every 200 ms until every member
+    // has one of each (the first copies to a host may go while its neighbour entry is being
+    // resolved), for 10 s at most.
+    let members = ["a2", "b", "c"];
+    let heard_all = |received: &BTreeMap<&str, Arc<Mutex<Vec<String>>>>| {
+        members.iter().all(|m| {
+            let got = received[m].lock().unwrap();
+            ["broadcast", "multicast"]
+                .iter()
+                .all(|kind| got.iter().any(|text| text.starts_with(kind)))
+        })
+    };
+    let a = sandbox(&lab, "h1", "a");
+    let (sent, sending) = mpsc::channel::<()>();
+    let sender = thread::spawn(move || {
+        netns::enter(&a).unwrap();
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        socket.set_broadcast(true).unwrap();
+        for seq in 0..50 {
+            if sending.try_recv().is_ok() {
+                return;
+            }
+            socket
+                .send_to(
+                    format!("broadcast {seq}").as_bytes(),
+                    (subnet.broadcast(), port),
+                )
+                .unwrap();
+            socket
+                .send_to(format!("multicast {seq}").as_bytes(), (group, port))
+                .unwrap();
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let everyone = eventually(Duration::from_secs(10), || heard_all(&received));
+    let _ = sent.send(());
+    sender.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for listener in listeners {
+        listener.join().unwrap();
+    }
+    let got = |name: &str| received[name].lock().unwrap().clone();
+    assert!(
+        everyone,
+        "not every member heard both: a2 {:?}, b {:?}, c {:?}\nh1: {}",
+        got("a2"),
+        got("b"),
+        got("c"),
+        lab.xnetd_log("h1").unwrap_or_default()
+    );
+    // One copy per host, delivered once: no loops between the hosts.
+    for member in members {
+        let mut heard = got(member);
+        let count = heard.len();
+        heard.sort();
+        heard.dedup();
+        assert_eq!(
+            heard.len(),
+            count,
+            "{member} heard some twice: {:?}",
+            got(member)
+        );
+    }
+    for outsider in ["x", "y"] {
+        assert!(
+            got(outsider).is_empty(),
+            "{outsider} heard {:?}",
+            got(outsider)
+        );
+    }
 }

@@ -28,9 +28,9 @@ const STRANGER_IP6: [u8; 16] = fd(4);
 pub(super) const ME_LL: [u8; 16] = link_local_of(ME_MAC);
 const PEER_LL: [u8; 16] = link_local_of(PEER_MAC);
 const HOST_LL: [u8; 16] = link_local_of(HOST_MAC);
-const UNSPECIFIED: [u8; 16] = [0; 16];
-const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const MLD_ROUTERS: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16];
+pub(super) const UNSPECIFIED: [u8; 16] = [0; 16];
+pub(super) const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub(super) const MLD_ROUTERS: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16];
 pub(super) const UPLINK_IP6: [u8; 16] = [0xfd, 0, 0xc8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 pub(super) const REMOTE_IP6: [u8; 16] = [0xfd, 0, 0xc9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
@@ -71,7 +71,7 @@ pub(super) fn datapath6() -> Datapath {
 }
 
 /// The group MAC of an IPv6 multicast address (33:33 + its last four bytes).
-fn multicast_mac(group: [u8; 16]) -> [u8; 6] {
+pub(super) fn multicast_mac(group: [u8; 16]) -> [u8; 6] {
     [0x33, 0x33, group[12], group[13], group[14], group[15]]
 }
 
@@ -115,7 +115,7 @@ pub(super) fn ipv6_frame(
 }
 
 /// An ICMPv6 message of `icmp_type` with `body` (after type, code and checksum).
-fn icmp6(
+pub(super) fn icmp6(
     dst_mac: [u8; 6],
     (src, dst): ([u8; 16], [u8; 16]),
     icmp_type: u8,
@@ -128,7 +128,7 @@ fn icmp6(
 
 /// A neighbour solicitation from `src` for `target`, multicast to its solicited-node group,
 /// with a source link-layer address option if `sll` is given.
-fn solicitation(src: [u8; 16], target: [u8; 16], sll: Option<[u8; 6]>) -> Vec<u8> {
+pub(super) fn solicitation(src: [u8; 16], target: [u8; 16], sll: Option<[u8; 6]>) -> Vec<u8> {
     let group = solicited_node(target);
     let mut body = vec![0; 4];
     body.extend_from_slice(&target);
@@ -144,7 +144,12 @@ pub(super) fn ns_from_me(target: [u8; 16]) -> Vec<u8> {
 }
 
 /// A neighbour advertisement from the endpoint under test for `target`.
-fn advertisement(dst_mac: [u8; 6], dst: [u8; 16], target: [u8; 16], tll: [u8; 6]) -> Vec<u8> {
+pub(super) fn advertisement(
+    dst_mac: [u8; 6],
+    dst: [u8; 16],
+    target: [u8; 16],
+    tll: [u8; 6],
+) -> Vec<u8> {
     let mut body = vec![0x60, 0, 0, 0];
     body.extend_from_slice(&target);
     body.extend_from_slice(&[2, 1]);

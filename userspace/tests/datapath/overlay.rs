@@ -5,25 +5,33 @@
 //! the overlay maps (`xnet::datapath::Datapath`), on a datapath loaded as xnetd loads it.
 
 use std::{
+    collections::BTreeSet,
+    ffi::CString,
     net::{Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
+    process::Command,
+    slice,
     sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
 use aya::maps::{Array, HashMap, MapData, MapInfo};
-use xnet::datapath::RemoteEndpoint;
+use xnet::datapath::{FloodSet, RemoteEndpoint};
 use xnet_common::{
-    DropReason, ENDPOINT_ICC_OFF, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS,
-    MAX_NEIGHBORS, Neighbor, Neighbor6Key, NeighborKey, PROG_UPLINK_INGRESS, Tunnel, Vtep,
+    DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_FLOOD_VTEPS, MAP_MEMBER_COUNT, MAP_MEMBERS,
+    MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS, MAX_FLOOD_VTEPS, MAX_NEIGHBORS,
+    MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_UPLINK_INGRESS, Tunnel, Vtep,
     link_local_of,
 };
 use xnet_dockerlab::skip;
 
 use super::{
-    Datapath, ME_IP, ME_MAC, ME_SLOT, NET, OTHER_NET, PEER_IP, PEER_MAC, STRANGER_IP, TC_ACT_OK,
-    TC_ACT_REDIRECT, TC_ACT_SHOT, arp_request, csum, eth,
+    Datapath, LOOPBACK, ME_IP, ME_MAC, ME_SLOT, NET, OTHER_NET, PEER_IP, PEER_MAC, STRANGER_IP,
+    TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, arp_request, csum, eth,
     ipv6::{
-        ME_IP6, ME_LL, assert_advertisement, datapath6, fd, ipv6_frame, ns_from_me, udp6_from_me,
+        ALL_NODES, ME_IP6, ME_LL, MLD_ROUTERS, UNSPECIFIED, advertisement, assert_advertisement,
+        datapath6, fd, icmp6, ipv6_frame, multicast_mac, ns_from_me, solicitation, udp6_from_me,
     },
     me, udp, udp_from_me,
 };
@@ -203,7 +211,6 @@ fn from_b(inner: &[u8]) -> Vec<u8> {
 /// Asserts `out` is `inner` (the frame as the endpoint under test sent it) encapsulated as RFC
 /// 7348 has it, to host `vtep` with `vni`, its destination MAC made `dst_mac`.
 fn assert_encapsulated(out: &[u8], inner: &[u8], vtep: [u8; 4], vni: u32, dst_mac: [u8; 6]) {
-    assert_eq!(out.len(), inner.len() + 50, "50 bytes of outer headers");
     // The MACs are bpf_redirect_neigh's to fill in; a multicast destination would make it
     // drop the packet.
     assert_eq!(
@@ -211,6 +218,12 @@ fn assert_encapsulated(out: &[u8], inner: &[u8], vtep: [u8; 4], vni: u32, dst_ma
         &[0; 12],
         "outer MACs left to the neighbour table"
     );
+    assert_vxlan(out, inner, vtep, vni, dst_mac);
+}
+
+/// [`assert_encapsulated`] without the outer MACs.
+fn assert_vxlan(out: &[u8], inner: &[u8], vtep: [u8; 4], vni: u32, dst_mac: [u8; 6]) {
+    assert_eq!(out.len(), inner.len() + 50, "50 bytes of outer headers");
     assert_eq!(&out[12..14], &IPV4.to_be_bytes());
     let ip = &out[14..34];
     assert_eq!(csum(&[ip]), 0, "outer IPv4 checksum");
@@ -432,8 +445,6 @@ fn vxlan_reaches_only_local_endpoints_of_its_network() {
         (REMOTE_C_MAC, REMOTE_C_IP),
         // Isolation: NET's VNI carrying a frame for an endpoint of OTHER_NET on this host.
         (super::STRANGER_MAC, STRANGER_IP),
-        // Broadcasts never cross hosts.
-        ([0xff; 6], [10, 0, 0, 255]),
     ] {
         let inner = udp(dst_mac, REMOTE_MAC, REMOTE_IP, dst);
         dp.assert_decap_dropped(&from_b(&inner), DropReason::UnknownInnerDestination);
@@ -501,6 +512,431 @@ fn other_traffic_on_the_underlay_passes_untouched() {
     dp.set_tunnel(0);
     let frame = from_b(&inner);
     assert_eq!(dp.uplink_ingress(&frame), (TC_ACT_OK, frame));
+}
+
+/// Runs `test` on a thread in a network namespace of its own: unshared, so it lives as long as
+/// the thread and takes every device made in it along, and BPF_PROG_TEST_RUN runs the
+/// programs there (on its loopback), with its FIB and neighbour table.
+fn in_own_netns(test: impl FnOnce() + Send + 'static) {
+    let ran = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        test()
+    })
+    .join();
+    if let Err(panic) = ran {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `ip ARGS` in the calling thread's namespace (a child inherits the thread's).
+fn ip(args: &str) {
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args}");
+}
+
+fn ifindex(name: &str) -> u32 {
+    let name = CString::new(name).unwrap();
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0, "no interface {name:?}");
+    index
+}
+
+/// A packet socket reading every frame a device receives.
+struct Capture(OwnedFd);
+
+impl Capture {
+    fn on(ifindex: u32) -> Self {
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain syscalls; the descriptor is owned from here on, the address is a
+        // whole sockaddr_ll.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(all),
+            );
+            assert!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = all;
+            addr.sll_ifindex = ifindex as i32;
+            let bound = libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            Self(fd)
+        }
+    }
+
+    /// The frames received since the last call that `wanted` picks (devices of a new
+    /// namespace send their own, IPv6 autoconfiguration's), once `count` of them arrived
+    /// (within a second) and nothing more for a moment after.
+    fn frames(&self, count: usize, wanted: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut quiet_until = None;
+        loop {
+            let mut buf = vec![0u8; 2048];
+            // SAFETY: reads into a buffer of the length given.
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                buf.truncate(n as usize);
+                if wanted(&buf) {
+                    frames.push(buf);
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if frames.len() >= count {
+                match quiet_until {
+                    None => quiet_until = Some(now + Duration::from_millis(100)),
+                    Some(until) if now >= until => return frames,
+                    Some(_) => {}
+                }
+            } else if now >= deadline {
+                return frames;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Whether `frame` is VXLAN to this cluster's port.
+fn is_vxlan(frame: &[u8]) -> bool {
+    frame.len() >= 42
+        && frame[12..14] == IPV4.to_be_bytes()
+        && frame[23] == UDP
+        && frame[36..38] == VXLAN_PORT.to_be_bytes()
+}
+
+/// Whether `frame` was sent by the endpoint under test (and is not VXLAN).
+fn from_me(frame: &[u8]) -> bool {
+    frame.len() >= 14 && frame[6..12] == ME_MAC
+}
+
+/// The MAC of this host's underlay device, and those host B's and host C's addresses resolve
+/// to.
+const UNDERLAY_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
+const MAC_C: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 3];
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// An overlay datapath in the calling thread's own namespace, with real devices: the
+/// underlay `ul0` (LOCAL_VTEP/24, the tunnel's device, host B's address resolved, host C's
+/// not), whose far end `ul1` is captured, and a member of `NET` behind `m0` (besides the
+/// endpoint under test), whose container end `m1` is captured.
+struct Hosts {
+    dp: Datapath,
+    underlay: Capture,
+    member: Capture,
+}
+
+impl Hosts {
+    fn new(dp: Datapath) -> Self {
+        let mut dp = dp;
+        dp.join_cluster();
+        ip("link set lo up");
+        ip("link add ul0 type veth peer name ul1");
+        ip(&format!("link set ul0 address {}", mac_text(UNDERLAY_MAC)));
+        ip("addr add 192.168.100.1/24 dev ul0");
+        ip("link add m0 type veth peer name m1");
+        for device in ["ul0", "ul1", "m0", "m1"] {
+            ip(&format!("link set {device} up"));
+        }
+        ip(&format!(
+            "neigh replace 192.168.100.2 lladdr {} dev ul0 nud permanent",
+            mac_text(MAC_B)
+        ));
+        dp.set_tunnel(ifindex("ul0"));
+        dp.set_members(NET, &[LOOPBACK, ifindex("m0")]);
+        dp.set_flood(NET, VNI, &[VTEP_B, VTEP_C]);
+        Self {
+            dp,
+            underlay: Capture::on(ifindex("ul1")),
+            member: Capture::on(ifindex("m1")),
+        }
+    }
+
+    /// Host C's address resolved too.
+    fn resolve_c(&self) {
+        ip(&format!(
+            "neigh replace 192.168.100.3 lladdr {} dev ul0 nud permanent",
+            mac_text(MAC_C)
+        ));
+    }
+
+    /// The copies sent to other hosts (`count` expected), by outer destination.
+    fn replicated(&self, count: usize) -> Vec<Vec<u8>> {
+        let mut copies = self.underlay.frames(count, is_vxlan);
+        copies.sort_by_key(|c| c[30..34].to_vec());
+        copies
+    }
+}
+
+impl Datapath {
+    fn set_members(&mut self, network_id: u32, members: &[u32]) {
+        let mut slots: HashMap<&mut MapData, MemberKey, u32> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_MEMBERS).unwrap()).unwrap();
+        for (slot, ifindex) in (0..).zip(members) {
+            slots
+                .insert(MemberKey { network_id, slot }, ifindex, 0)
+                .unwrap();
+        }
+        let mut count: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_MEMBER_COUNT).unwrap()).unwrap();
+        count.insert(network_id, members.len() as u32, 0).unwrap();
+    }
+
+    /// Where broadcasts of `network_id` are replicated to, as the daemon writes it.
+    fn set_flood(&mut self, network_id: u32, vni: u32, vteps: &[[u8; 4]]) {
+        let mut value = FloodVteps {
+            vni,
+            count: vteps.len() as u32,
+            vteps: [[0; 4]; MAX_FLOOD_VTEPS as usize],
+        };
+        value.vteps[..vteps.len()].copy_from_slice(vteps);
+        let mut flood: HashMap<&mut MapData, u32, FloodVteps> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_FLOOD_VTEPS).unwrap()).unwrap();
+        flood.insert(network_id, value, 0).unwrap();
+    }
+}
+
+/// Asserts `copy` is the replica of `frame` for host `vtep`, addressed on the underlay to
+/// `mac` from this host's underlay device.
+fn assert_replica(copy: &[u8], frame: &[u8], vtep: [u8; 4], mac: [u8; 6]) {
+    assert_eq!(&copy[..6], &mac, "outer destination MAC: the host's");
+    assert_eq!(
+        &copy[6..12],
+        &UNDERLAY_MAC,
+        "outer source MAC: the underlay's"
+    );
+    // The inner frame is the one sent, group MAC and all.
+    assert_vxlan(copy, frame, vtep, VNI, frame[..6].try_into().unwrap());
+}
+
+#[test]
+fn broadcasts_on_an_overlay_reach_the_local_members_and_one_copy_goes_to_each_other_host() {
+    if skip::unless_root() {
+        return;
+    }
+    in_own_netns(|| {
+        let mut hosts = Hosts::new(Datapath::new());
+        let broadcast = udp_from_me([0xff; 6], [10, 0, 0, 255]);
+        // Host C's neighbour entry is not resolved: its copy is the original, last, through
+        // bpf_redirect_neigh (which resolves it); host B's was cloned out with its MACs.
+        let (verdict, out) = hosts.dp.ingress(&broadcast);
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_encapsulated(&out, &broadcast, VTEP_C, VNI, [0xff; 6]);
+        let copies = hosts.replicated(1);
+        assert_eq!(copies.len(), 1, "one clone, to host B");
+        assert_replica(&copies[0], &broadcast, VTEP_B, MAC_B);
+        // The local member got the frame as sent, before any encapsulation; the sender
+        // did not get its own.
+        assert_eq!(hosts.member.frames(1, from_me), slice::from_ref(&broadcast));
+
+        // Both resolved: two clones, the original consumed, nothing counted as a drop.
+        hosts.resolve_c();
+        let multicast = udp_from_me([0x01, 0x00, 0x5e, 0, 0, 0xfb], [224, 0, 0, 251]);
+        for frame in [&broadcast, &multicast] {
+            assert_eq!(hosts.dp.ingress(frame).0, TC_ACT_SHOT);
+            let copies = hosts.replicated(2);
+            assert_eq!(copies.len(), 2, "one copy per host");
+            assert_replica(&copies[0], frame, VTEP_B, MAC_B);
+            assert_replica(&copies[1], frame, VTEP_C, MAC_C);
+            assert_eq!(hosts.member.frames(1, from_me), slice::from_ref(frame));
+        }
+        assert_eq!(hosts.dp.counters(ME_SLOT).drops, 0);
+        assert_eq!(hosts.dp.drops(DropReason::UnreachableVtep), 0);
+
+        // A host with no route, and a second unresolved one in the same frame: counted per
+        // copy, the others still get theirs.
+        let (no_route, unresolved) = ([203, 0, 113, 9], [192, 168, 100, 4]);
+        hosts.dp.set_flood(
+            NET,
+            VNI,
+            &[VTEP_B, no_route, [192, 168, 100, 5], unresolved, VTEP_C],
+        );
+        let (verdict, out) = hosts.dp.ingress(&broadcast);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "the first unresolved host's copy");
+        assert_eq!(&out[30..34], &[192, 168, 100, 5]);
+        assert_eq!(hosts.replicated(2).len(), 2, "hosts B and C");
+        assert_eq!(hosts.dp.drops(DropReason::UnreachableVtep), 2);
+        assert_eq!(hosts.member.frames(1, from_me).len(), 1);
+
+        // A network without other hosts (or not an overlay) keeps its broadcasts here.
+        let mut flood: HashMap<&mut MapData, u32, FloodVteps> =
+            HashMap::try_from(hosts.dp.ebpf.map_mut(MAP_FLOOD_VTEPS).unwrap()).unwrap();
+        flood.remove(&NET).unwrap();
+        assert_eq!(hosts.dp.ingress(&broadcast).0, TC_ACT_SHOT);
+        assert!(hosts.replicated(0).is_empty());
+        assert_eq!(hosts.member.frames(1, from_me).len(), 1);
+    });
+}
+
+#[test]
+fn address_resolution_and_anonymous_multicast_never_cross_hosts() {
+    if skip::unless_root() {
+        return;
+    }
+    in_own_netns(|| {
+        let mut hosts = Hosts::new(datapath6());
+        hosts.resolve_c();
+        // ARP for an address nobody has: dropped, asked of no other host.
+        hosts
+            .dp
+            .assert_dropped(&arp_request([10, 0, 0, 99]), DropReason::UnknownArpTarget);
+        // Announcements and probes of its own addresses (gratuitous ARP, duplicate-address
+        // probes from `::`, unsolicited advertisements, router solicitations), and
+        // multicast from `::`: heard by the local members only.
+        let report_from_nobody = icmp6(
+            multicast_mac(MLD_ROUTERS),
+            (UNSPECIFIED, MLD_ROUTERS),
+            143,
+            1,
+            &[0; 4],
+        );
+        let local_only = [
+            arp_request(ME_IP),
+            solicitation(UNSPECIFIED, ME_IP6, None),
+            advertisement(multicast_mac(ALL_NODES), ALL_NODES, ME_IP6, ME_MAC),
+            icmp6(
+                [0x33, 0x33, 0, 0, 0, 2],
+                (ME_LL, [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+                133,
+                255,
+                &[0; 4],
+            ),
+            report_from_nobody,
+        ];
+        for frame in &local_only {
+            assert_eq!(hosts.dp.ingress(frame).0, TC_ACT_SHOT);
+            assert_eq!(hosts.member.frames(1, from_me), slice::from_ref(frame));
+        }
+        assert!(
+            hosts.replicated(0).is_empty(),
+            "nothing crossed the underlay"
+        );
+        // IPv6 multicast from the endpoint's own addresses crosses like IPv4's.
+        let report = icmp6(
+            multicast_mac(MLD_ROUTERS),
+            (ME_LL, MLD_ROUTERS),
+            143,
+            1,
+            &[0; 4],
+        );
+        assert_eq!(hosts.dp.ingress(&report).0, TC_ACT_SHOT);
+        let copies = hosts.replicated(2);
+        assert_eq!(copies.len(), 2);
+        assert_replica(&copies[1], &report, VTEP_C, MAC_C);
+    });
+}
+
+#[test]
+fn replicated_vxlan_from_a_registered_endpoint_reaches_every_local_member() {
+    if skip::unless_root() {
+        return;
+    }
+    in_own_netns(|| {
+        let mut hosts = Hosts::new(overlay6_datapath());
+        let broadcast = udp([0xff; 6], REMOTE_MAC, REMOTE_IP, [10, 0, 0, 255]);
+        let mdns6 = ipv6_frame(
+            multicast_mac([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb]),
+            REMOTE_MAC,
+            (
+                REMOTE_LL,
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
+            ),
+            (UDP, 255),
+            vec![0x14, 0xe9, 0x14, 0xe9, 0, 12, 0, 0, b'm', b'd', b'n', b's'],
+            6,
+        );
+        let from_b_mac = |frame: &[u8]| frame.len() >= 14 && frame[6..12] == REMOTE_MAC;
+        for inner in [&broadcast, &mdns6] {
+            // Consumed here after its copies, never sent on to another host.
+            assert_eq!(hosts.dp.uplink_ingress(&from_b(inner)).0, TC_ACT_SHOT);
+            // Every member, the endpoint under test included (its copy went out of the
+            // loopback, which nothing captures): the inner frame, exactly.
+            assert_eq!(hosts.member.frames(1, from_b_mac), slice::from_ref(inner));
+        }
+        assert!(
+            hosts.replicated(0).is_empty(),
+            "no copy went on to other hosts"
+        );
+        for reason in DropReason::ALL {
+            assert_eq!(hosts.dp.drops(reason), 0, "{reason:?}");
+        }
+
+        // The same checks as unicast: a live VTEP, a known VNI, an inner source registered on
+        // that very host with that MAC.
+        hosts.dp.assert_decap_dropped(
+            &vxlan(NOT_A_VTEP, VNI, 0x08, &broadcast),
+            DropReason::UnknownVtep,
+        );
+        hosts.dp.assert_decap_dropped(
+            &vxlan(VTEP_B, 9999, 0x08, &broadcast),
+            DropReason::UnknownVni,
+        );
+        for (src_mac, src) in [
+            // Host C's endpoint from host B, B's address with C's MAC, a local endpoint, an
+            // endpoint of another network.
+            (REMOTE_C_MAC, REMOTE_C_IP),
+            (REMOTE_C_MAC, REMOTE_IP),
+            (PEER_MAC, PEER_IP),
+            (REMOTE_OTHER_MAC, REMOTE_OTHER_IP),
+        ] {
+            let spoofed = udp([0xff; 6], src_mac, src, [10, 0, 0, 255]);
+            hosts
+                .dp
+                .assert_decap_dropped(&from_b(&spoofed), DropReason::SpoofedInnerSource);
+        }
+        // IPv6 from `::` belongs to nobody; ARP never crosses.
+        let anonymous = ipv6_frame(
+            multicast_mac(ALL_NODES),
+            REMOTE_MAC,
+            (UNSPECIFIED, ALL_NODES),
+            (UDP, 255),
+            vec![0x14, 0xe9, 0x14, 0xe9, 0, 12, 0, 0, b'm', b'd', b'n', b's'],
+            6,
+        );
+        hosts
+            .dp
+            .assert_decap_dropped(&from_b(&anonymous), DropReason::SpoofedInnerSource);
+        let mut gratuitous = eth([0xff; 6], REMOTE_MAC, 0x0806);
+        gratuitous.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        gratuitous.extend_from_slice(&REMOTE_MAC);
+        gratuitous.extend_from_slice(&REMOTE_IP);
+        gratuitous.extend_from_slice(&[0; 6]);
+        gratuitous.extend_from_slice(&REMOTE_IP);
+        hosts
+            .dp
+            .assert_decap_dropped(&from_b(&gratuitous), DropReason::UnknownInnerDestination);
+        assert!(
+            hosts.member.frames(0, from_b_mac).is_empty(),
+            "nothing refused got through"
+        );
+    });
+}
+
+/// [`overlay6`]'s datapath before it joins the cluster (which [`Hosts::new`] does).
+fn overlay6_datapath() -> Datapath {
+    let mut dp = datapath6();
+    dp.add_remote6();
+    dp
 }
 
 /// xnetd's own `Datapath`, loaded as xnetd loads it into a private bpffs directory, removed
@@ -700,4 +1136,52 @@ fn neighbor_maps_pinned_preallocated_are_recreated_per_entry() {
         let info = MapInfo::from_pin(loaded.dir.join("maps").join(name)).unwrap();
         assert_eq!(info.map_flags(), 1, "{name}: BPF_F_NO_PREALLOC");
     }
+}
+
+#[test]
+fn the_daemon_sets_where_broadcasts_are_replicated_and_a_restart_keeps_it() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut loaded = Loaded::new(|_| {});
+    let dp = &mut loaded.datapath;
+    let set = |vni, vteps: &[[u8; 4]]| FloodSet {
+        vni,
+        vteps: vteps.iter().copied().map(Ipv4Addr::from).collect(),
+    };
+    dp.set_flood(NET, &set(VNI, &[VTEP_C, VTEP_B])).unwrap();
+    dp.set_flood(OTHER_NET, &set(OTHER_VNI, &[VTEP_B])).unwrap();
+    let too_many: BTreeSet<Ipv4Addr> = (0..=MAX_FLOOD_VTEPS)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    let refused = FloodSet {
+        vni: VNI,
+        vteps: too_many,
+    };
+    assert!(
+        dp.set_flood(3, &refused).is_err(),
+        "more hosts than the datapath takes"
+    );
+    assert!(
+        dp.set_flood(3, &set(1 << 24, &[VTEP_B])).is_err(),
+        "VNIs have 24 bits"
+    );
+    // No other host: the entry goes.
+    dp.set_flood(OTHER_NET, &set(OTHER_VNI, &[])).unwrap();
+    dp.remove_flood(OTHER_NET).unwrap();
+    let expected = [(NET, set(VNI, &[VTEP_B, VTEP_C]))].into();
+    assert_eq!(dp.flood_sets(), expected);
+    // What the programs read: the VNI, the count, the addresses in order, zeros after.
+    let pin = loaded.dir.join("maps").join(MAP_FLOOD_VTEPS);
+    let map: HashMap<MapData, u32, FloodVteps> =
+        HashMap::try_from(aya::maps::Map::HashMap(MapData::from_pin(pin).unwrap())).unwrap();
+    let value = map.get(&NET, 0).unwrap();
+    assert_eq!((value.vni, value.count), (VNI, 2));
+    assert_eq!(&value.vteps[..3], &[VTEP_B, VTEP_C, [0; 4]]);
+    loaded.reload();
+    assert_eq!(
+        loaded.datapath.flood_sets(),
+        expected,
+        "kept across a restart"
+    );
 }
