@@ -15,11 +15,7 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{
-        TcAttachType,
-        links::{FdLink, PinnedLink},
-        tc::SchedClassifierLink,
-    },
+    programs::{TcAttachType, links::FdLink, tc::SchedClassifierLink},
     util::nr_cpus,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -29,7 +25,7 @@ use xnet_common::{
     PublishKeyV6, PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
 };
 
-use super::object::{classifier, ignore_missing, remove_file_if_exists, repin};
+use super::object::{adopt_pinned, classifier, ignore_missing, remove_file_if_exists, repin};
 
 /// Everything the datapath needs to serve one container endpoint.
 pub struct EndpointEntry {
@@ -178,14 +174,10 @@ impl Datapath {
         pin: &Path,
     ) -> anyhow::Result<()> {
         let prog = classifier(&mut self.ebpf, program)?;
-        let link_id = match PinnedLink::from_pin(pin) {
-            Ok(pinned) => {
-                let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                    .with_context(|| format!("adopting {}", pin.display()))?;
-                prog.attach_to_link(link)
-                    .with_context(|| format!("replacing the program of {}", pin.display()))?
-            }
-            Err(_) => prog
+        let adopted = adopt_pinned(pin, |link: SchedClassifierLink| prog.attach_to_link(link))?;
+        let link_id = match adopted {
+            Some(link_id) => link_id,
+            None => prog
                 .attach(ifname, hook)
                 .with_context(|| format!("attaching {program} to {ifname}"))?,
         };

@@ -8,9 +8,12 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
     maps::MapError,
-    programs::{Program, ProgramError, SchedClassifier, links::FdLink},
+    programs::{
+        Program, ProgramError, SchedClassifier,
+        links::{FdLink, PinnedLink},
+    },
 };
-use tracing::error;
+use tracing::{error, warn};
 
 /// The compiled kernel programs (built by build.rs from the `xnet-ebpf` crate).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xnet"));
@@ -71,6 +74,37 @@ pub(super) fn repin(link: FdLink, pin: &Path) -> anyhow::Result<()> {
     link.pin(pin)
         .with_context(|| format!("pinning {}", pin.display()))?;
     Ok(())
+}
+
+/// Adopts the link an earlier run pinned at `pin` by replacing its program in place
+/// (`replace`: the program's `attach_to_link`), so the hook never goes without one. None when
+/// there is no pin, or when the pinned link no longer works (detached behind the daemon's
+/// back, `BPF_LINK_DETACH`: "Link has been severed"; or its device gone): the pin is then
+/// removed and the caller attaches a new link instead of refusing to start.
+pub(super) fn adopt_pinned<L, Id>(
+    pin: &Path,
+    replace: impl FnOnce(L) -> Result<Id, ProgramError>,
+) -> anyhow::Result<Option<Id>>
+where
+    L: TryFrom<FdLink>,
+    L::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Ok(pinned) = PinnedLink::from_pin(pin) else {
+        return Ok(None);
+    };
+    let link =
+        L::try_from(FdLink::from(pinned)).with_context(|| format!("adopting {}", pin.display()))?;
+    match replace(link) {
+        Ok(link_id) => Ok(Some(link_id)),
+        Err(e) => {
+            warn!(
+                "the link pinned at {} no longer works ({e}); attaching anew",
+                pin.display()
+            );
+            remove_file_if_exists(pin)?;
+            Ok(None)
+        }
+    }
 }
 
 pub(super) fn remove_file_if_exists(path: &Path) -> anyhow::Result<()> {

@@ -7,17 +7,13 @@ use std::{net::Ipv6Addr, path::Path};
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    programs::{
-        TcAttachType, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
-        xdp::XdpLink,
-    },
+    programs::{TcAttachType, Xdp, XdpMode, links::FdLink, xdp::XdpLink},
 };
 use xnet_common::{PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink};
 
 use super::{
     maps::Datapath,
-    object::{one_line_load_error, program, remove_file_if_exists, repin},
+    object::{adopt_pinned, one_line_load_error, program, remove_file_if_exists, repin},
 };
 
 /// The pins of the uplink's links (endpoint links are named by ifindex).
@@ -89,14 +85,10 @@ impl Datapath {
     /// `pin`, and pins it there.
     fn attach_xdp(&mut self, ifname: &str, pin: &Path) -> anyhow::Result<()> {
         let prog = xdp(&mut self.ebpf)?;
-        let link_id = match PinnedLink::from_pin(pin) {
-            Ok(pinned) => {
-                let link = XdpLink::try_from(FdLink::from(pinned))
-                    .with_context(|| format!("adopting {}", pin.display()))?;
-                prog.attach_to_link(link)
-                    .with_context(|| format!("replacing the program of {}", pin.display()))?
-            }
-            Err(_) => prog
+        let adopted = adopt_pinned(pin, |link: XdpLink| prog.attach_to_link(link))?;
+        let link_id = match adopted {
+            Some(link_id) => link_id,
+            None => prog
                 .attach(ifname, XdpMode::Default)
                 .with_context(|| format!("attaching {PROG_UPLINK_XDP} to {ifname}"))?,
         };

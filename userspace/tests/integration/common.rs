@@ -63,10 +63,23 @@ impl Host {
 
     /// Gives the host the uplink `with_uplink` describes (before its daemon starts).
     pub fn add_uplink(&mut self) {
-        let host = self;
-        let ext = host.foreign_netns("ext");
-        let ext_name = ext.trim_start_matches("/run/netns/").to_string();
-        let ns = host.ns.clone();
+        self.foreign_netns("ext");
+        self.plumb_uplink();
+        self.daemon_args
+            .extend(["--uplink".into(), "uplink0".into()]);
+    }
+
+    /// Deletes the uplink and makes it again, as after a driver reload: a new device under
+    /// the same name, which the daemon's pinned links of the old one no longer reach.
+    pub fn recreate_uplink(&self) {
+        sh(&["ip", "-n", &self.ns, "link", "del", "uplink0"]);
+        self.plumb_uplink();
+    }
+
+    /// The veth pair `uplink0` - `ext0` into the outside, its addresses and routes.
+    fn plumb_uplink(&self) {
+        let ext_name = format!("{}-ext", self.ns);
+        let ns = self.ns.clone();
         sh(&[
             "ip", "-n", &ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "ext0",
             "netns", &ext_name,
@@ -77,12 +90,12 @@ impl Host {
             (&ns, "link set uplink0 up"),
             (&ns, "route add default via 10.200.0.2"),
             (&ext_name, "addr add 10.200.0.2/24 dev ext0"),
-            (&ext_name, "addr add 10.201.0.1/32 dev lo"),
+            (&ext_name, "addr replace 10.201.0.1/32 dev lo"),
             (&ext_name, "link set ext0 up"),
             (&ns, "addr add fd00:200::1/64 dev uplink0 nodad"),
             (&ns, "-6 route add default via fd00:200::2"),
             (&ext_name, "addr add fd00:200::2/64 dev ext0 nodad"),
-            (&ext_name, "addr add fd00:201::1/128 dev lo"),
+            (&ext_name, "addr replace fd00:201::1/128 dev lo"),
         ] {
             let mut args = vec!["ip", "-n", ns.as_str()];
             args.extend(cmd.split(' '));
@@ -91,8 +104,6 @@ impl Host {
         sh(&[
             "ip", "netns", "exec", &ext_name, "ethtool", "-K", "ext0", "tx", "off",
         ]);
-        host.daemon_args
-            .extend(["--uplink".into(), "uplink0".into()]);
     }
 
     /// The simulated outside of a host made by `with_uplink`.

@@ -1,7 +1,7 @@
 //! Egress: containers reach the outside through the uplink, source-NATed by the datapath; the
 //! outside is a namespace of the test's own ("the internet" behind `uplink0`).
 
-use std::time::Duration;
+use std::{ffi::CString, io, os::unix::ffi::OsStrExt as _, path::Path, time::Duration};
 
 use serde_json::Value;
 use xnet_dockerlab::skip;
@@ -145,4 +145,83 @@ fn without_an_uplink_nothing_leaves() {
     host.run_sleeper("a", &[]);
     assert!(host.cannot_reach(&host.sandbox("a"), "10.201.0.1"));
     assert!(drops(&host, "no-uplink") > 0);
+}
+
+#[test]
+fn a_daemon_restarted_after_its_uplink_was_made_again_attaches_to_the_new_one() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut host = Host::with_uplink();
+    host.run_sleeper("a", &[]);
+    let a = host.sandbox("a");
+    assert!(host.reaches(&a, "10.200.0.2"));
+    // While the daemon is down the uplink goes and comes back as a new device: the pinned
+    // links of the old one are severed, and the new one has no programs.
+    host.stop_daemon();
+    host.recreate_uplink();
+    host.start_daemon();
+    assert!(
+        host.reaches(&a, "10.200.0.2"),
+        "no egress through the new uplink: {}",
+        host.daemon_log()
+    );
+}
+
+/// Detaches the bpf link pinned at `pin` (`BPF_OBJ_GET`, then `BPF_LINK_DETACH`), as a tool
+/// acting behind the daemon's back would: the pin stays, its link is severed.
+fn detach_pinned_link(pin: &Path) {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    // `union bpf_attr`: both commands read their first field (the path, the link's fd) at
+    // offset 0.
+    let path = CString::new(pin.as_os_str().as_bytes()).unwrap();
+    let mut attr = [0u64; 16];
+    attr[0] = path.as_ptr() as u64;
+    let size = std::mem::size_of_val(&attr);
+    // SAFETY: `attr` outlives the call and is as large as the size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_mut_ptr(), size) };
+    assert!(
+        fd >= 0,
+        "BPF_OBJ_GET {}: {}",
+        pin.display(),
+        io::Error::last_os_error()
+    );
+    let mut attr = [0u64; 16];
+    attr[0] = fd as u64;
+    // SAFETY: as above.
+    let detached =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, attr.as_mut_ptr(), size) };
+    let error = io::Error::last_os_error();
+    // SAFETY: `fd` is the descriptor BPF_OBJ_GET opened for us.
+    unsafe { libc::close(fd as i32) };
+    assert_eq!(detached, 0, "BPF_LINK_DETACH {}: {error}", pin.display());
+}
+
+#[test]
+fn a_daemon_whose_pinned_uplink_links_were_detached_attaches_new_ones() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut host = Host::with_uplink();
+    host.run_sleeper("a", &[]);
+    let a = host.sandbox("a");
+    assert!(host.reaches(&a, "10.200.0.2"));
+    host.stop_daemon();
+    for pin in ["uplink-ingress", "uplink-xdp"] {
+        detach_pinned_link(&host.bpffs.join("links").join(pin));
+    }
+    // Replies of NATed flows need the uplink's tcx program: without it nothing comes back.
+    assert!(host.cannot_reach(&a, "10.200.0.2"));
+    host.start_daemon();
+    assert!(
+        host.reaches(&a, "10.200.0.2"),
+        "no egress after the restart: {}",
+        host.daemon_log()
+    );
+    assert!(
+        host.daemon_log().contains("no longer works"),
+        "{}",
+        host.daemon_log()
+    );
 }
