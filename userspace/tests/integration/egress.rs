@@ -147,17 +147,23 @@ fn without_an_uplink_nothing_leaves() {
     assert!(drops(&host, "no-uplink") > 0);
 }
 
+/// A host with an uplink and container `a`, which reaches the outside; and a's sandbox.
+fn container_going_out() -> (Host, String) {
+    let host = Host::with_uplink();
+    host.run_sleeper("a", &[]);
+    let a = host.sandbox("a");
+    assert!(host.reaches(&a, "10.200.0.2"));
+    (host, a)
+}
+
 #[test]
 fn a_daemon_restarted_after_its_uplink_was_made_again_attaches_to_the_new_one() {
     if skip::unless_root() {
         return;
     }
-    let mut host = Host::with_uplink();
-    host.run_sleeper("a", &[]);
-    let a = host.sandbox("a");
-    assert!(host.reaches(&a, "10.200.0.2"));
-    // While the daemon is down the uplink goes and comes back as a new device: the pinned
-    // links of the old one are severed, and the new one has no programs.
+    let (mut host, a) = container_going_out();
+    // While the daemon is down the uplink goes and comes back as a new device (another
+    // ifindex, no programs): the daemon must leave the old one's links and attach anew.
     host.stop_daemon();
     host.recreate_uplink();
     host.start_daemon();
@@ -203,10 +209,7 @@ fn a_daemon_whose_pinned_uplink_links_were_detached_attaches_new_ones() {
     if skip::unless_root() {
         return;
     }
-    let mut host = Host::with_uplink();
-    host.run_sleeper("a", &[]);
-    let a = host.sandbox("a");
-    assert!(host.reaches(&a, "10.200.0.2"));
+    let (mut host, a) = container_going_out();
     host.stop_daemon();
     for pin in ["uplink-ingress", "uplink-xdp"] {
         detach_pinned_link(&host.bpffs.join("links").join(pin));
