@@ -1,7 +1,9 @@
-//! Incremental Internet checksum updates (RFC 1624), for XDP, which has no checksum helpers:
-//! when some 16-bit words a checksum covers change, the checksum follows without reading the
-//! rest of the data. Words are taken in the packet's byte order, as they sit in memory; the
-//! one's complement sum does not depend on byte order as long as every word is read alike.
+//! Internet checksum arithmetic. Incremental updates (RFC 1624), for XDP, which has no
+//! checksum helpers: when some 16-bit words a checksum covers change, the checksum follows
+//! without reading the rest of the data. Words are taken in the packet's byte order, as they
+//! sit in memory; the one's complement sum does not depend on byte order as long as every word
+//! is read alike. And the final fold of a sum into the checksum field, for every program that
+//! sums words itself.
 
 /// The 16-bit words of a 4-byte field (an IPv4 address).
 #[inline(always)]
@@ -44,8 +46,16 @@ pub fn update<const N: usize>(check: [u8; 2], old: [u16; N], new: [u16; N]) -> [
         sum += u32::from(!old[i]) + u32::from(new[i]);
         i += 1;
     }
-    // Two folds bring any sum of a few dozen words back into 16 bits.
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    (!(sum as u16)).to_ne_bytes()
+    fold(sum).to_ne_bytes()
+}
+
+/// The checksum field for `sum`, a 32-bit one's complement sum of at most a few dozen 16-bit
+/// words (or a `bpf_csum_diff` result): folded into 16 bits and complemented, in the byte
+/// order the words were read in.
+#[inline(always)]
+pub fn fold(sum: u32) -> u16 {
+    // Two folds bring any such sum back into 16 bits.
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }

@@ -31,7 +31,7 @@ use network_types::{
 };
 use xnet_common::{DropReason, MAX_FLOOD_VTEPS, Neighbor, Tunnel};
 
-use crate::{deliver, flood, maps, outcome::Outcome, packet::IPPROTO_UDP, stats};
+use crate::{csum, deliver, flood, maps, outcome::Outcome, packet::IPPROTO_UDP, stats};
 
 /// The outer Ethernet, IPv4 and UDP headers: the part that says whether a packet is VXLAN for
 /// this host.
@@ -386,9 +386,7 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
     for word in words {
         sum += u32::from(u16::from_be_bytes(word));
     }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    (!(sum as u16)).to_be_bytes()
+    csum::fold(sum).to_be_bytes()
 }
 
 /// Handles a packet that arrived on the underlay if it is VXLAN for this host (IPv4 without

@@ -20,7 +20,7 @@
 //!   (broadcast and multicast to a network's members);
 //! - reading packets: [`parse`] (bounds-checked header access), [`packet`] (the packet model:
 //!   IPv4 and IPv6 as one `Family`, where ports and checksums sit), [`ipv6`] (address tests)
-//!   and [`csum`] (checksum updates for XDP);
+//!   and [`csum`] (checksum updates for XDP, and folding sums);
 //! - state: [`stats`] (counters), [`outcome`] (results of the steps that run as BPF-to-BPF
 //!   calls) and [`maps`] (the maps, typed by `xnet-common`).
 //!

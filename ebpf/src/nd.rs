@@ -10,7 +10,7 @@ use aya_ebpf::{
 use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 use xnet_common::{DropReason, ENDPOINT_ICC_OFF, Endpoint, link_local_of};
 
-use crate::{flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6};
+use crate::{csum, flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6};
 
 const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
@@ -217,7 +217,7 @@ fn advertise(
     if with_option {
         sum = csum_add(sum, &option)?;
     }
-    message.checksum = fold(sum).to_ne_bytes();
+    message.checksum = csum::fold(sum).to_ne_bytes();
 
     let asker_mac: [u8; 6] = ctx.load(6).map_err(|_| DropReason::Truncated)?;
     let eth_addresses: [[u8; 6]; 2] = [asker_mac, answer_mac];
@@ -248,12 +248,4 @@ fn csum_add<T>(seed: u32, value: &T) -> Result<u32, DropReason> {
         )
     };
     u32::try_from(sum).map_err(|_| DropReason::Truncated)
-}
-
-/// The 16-bit checksum field for a 32-bit running sum, in the byte order the sum was taken in.
-#[inline(always)]
-fn fold(sum: u32) -> u16 {
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
 }
