@@ -246,7 +246,11 @@ impl Inner {
             remotes::write(&mut self.kernel.datapath, &remotes.follow(&change))?;
             touched.extend(remotes.touched(&change));
         }
-        // Flood sets once per batch, for the networks its changes were about.
+        // Flood sets once per batch, for the networks its changes were about (none for a
+        // batch of address claims alone, which need no read of the flood map).
+        if touched.is_empty() {
+            return Ok(());
+        }
         let remotes = Remotes {
             me: &cluster.host.id,
             view: &cluster.view,
