@@ -49,6 +49,14 @@ pub fn into_peer(ctx: &TcContext, peer: &Neighbor, dst_mac: [u8; 6]) -> Result<i
     Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) } as i32)
 }
 
+/// Hands a frame that is already addressed and counted (decapsulated at the uplink's XDP hook,
+/// `encap::frame_from_underlay`) to the container behind host-side veth `ifindex`.
+#[inline(always)]
+pub fn into_container(ifindex: u32) -> i32 {
+    // SAFETY: plain helper call; flags must be 0.
+    unsafe { bpf_redirect_peer(ifindex, 0) as i32 }
+}
+
 /// [`into_endpoint`] at XDP, for `endpoint`, behind host-side veth `ifindex`: an XDP redirect
 /// into that veth, whose peer (the container's end) takes XDP frames because the daemon turns
 /// GRO on there, which gives it NAPI. Returns the XDP verdict.

@@ -17,11 +17,14 @@ use aya_ebpf::{
         __sk_buff, BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_F_ADJ_ROOM_DECAP_L3_IPV6,
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup, xdp_action::XDP_PASS,
     },
     cty::c_void,
-    helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_loop, bpf_redirect_neigh},
-    programs::TcContext,
+    helpers::{
+        bpf_fib_lookup, bpf_get_hash_recalc, bpf_loop, bpf_redirect_neigh, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_meta,
+    },
+    programs::{TcContext, XdpContext},
 };
 use network_types::{
     eth::{EthHdr, EtherType},
@@ -31,7 +34,7 @@ use network_types::{
 };
 use xnet_common::{DropReason, MAX_FLOOD_VTEPS, Neighbor, Tunnel};
 
-use crate::{csum, deliver, flood, maps, outcome::Outcome, packet::IPPROTO_UDP, stats};
+use crate::{csum, deliver, flood, maps, outcome::Outcome, packet::IPPROTO_UDP, parse, stats};
 
 /// The outer Ethernet, IPv4 and UDP headers: the part that says whether a packet is VXLAN for
 /// this host.
@@ -405,6 +408,11 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 /// another. A replicated frame goes to this host's members only, never to other hosts: no
 /// loops.
 ///
+/// Unicast is normally decapsulated before this, at the uplink's XDP hook
+/// ([`frame_from_underlay`], with the same checks): what arrives here is then the inner frame
+/// with a [`Decapsulated`] note in front, and only needs handing over. The rest, and
+/// everything on an uplink whose driver keeps no XDP metadata, is done here.
+///
 /// Not inlined: its copies of the headers stay off the uplink program's own frame.
 #[inline(never)]
 pub fn from_underlay(ctx: &TcContext) -> Outcome {
@@ -413,74 +421,223 @@ pub fn from_underlay(ctx: &TcContext) -> Outcome {
 
 #[inline(always)]
 fn decapsulate(ctx: &TcContext) -> Result<Option<i32>, DropReason> {
+    if let Some(ifindex) = decapsulated_by_xdp(ctx) {
+        return Ok(Some(deliver::into_container(ifindex)));
+    }
     let Some(tunnel) = maps::tunnel() else {
         return Ok(None);
     };
     let Ok(outer) = ctx.load::<Outer>(0) else {
         return Ok(None);
     };
+    if !is_for_this_host(&tunnel, &outer)? {
+        return Ok(None);
+    }
+    let tunneled: Tunneled = ctx
+        .load(OUTER_LEN)
+        .map_err(|_| DropReason::MalformedVxlan)?;
+    let from = sender(&outer, &tunneled)?;
+    let inner = tunneled.inner_eth;
+    let (owner, flags) = if inner.ether_type == EtherType::Ipv4 as u16 {
+        let ip: Ipv4Hdr = ctx
+            .load(HEADERS_LEN)
+            .map_err(|_| DropReason::MalformedVxlan)?;
+        (ipv4_owner(&ip, &from)?, BPF_F_ADJ_ROOM_FIXED_GSO as u64)
+    } else if inner.ether_type == EtherType::Ipv6 as u16 {
+        let ip: Ipv6Hdr = ctx
+            .load(HEADERS_LEN)
+            .map_err(|_| DropReason::MalformedVxlan)?;
+        // The skb's protocol must become the inner packet's, or the container's stack hands
+        // an IPv6 packet to IPv4.
+        let flags = BPF_F_ADJ_ROOM_FIXED_GSO as u64 | BPF_F_ADJ_ROOM_DECAP_L3_IPV6 as u64;
+        (ipv6_owner(&ip, &from)?, flags)
+    } else {
+        return Err(DropReason::UnknownInnerDestination);
+    };
+    match owner {
+        Some(owner) => {
+            let eth = EthHdr {
+                dst_addr: owner.mac,
+                ..inner
+            };
+            strip(ctx, flags, &eth)?;
+            deliver::into_peer(ctx, &owner, owner.mac).map(Some)
+        }
+        // A group MAC stays as it was sent.
+        None => {
+            strip(ctx, flags, &inner)?;
+            Ok(Some(flood::from_another_host(ctx, from.network_id)))
+        }
+    }
+}
+
+/// Cuts the outer headers off a VXLAN packet, leaving the inner frame with Ethernet header
+/// `eth`: removing the 50 bytes behind the Ethernet header leaves the outer one in front of
+/// the inner packet, and `eth` is written over it.
+#[inline(always)]
+fn strip(ctx: &TcContext, flags: u64, eth: &EthHdr) -> Result<(), DropReason> {
+    ctx.adjust_room(-ROOM, BPF_ADJ_ROOM_MAC, flags)
+        .and_then(|()| ctx.store(0, eth, 0))
+        .map_err(|_| DropReason::Truncated)
+}
+
+/// [`from_underlay`]'s job for unicast, at the uplink's XDP hook: the same checks, then the
+/// outer headers are cut off (`bpf_xdp_adjust_head`, no copy), the inner frame is addressed
+/// to its owner and counted, and it goes on to the kernel with a [`Decapsulated`] note in its
+/// metadata. The kernel builds the skb from the inner frame, so GRO on the uplink merges the
+/// inner TCP segments of a flow (the outer UDP has no socket, so nothing merges VXLAN), and
+/// `uplink_ingress` hands the merged skb over: the container gets one skb per GRO batch
+/// rather than one per segment, as behind Docker's vxlan device. The skb keeps its checksum
+/// state, so frames whose inner checksum a veth peer left to offload stay correct (an
+/// `XDP_REDIRECT` would lose that).
+///
+/// `None` for what is not VXLAN for this host. Frames to group MACs, and every frame on an
+/// uplink whose driver keeps no XDP metadata, pass unchanged: `from_underlay` decapsulates
+/// them.
+///
+/// Not inlined, as `from_underlay`.
+#[inline(never)]
+pub fn frame_from_underlay(ctx: &XdpContext) -> Outcome {
+    Outcome::pack(decapsulate_frame(ctx))
+}
+
+#[inline(always)]
+fn decapsulate_frame(ctx: &XdpContext) -> Result<Option<i32>, DropReason> {
+    let Some(tunnel) = maps::tunnel() else {
+        return Ok(None);
+    };
+    let Some(outer) = parse::frame_header::<Outer>(ctx, 0) else {
+        return Ok(None);
+    };
+    // SAFETY: `frame_header` checked the bounds; copied out before the frame changes.
+    let outer = unsafe { *outer };
+    if !is_for_this_host(&tunnel, &outer)? {
+        return Ok(None);
+    }
+    let tunneled =
+        parse::frame_header::<Tunneled>(ctx, OUTER_LEN).ok_or(DropReason::MalformedVxlan)?;
+    // SAFETY: as above.
+    let tunneled = unsafe { *tunneled };
+    let from = sender(&outer, &tunneled)?;
+    let ether_type = tunneled.inner_eth.ether_type;
+    let owner = if ether_type == EtherType::Ipv4 as u16 {
+        let ip =
+            parse::frame_header::<Ipv4Hdr>(ctx, HEADERS_LEN).ok_or(DropReason::MalformedVxlan)?;
+        // SAFETY: as above.
+        ipv4_owner(unsafe { &*ip }, &from)?
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        let ip =
+            parse::frame_header::<Ipv6Hdr>(ctx, HEADERS_LEN).ok_or(DropReason::MalformedVxlan)?;
+        // SAFETY: as above.
+        ipv6_owner(unsafe { &*ip }, &from)?
+    } else {
+        return Err(DropReason::UnknownInnerDestination);
+    };
+    // A replica for every member: `from_underlay` floods it.
+    let Some(owner) = owner else {
+        return Ok(Some(XDP_PASS as i32));
+    };
+    // The note first: where the driver cannot keep it, the frame goes on whole.
+    // SAFETY: plain helper calls on the frame this program runs on.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(DECAPSULATED_LEN as i32)) } != 0 {
+        return Ok(Some(XDP_PASS as i32));
+    }
+    // SAFETY: as above; the note moves along with the data.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, ROOM) } != 0 {
+        return Err(DropReason::Truncated);
+    }
+    let eth = parse::frame_header::<EthHdr>(ctx, 0).ok_or(DropReason::Truncated)?;
+    let note = ctx.metadata();
+    if note + DECAPSULATED_LEN > ctx.metadata_end() {
+        return Err(DropReason::Truncated);
+    }
+    // SAFETY: both bounds-checked just above, in the frame and in its metadata.
+    unsafe {
+        (*eth).dst_addr = owner.mac;
+        *(note as *mut Decapsulated) = Decapsulated {
+            magic: DECAPSULATED_MAGIC,
+            ifindex: owner.ifindex,
+        };
+    }
+    stats::count_rx(owner.slot, (ctx.data_end() - ctx.data()) as u32);
+    Ok(Some(XDP_PASS as i32))
+}
+
+/// The note [`frame_from_underlay`] leaves in the metadata in front of a frame it decapsulated
+/// and checked: the host-side veth of the endpoint it is for. Only an XDP program writes an
+/// skb's metadata, and on the uplink that is xnet's, so a frame from the wire cannot carry
+/// one; the magic guards against another program's notes. GRO merges only frames with equal
+/// notes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Decapsulated {
+    magic: u32,
+    ifindex: u32,
+}
+
+const DECAPSULATED_LEN: usize = core::mem::size_of::<Decapsulated>();
+/// "xvx1" in memory.
+const DECAPSULATED_MAGIC: u32 = u32::from_ne_bytes(*b"xvx1");
+
+/// The host-side veth a frame was decapsulated for at XDP, from the note in its metadata.
+#[inline(always)]
+fn decapsulated_by_xdp(ctx: &TcContext) -> Option<u32> {
+    // SAFETY: reading a field of the context this program runs on.
+    let note = unsafe { (*ctx.skb.skb).data_meta } as usize;
+    if note + DECAPSULATED_LEN > ctx.data() {
+        return None;
+    }
+    // SAFETY: bounds-checked just above, inside the skb's metadata.
+    let note = unsafe { *(note as *const Decapsulated) };
+    (note.magic == DECAPSULATED_MAGIC).then_some(note.ifindex)
+}
+
+/// Whether a packet from the underlay, whose outer headers are `outer`, is VXLAN for this host
+/// (IPv4 without options to the tunnel's address, UDP to its port). A first fragment of VXLAN
+/// is malformed: the tunnel's packets are never fragmented.
+#[inline(always)]
+fn is_for_this_host(tunnel: &Tunnel, outer: &Outer) -> Result<bool, DropReason> {
     let ip = &outer.ip;
     if outer.eth.ether_type != EtherType::Ipv4 as u16
         || ip.vihl != IPV4_VIHL
         || ip.proto != IPPROTO_UDP
         || ip.dst_addr != tunnel.local
     {
-        return Ok(None);
+        return Ok(false);
     }
     let frags = u16::from_be_bytes(ip.frags);
     // A later fragment has no UDP header to tell; the host's stack reassembles it and, having
     // no socket on the VXLAN port, drops what was VXLAN.
     if frags & FRAGMENT_OFFSET != 0 || outer.udp.dst != tunnel.port {
-        return Ok(None);
+        return Ok(false);
     }
     if frags & MORE_FRAGMENTS != 0 {
         return Err(DropReason::MalformedVxlan);
     }
-    let tunneled: Tunneled = ctx
-        .load(OUTER_LEN)
-        .map_err(|_| DropReason::MalformedVxlan)?;
+    Ok(true)
+}
+
+/// Who sent a VXLAN packet for this host, checked: a well-formed VXLAN header, from a live
+/// host of the cluster, with the VNI of a network this host has.
+#[inline(always)]
+fn sender(outer: &Outer, tunneled: &Tunneled) -> Result<Sender, DropReason> {
     // As strict as Linux's vxlan driver without extensions: reserved fields must be zero.
     let vxlan = &tunneled.vxlan;
     if vxlan.flags != VXLAN_FLAGS || vxlan._reserved1 != [0; 3] || vxlan._reserved2 != 0 {
         return Err(DropReason::MalformedVxlan);
     }
-    let vtep = ip.src_addr;
+    let vtep = outer.ip.src_addr;
     if !maps::is_vtep(vtep) {
         return Err(DropReason::UnknownVtep);
     }
     let network_id = maps::network_of_vni(vxlan.vni()).ok_or(DropReason::UnknownVni)?;
-    let inner = tunneled.inner_eth;
-    let from = Sender {
+    let inner = &tunneled.inner_eth;
+    Ok(Sender {
         network_id,
         vtep,
         mac: inner.src_addr,
         to_group: inner.dst_addr[0] & 1 != 0,
-    };
-    let (owner, flags) = if inner.ether_type == EtherType::Ipv4 as u16 {
-        (ipv4_owner(ctx, &from)?, BPF_F_ADJ_ROOM_FIXED_GSO as u64)
-    } else if inner.ether_type == EtherType::Ipv6 as u16 {
-        // The skb's protocol must become the inner packet's, or the container's stack hands
-        // an IPv6 packet to IPv4.
-        let flags = BPF_F_ADJ_ROOM_FIXED_GSO as u64 | BPF_F_ADJ_ROOM_DECAP_L3_IPV6 as u64;
-        (ipv6_owner(ctx, &from)?, flags)
-    } else {
-        return Err(DropReason::UnknownInnerDestination);
-    };
-    // Removing the 50 bytes behind the Ethernet header leaves the outer Ethernet header in
-    // front of the inner packet; the inner one is written over it, addressed to the owner (a
-    // group MAC stays as it was sent).
-    ctx.adjust_room(-ROOM, BPF_ADJ_ROOM_MAC, flags)
-        .map_err(|_| DropReason::Truncated)?;
-    let eth = EthHdr {
-        dst_addr: owner.map_or(inner.dst_addr, |owner| owner.mac),
-        src_addr: inner.src_addr,
-        ether_type: inner.ether_type,
-    };
-    ctx.store(0, &eth, 0).map_err(|_| DropReason::Truncated)?;
-    match owner {
-        Some(owner) => deliver::into_peer(ctx, &owner, owner.mac).map(Some),
-        None => Ok(Some(flood::from_another_host(ctx, network_id))),
-    }
+    })
 }
 
 /// Where a decapsulated frame comes from: the overlay network, the host that sent it, and the
@@ -501,13 +658,10 @@ impl Sender {
     }
 }
 
-/// The local endpoint an inner IPv4 packet (behind the headers) is for, once its source is
-/// known to be `from`'s; `None` for a frame to a group MAC, which is for every member.
+/// The local endpoint an inner IPv4 packet (header `ip`) is for, once its source is known to
+/// be `from`'s; `None` for a frame to a group MAC, which is for every member.
 #[inline(always)]
-fn ipv4_owner(ctx: &TcContext, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
-    let ip: Ipv4Hdr = ctx
-        .load(HEADERS_LEN)
-        .map_err(|_| DropReason::MalformedVxlan)?;
+fn ipv4_owner(ip: &Ipv4Hdr, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
     if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
         return Err(DropReason::MalformedVxlan);
     }
@@ -524,10 +678,7 @@ fn ipv4_owner(ctx: &TcContext, from: &Sender) -> Result<Option<Neighbor>, DropRe
 /// networks with IPv6, so IPv6 never reaches an endpoint of an IPv4-only network (the sender's
 /// source is not found there either).
 #[inline(always)]
-fn ipv6_owner(ctx: &TcContext, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
-    let ip: Ipv6Hdr = ctx
-        .load(HEADERS_LEN)
-        .map_err(|_| DropReason::MalformedVxlan)?;
+fn ipv6_owner(ip: &Ipv6Hdr, from: &Sender) -> Result<Option<Neighbor>, DropReason> {
     if ip.vcf[0] >> 4 != 6 {
         return Err(DropReason::MalformedVxlan);
     }

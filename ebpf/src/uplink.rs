@@ -12,7 +12,7 @@
 //!   alone: it only takes published ports.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_DROP},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -33,7 +33,14 @@ use crate::{
 /// with a jumbo MTU; the headers it reads are always in the first buffer.
 #[xdp(frags)]
 pub fn uplink_xdp(ctx: XdpContext) -> u32 {
-    dnat::from_wire(&ctx)
+    match encap::frame_from_underlay(&ctx).unpack() {
+        Ok(Some(verdict)) => verdict as u32,
+        Ok(None) => dnat::from_wire(&ctx),
+        Err(reason) => {
+            stats::count_drop(None, reason);
+            XDP_DROP
+        }
+    }
 }
 
 /// tcx ingress of the uplink: VXLAN for this host goes to the endpoint it carries a frame for,

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::{containers::HOST_SANDBOX, inner::Inner};
 use crate::{
-    os::netns,
+    os::{ethtool, netns},
     plumbing,
     state::{Container, KernelObject, Sandbox, State},
 };
@@ -236,6 +236,9 @@ impl Inner {
         // works.
         self.kernel
             .datapath
-            .set_uplink(name, uplink.index, ipv4.octets(), uplink.ipv6)
+            .set_uplink(name, uplink.index, ipv4.octets(), uplink.ipv6)?;
+        // `uplink_xdp` decapsulates VXLAN and leaves the merging of the inner segments to
+        // the uplink's GRO, which NICs have on but a veth has off until asked.
+        ethtool::enable_gro(name)
     }
 }

@@ -1,5 +1,6 @@
-//! The one ethtool setting xnet changes, through the `SIOCETHTOOL` ioctl (no well-kept crate
-//! sets device features over ethtool's netlink interface): generic receive offload.
+//! The one ethtool setting xnet changes, on containers' veths and on the uplink, through the
+//! `SIOCETHTOOL` ioctl (no well-kept crate sets device features over ethtool's netlink
+//! interface): generic receive offload.
 
 use std::{
     io, mem,

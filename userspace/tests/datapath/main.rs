@@ -31,6 +31,10 @@ use xnet_dockerlab::skip;
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
+/// XDP verdicts.
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
 
 /// The device BPF_PROG_TEST_RUN runs skb programs on.
 const LOOPBACK: u32 = 1;

@@ -28,7 +28,7 @@ use xnet_dockerlab::skip;
 
 use super::{
     Datapath, LOOPBACK, ME_IP, ME_MAC, ME_SLOT, NET, OTHER_NET, PEER_IP, PEER_MAC, STRANGER_IP,
-    TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, arp_request, csum, eth,
+    TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, arp_request, csum, eth,
     ipv6::{
         ALL_NODES, ME_IP6, ME_LL, MLD_ROUTERS, UNSPECIFIED, advertisement, assert_advertisement,
         datapath6, fd, icmp6, ipv6_frame, multicast_mac, ns_from_me, solicitation, udp6_from_me,
@@ -147,13 +147,72 @@ impl Datapath {
         self.run(PROG_UPLINK_INGRESS, frame)
     }
 
-    /// Asserts the uplink drops the frame and counts it under `reason`.
-    fn assert_decap_dropped(&mut self, frame: &[u8], reason: DropReason) {
-        let before = self.drops(reason);
-        let (verdict, _) = self.uplink_ingress(frame);
-        assert_eq!(verdict, TC_ACT_SHOT, "{reason:?}: frame not dropped");
-        assert_eq!(self.drops(reason), before + 1, "{reason:?}: not counted");
+    /// Runs the uplink's `hook` on a frame from the underlay.
+    fn decap(&mut self, hook: Hook, frame: &[u8]) -> Decap {
+        match hook {
+            Hook::Xdp => match self.run_xdp(frame) {
+                (XDP_DROP, _) => Decap::Dropped,
+                (XDP_PASS, out) if out == frame => Decap::Passed,
+                (XDP_PASS, out) => {
+                    // The test run hands back the metadata too: the note, then the frame.
+                    let (note, inner) = out.split_at(NOTE_LEN);
+                    assert_eq!(&note[..4], NOTE_MAGIC, "the note for uplink_ingress");
+                    Decap::Delivered(inner.to_vec())
+                }
+                (verdict, _) => panic!("XDP verdict {verdict}"),
+            },
+            Hook::Tcx => match self.uplink_ingress(frame) {
+                (TC_ACT_SHOT, _) => Decap::Dropped,
+                (TC_ACT_OK, out) if out == frame => Decap::Passed,
+                (TC_ACT_REDIRECT, out) => Decap::Delivered(out),
+                (verdict, _) => panic!("tc verdict {verdict}"),
+            },
+        }
     }
+
+    /// Asserts both of the uplink's hooks drop the frame and count it under `reason`.
+    fn assert_decap_dropped(&mut self, frame: &[u8], reason: DropReason) {
+        for hook in HOOKS {
+            let before = self.drops(reason);
+            assert_eq!(
+                self.decap(hook, frame),
+                Decap::Dropped,
+                "{hook:?}, {reason:?}: frame not dropped"
+            );
+            assert_eq!(
+                self.drops(reason),
+                before + 1,
+                "{hook:?}, {reason:?}: not counted"
+            );
+        }
+    }
+}
+
+/// The uplink's two hooks that take VXLAN: XDP first (unicast, decapsulated there and left
+/// to the kernel with a note), then tcx (frames with a note, replicas, and everything on
+/// drivers without XDP metadata). Every decapsulation test runs on both.
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    Xdp,
+    Tcx,
+}
+
+const HOOKS: [Hook; 2] = [Hook::Xdp, Hook::Tcx];
+
+/// The note `uplink_xdp` leaves in front of a frame it decapsulated: a magic, then the
+/// host-side ifindex of the endpoint the frame is for.
+const NOTE_LEN: usize = 8;
+const NOTE_MAGIC: &[u8; 4] = b"xvx1";
+
+/// What one of the uplink's hooks did with a frame from the underlay.
+#[derive(Debug, PartialEq)]
+enum Decap {
+    /// Into an endpoint (from XDP through `uplink_ingress`): the frame as its container gets
+    /// it.
+    Delivered(Vec<u8>),
+    /// Went on unchanged.
+    Passed,
+    Dropped,
 }
 
 fn overlay() -> Datapath {
@@ -335,14 +394,55 @@ fn vxlan_from_a_vtep_is_delivered_into_the_endpoint() {
     }
     let mut dp = overlay();
     let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
-    let (verdict, out) = dp.uplink_ingress(&from_b(&inner));
-    assert_eq!(verdict, TC_ACT_REDIRECT, "redirected into the container");
-    assert_eq!(out, inner, "exactly the inner frame");
-    assert_eq!(dp.counters(ME_SLOT).rx_packets, 1);
     // Addressed to another unicast MAC: delivered to the owner of the address, re-addressed.
     let mut stale = inner.clone();
     stale[..6].copy_from_slice(&PEER_MAC);
-    assert_eq!(dp.uplink_ingress(&from_b(&stale)), (TC_ACT_REDIRECT, inner));
+    for (received, hook) in (1..).zip(HOOKS) {
+        for sent in [&inner, &stale] {
+            assert_eq!(
+                dp.decap(hook, &from_b(sent)),
+                Decap::Delivered(inner.clone()),
+                "{hook:?}: exactly the inner frame, to the owner's MAC"
+            );
+        }
+        assert_eq!(dp.counters(ME_SLOT).rx_packets, 2 * received, "{hook:?}");
+    }
+}
+
+#[test]
+fn xdp_leaves_the_endpoint_in_a_note_and_replicas_to_uplink_ingress() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay6();
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    let (verdict, out) = dp.run_xdp(&from_b(&inner));
+    assert_eq!(verdict, XDP_PASS, "on to the kernel, which runs GRO");
+    let mut note = NOTE_MAGIC.to_vec();
+    note.extend_from_slice(&LOOPBACK.to_ne_bytes());
+    assert_eq!(
+        &out[..NOTE_LEN],
+        &note[..],
+        "the endpoint's host-side ifindex"
+    );
+    assert_eq!(&out[NOTE_LEN..], &inner[..]);
+    // Frames to group MACs are flooded by uplink_ingress, which checks them again.
+    let broadcast = udp([0xff; 6], REMOTE_MAC, REMOTE_IP, [10, 0, 0, 255]);
+    let mdns6 = ipv6_frame(
+        multicast_mac([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb]),
+        REMOTE_MAC,
+        (
+            REMOTE_LL,
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
+        ),
+        (UDP, 255),
+        vec![0; 12],
+        6,
+    );
+    for group in [broadcast, mdns6] {
+        assert_eq!(dp.decap(Hook::Xdp, &from_b(&group)), Decap::Passed);
+    }
+    assert_eq!(dp.counters(ME_SLOT).rx_packets, 1, "counted once, at XDP");
 }
 
 #[test]
@@ -351,11 +451,15 @@ fn vxlan_with_ipv6_inside_is_delivered_from_both_source_addresses() {
         return;
     }
     let mut dp = overlay6();
-    for (src, dst) in [(REMOTE_IP6, ME_IP6), (REMOTE_LL, ME_LL)] {
-        let inner = ipv6_frame(ME_MAC, REMOTE_MAC, (src, dst), (UDP, 64), vec![0; 12], 6);
-        let (verdict, out) = dp.uplink_ingress(&from_b(&inner));
-        assert_eq!(verdict, TC_ACT_REDIRECT);
-        assert_eq!(out, inner);
+    for hook in HOOKS {
+        for (src, dst) in [(REMOTE_IP6, ME_IP6), (REMOTE_LL, ME_LL)] {
+            let inner = ipv6_frame(ME_MAC, REMOTE_MAC, (src, dst), (UDP, 64), vec![0; 12], 6);
+            assert_eq!(
+                dp.decap(hook, &from_b(&inner)),
+                Decap::Delivered(inner),
+                "{hook:?}"
+            );
+        }
     }
     // Host C's endpoint (address and MAC), sent from host B.
     let spoofed = ipv6_frame(
@@ -500,18 +604,22 @@ fn other_traffic_on_the_underlay_passes_untouched() {
     let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
     let mut payload = vec![0x08, 0, 0, 0, 0x01, 0x23, 0x45, 0];
     payload.extend_from_slice(&inner);
-    for frame in [
+    let frames = [
         // Another port, another destination address, a later fragment (no UDP header to tell).
         udp_on_underlay(VTEP_B, LOCAL_VTEP, 4790, &payload, 0x4000),
         udp_on_underlay(VTEP_B, [192, 168, 100, 77], VXLAN_PORT, &payload, 0x4000),
         udp_on_underlay(VTEP_B, LOCAL_VTEP, VXLAN_PORT, &payload, 0x0010),
-    ] {
-        assert_eq!(dp.uplink_ingress(&frame), (TC_ACT_OK, frame));
+    ];
+    for hook in HOOKS {
+        for frame in &frames {
+            assert_eq!(dp.decap(hook, frame), Decap::Passed, "{hook:?}");
+        }
     }
     // Without a tunnel, VXLAN is the host's like anything else.
     dp.set_tunnel(0);
-    let frame = from_b(&inner);
-    assert_eq!(dp.uplink_ingress(&frame), (TC_ACT_OK, frame));
+    for hook in HOOKS {
+        assert_eq!(dp.decap(hook, &from_b(&inner)), Decap::Passed, "{hook:?}");
+    }
 }
 
 /// Runs `test` on a thread in a network namespace of its own: unshared, so it lives as long as

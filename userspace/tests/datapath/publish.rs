@@ -18,18 +18,13 @@ use xnet_dockerlab::skip;
 
 use super::{
     Datapath, GATEWAY, HOST_MAC, LOOPBACK, ME_IP, ME_MAC, REMOTE_IP, TC_ACT_OK, TC_ACT_REDIRECT,
-    UPLINK_IP, checked_udp,
+    UPLINK_IP, XDP_DROP, XDP_PASS, XDP_REDIRECT, checked_udp,
     ipv6::{
         GATEWAY6, ME_IP6, REMOTE_IP6, UPLINK_IP6, assert_nat_port, checked6, dp_with_uplink6,
         ipv6_frame, port, udp6,
     },
     udp_with_checksums,
 };
-
-/// XDP verdicts.
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
