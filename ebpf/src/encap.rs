@@ -537,14 +537,20 @@ fn decapsulate_frame(ctx: &XdpContext) -> Result<Option<i32>, DropReason> {
     let Some(owner) = owner else {
         return Ok(Some(XDP_PASS as i32));
     };
-    // The note first: where the driver cannot keep it, the frame goes on whole.
+    // The outer headers go first, so the note need not move with the data; where the driver
+    // cannot keep a note, they are put back and the frame goes on whole.
     // SAFETY: plain helper calls on the frame this program runs on.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(DECAPSULATED_LEN as i32)) } != 0 {
-        return Ok(Some(XDP_PASS as i32));
-    }
-    // SAFETY: as above; the note moves along with the data.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, ROOM) } != 0 {
         return Err(DropReason::Truncated);
+    }
+    // SAFETY: as above.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(DECAPSULATED_LEN as i32)) } != 0 {
+        // SAFETY: as above; the 50 bytes are still there, unchanged.
+        return if unsafe { bpf_xdp_adjust_head(ctx.ctx, -ROOM) } == 0 {
+            Ok(Some(XDP_PASS as i32))
+        } else {
+            Err(DropReason::Truncated)
+        };
     }
     let eth = parse::frame_header::<EthHdr>(ctx, 0).ok_or(DropReason::Truncated)?;
     let note = ctx.metadata();
