@@ -6,8 +6,9 @@
 //!
 //! Routed frames (replies of NATed flows, hairpinned published ports) arrive from the gateway
 //! ([`into_endpoint`]); frames between endpoints of one network keep their sender's MAC
-//! ([`into_peer`]). Frames from the wire to a published port are delivered at XDP, before an
-//! skb exists ([`frame_into_endpoint`]).
+//! ([`into_peer`]); VXLAN that the uplink's XDP program decapsulated arrives addressed and
+//! counted ([`into_container`]). Frames from the wire to a published port are delivered at
+//! XDP, before an skb exists ([`frame_into_endpoint`]).
 
 use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_peer},

@@ -1,15 +1,17 @@
 //! Entry points on the host's uplink (`xnetd --uplink IFACE`): frames arriving from the wire.
 //!
-//! - [`uplink_xdp`] first, before the kernel builds an skb: connections to published ports,
-//!   translated and redirected into the container's veth (`dnat::from_wire`).
-//! - [`uplink_ingress`] (tcx) then: VXLAN from the other hosts of the cluster, decapsulated
-//!   (`encap::from_underlay`), and replies of containers' NATed connections, both delivered
-//!   with `bpf_redirect_peer` straight into the container's namespace, the same path as
-//!   container-to-container traffic. NAT replies stay at tcx because they include ICMP errors
-//!   and IPv6, whose rewrites the tc checksum helpers handle for any skb the uplink hands us;
-//!   decapsulation because it keeps the skb (GSO), and because native XDP on a veth uplink
-//!   strips GSO from its peer (measured: 0.3-0.4x for overlay TCP). `uplink_xdp` leaves VXLAN
-//!   alone: it only takes published ports.
+//! - [`uplink_xdp`] first, before the kernel builds an skb: VXLAN from the other hosts of the
+//!   cluster, checked and stripped of its outer headers (`encap::frame_from_underlay`), so
+//!   that the kernel builds the skb from the inner frame and GRO merges a flow's segments
+//!   (nothing merges VXLAN itself without a tunnel socket); then connections to published
+//!   ports, translated and redirected into the container's veth (`dnat::from_wire`).
+//! - [`uplink_ingress`] (tcx) then: what XDP decapsulated, handed into its container; VXLAN
+//!   that XDP left whole (replicas of broadcasts, frames of drivers without XDP metadata),
+//!   decapsulated here (`encap::from_underlay`); and replies of containers' NATed
+//!   connections. All are delivered with `bpf_redirect_peer` straight into the container's
+//!   namespace, the same path as container-to-container traffic, keeping the skb (GSO,
+//!   checksum state). NAT replies stay at tcx because they include ICMP errors and IPv6,
+//!   whose rewrites the tc checksum helpers handle for any skb the uplink hands us.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_DROP},
@@ -28,9 +30,10 @@ use crate::{
     parse, stats,
 };
 
-/// XDP of the uplink: frames to published ports go to their container; everything else passes
-/// (on to `uplink_ingress`). Multi-buffer capable (`frags`), so it also attaches to uplinks
-/// with a jumbo MTU; the headers it reads are always in the first buffer.
+/// XDP of the uplink: VXLAN for this host is decapsulated (or dropped, counted), frames to
+/// published ports go to their container; everything else passes (on to `uplink_ingress`).
+/// Multi-buffer capable (`frags`), so it also attaches to uplinks with a jumbo MTU; the headers
+/// it reads are always in the first buffer.
 #[xdp(frags)]
 pub fn uplink_xdp(ctx: XdpContext) -> u32 {
     match encap::frame_from_underlay(&ctx).unpack() {
