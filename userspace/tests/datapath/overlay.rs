@@ -409,6 +409,22 @@ fn vxlan_from_a_vtep_is_delivered_into_the_endpoint() {
     }
 }
 
+/// What host B's endpoint sends to every member of `NET`: an IPv4 broadcast and an mDNS query
+/// over IPv6 from its link-local address.
+fn group_frames_from_b() -> [Vec<u8>; 2] {
+    const MDNS6: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb];
+    let broadcast = udp([0xff; 6], REMOTE_MAC, REMOTE_IP, [10, 0, 0, 255]);
+    let mdns6 = ipv6_frame(
+        multicast_mac(MDNS6),
+        REMOTE_MAC,
+        (REMOTE_LL, MDNS6),
+        (UDP, 255),
+        vec![0x14, 0xe9, 0x14, 0xe9, 0, 12, 0, 0, b'm', b'd', b'n', b's'],
+        6,
+    );
+    [broadcast, mdns6]
+}
+
 #[test]
 fn xdp_leaves_the_endpoint_in_a_note_and_replicas_to_uplink_ingress() {
     if skip::unless_root() {
@@ -427,19 +443,7 @@ fn xdp_leaves_the_endpoint_in_a_note_and_replicas_to_uplink_ingress() {
     );
     assert_eq!(&out[NOTE_LEN..], &inner[..]);
     // Frames to group MACs are flooded by uplink_ingress, which checks them again.
-    let broadcast = udp([0xff; 6], REMOTE_MAC, REMOTE_IP, [10, 0, 0, 255]);
-    let mdns6 = ipv6_frame(
-        multicast_mac([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb]),
-        REMOTE_MAC,
-        (
-            REMOTE_LL,
-            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
-        ),
-        (UDP, 255),
-        vec![0; 12],
-        6,
-    );
-    for group in [broadcast, mdns6] {
+    for group in group_frames_from_b() {
         assert_eq!(dp.decap(Hook::Xdp, &from_b(&group)), Decap::Passed);
     }
     assert_eq!(dp.counters(ME_SLOT).rx_packets, 1, "counted once, at XDP");
@@ -961,18 +965,7 @@ fn replicated_vxlan_from_a_registered_endpoint_reaches_every_local_member() {
     }
     in_own_netns(|| {
         let mut hosts = Hosts::new(overlay6_datapath());
-        let broadcast = udp([0xff; 6], REMOTE_MAC, REMOTE_IP, [10, 0, 0, 255]);
-        let mdns6 = ipv6_frame(
-            multicast_mac([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb]),
-            REMOTE_MAC,
-            (
-                REMOTE_LL,
-                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
-            ),
-            (UDP, 255),
-            vec![0x14, 0xe9, 0x14, 0xe9, 0, 12, 0, 0, b'm', b'd', b'n', b's'],
-            6,
-        );
+        let [broadcast, mdns6] = group_frames_from_b();
         let from_b_mac = |frame: &[u8]| frame.len() >= 14 && frame[6..12] == REMOTE_MAC;
         for inner in [&broadcast, &mdns6] {
             // Consumed here after its copies, never sent on to another host.
