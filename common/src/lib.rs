@@ -369,6 +369,11 @@ pub const MAP_TUNNEL: &str = "TUNNEL";
 /// `VNIS`: VNI (`u32`) -> network id (`u32`): the overlay networks this host mirrors. A VXLAN
 /// frame whose VNI is not here is dropped.
 pub const MAP_VNIS: &str = "VNIS";
+/// `ENCRYPTED_VNIS`: VNI (`u32`) -> `u8` (1): the VNIs of encrypted overlay networks
+/// (`--opt encrypted`). Their frames never cross the underlay in clear: until this host can
+/// encrypt, a frame for another host is dropped (`unencrypted`), and cleartext VXLAN with such
+/// a VNI is dropped on arrival (`cleartext-vxlan`).
+pub const MAP_ENCRYPTED_VNIS: &str = "ENCRYPTED_VNIS";
 /// `VTEPS`: underlay address (`[u8; 4]`) -> [`Vtep`]: the live hosts of the cluster (under
 /// their etcd lease). VXLAN from any other source is dropped.
 pub const MAP_VTEPS: &str = "VTEPS";
@@ -497,11 +502,17 @@ pub enum DropReason {
     /// resolved while another copy of the same frame already waited for resolution. Counted
     /// per copy; the frame itself reached the other members.
     UnreachableVtep = 24,
+    /// A frame of an encrypted overlay network (`--opt encrypted`) for another host, which
+    /// this host cannot encrypt: it never leaves in clear (fail closed).
+    Unencrypted = 25,
+    /// VXLAN in clear with the VNI of an encrypted overlay network: only encrypted traffic
+    /// may carry it.
+    CleartextVxlan = 26,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -527,6 +538,8 @@ impl DropReason {
         DropReason::UnknownInnerDestination,
         DropReason::NoTunnel,
         DropReason::UnreachableVtep,
+        DropReason::Unencrypted,
+        DropReason::CleartextVxlan,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -556,6 +569,8 @@ impl DropReason {
             DropReason::UnknownInnerDestination => "unknown-inner-destination",
             DropReason::NoTunnel => "no-tunnel",
             DropReason::UnreachableVtep => "unreachable-vtep",
+            DropReason::Unencrypted => "unencrypted",
+            DropReason::CleartextVxlan => "cleartext-vxlan",
         }
     }
 }

@@ -105,6 +105,10 @@ pub fn to_remote(ctx: &TcContext, peer: &Neighbor) -> Outcome {
 #[inline(always)]
 fn encapsulate(ctx: &TcContext, peer: &Neighbor) -> Result<i32, DropReason> {
     let tunnel = maps::tunnel().ok_or(DropReason::NoTunnel)?;
+    // No encryption yet (issue #14): an encrypted network's frames stay here.
+    if maps::is_encrypted(peer.vni) {
+        return Err(DropReason::Unencrypted);
+    }
     let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
     let flow_hash = grow(ctx)?;
     let headers = Headers {
@@ -147,6 +151,10 @@ fn replicate(ctx: &TcContext, network_id: u32) -> Result<Option<i32>, DropReason
     let count = flood.count.min(MAX_FLOOD_VTEPS);
     if count == 0 {
         return Ok(None);
+    }
+    // As in `encapsulate`: the local members have their copies, the other hosts none.
+    if maps::is_encrypted(flood.vni) {
+        return Err(DropReason::Unencrypted);
     }
     let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
     let flow_hash = grow(ctx)?;
@@ -400,7 +408,8 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 ///
 /// Checks, in order: well-formed (not fragmented, only the I flag, a whole inner header:
 /// `malformed-vxlan`); from a live host of the cluster (`unknown-vtep`); a VNI of a network
-/// this host has (`unknown-vni`); the inner source is an endpoint registered on that very host,
+/// this host has (`unknown-vni`), not an encrypted network's (`cleartext-vxlan`: none
+/// arrives in clear); the inner source is an endpoint registered on that very host,
 /// with that MAC (`spoofed-inner-source`: a host can speak only for its own endpoints); the
 /// inner destination is an endpoint of this host on that network, or a group MAC
 /// (`unknown-inner-destination`, also for ARP and other EtherTypes, which never cross hosts).
@@ -637,6 +646,9 @@ fn sender(outer: &Outer, tunneled: &Tunneled) -> Result<Sender, DropReason> {
         return Err(DropReason::UnknownVtep);
     }
     let network_id = maps::network_of_vni(vxlan.vni()).ok_or(DropReason::UnknownVni)?;
+    if maps::is_encrypted(vxlan.vni()) {
+        return Err(DropReason::CleartextVxlan);
+    }
     let inner = &tunneled.inner_eth;
     Ok(Sender {
         network_id,

@@ -149,6 +149,11 @@ pub static TUNNEL: Array<Tunnel> = Array::pinned(1, 0);
 #[map]
 pub static VNIS: HashMap<u32, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
+// Few entries (encrypted overlay networks), read for every frame of an overlay: allocated
+// per entry.
+#[map]
+pub static ENCRYPTED_VNIS: HashMap<u32, u8> = HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
+
 #[map]
 pub static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::pinned(MAX_VTEPS, 0);
 
@@ -169,6 +174,13 @@ pub fn tunnel() -> Option<Tunnel> {
 pub fn network_of_vni(vni: u32) -> Option<u32> {
     // SAFETY: as for `endpoint`.
     unsafe { VNIS.get(vni).copied() }
+}
+
+/// Whether `vni` is an encrypted overlay network's, whose frames never cross hosts in clear.
+#[inline(always)]
+pub fn is_encrypted(vni: u32) -> bool {
+    // SAFETY: as for `endpoint`.
+    unsafe { ENCRYPTED_VNIS.get(vni) }.is_some()
 }
 
 /// Whether `address` is the underlay address of a live host of the cluster.

@@ -224,16 +224,20 @@ pub struct NetworkCreateArgs {
     #[arg(long)]
     pub attachable: bool,
     /// Driver options: com.docker.network.bridge.enable_icc=false,
-    /// com.docker.network.driver.mtu=N.
+    /// com.docker.network.driver.mtu=N; for overlays
+    /// com.docker.network.driver.overlay.vxlanid_list=N and encrypted.
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub opt: Vec<(String, String)>,
     pub name: String,
 }
 
+/// `KEY=VALUE`, or `KEY` alone for an empty value (Docker's `--opt encrypted`).
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() {
+        return Err(format!("{text:?} is not KEY=VALUE or KEY"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 #[derive(Debug, Args)]

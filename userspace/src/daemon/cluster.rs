@@ -149,7 +149,7 @@ impl Inner {
             net.options.insert(OPT_VXLANID.into(), vni.to_string());
             let global = ClusterNetwork::of(&net).expect("it has a VNI");
             // The default MTU is each host's own: its underlay's less VXLAN's overhead.
-            net.mtu = net.mtu.or(self.overlay_mtu());
+            net.mtu = net.mtu.or(self.overlay_mtu(&net));
             match store.create_network(&global).await? {
                 None => {
                     info!(network = %net.name, vni, "network created in the cluster");
@@ -204,7 +204,7 @@ impl Inner {
                 continue;
             }
             let mut local = wanted.to_local();
-            local.mtu = local.mtu.or(self.overlay_mtu());
+            local.mtu = local.mtu.or(self.overlay_mtu(&local));
             let clash = self.state.networks.values().find(|n| {
                 n.name == local.name
                     || n.subnets_and_gateways().any(|(a, _)| {

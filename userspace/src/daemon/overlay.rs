@@ -34,6 +34,9 @@ use crate::{
 /// What VXLAN over IPv4 adds to a frame: outer Ethernet (14), IPv4 (20), UDP (8), VXLAN (8).
 /// An overlay's default MTU is the underlay's less this.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// What encrypting the VXLAN datagram between hosts adds (issue #14): WireGuard over IPv4, an
+/// outer IPv4 and UDP header (28 bytes) and WireGuard's data message header and tag (16 + 16).
+pub const ENCRYPTION_OVERHEAD: u32 = 60;
 
 impl Inner {
     /// A new endpoint on a network of global scope: addresses claimed cluster-wide and its
@@ -281,10 +284,16 @@ impl Inner {
         Some(peers)
     }
 
-    /// The MTU of an overlay network's endpoints on this host when none was asked for.
-    pub(super) fn overlay_mtu(&self) -> Option<u32> {
+    /// The MTU of an overlay network's endpoints on this host when none was asked for: the
+    /// underlay's less VXLAN's overhead, and less WireGuard's too for an encrypted network.
+    pub(super) fn overlay_mtu(&self, net: &Network) -> Option<u32> {
         let underlay = &self.cluster.as_ref()?.underlay;
-        Some(underlay.mtu.saturating_sub(VXLAN_OVERHEAD))
+        let encryption = if net.is_encrypted() {
+            ENCRYPTION_OVERHEAD
+        } else {
+            0
+        };
+        Some(underlay.mtu.saturating_sub(VXLAN_OVERHEAD + encryption))
     }
 }
 

@@ -56,7 +56,8 @@ impl Inner {
         // Remote endpoints, live hosts and where broadcasts are replicated to are the
         // cluster's to reconcile once this host joins again: until then, traffic to them keeps
         // flowing. Only what belongs to networks the state no longer has goes now.
-        for (vni, _) in self.kernel.datapath.vnis() {
+        let vnis = self.kernel.datapath.vnis().into_iter().map(|(vni, _)| vni);
+        for vni in vnis.chain(self.kernel.datapath.encrypted_vnis()) {
             if !networks.iter().any(|n| n.vni == Some(vni)) {
                 self.kernel.datapath.remove_vni(vni)?;
             }

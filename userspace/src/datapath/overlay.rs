@@ -107,15 +107,33 @@ impl Datapath {
         self.tunnel.set(0, value, 0).context("writing TUNNEL")
     }
 
-    /// Makes VXLAN with `vni` (24 bits) the overlay network `network_id` of this host.
-    pub fn add_vni(&mut self, vni: u32, network_id: u32) -> anyhow::Result<()> {
+    /// Makes VXLAN with `vni` (24 bits) the overlay network `network_id` of this host;
+    /// `encrypted`: its frames never cross hosts in clear (`ENCRYPTED_VNIS`).
+    pub fn add_vni(&mut self, vni: u32, network_id: u32, encrypted: bool) -> anyhow::Result<()> {
         ensure!(vni <= MAX_VNI, "VNI {vni} does not fit in 24 bits");
+        // Encrypted first: the VNI must never be known without its protection.
+        if encrypted {
+            self.encrypted_vnis
+                .insert(vni, 1, 0)
+                .context("writing ENCRYPTED_VNIS")?;
+        } else {
+            ignore_missing(self.encrypted_vnis.remove(&vni))
+                .context("removing from ENCRYPTED_VNIS")?;
+        }
         self.vnis.insert(vni, network_id, 0).context("writing VNIS")
     }
 
     /// Forgets `vni` (a VNI not registered is fine).
     pub fn remove_vni(&mut self, vni: u32) -> anyhow::Result<()> {
-        ignore_missing(self.vnis.remove(&vni)).context("removing from VNIS")
+        ignore_missing(self.vnis.remove(&vni)).context("removing from VNIS")?;
+        ignore_missing(self.encrypted_vnis.remove(&vni)).context("removing from ENCRYPTED_VNIS")
+    }
+
+    /// Every encrypted VNI registered, ordered.
+    pub fn encrypted_vnis(&self) -> Vec<u32> {
+        let mut vnis: Vec<_> = self.encrypted_vnis.keys().filter_map(Result::ok).collect();
+        vnis.sort_unstable();
+        vnis
     }
 
     /// Every (VNI, network id) registered, ordered by VNI.

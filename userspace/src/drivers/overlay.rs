@@ -27,7 +27,7 @@ use crate::{
     plumbing::Placement,
     state::{
         Container, Endpoint, Network,
-        options::{self, NetworkOptions, OPT_MTU, OPT_VXLANID},
+        options::{self, NetworkOptions, OPT_ENCRYPTED, OPT_MTU, OPT_VXLANID},
     },
 };
 
@@ -61,13 +61,15 @@ impl EndpointDriver for Overlay {
         options: &BTreeMap<String, String>,
         ipv6: bool,
     ) -> Result<NetworkOptions> {
-        options::parse(options, &[OPT_MTU, OPT_VXLANID], ipv6)
+        options::parse(options, &[OPT_MTU, OPT_VXLANID, OPT_ENCRYPTED], ipv6)
     }
 
     async fn add_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {
         veth_network::add_network(kernel, net).await?;
         let vni = net.vni.context("an overlay network without a VNI")?;
-        kernel.datapath.add_vni(vni, net.datapath_id)
+        kernel
+            .datapath
+            .add_vni(vni, net.datapath_id, net.is_encrypted())
     }
 
     async fn remove_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {

@@ -166,6 +166,11 @@ impl Network {
         let v6 = self.ipv6.map(|c| (c.subnet.into(), c.gateway.into()));
         std::iter::once(v4).chain(v6)
     }
+
+    /// Whether its traffic between hosts must be encrypted (`--opt encrypted`, an overlay's).
+    pub fn is_encrypted(&self) -> bool {
+        self.options.contains_key(super::options::OPT_ENCRYPTED)
+    }
 }
 
 /// What xnet knows of an object a Docker engine made through the plugin.

@@ -12,6 +12,9 @@ pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
 /// An overlay's VXLAN id (Docker takes a list; an xnet network has one).
 pub const OPT_VXLANID: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// An overlay whose traffic between hosts is encrypted (`--opt encrypted`). As in Docker, the
+/// key's presence is what counts, whatever its value.
+pub const OPT_ENCRYPTED: &str = "encrypted";
 /// VXLAN ids are 24 bits; 0 means none.
 const VNI_MAX: u32 = (1 << 24) - 1;
 /// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).
@@ -23,6 +26,7 @@ pub struct NetworkOptions {
     pub icc: bool,
     pub mtu: Option<u32>,
     pub vni: Option<u32>,
+    pub encrypted: bool,
 }
 
 impl Default for NetworkOptions {
@@ -31,6 +35,7 @@ impl Default for NetworkOptions {
             icc: true,
             mtu: None,
             vni: None,
+            encrypted: false,
         }
     }
 }
@@ -67,6 +72,7 @@ pub fn parse(
                     ))
                 })?);
             }
+            OPT_ENCRYPTED => parsed.encrypted = true,
             _ => unreachable!("every accepted key has a rule above"),
         }
     }
@@ -122,6 +128,18 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn encrypted_counts_by_its_presence_as_in_docker() {
+        let keys = &[OPT_MTU, OPT_VXLANID, OPT_ENCRYPTED];
+        assert!(!parse(&opts(&[]), keys, false).unwrap().encrypted);
+        for value in ["", "true", "false"] {
+            let o = parse(&opts(&[(OPT_ENCRYPTED, value)]), keys, false).unwrap();
+            assert!(o.encrypted, "{value:?}");
+        }
+        // A bridge network does not take it.
+        assert!(parse(&opts(&[(OPT_ENCRYPTED, "")]), &[OPT_MTU], false).is_err());
     }
 
     #[test]

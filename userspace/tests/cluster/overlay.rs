@@ -412,6 +412,71 @@ fn crafted_vxlan_from_the_underlay_is_dropped_and_counted_by_reason() {
     ) > before));
 }
 
+/// The MTU of container `name`'s interface on `host`, as `ip link` shows it (`/sys` in the
+/// container is still the host's).
+fn container_mtu(lab: &Lab, host: &str, name: &str) -> u32 {
+    let args = ["exec", name, "--", "ip", "-o", "link", "show", "eth0"];
+    let out = lab.xnet(host, &args).unwrap();
+    let link = String::from_utf8_lossy(&out.stdout);
+    let mtu = link.split_whitespace().skip_while(|w| *w != "mtu").nth(1);
+    mtu.and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no MTU for {name}: {link}"))
+}
+
+#[test]
+fn an_encrypted_overlay_never_carries_traffic_between_hosts_in_clear() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    let create = [
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        "--opt",
+        "encrypted",
+        "enc",
+    ];
+    ok(&lab, "h1", &create);
+    run_sleeper(&lab, "h1", "a", "enc");
+    run_sleeper(&lab, "h1", "a2", "enc");
+    run_sleeper(&lab, "h2", "b", "enc");
+    // Every host shows it encrypted, as Docker does (`--opt encrypted`: an empty value), and
+    // its MTU leaves room for the encryption too: 1500 - 50 (VXLAN) - 60 (WireGuard).
+    for host in ["h1", "h2"] {
+        let net = inspect(&lab, host, "enc").unwrap();
+        assert_eq!(net["Options"]["encrypted"], "", "{host}: {net}");
+    }
+    assert_eq!(container_mtu(&lab, "h1", "a"), 1390);
+    assert_eq!(container_mtu(&lab, "h2", "b"), 1390);
+    // On one host its containers talk; across hosts nothing leaves in clear, and that is
+    // counted, not silent (this host cannot encrypt yet: issue #14).
+    let a2 = address(&lab, "h1", "a2", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &a2));
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    let before = drops(&lab, "h1", "unencrypted");
+    assert!(cannot_reach(&lab, "h1", "a", &b4));
+    assert!(drops(&lab, "h1", "unencrypted") > before);
+    // Cleartext VXLAN with its VNI, from a live host of the cluster, is dropped on arrival.
+    let vni: u32 = inspect(&lab, "h2", "enc").unwrap()["Options"]
+        ["com.docker.network.driver.overlay.vxlanid_list"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let a4: Ipv4Addr = address(&lab, "h1", "a", "IPAddress").parse().unwrap();
+    let before = drops(&lab, "h2", "cleartext-vxlan");
+    let frame = vxlan_frame(vni, [0x02, 1, 2, 3, 4, 5], a4, b4.parse().unwrap());
+    send_from(&lab, "h1", lab.host("h2").unwrap().address, frame);
+    assert!(eventually(Duration::from_secs(3), || drops(
+        &lab,
+        "h2",
+        "cleartext-vxlan"
+    ) > before));
+}
+
 /// Starts `count` pings from container `name` of `host` to `ip`, every 50 ms.
 fn spawn_pings(lab: &Lab, host: &str, name: &str, ip: &str, count: u32) -> Child {
     let xnet = std::path::Path::new(crate::XNETD).with_file_name("xnet");

@@ -19,10 +19,10 @@ use std::{
 use aya::maps::{Array, HashMap, MapData, MapInfo};
 use xnet::datapath::{FloodSet, RemoteEndpoint};
 use xnet_common::{
-    DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_FLOOD_VTEPS, MAP_MEMBER_COUNT, MAP_MEMBERS,
-    MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS, MAX_FLOOD_VTEPS, MAX_NEIGHBORS,
-    MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_UPLINK_INGRESS, Tunnel, Vtep,
-    link_local_of,
+    DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_ENCRYPTED_VNIS, MAP_FLOOD_VTEPS,
+    MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS,
+    MAX_FLOOD_VTEPS, MAX_NEIGHBORS, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
+    PROG_UPLINK_INGRESS, Tunnel, Vtep, link_local_of,
 };
 use xnet_dockerlab::skip;
 
@@ -128,6 +128,13 @@ impl Datapath {
         ] {
             neighbors.insert(key, value, 0).unwrap();
         }
+    }
+
+    /// Makes `vni` an encrypted network's, as the daemon does for `--opt encrypted`.
+    fn encrypt(&mut self, vni: u32) {
+        let mut encrypted: HashMap<&mut MapData, u32, u8> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_ENCRYPTED_VNIS).unwrap()).unwrap();
+        encrypted.insert(vni, 1, 0).unwrap();
     }
 
     /// The tunnel on underlay device `ifindex`; 0: no tunnel.
@@ -347,6 +354,48 @@ fn ipv6_to_a_remote_endpoint_is_encapsulated_to_its_host() {
         assert_encapsulated(&out, &frame, VTEP_B, VNI, REMOTE_MAC);
         assert_eq!(&out[62..64], &IPV6.to_be_bytes(), "inner EtherType");
     }
+}
+
+#[test]
+fn an_encrypted_networks_frames_never_cross_hosts_in_clear() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut dp = overlay6();
+    dp.encrypt(VNI);
+    // Out: no encryption on this host yet (issue #14), so nothing leaves, IPv4 or IPv6.
+    dp.assert_dropped(&udp_from_me(REMOTE_MAC, REMOTE_IP), DropReason::Unencrypted);
+    dp.assert_dropped(
+        &udp6_from_me(REMOTE_MAC, REMOTE_IP6),
+        DropReason::Unencrypted,
+    );
+    // In: cleartext VXLAN with its VNI, from a live host and a registered source, at both
+    // hooks.
+    let inner = udp(ME_MAC, REMOTE_MAC, REMOTE_IP, ME_IP);
+    dp.assert_decap_dropped(&from_b(&inner), DropReason::CleartextVxlan);
+    for group in group_frames_from_b() {
+        dp.assert_decap_dropped(&from_b(&group), DropReason::CleartextVxlan);
+    }
+    // Broadcasts: the other hosts get no copy (this host's members would get theirs).
+    dp.set_flood(NET, VNI, &[VTEP_B, VTEP_C]);
+    dp.assert_dropped(
+        &udp_from_me([0xff; 6], [10, 0, 0, 255]),
+        DropReason::Unencrypted,
+    );
+    // A network that is not encrypted is untouched.
+    dp.set_flood(NET, OTHER_VNI, &[VTEP_B]);
+    let mut to_other_vni = remote_neighbor(VTEP_B, REMOTE_MAC, OTHER_VNI);
+    to_other_vni.slot = 0;
+    let mut neighbors: HashMap<&mut MapData, NeighborKey, Neighbor> =
+        HashMap::try_from(dp.ebpf.map_mut(MAP_NEIGHBORS).unwrap()).unwrap();
+    let key = NeighborKey {
+        network_id: NET,
+        ipv4: REMOTE_IP,
+    };
+    neighbors.insert(key, to_other_vni, 0).unwrap();
+    let (verdict, out) = dp.ingress(&udp_from_me(REMOTE_MAC, REMOTE_IP));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "a plain VNI still leaves");
+    assert_eq!(&out[46..49], &OTHER_VNI.to_be_bytes()[1..]);
 }
 
 #[test]
@@ -1117,12 +1166,13 @@ fn the_daemon_keeps_tunnel_vnis_and_vteps() {
     let dp = &mut loaded.datapath;
     dp.set_tunnel(Some((UNDERLAY_IFINDEX, LOCAL_VTEP.into(), VXLAN_PORT)))
         .unwrap();
-    dp.add_vni(VNI, NET).unwrap();
-    dp.add_vni(OTHER_VNI, OTHER_NET).unwrap();
-    assert!(dp.add_vni(1 << 24, 3).is_err(), "VNIs have 24 bits");
+    dp.add_vni(VNI, NET, true).unwrap();
+    dp.add_vni(OTHER_VNI, OTHER_NET, true).unwrap();
+    assert!(dp.add_vni(1 << 24, 3, false).is_err(), "VNIs have 24 bits");
     dp.remove_vni(OTHER_VNI).unwrap();
     dp.remove_vni(OTHER_VNI).unwrap();
     assert_eq!(dp.vnis(), [(VNI, NET)]);
+    assert_eq!(dp.encrypted_vnis(), [VNI], "removed with its VNI");
     dp.add_vtep(VTEP_C.into()).unwrap();
     dp.add_vtep(VTEP_B.into()).unwrap();
     dp.remove_vtep(NOT_A_VTEP.into()).unwrap();
@@ -1134,6 +1184,12 @@ fn the_daemon_keeps_tunnel_vnis_and_vteps() {
         loaded.datapath.vnis(),
         [(VNI, NET)],
         "kept across a restart"
+    );
+    assert_eq!(loaded.datapath.encrypted_vnis(), [VNI]);
+    loaded.datapath.add_vni(VNI, NET, false).unwrap();
+    assert!(
+        loaded.datapath.encrypted_vnis().is_empty(),
+        "no longer encrypted"
     );
     assert_eq!(loaded.datapath.vteps(), [Ipv4Addr::from(VTEP_C)]);
     let tunnel: Array<MapData, Tunnel> = Array::try_from(aya::maps::Map::Array(

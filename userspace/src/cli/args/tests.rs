@@ -109,7 +109,13 @@ fn network_create_uses_dockers_flags() {
             )
         ]
     );
-    assert!(parse(&["network", "create", "-o", "novalue", "n9"]).is_err());
+    // A key alone has an empty value, as Docker's `--opt encrypted`; a value alone is refused.
+    let cli = parse(&["network", "create", "--opt", "encrypted", "n9"]).unwrap();
+    let Command::Network(NetworkCommand::Create(c)) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.opt, [("encrypted".to_string(), String::new())]);
+    assert!(parse(&["network", "create", "-o", "=novalue", "n9"]).is_err());
 }
 
 #[test]
