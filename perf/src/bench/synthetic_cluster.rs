@@ -402,6 +402,8 @@ async fn populate(
             id: host.id.clone(),
             name: format!("synthetic-{}", host.id),
             address: Ipv4Addr::from(u32::from(FIRST_HOST_ADDRESS) + h as u32),
+            // Synthetic hosts take part in no encrypted overlay.
+            public_key: String::new(),
         };
         let lease = PutOptions::new().with_lease(host.lease);
         host_puts.push(TxnOp::put(

@@ -31,6 +31,10 @@ pub struct HostRecord {
     pub name: String,
     /// Its underlay address: where VXLAN for its endpoints goes.
     pub address: Ipv4Addr,
+    /// Its static public key for encrypted overlays (`state::host_key`), standard base64;
+    /// empty in records of hosts from before keys.
+    #[serde(default)]
+    pub public_key: String,
 }
 
 /// An endpoint on a network of global scope, kept under its host's lease: when the host

@@ -218,6 +218,7 @@ mod tests {
             id: id.into(),
             name: id.into(),
             address: Ipv4Addr::new(10, 77, 0, last),
+            public_key: String::new(),
         }
     }
 

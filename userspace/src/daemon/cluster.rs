@@ -29,6 +29,7 @@ use crate::{
     error::{Result, XnetError},
     state::{
         Membership, Network,
+        host_key::HostKey,
         ids::{random_below, random_id},
         ipam::{self, Taken as TakenSubnet},
         options::{NetworkOptions, OPT_VXLANID},
@@ -46,7 +47,13 @@ const RACE_PAUSE_MS: usize = 50;
 impl Inner {
     /// Sets this host up as a member of the cluster `config` names: its id (kept in the state
     /// for good), its underlay address and interface. Nothing is asked of the store yet.
-    pub(super) async fn enter_cluster(&mut self, config: ClusterConfig) -> anyhow::Result<()> {
+    /// `key` is this host's key pair for encrypted overlays: its public half goes into the host
+    /// record.
+    pub(super) async fn enter_cluster(
+        &mut self,
+        config: ClusterConfig,
+        key: &HostKey,
+    ) -> anyhow::Result<()> {
         let membership = match &self.state.cluster {
             Some(m) => m.clone(),
             None => Membership {
@@ -76,6 +83,7 @@ impl Inner {
             id: membership.host_id,
             name: config.host_name.clone(),
             address,
+            public_key: key.public_base64(),
         };
         info!(host = %host.name, address = %host.address, "member of the cluster at {}", config.endpoints.join(","));
         self.cluster = Some(Cluster {

@@ -43,7 +43,7 @@ use crate::{
     drivers::{self, Kernel},
     error::Result,
     os::{Netlink, netns, sockets},
-    state::Store,
+    state::{Store, host_key::HostKey},
 };
 pub use config::{Config, DockerConfig};
 
@@ -90,7 +90,8 @@ impl Daemon {
             cluster: None,
         };
         if let Some(cluster) = &config.cluster {
-            inner.enter_cluster(cluster.clone()).await?;
+            let key = HostKey::load_or_create(&config.state_dir)?;
+            inner.enter_cluster(cluster.clone(), &key).await?;
         }
         inner.pin_host_namespace()?;
         let underlay = inner.cluster.as_ref().map(|c| c.underlay.name.clone());

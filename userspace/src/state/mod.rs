@@ -5,9 +5,11 @@
 //! - [`model`]: the records and the state document;
 //! - [`ipam`]: subnets and addresses; [`ports`]: published ports; [`options`]: network
 //!   options; [`rules`]: names, Docker's objects, what may be published;
-//! - [`ids`]: ids and timestamps of new records;
+//! - [`ids`]: ids and timestamps of new records; [`host_key`]: this host's key pair for
+//!   encrypted overlays;
 //! - `store`: atomic persistence.
 
+pub mod host_key;
 pub mod ids;
 pub mod ipam;
 pub mod model;

@@ -25,7 +25,10 @@ use xnet::{
         store::{LEASE_TTL_SECONDS, Store},
     },
     os::netns,
-    state::{IpConfig, Mac},
+    state::{
+        IpConfig, Mac,
+        host_key::{HOST_KEY_FILE, HostKey},
+    },
 };
 use xnet_dockerlab::skip;
 use xnet_lab::{Lab, Spec, eventually};
@@ -260,6 +263,7 @@ fn three_hosts_registering_a_hundred_endpoints_each_at_once_get_three_hundred_ad
                     id: format!("claims-{name}"),
                     name: name.clone(),
                     address,
+                    public_key: String::new(),
                 };
                 let lease = store.join(&record, None).await.unwrap();
                 let mut claimed = Vec::new();
@@ -297,6 +301,41 @@ fn three_hosts_registering_a_hundred_endpoints_each_at_once_get_three_hundred_ad
     assert_eq!(all.len(), 300);
     assert_eq!(distinct.len(), 300, "an address was handed out twice");
     assert!(!distinct.contains(&config.gateway));
+}
+
+#[test]
+fn each_host_publishes_its_own_public_key_and_keeps_the_private_one() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    let h1 = lab.host("h1").unwrap();
+    let (urls, address) = (lab.etcd_urls(), h1.address);
+    let published = move || -> Vec<HostRecord> {
+        let urls = urls.clone();
+        in_netns(h1.netns_path(), async move || {
+            store_of(urls, "observer", address)
+                .await
+                .hosts()
+                .await
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    assert!(eventually(Duration::from_secs(5), || published().len() == 2));
+    let records = published();
+    for host in lab.hosts() {
+        let file = host.state_dir.join(HOST_KEY_FILE);
+        let private = std::fs::read_to_string(&file).unwrap();
+        let key = HostKey::load_or_create(&host.state_dir).unwrap();
+        let record = records.iter().find(|r| r.name == host.name).unwrap();
+        assert_eq!(record.public_key, key.public_base64(), "{}", host.name);
+        // Only the public half leaves the host.
+        let all = serde_json::to_string(&records).unwrap();
+        assert!(!all.contains(private.trim()), "{}'s private key", host.name);
+    }
+    assert_ne!(records[0].public_key, records[1].public_key);
 }
 
 #[test]
