@@ -23,7 +23,10 @@ use crate::{
             StatsReport,
         },
     },
-    state::HOST_NETWORK,
+    state::{
+        HOST_NETWORK,
+        options::{ENCRYPTION_UNAVAILABLE, OPT_ENCRYPTED},
+    },
 };
 
 /// Runs one CLI invocation; returns the process exit code.
@@ -182,6 +185,9 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                 )
                 .await?;
             println!("{}", created.id);
+            if created.options.contains_key(OPT_ENCRYPTED) {
+                eprintln!("{ENCRYPTION_UNAVAILABLE}");
+            }
         }
         NetworkCommand::Ls(FormatArgs { format }) => {
             let nets: Vec<NetworkInspect> = client.get("/networks").await?;

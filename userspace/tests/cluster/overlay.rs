@@ -439,7 +439,11 @@ fn an_encrypted_overlay_never_carries_traffic_between_hosts_in_clear() {
         "encrypted",
         "enc",
     ];
-    ok(&lab, "h1", &create);
+    // Made, and said aloud that it cannot carry traffic between hosts yet.
+    let made = lab.xnet("h1", &create).unwrap();
+    assert!(made.status.success());
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(said.contains("xnet cannot encrypt yet"), "{said}");
     run_sleeper(&lab, "h1", "a", "enc");
     run_sleeper(&lab, "h1", "a2", "enc");
     run_sleeper(&lab, "h2", "b", "enc");
