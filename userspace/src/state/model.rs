@@ -169,7 +169,7 @@ impl Network {
 
     /// Whether its traffic between hosts must be encrypted (`--opt encrypted`, an overlay's).
     pub fn is_encrypted(&self) -> bool {
-        self.options.contains_key(super::options::OPT_ENCRYPTED)
+        super::options::is_encrypted(&self.options)
     }
 }
 

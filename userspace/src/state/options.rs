@@ -15,6 +15,12 @@ pub const OPT_VXLANID: &str = "com.docker.network.driver.overlay.vxlanid_list";
 /// An overlay whose traffic between hosts is encrypted (`--opt encrypted`). As in Docker, the
 /// key's presence is what counts, whatever its value.
 pub const OPT_ENCRYPTED: &str = "encrypted";
+
+/// Whether a network with `options` is encrypted: [`OPT_ENCRYPTED`] is there, whatever its
+/// value.
+pub fn is_encrypted(options: &BTreeMap<String, String>) -> bool {
+    options.contains_key(OPT_ENCRYPTED)
+}
 /// What the CLI (on create) and xnetd (on every host that has the network) say of an
 /// encrypted overlay until hosts can encrypt: never silence, as Docker's is where it cannot.
 pub const ENCRYPTION_UNAVAILABLE: &str = "warning: this overlay is encrypted and xnet cannot \
@@ -31,7 +37,6 @@ pub struct NetworkOptions {
     pub icc: bool,
     pub mtu: Option<u32>,
     pub vni: Option<u32>,
-    pub encrypted: bool,
 }
 
 impl Default for NetworkOptions {
@@ -40,7 +45,6 @@ impl Default for NetworkOptions {
             icc: true,
             mtu: None,
             vni: None,
-            encrypted: false,
         }
     }
 }
@@ -77,7 +81,8 @@ pub fn parse(
                     ))
                 })?);
             }
-            OPT_ENCRYPTED => parsed.encrypted = true,
+            // Its presence is its meaning (`is_encrypted`): any value is taken.
+            OPT_ENCRYPTED => {}
             _ => unreachable!("every accepted key has a rule above"),
         }
     }
@@ -138,10 +143,11 @@ mod tests {
     #[test]
     fn encrypted_counts_by_its_presence_as_in_docker() {
         let keys = &[OPT_MTU, OPT_VXLANID, OPT_ENCRYPTED];
-        assert!(!parse(&opts(&[]), keys, false).unwrap().encrypted);
+        assert!(!is_encrypted(&opts(&[])));
         for value in ["", "true", "false"] {
-            let o = parse(&opts(&[(OPT_ENCRYPTED, value)]), keys, false).unwrap();
-            assert!(o.encrypted, "{value:?}");
+            let options = opts(&[(OPT_ENCRYPTED, value)]);
+            parse(&options, keys, false).unwrap();
+            assert!(is_encrypted(&options), "{value:?}");
         }
         // A bridge network does not take it.
         assert!(parse(&opts(&[(OPT_ENCRYPTED, "")]), &[OPT_MTU], false).is_err());
