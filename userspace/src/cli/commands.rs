@@ -186,7 +186,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                 .await?;
             println!("{}", created.id);
             if created.options.contains_key(OPT_ENCRYPTED) {
-                eprintln!("{ENCRYPTION_UNAVAILABLE}");
+                eprintln!("warning: {ENCRYPTION_UNAVAILABLE}");
             }
         }
         NetworkCommand::Ls(FormatArgs { format }) => {
