@@ -22,6 +22,9 @@ pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 /// to published ports, translated and redirected into the container before the kernel builds
 /// an skb. Whatever it does not translate passes on.
 pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
+/// tcx ingress of the encryption worker's device (`xnet-crypt`): VXLAN the worker decrypted,
+/// checked and delivered as if it had arrived on the underlay.
+pub const PROG_DECRYPTED_INGRESS: &str = "decrypted_ingress";
 
 /// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`): the host's
 /// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the
@@ -370,10 +373,16 @@ pub const MAP_TUNNEL: &str = "TUNNEL";
 /// frame whose VNI is not here is dropped.
 pub const MAP_VNIS: &str = "VNIS";
 /// `ENCRYPTED_VNIS`: VNI (`u32`) -> `u8` (1): the VNIs of encrypted overlay networks
-/// (`--opt encrypted`). Their frames never cross the underlay in clear: until this host can
-/// encrypt, a frame for another host is dropped (`unencrypted`), and cleartext VXLAN with such
-/// a VNI is dropped on arrival (`cleartext-vxlan`).
+/// (`--opt encrypted`). Their frames never cross the underlay in clear: a frame for another
+/// host goes to the encryption worker's device (`ENCRYPTION_PEERS`) or is dropped
+/// (`unencrypted`), and cleartext VXLAN with such a VNI is dropped on arrival
+/// (`cleartext-vxlan`).
 pub const MAP_ENCRYPTED_VNIS: &str = "ENCRYPTED_VNIS";
+/// `ENCRYPTION_PEERS`: underlay address (`[u8; 4]`) -> ifindex (`u32`) of the encryption
+/// worker's device: the hosts this host can encrypt for (the worker has their public key).
+/// An encrypted network's VXLAN for a host not here is dropped (`unencrypted`); written by
+/// xnetd from its worker's peers, emptied on start (a dead worker's device is gone with it).
+pub const MAP_ENCRYPTION_PEERS: &str = "ENCRYPTION_PEERS";
 /// `VTEPS`: underlay address (`[u8; 4]`) -> [`Vtep`]: the live hosts of the cluster (under
 /// their etcd lease). VXLAN from any other source is dropped.
 pub const MAP_VTEPS: &str = "VTEPS";
@@ -503,7 +512,8 @@ pub enum DropReason {
     /// per copy; the frame itself reached the other members.
     UnreachableVtep = 24,
     /// A frame of an encrypted overlay network (`--opt encrypted`) for another host, which
-    /// this host cannot encrypt: it never leaves in clear (fail closed).
+    /// this host cannot encrypt (no encryption worker, or no key for that host): it never
+    /// leaves in clear (fail closed).
     Unencrypted = 25,
     /// VXLAN in clear with the VNI of an encrypted overlay network: only encrypted traffic
     /// may carry it.

@@ -21,8 +21,8 @@ use aya_ebpf::{
     },
     cty::c_void,
     helpers::{
-        bpf_fib_lookup, bpf_get_hash_recalc, bpf_loop, bpf_redirect_neigh, bpf_xdp_adjust_head,
-        bpf_xdp_adjust_meta,
+        bpf_fib_lookup, bpf_get_hash_recalc, bpf_loop, bpf_redirect, bpf_redirect_neigh,
+        bpf_xdp_adjust_head, bpf_xdp_adjust_meta,
     },
     programs::{TcContext, XdpContext},
 };
@@ -96,6 +96,11 @@ const IPV4_VIHL: u8 = 0x45;
 /// route and neighbour tables choose the next hop and fill in the outer MACs. A helper that
 /// refuses to grow or write the skb drops it as `truncated`, as elsewhere in the datapath.
 ///
+/// An encrypted network's frame (`ENCRYPTED_VNIS`) is encapsulated the same way but goes to
+/// the encryption worker's device instead (`ENCRYPTION_PEERS`), whose reader seals the outer
+/// IPv4 packet for that host and sends it; where this host cannot encrypt for it (no worker,
+/// no key for that host) the frame is dropped, `unencrypted`: never in clear.
+///
 /// Not inlined: the headers it builds stay off the stack frame every forwarded frame pays for.
 #[inline(never)]
 pub fn to_remote(ctx: &TcContext, peer: &Neighbor) -> Outcome {
@@ -105,10 +110,11 @@ pub fn to_remote(ctx: &TcContext, peer: &Neighbor) -> Outcome {
 #[inline(always)]
 fn encapsulate(ctx: &TcContext, peer: &Neighbor) -> Result<i32, DropReason> {
     let tunnel = maps::tunnel().ok_or(DropReason::NoTunnel)?;
-    // No encryption yet (issue #14): an encrypted network's frames stay here.
-    if maps::is_encrypted(peer.vni) {
-        return Err(DropReason::Unencrypted);
-    }
+    let worker = if maps::is_encrypted(peer.vni) {
+        Some(maps::encryption_device(peer.vtep).ok_or(DropReason::Unencrypted)?)
+    } else {
+        None
+    };
     let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
     let flow_hash = grow(ctx)?;
     let headers = Headers {
@@ -117,7 +123,10 @@ fn encapsulate(ctx: &TcContext, peer: &Neighbor) -> Result<i32, DropReason> {
     };
     ctx.store(0, &headers, 0)
         .map_err(|_| DropReason::Truncated)?;
-    Ok(redirect_neigh(&tunnel))
+    Ok(match worker {
+        Some(device) => to_worker(device),
+        None => redirect_neigh(&tunnel),
+    })
 }
 
 /// Head-end replication: sends a broadcast or multicast frame an endpoint of network
@@ -136,6 +145,8 @@ fn encapsulate(ctx: &TcContext, peer: &Neighbor) -> Result<i32, DropReason> {
 /// The first host whose neighbour entry is not resolved yet gets the original instead, last,
 /// through `bpf_redirect_neigh`, which resolves it for the next frames; another such host in
 /// the same frame, or one with no route, misses this copy (`unreachable-vtep`, per copy).
+/// An encrypted network's copies go to the encryption worker's device instead, each addressed
+/// to its host (`unencrypted`, per copy, for a host this host cannot encrypt for).
 ///
 /// Not inlined: the headers and the loop's state stay off the entry point's frame.
 #[inline(never)]
@@ -152,10 +163,6 @@ fn replicate(ctx: &TcContext, network_id: u32) -> Result<Option<i32>, DropReason
     if count == 0 {
         return Ok(None);
     }
-    // As in `encapsulate`: the local members have their copies, the other hosts none.
-    if maps::is_encrypted(flood.vni) {
-        return Err(DropReason::Unencrypted);
-    }
     let inner: EthHdr = ctx.load(0).map_err(|_| DropReason::Truncated)?;
     let flow_hash = grow(ctx)?;
     // What follows the outer headers is the same in every copy: written once.
@@ -170,6 +177,7 @@ fn replicate(ctx: &TcContext, network_id: u32) -> Result<Option<i32>, DropReason
         unresolved: [0; 4],
         has_unresolved: false,
         truncated: false,
+        encrypted: maps::is_encrypted(flood.vni),
     };
     // SAFETY: the callback is `copy_to_host`, whose context is `replication`, alive until
     // bpf_loop returns; flags must be 0.
@@ -210,6 +218,8 @@ struct Replication {
     has_unresolved: bool,
     /// A store into the skb failed: the frame is dropped as `truncated`.
     truncated: bool,
+    /// An encrypted network's: every copy goes to the encryption worker.
+    encrypted: bool,
 }
 
 /// One round of [`to_hosts`]' `bpf_loop`: the copy for host `index` of the replication at
@@ -222,6 +232,23 @@ unsafe extern "C" fn copy_to_host(index: u64, replication: *mut c_void) -> i64 {
         return 1;
     };
     let ctx = TcContext::new(replication.skb);
+    if replication.encrypted {
+        let Some(device) = maps::encryption_device(vtep) else {
+            stats::count_drop(None, DropReason::Unencrypted);
+            return 0;
+        };
+        // The worker ignores the outer MACs (left zero).
+        let outer = &mut replication.outer;
+        address_to(&mut outer.ip, vtep);
+        if ctx.store(0, outer, 0).is_err() {
+            replication.truncated = true;
+            return 1;
+        }
+        if ctx.clone_redirect(device, 0).is_err() {
+            stats::count_drop(None, DropReason::Unencrypted);
+        }
+        return 0;
+    }
     match next_hop(&ctx, &replication.tunnel, vtep) {
         Ok(hop) => {
             let outer = &mut replication.outer;
@@ -262,6 +289,14 @@ fn grow(ctx: &TcContext) -> Result<u32, DropReason> {
 fn redirect_neigh(tunnel: &Tunnel) -> i32 {
     // SAFETY: plain helper call; no neighbour parameters, so the kernel resolves the next hop.
     unsafe { bpf_redirect_neigh(tunnel.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// Hands the encapsulated frame to the encryption worker: out of its device (a TAP), whose
+/// reader gets the frame whole.
+#[inline(always)]
+fn to_worker(device: u32) -> i32 {
+    // SAFETY: plain helper call; flags 0: the device's egress.
+    unsafe { bpf_redirect(device, 0) as i32 }
 }
 
 /// The next hop toward a host's underlay address, as the FIB and the neighbour table have it.
@@ -408,8 +443,8 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 ///
 /// Checks, in order: well-formed (not fragmented, only the I flag, a whole inner header:
 /// `malformed-vxlan`); from a live host of the cluster (`unknown-vtep`); a VNI of a network
-/// this host has (`unknown-vni`), not an encrypted network's (`cleartext-vxlan`: none
-/// arrives in clear); the inner source is an endpoint registered on that very host,
+/// this host has (`unknown-vni`), not an encrypted network's unless `arrival` says the
+/// encryption worker decrypted it (`cleartext-vxlan`: none arrives in clear); the inner source is an endpoint registered on that very host,
 /// with that MAC (`spoofed-inner-source`: a host can speak only for its own endpoints); the
 /// inner destination is an endpoint of this host on that network, or a group MAC
 /// (`unknown-inner-destination`, also for ARP and other EtherTypes, which never cross hosts).
@@ -424,12 +459,22 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 ///
 /// Not inlined: its copies of the headers stay off the uplink program's own frame.
 #[inline(never)]
-pub fn from_underlay(ctx: &TcContext) -> Outcome {
-    Outcome::pack(decapsulate(ctx))
+pub fn from_underlay(ctx: &TcContext, arrival: Arrival) -> Outcome {
+    Outcome::pack(decapsulate(ctx, arrival))
+}
+
+/// How a VXLAN packet reached this host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Over the underlay, as it was sent: an encrypted network's VNI is refused.
+    InClear,
+    /// Sealed, and opened by the encryption worker, which checked that the host whose key
+    /// sealed it is the outer source.
+    Decrypted,
 }
 
 #[inline(always)]
-fn decapsulate(ctx: &TcContext) -> Result<Option<i32>, DropReason> {
+fn decapsulate(ctx: &TcContext, arrival: Arrival) -> Result<Option<i32>, DropReason> {
     if let Some(ifindex) = decapsulated_by_xdp(ctx) {
         return Ok(Some(deliver::into_container(ifindex)));
     }
@@ -445,7 +490,7 @@ fn decapsulate(ctx: &TcContext) -> Result<Option<i32>, DropReason> {
     let tunneled: Tunneled = ctx
         .load(OUTER_LEN)
         .map_err(|_| DropReason::MalformedVxlan)?;
-    let from = sender(&outer, &tunneled)?;
+    let from = sender(&outer, &tunneled, arrival)?;
     let inner = tunneled.inner_eth;
     let (owner, flags) = if inner.ether_type == EtherType::Ipv4 as u16 {
         let ip: Ipv4Hdr = ctx
@@ -527,7 +572,7 @@ fn decapsulate_frame(ctx: &XdpContext) -> Result<Option<i32>, DropReason> {
         parse::frame_header::<Tunneled>(ctx, OUTER_LEN).ok_or(DropReason::MalformedVxlan)?;
     // SAFETY: as above.
     let tunneled = unsafe { *tunneled };
-    let from = sender(&outer, &tunneled)?;
+    let from = sender(&outer, &tunneled, Arrival::InClear)?;
     let ether_type = tunneled.inner_eth.ether_type;
     let owner = if ether_type == EtherType::Ipv4 as u16 {
         let ip =
@@ -633,9 +678,10 @@ fn is_for_this_host(tunnel: &Tunnel, outer: &Outer) -> Result<bool, DropReason> 
 }
 
 /// Who sent a VXLAN packet for this host, checked: a well-formed VXLAN header, from a live
-/// host of the cluster, with the VNI of a network this host has.
+/// host of the cluster, with the VNI of a network this host has (an encrypted one's only if
+/// it arrived encrypted).
 #[inline(always)]
-fn sender(outer: &Outer, tunneled: &Tunneled) -> Result<Sender, DropReason> {
+fn sender(outer: &Outer, tunneled: &Tunneled, arrival: Arrival) -> Result<Sender, DropReason> {
     // As strict as Linux's vxlan driver without extensions: reserved fields must be zero.
     let vxlan = &tunneled.vxlan;
     if vxlan.flags != VXLAN_FLAGS || vxlan._reserved1 != [0; 3] || vxlan._reserved2 != 0 {
@@ -646,7 +692,7 @@ fn sender(outer: &Outer, tunneled: &Tunneled) -> Result<Sender, DropReason> {
         return Err(DropReason::UnknownVtep);
     }
     let network_id = maps::network_of_vni(vxlan.vni()).ok_or(DropReason::UnknownVni)?;
-    if maps::is_encrypted(vxlan.vni()) {
+    if arrival == Arrival::InClear && maps::is_encrypted(vxlan.vni()) {
         return Err(DropReason::CleartextVxlan);
     }
     let inner = &tunneled.inner_eth;

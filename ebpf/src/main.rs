@@ -4,6 +4,8 @@
 //! - [`endpoint`]: the tcx hooks of each container's host-side veth;
 //! - [`uplink`]: the XDP and tcx ingress hooks of the host's uplink;
 //! - [`host`]: the socket hooks (root cgroup) for the host's own connections to published ports;
+//! - [`crypt`]: the tcx ingress hook of the encryption worker's device (encrypted overlays:
+//!   what the worker decrypted);
 //!
 //! and one module per concern that those entry points share:
 //!
@@ -15,7 +17,8 @@
 //!   (published ports: destination NAT and its reverse, hairpin) and [`nat`] (source NAT for
 //!   egress and its reverse, NAT44 and NAT66);
 //! - tunnelling: [`encap`] (VXLAN to and from the other hosts of a cluster: encapsulation for
-//!   `forward`, checked decapsulation for `uplink`);
+//!   `forward`, handing encrypted networks' packets to the encryption worker, checked
+//!   decapsulation for `uplink` and `crypt`);
 //! - handing over: [`deliver`] (into an endpoint: every way into a container) and [`flood`]
 //!   (broadcast and multicast to a network's members);
 //! - reading packets: [`parse`] (bounds-checked header access), [`packet`] (the packet model:
@@ -34,6 +37,7 @@
 #![no_main]
 
 mod arp;
+mod crypt;
 mod csum;
 mod deliver;
 mod dnat;

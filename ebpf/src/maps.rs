@@ -155,6 +155,9 @@ pub static VNIS: HashMap<u32, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
 pub static ENCRYPTED_VNIS: HashMap<u32, u8> = HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
 
 #[map]
+pub static ENCRYPTION_PEERS: HashMap<[u8; 4], u32> = HashMap::pinned(MAX_VTEPS, 0);
+
+#[map]
 pub static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::pinned(MAX_VTEPS, 0);
 
 // One entry per overlay network with other hosts, each up to 260 bytes: allocated per entry
@@ -181,6 +184,14 @@ pub fn network_of_vni(vni: u32) -> Option<u32> {
 pub fn is_encrypted(vni: u32) -> bool {
     // SAFETY: as for `endpoint`.
     unsafe { ENCRYPTED_VNIS.get(vni) }.is_some()
+}
+
+/// The encryption worker's device, for the host at underlay address `vtep`, if this host can
+/// encrypt for it.
+#[inline(always)]
+pub fn encryption_device(vtep: [u8; 4]) -> Option<u32> {
+    // SAFETY: as for `endpoint`.
+    unsafe { ENCRYPTION_PEERS.get(vtep).copied() }
 }
 
 /// Whether `address` is the underlay address of a live host of the cluster.

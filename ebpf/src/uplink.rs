@@ -62,7 +62,7 @@ pub fn uplink_ingress(ctx: TcContext) -> i32 {
 
 fn from_outside(ctx: &TcContext) -> Result<i32, DropReason> {
     // First: the tunnel does not depend on the uplink's address, and VXLAN is never NATed.
-    if let Some(verdict) = encap::from_underlay(ctx).unpack()? {
+    if let Some(verdict) = encap::from_underlay(ctx, encap::Arrival::InClear).unpack()? {
         return Ok(verdict);
     }
     let Some(uplink) = maps::uplink() else {

@@ -8,6 +8,8 @@
 //! - [`drivers`]: the network drivers (bridge, host, null), what a network and an endpoint of
 //!   each are in the kernel, through [`plumbing`] (an endpoint's veth pair, addresses and
 //!   routes) and [`datapath`] (loading, pinning and adopting the eBPF programs and maps);
+//! - [`encryption`]: the encryption worker of encrypted overlays (a TAP device, UDP
+//!   sockets, WireGuard sessions with the other hosts), which the daemon feeds with peers;
 //! - [`os`]: network namespaces, links, addresses and routes over netlink, sysctls;
 //! - [`state`]: the desired world and its rules (IPAM, ports, options, names), persisted
 //!   atomically;
@@ -20,6 +22,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod docker;
 pub mod drivers;
+pub mod encryption;
 pub mod error;
 pub mod logging;
 pub mod os;

@@ -16,7 +16,7 @@ use crate::cmd;
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, then the tools the
 /// integration tests drive (busybox-static provides the programs of their container images;
 /// curl is the HTTP client of the Docker tests: busybox's wget crashes on the host's NSS),
-/// the benchmarks' baseline needs (iptables, for Docker's rules), the cluster store of
+/// tcpdump (the encrypted overlay's capture of the underlay), the benchmarks' baseline needs (iptables, for Docker's rules), the cluster store of
 /// multi-host networks (etcd, 3.4 in Debian 12) and what the etcd client crate's build needs
 /// (protoc).
 const APT_PACKAGES: &[&str] = &[
@@ -28,6 +28,7 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "iputils-ping",
     "iperf3",
+    "tcpdump",
     "util-linux",
     "busybox-static",
     "jq",
@@ -43,6 +44,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("ping", "iputils-ping"),
     ("iperf3", "iperf3"),
+    ("tcpdump", "tcpdump"),
     ("nsenter", "util-linux"),
     ("setpriv", "util-linux"),
     ("curl", "curl"),

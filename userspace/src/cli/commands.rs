@@ -23,10 +23,7 @@ use crate::{
             StatsReport,
         },
     },
-    state::{
-        HOST_NETWORK,
-        options::{ENCRYPTION_UNAVAILABLE, OPT_ENCRYPTED},
-    },
+    state::HOST_NETWORK,
 };
 
 /// Runs one CLI invocation; returns the process exit code.
@@ -185,9 +182,6 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                 )
                 .await?;
             println!("{}", created.id);
-            if created.options.contains_key(OPT_ENCRYPTED) {
-                eprintln!("warning: {ENCRYPTION_UNAVAILABLE}");
-            }
         }
         NetworkCommand::Ls(FormatArgs { format }) => {
             let nets: Vec<NetworkInspect> = client.get("/networks").await?;

@@ -5,7 +5,7 @@
 //! is still alive, so the others never see it leave), reads every network of global scope
 //! and mirrors them into its state and kernel, and follows the store's changes.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use etcd_client::Event;
@@ -26,6 +26,7 @@ use crate::{
         store::{LEASE_TTL_SECONDS, Store, Taken, unavailable},
         view::ClusterView,
     },
+    encryption::{EncryptionWorker, worker::ENCRYPTION_PORT},
     error::{Result, XnetError},
     state::{
         Membership, Network,
@@ -86,6 +87,15 @@ impl Inner {
             public_key: key.public_base64(),
         };
         info!(host = %host.name, address = %host.address, "member of the cluster at {}", config.endpoints.join(","));
+        let encryption = match self.start_encryption(key, address, interface.mtu) {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                warn!(
+                    "encrypted overlay networks cannot cross hosts from this host: {e:#}; their traffic to other hosts is dropped, counted as unencrypted in xnet stats"
+                );
+                None
+            }
+        };
         self.cluster = Some(Cluster {
             config,
             host,
@@ -96,8 +106,29 @@ impl Inner {
             },
             store: None,
             view: ClusterView::default(),
+            encryption,
         });
         Ok(())
+    }
+
+    /// Starts the encryption worker on this host's advertise address, its device's MTU the
+    /// underlay's `mtu`, and attaches `decrypted_ingress` to its device. Its peers come with
+    /// the cluster's view.
+    fn start_encryption(
+        &mut self,
+        key: &HostKey,
+        address: Ipv4Addr,
+        mtu: u32,
+    ) -> anyhow::Result<EncryptionWorker> {
+        let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+        let worker = EncryptionWorker::start(key.secret(), address, ENCRYPTION_PORT, mtu)?;
+        let (name, _) = worker.device();
+        self.kernel.datapath.attach_decrypted_ingress(name)?;
+        info!(
+            device = name,
+            "encryption worker listening on {address}:{ENCRYPTION_PORT}"
+        );
+        Ok(worker)
     }
 
     /// The store and the cluster's settings, for a request that needs them: refused in one

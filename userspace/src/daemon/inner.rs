@@ -15,6 +15,7 @@ use crate::{
         view::ClusterView,
     },
     drivers::{self, Attachment, EndpointDriver, Kernel},
+    encryption::EncryptionWorker,
     error::{Result, XnetError},
     state::{KernelObject, Network, State, Store},
 };
@@ -44,6 +45,9 @@ pub(crate) struct Cluster {
     pub(crate) store: Option<(ClusterStore, Settings)>,
     /// The hosts and endpoints of the cluster as this host last read and followed them.
     pub(crate) view: ClusterView,
+    /// The encryption worker of encrypted overlays; `None` if it could not start (said in
+    /// the log: those networks' traffic between hosts is then dropped, `unencrypted`).
+    pub(crate) encryption: Option<EncryptionWorker>,
 }
 
 /// The underlay interface.

@@ -20,6 +20,7 @@
 mod cluster;
 mod config;
 mod containers;
+mod encryption;
 mod endpoints;
 pub(crate) mod inner;
 mod inspect;
@@ -28,6 +29,8 @@ mod overlay;
 mod ports;
 mod remotes;
 mod start;
+
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, Notify};
@@ -89,6 +92,8 @@ impl Daemon {
             docker: config.docker.clone(),
             cluster: None,
         };
+        // A previous run's worker and its device died with it.
+        inner.kernel.datapath.clear_encryption_peers()?;
         if let Some(cluster) = &config.cluster {
             let key = HostKey::load_or_create(&config.state_dir)?;
             inner.enter_cluster(cluster.clone(), &key).await?;
@@ -228,13 +233,18 @@ impl Daemon {
                 }
             })
             .collect();
-        let drops = inner
+        let mut drops: BTreeMap<String, u64> = inner
             .kernel
             .datapath
             .drop_counts()
             .into_iter()
             .map(|(reason, count)| (reason.name().to_string(), count))
             .collect();
+        // The encryption worker's drops beside the datapath's.
+        let worker = inner.cluster.as_ref().and_then(|c| c.encryption.as_ref());
+        for (reason, count) in worker.map(|w| w.counters().drops()).into_iter().flatten() {
+            *drops.entry(reason.to_string()).or_default() += count;
+        }
         StatsReport { containers, drops }
     }
 }

@@ -25,8 +25,10 @@ use crate::{
         keys,
         records::EndpointRecord,
         store::{Store, unavailable},
+        view::Change,
     },
     datapath::{Datapath, FloodSet, RemoteEndpoint},
+    encryption::worker::SEALING_OVERHEAD,
     error::{Result, XnetError},
     state::{Endpoint, Mac, Network, ids::random_id},
 };
@@ -34,9 +36,6 @@ use crate::{
 /// What VXLAN over IPv4 adds to a frame: outer Ethernet (14), IPv4 (20), UDP (8), VXLAN (8).
 /// An overlay's default MTU is the underlay's less this.
 pub const VXLAN_OVERHEAD: u32 = 50;
-/// What encrypting the VXLAN datagram between hosts adds (issue #14): WireGuard over IPv4, an
-/// outer IPv4 and UDP header (28 bytes) and WireGuard's data message header and tag (16 + 16).
-pub const ENCRYPTION_OVERHEAD: u32 = 60;
 
 impl Inner {
     /// A new endpoint on a network of global scope: addresses claimed cluster-wide and its
@@ -227,7 +226,8 @@ impl Inner {
             .keys()
             .filter_map(|network| remotes.flood_set(network))
             .collect();
-        sync_flood_sets(datapath, wanted, Prune::Others)
+        sync_flood_sets(datapath, wanted, Prune::Others)?;
+        self.sync_encryption_peers()
     }
 
     /// Applies the store's `events` to the view, and what each changed to the datapath at
@@ -239,8 +239,10 @@ impl Inner {
         };
         let networks = mirrored(self.state.networks.values());
         let mut touched = BTreeSet::new();
+        let mut hosts_changed = false;
         for event in events {
             let change = cluster.view.apply(event);
+            hosts_changed |= matches!(change, Change::Host { .. });
             let remotes = Remotes {
                 me: &cluster.host.id,
                 view: &cluster.view,
@@ -251,19 +253,23 @@ impl Inner {
         }
         // Flood sets once per batch, for the networks its changes were about (none for a
         // batch of address claims alone, which need no read of the flood map).
-        if touched.is_empty() {
-            return Ok(());
+        if !touched.is_empty() {
+            let remotes = Remotes {
+                me: &cluster.host.id,
+                view: &cluster.view,
+                networks: &networks,
+            };
+            let wanted = touched
+                .iter()
+                .filter_map(|network| remotes.flood_set(network))
+                .collect();
+            sync_flood_sets(&mut self.kernel.datapath, wanted, Prune::None)?;
         }
-        let remotes = Remotes {
-            me: &cluster.host.id,
-            view: &cluster.view,
-            networks: &networks,
-        };
-        let wanted = touched
-            .iter()
-            .filter_map(|network| remotes.flood_set(network))
-            .collect();
-        sync_flood_sets(&mut self.kernel.datapath, wanted, Prune::None)
+        // A host came, went or changed its key: the worker's sessions follow.
+        if hosts_changed {
+            self.sync_encryption_peers()?;
+        }
+        Ok(())
     }
 
     /// Docker's `Peers` of an overlay network: the hosts with endpoints on it, this one
@@ -289,7 +295,7 @@ impl Inner {
     pub(super) fn overlay_mtu(&self, net: &Network) -> Option<u32> {
         let underlay = &self.cluster.as_ref()?.underlay;
         let encryption = if net.is_encrypted() {
-            ENCRYPTION_OVERHEAD
+            SEALING_OVERHEAD
         } else {
             0
         };

@@ -7,10 +7,11 @@ use anyhow::Context as _;
 use aya::{EbpfLoader, maps::MapInfo};
 use tracing::warn;
 use xnet_common::{
-    MAP_DROP_STATS, MAP_ENCRYPTED_VNIS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_FLOOD_VTEPS,
-    MAP_HOST_NETNS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_PUBLISHED,
-    MAP_PUBLISHED6, MAP_SUBNETS, MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS, MAP_VTEPS,
-    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS,
+    MAP_DROP_STATS, MAP_ENCRYPTED_VNIS, MAP_ENCRYPTION_PEERS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
+    MAP_FLOOD_VTEPS, MAP_HOST_NETNS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6,
+    MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS, MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS,
+    MAP_VTEPS, PROG_DECRYPTED_INGRESS, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+    PROG_UPLINK_INGRESS,
 };
 
 use super::{
@@ -42,6 +43,7 @@ impl Datapath {
             PROG_ENDPOINT_INGRESS,
             PROG_ENDPOINT_EGRESS,
             PROG_UPLINK_INGRESS,
+            PROG_DECRYPTED_INGRESS,
         ] {
             classifier(&mut ebpf, name)?
                 .load()
@@ -66,6 +68,7 @@ impl Datapath {
             tunnel: take_map(&mut ebpf, MAP_TUNNEL)?,
             vnis: take_map(&mut ebpf, MAP_VNIS)?,
             encrypted_vnis: take_map(&mut ebpf, MAP_ENCRYPTED_VNIS)?,
+            encryption_peers: take_map(&mut ebpf, MAP_ENCRYPTION_PEERS)?,
             vteps: take_map(&mut ebpf, MAP_VTEPS)?,
             flood_vteps: take_map(&mut ebpf, MAP_FLOOD_VTEPS)?,
             ebpf,

@@ -53,6 +53,7 @@ pub struct Datapath {
     pub(super) tunnel: Array<MapData, Tunnel>,
     pub(super) vnis: HashMap<MapData, u32, u32>,
     pub(super) encrypted_vnis: HashMap<MapData, u32, u8>,
+    pub(super) encryption_peers: HashMap<MapData, [u8; 4], u32>,
     pub(super) vteps: HashMap<MapData, [u8; 4], Vtep>,
     pub(super) flood_vteps: HashMap<MapData, u32, FloodVteps>,
     pub(super) links_dir: PathBuf,

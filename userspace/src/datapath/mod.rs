@@ -3,6 +3,7 @@
 //! is a bpf link (tcx, XDP, cgroup) pinned under `<bpffs>/links`, so the datapath keeps forwarding while xnetd is
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
+mod encryption;
 mod host;
 mod load;
 mod maps;

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use tracing::warn;
 
 use super::{
     driver::{Attachment, Driver, EndpointDriver, Kernel, Scope},
@@ -28,9 +27,7 @@ use crate::{
     plumbing::Placement,
     state::{
         Container, Endpoint, Network,
-        options::{
-            self, ENCRYPTION_UNAVAILABLE, NetworkOptions, OPT_ENCRYPTED, OPT_MTU, OPT_VXLANID,
-        },
+        options::{self, NetworkOptions, OPT_ENCRYPTED, OPT_MTU, OPT_VXLANID},
     },
 };
 
@@ -68,9 +65,6 @@ impl EndpointDriver for Overlay {
     }
 
     async fn add_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {
-        if net.is_encrypted() {
-            warn!(network = %net.name, "{ENCRYPTION_UNAVAILABLE}");
-        }
         veth_network::add_network(kernel, net).await?;
         let vni = net.vni.context("an overlay network without a VNI")?;
         kernel

@@ -56,6 +56,11 @@ impl HostKey {
         STANDARD.encode(PublicKey::from(&self.secret).as_bytes())
     }
 
+    /// The private key, for this process's encryption worker.
+    pub fn secret(&self) -> StaticSecret {
+        self.secret.clone()
+    }
+
     fn parse(text: &str) -> anyhow::Result<Self> {
         let bytes: [u8; 32] = STANDARD
             .decode(text)
@@ -89,6 +94,12 @@ impl HostKey {
         fs::rename(&tmp, path).with_context(|| format!("creating {}", path.display()))?;
         Ok(key)
     }
+}
+
+/// A public key as [`HostKey::public_base64`] writes it; `None` if `text` is not one.
+pub fn parse_public(text: &str) -> Option<PublicKey> {
+    let bytes: [u8; 32] = STANDARD.decode(text).ok()?.try_into().ok()?;
+    Some(PublicKey::from(bytes))
 }
 
 #[cfg(test)]

@@ -22,11 +22,6 @@ pub fn is_encrypted(options: &BTreeMap<String, String>) -> bool {
     options.contains_key(OPT_ENCRYPTED)
 }
 
-/// What the CLI (on create) and xnetd (on every host that has the network) say of an
-/// encrypted overlay until hosts can encrypt: never silence, as Docker's is where it cannot.
-pub const ENCRYPTION_UNAVAILABLE: &str = "this overlay is encrypted and xnet cannot \
-     encrypt yet (issue #14): its traffic between hosts is dropped, counted as `unencrypted` in \
-     xnet stats; containers on one host still talk";
 /// VXLAN ids are 24 bits; 0 means none.
 const VNI_MAX: u32 = (1 << 24) - 1;
 /// The kernel turns IPv6 off on a link with a smaller MTU (RFC 8200's minimum).

@@ -14,6 +14,7 @@ use std::{
 };
 
 mod docker;
+mod encrypted;
 mod overlay;
 
 use serde_json::Value;

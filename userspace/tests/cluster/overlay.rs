@@ -25,7 +25,7 @@ use xnet_lab::{Lab, eventually};
 use crate::{fails, inspect, lab, ok};
 
 /// The container's first address of `family` ("IPAddress" or "GlobalIPv6Address").
-fn address(lab: &Lab, host: &str, container: &str, family: &str) -> String {
+pub(crate) fn address(lab: &Lab, host: &str, container: &str, family: &str) -> String {
     let all: Value = serde_json::from_str(&ok(lab, host, &["inspect", container])).unwrap();
     let nets = all[0]["NetworkSettings"]["Networks"].as_object().unwrap();
     nets.values().next().unwrap()[family]
@@ -34,7 +34,7 @@ fn address(lab: &Lab, host: &str, container: &str, family: &str) -> String {
         .to_string()
 }
 
-fn run_sleeper(lab: &Lab, host: &str, name: &str, network: &str) {
+pub(crate) fn run_sleeper(lab: &Lab, host: &str, name: &str, network: &str) {
     ok(
         lab,
         host,
@@ -53,20 +53,20 @@ fn run_sleeper(lab: &Lab, host: &str, name: &str, network: &str) {
 }
 
 /// Whether `cmd` succeeds inside container `name` of `host`.
-fn in_container(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> bool {
+pub(crate) fn in_container(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> bool {
     let args = [&["exec", name, "--"], cmd].concat();
     lab.xnet(host, &args).unwrap().status.success()
 }
 
 /// Whether `ip` answers a ping from container `name` of `host`, within a few seconds (the
 /// other host learns of a new endpoint through its watch).
-fn reaches(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
+pub(crate) fn reaches(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
     eventually(Duration::from_secs(10), || {
         in_container(lab, host, name, &["ping", "-c", "1", "-W", "1", ip])
     })
 }
 
-fn cannot_reach(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
+pub(crate) fn cannot_reach(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
     !in_container(
         lab,
         host,
@@ -76,7 +76,7 @@ fn cannot_reach(lab: &Lab, host: &str, name: &str, ip: &str) -> bool {
 }
 
 /// A drop counter of `host`'s datapath.
-fn drops(lab: &Lab, host: &str, reason: &str) -> u64 {
+pub(crate) fn drops(lab: &Lab, host: &str, reason: &str) -> u64 {
     let stats: Value =
         serde_json::from_str(&ok(lab, host, &["stats", "--format", "json"])).unwrap();
     stats["drops"][reason]
@@ -98,7 +98,13 @@ fn spawn_in(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> Child {
 
 /// iperf3 from container `client` of `from` to a one-shot server in `server` of `to` at `ip`
 /// (TCP, or UDP with `-u`), retrying while the server starts.
-fn iperf(lab: &Lab, (from, client): (&str, &str), (to, server): (&str, &str), ip: &str, udp: bool) {
+pub(crate) fn iperf(
+    lab: &Lab,
+    (from, client): (&str, &str),
+    (to, server): (&str, &str),
+    ip: &str,
+    udp: bool,
+) {
     let mut child = spawn_in(lab, to, server, &["iperf3", "-s", "-1"]);
     let mut args = vec!["iperf3", "-c", ip, "-t", "1"];
     if udp {
@@ -283,7 +289,7 @@ fn a_non_attachable_overlay_refuses_standalone_containers_with_dockers_words() {
 
 /// A VXLAN datagram (flags with the I bit, `vni`) carrying an Ethernet frame with an IPv4
 /// ICMP echo request from `src` (`src_mac`) to `dst`.
-fn vxlan_frame(vni: u32, src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn vxlan_frame(vni: u32, src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut frame = vec![0x08, 0, 0, 0];
     frame.extend_from_slice(&vni.to_be_bytes()[1..]);
     frame.push(0);
@@ -315,13 +321,19 @@ fn checksum(bytes: &[u8]) -> u16 {
 }
 
 /// Sends `payload` over UDP from the namespace of `node` to `to`:4789.
-fn send_from(lab: &Lab, node: &str, to: Ipv4Addr, payload: Vec<u8>) {
+pub(crate) fn send_from(lab: &Lab, node: &str, to: Ipv4Addr, payload: Vec<u8>) {
+    send_to_port(lab, node, (to, 4789), payload);
+}
+
+/// Sends `payload` three times in UDP from `node`'s namespace (its own address, a free port)
+/// to `to`.
+pub(crate) fn send_to_port(lab: &Lab, node: &str, to: (Ipv4Addr, u16), payload: Vec<u8>) {
     let path = lab.netns_of(node).unwrap();
     std::thread::spawn(move || {
         netns::enter(&path).unwrap();
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..3 {
-            socket.send_to(&payload, (to, 4789)).unwrap();
+            socket.send_to(&payload, to).unwrap();
         }
     })
     .join()
@@ -412,75 +424,6 @@ fn crafted_vxlan_from_the_underlay_is_dropped_and_counted_by_reason() {
     ) > before));
 }
 
-/// The MTU of container `name`'s interface on `host`, as `ip link` shows it (`/sys` in the
-/// container is still the host's).
-fn container_mtu(lab: &Lab, host: &str, name: &str) -> u32 {
-    let args = ["exec", name, "--", "ip", "-o", "link", "show", "eth0"];
-    let out = lab.xnet(host, &args).unwrap();
-    let link = String::from_utf8_lossy(&out.stdout);
-    let mtu = link.split_whitespace().skip_while(|w| *w != "mtu").nth(1);
-    mtu.and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("no MTU for {name}: {link}"))
-}
-
-#[test]
-fn an_encrypted_overlay_never_carries_traffic_between_hosts_in_clear() {
-    if skip::unless_root() {
-        return;
-    }
-    let lab = lab(2, 1);
-    let create = [
-        "network",
-        "create",
-        "-d",
-        "overlay",
-        "--attachable",
-        "--opt",
-        "encrypted",
-        "enc",
-    ];
-    // Made, and said aloud that it cannot carry traffic between hosts yet.
-    let made = lab.xnet("h1", &create).unwrap();
-    assert!(made.status.success());
-    let said = String::from_utf8_lossy(&made.stderr);
-    assert!(said.contains("xnet cannot encrypt yet"), "{said}");
-    run_sleeper(&lab, "h1", "a", "enc");
-    run_sleeper(&lab, "h1", "a2", "enc");
-    run_sleeper(&lab, "h2", "b", "enc");
-    // Every host shows it encrypted, as Docker does (`--opt encrypted`: an empty value), and
-    // its MTU leaves room for the encryption too: 1500 - 50 (VXLAN) - 60 (WireGuard).
-    for host in ["h1", "h2"] {
-        let net = inspect(&lab, host, "enc").unwrap();
-        assert_eq!(net["Options"]["encrypted"], "", "{host}: {net}");
-    }
-    assert_eq!(container_mtu(&lab, "h1", "a"), 1390);
-    assert_eq!(container_mtu(&lab, "h2", "b"), 1390);
-    // On one host its containers talk; across hosts nothing leaves in clear, and that is
-    // counted, not silent (this host cannot encrypt yet: issue #14).
-    let a2 = address(&lab, "h1", "a2", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &a2));
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    let before = drops(&lab, "h1", "unencrypted");
-    assert!(cannot_reach(&lab, "h1", "a", &b4));
-    assert!(drops(&lab, "h1", "unencrypted") > before);
-    // Cleartext VXLAN with its VNI, from a live host of the cluster, is dropped on arrival.
-    let vni: u32 = inspect(&lab, "h2", "enc").unwrap()["Options"]
-        ["com.docker.network.driver.overlay.vxlanid_list"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let a4: Ipv4Addr = address(&lab, "h1", "a", "IPAddress").parse().unwrap();
-    let before = drops(&lab, "h2", "cleartext-vxlan");
-    let frame = vxlan_frame(vni, [0x02, 1, 2, 3, 4, 5], a4, b4.parse().unwrap());
-    send_from(&lab, "h1", lab.host("h2").unwrap().address, frame);
-    assert!(eventually(Duration::from_secs(3), || drops(
-        &lab,
-        "h2",
-        "cleartext-vxlan"
-    ) > before));
-}
-
 /// Starts `count` pings from container `name` of `host` to `ip`, every 50 ms.
 fn spawn_pings(lab: &Lab, host: &str, name: &str, ip: &str, count: u32) -> Child {
     let xnet = std::path::Path::new(crate::XNETD).with_file_name("xnet");
@@ -497,7 +440,7 @@ fn spawn_pings(lab: &Lab, host: &str, name: &str, ip: &str, count: u32) -> Child
 }
 
 /// The pings a finished [`spawn_pings`] sent and got answers to.
-fn ping_counts(child: Child) -> (u32, u32) {
+pub(crate) fn ping_counts(child: Child) -> (u32, u32) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text

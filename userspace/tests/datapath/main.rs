@@ -23,8 +23,8 @@ use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, EndpointCounters, MAP_DROP_STATS,
     MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, NAT_PORT_COUNT,
-    NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
-    PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
+    NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_DECRYPTED_INGRESS, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
 };
 use xnet_dockerlab::skip;
 
@@ -79,6 +79,7 @@ impl Datapath {
                 PROG_ENDPOINT_INGRESS,
                 PROG_ENDPOINT_EGRESS,
                 PROG_UPLINK_INGRESS,
+                PROG_DECRYPTED_INGRESS,
             ] {
                 prog(&mut ebpf, name).load()?;
             }

@@ -19,10 +19,10 @@ use std::{
 use aya::maps::{Array, HashMap, MapData, MapInfo};
 use xnet::datapath::{FloodSet, RemoteEndpoint};
 use xnet_common::{
-    DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_ENCRYPTED_VNIS, MAP_FLOOD_VTEPS,
-    MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL, MAP_VNIS, MAP_VTEPS,
-    MAX_FLOOD_VTEPS, MAX_NEIGHBORS, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
-    PROG_UPLINK_INGRESS, Tunnel, Vtep, link_local_of,
+    DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_ENCRYPTED_VNIS, MAP_ENCRYPTION_PEERS,
+    MAP_FLOOD_VTEPS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL,
+    MAP_VNIS, MAP_VTEPS, MAX_FLOOD_VTEPS, MAX_NEIGHBORS, MemberKey, Neighbor, Neighbor6Key,
+    NeighborKey, PROG_DECRYPTED_INGRESS, PROG_UPLINK_INGRESS, Tunnel, Vtep, link_local_of,
 };
 use xnet_dockerlab::skip;
 
@@ -42,6 +42,8 @@ const VTEP_B: [u8; 4] = [192, 168, 100, 2];
 const VTEP_C: [u8; 4] = [192, 168, 100, 3];
 const NOT_A_VTEP: [u8; 4] = [192, 168, 100, 9];
 const UNDERLAY_IFINDEX: u32 = 7;
+/// The encryption worker's device.
+const WORKER_IFINDEX: u32 = 8;
 const VXLAN_PORT: u16 = 4789;
 const VNI: u32 = 0x01_2345;
 const OTHER_VNI: u32 = 4097;
@@ -135,6 +137,14 @@ impl Datapath {
         let mut encrypted: HashMap<&mut MapData, u32, u8> =
             HashMap::try_from(self.ebpf.map_mut(MAP_ENCRYPTED_VNIS).unwrap()).unwrap();
         encrypted.insert(vni, 1, 0).unwrap();
+    }
+
+    /// Lets the datapath hand the encryption worker packets for the host at `vtep`, as xnetd
+    /// does once its worker has that host's key.
+    fn seal_for(&mut self, vtep: [u8; 4]) {
+        let mut peers: HashMap<&mut MapData, [u8; 4], u32> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_ENCRYPTION_PEERS).unwrap()).unwrap();
+        peers.insert(vtep, WORKER_IFINDEX, 0).unwrap();
     }
 
     /// The tunnel on underlay device `ifindex`; 0: no tunnel.
@@ -363,7 +373,8 @@ fn an_encrypted_networks_frames_never_cross_hosts_in_clear() {
     }
     let mut dp = overlay6();
     dp.encrypt(VNI);
-    // Out: no encryption on this host yet (issue #14), so nothing leaves, IPv4 or IPv6.
+    // Out, with no encryption worker (no host in ENCRYPTION_PEERS): nothing leaves, IPv4 or
+    // IPv6.
     dp.assert_dropped(&udp_from_me(REMOTE_MAC, REMOTE_IP), DropReason::Unencrypted);
     dp.assert_dropped(
         &udp6_from_me(REMOTE_MAC, REMOTE_IP6),
@@ -376,12 +387,47 @@ fn an_encrypted_networks_frames_never_cross_hosts_in_clear() {
     for group in group_frames_from_b() {
         dp.assert_decap_dropped(&from_b(&group), DropReason::CleartextVxlan);
     }
-    // Broadcasts: the other hosts get no copy (this host's members would get theirs).
+    // Broadcasts: no copy for either other host (this host's members would get theirs),
+    // each counted.
     dp.set_flood(NET, VNI, &[VTEP_B, VTEP_C]);
+    let before = dp.drops(DropReason::Unencrypted);
+    let (verdict, _) = dp.ingress(&udp_from_me([0xff; 6], [10, 0, 0, 255]));
+    assert_eq!(verdict, TC_ACT_SHOT, "consumed");
+    assert_eq!(
+        dp.drops(DropReason::Unencrypted),
+        before + 2,
+        "one per host"
+    );
+    // The worker can seal for host B: a frame for B goes to the worker's device, encapsulated
+    // as for a plain network; one for C, whose key the worker lacks, still does not.
+    dp.seal_for(VTEP_B);
+    for frame in [
+        udp_from_me(REMOTE_MAC, REMOTE_IP),
+        udp6_from_me(REMOTE_MAC, REMOTE_IP6),
+    ] {
+        let (verdict, out) = dp.ingress(&frame);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "to the worker");
+        assert_encapsulated(&out, &frame, VTEP_B, VNI, REMOTE_MAC);
+    }
     dp.assert_dropped(
-        &udp_from_me([0xff; 6], [10, 0, 0, 255]),
+        &udp_from_me(REMOTE_C_MAC, REMOTE_C_IP),
         DropReason::Unencrypted,
     );
+    // In: what the worker decrypted goes through the same checks, the encrypted VNI welcome,
+    // and into the endpoint.
+    let (verdict, out) = dp.run(PROG_DECRYPTED_INGRESS, &from_b(&inner));
+    assert_eq!(verdict, TC_ACT_REDIRECT, "delivered");
+    assert_eq!(out, inner);
+    let spoofed = udp(ME_MAC, REMOTE_C_MAC, REMOTE_C_IP, ME_IP);
+    let before = dp.drops(DropReason::SpoofedInnerSource);
+    let (verdict, _) = dp.run(PROG_DECRYPTED_INGRESS, &from_b(&spoofed));
+    assert_eq!(verdict, TC_ACT_SHOT, "C's endpoint, sealed by B");
+    assert_eq!(dp.drops(DropReason::SpoofedInnerSource), before + 1);
+    // The worker's device takes nothing but VXLAN for this host.
+    let before = dp.drops(DropReason::MalformedVxlan);
+    let (verdict, _) = dp.run(PROG_DECRYPTED_INGRESS, &inner);
+    assert_eq!(verdict, TC_ACT_SHOT, "not VXLAN");
+    assert_eq!(dp.drops(DropReason::MalformedVxlan), before + 1);
     // A network that is not encrypted is untouched.
     dp.set_flood(NET, OTHER_VNI, &[VTEP_B]);
     let mut to_other_vni = remote_neighbor(VTEP_B, REMOTE_MAC, OTHER_VNI);

@@ -1,0 +1,372 @@
+//! The worker's threads, each blocking on one descriptor, with no locks between them but a
+//! peer's session:
+//!
+//! - `xnet-seal-N` reads a frame from TAP queue N, seals its IPv4 packet for the host it is
+//!   addressed to, and sends it from UDP socket N;
+//! - `xnet-open-N` receives a datagram on UDP socket N (all N share one port,
+//!   `SO_REUSEPORT`, so the kernel spreads hosts over them), opens it with the session of the
+//!   host it came from, and writes the packet into the TAP device (or sends the handshake
+//!   reply boringtun asks for);
+//! - `xnet-seal-timers` runs each session's timers every 250 ms (handshake retries, rekeying,
+//!   keepalives), as boringtun asks.
+//!
+//! A frame for a host that is not a peer, a datagram from an address that is not a peer's, one
+//! that fails authentication or replays an old counter, and one whose inner source is not the
+//! host that sealed it are dropped and counted ([`Counters`]).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use boringtun::{
+    noise::{TunnResult, errors::WireGuardError},
+    x25519::{PublicKey, StaticSecret},
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::warn;
+use tun_rs::SyncDevice;
+
+use super::{
+    device::{self, DEVICE_NAME},
+    peers::{Peer, Peers},
+};
+
+/// The UDP port the workers listen on, on each host's advertise address: WireGuard's.
+pub const ENCRYPTION_PORT: u16 = 51820;
+/// What sealing adds to a packet: UDP and IPv4 headers, WireGuard's data header (16 bytes)
+/// and tag (16), and up to 15 bytes of padding to a multiple of 16 (none when the overlay's
+/// MTU leaves the packet a multiple of 16, as its default does). The overlay's default MTU
+/// subtracts the first four.
+pub const SEALING_OVERHEAD: u32 = 20 + 8 + 16 + 16;
+
+/// At most this many queues and threads of each kind.
+const MAX_QUEUES: usize = 8;
+const ETH_LEN: usize = 14;
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+/// The largest datagram, and room for what sealing adds.
+const BUFFER_LEN: usize = 65536 + 64;
+const TIMER_TICK: Duration = Duration::from_millis(250);
+/// Socket buffers deep enough for a burst of a fast flow.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The worker's counts, for `xnet stats`.
+#[derive(Default)]
+pub struct Counters {
+    /// Packets sealed and sent, and opened and delivered to the datapath.
+    pub sealed: AtomicU64,
+    pub opened: AtomicU64,
+    /// A frame for a host the worker has no session for (the datapath only hands it frames
+    /// for peers, so only around a peer's departure): dropped, never sent in clear.
+    pub no_peer: AtomicU64,
+    /// A datagram from an address that is no peer's (a non-member host).
+    pub from_stranger: AtomicU64,
+    /// A datagram a peer's session refused: failed authentication, a replayed or too old
+    /// counter, no session for it.
+    pub rejected: AtomicU64,
+    /// A packet sealed by one host whose source is another address.
+    pub spoofed_source: AtomicU64,
+}
+
+impl Counters {
+    /// The drops, by the names `xnet stats` shows (`unencrypted` is the datapath's too).
+    pub fn drops(&self) -> [(&'static str, u64); 4] {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("unencrypted", load(&self.no_peer)),
+            ("encrypted-from-stranger", load(&self.from_stranger)),
+            ("encrypted-rejected", load(&self.rejected)),
+            ("encrypted-spoofed-source", load(&self.spoofed_source)),
+        ]
+    }
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The running worker.
+pub struct EncryptionWorker {
+    ifindex: u32,
+    peers: Arc<Peers>,
+    counters: Arc<Counters>,
+}
+
+impl EncryptionWorker {
+    /// Starts the worker: its TAP device (MTU `mtu`, the underlay's), its UDP sockets on
+    /// `local`:`port`, and its threads, with no peers yet. `secret` is this host's private key.
+    pub fn start(
+        secret: StaticSecret,
+        local: Ipv4Addr,
+        port: u16,
+        mtu: u16,
+    ) -> anyhow::Result<Self> {
+        let queues = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_QUEUES);
+        let device = device::create(queues, mtu)?;
+        let peers = Arc::new(Peers::new(secret));
+        let counters = Arc::new(Counters::default());
+        let mut first_socket = None;
+        for (n, queue) in device.queues.into_iter().enumerate() {
+            let socket = Arc::new(bind(local, port)?);
+            first_socket.get_or_insert_with(|| socket.clone());
+            let queue = Arc::new(queue);
+            let seal = Sealer {
+                queue: queue.clone(),
+                socket: socket.clone(),
+                port,
+                peers: peers.clone(),
+                counters: counters.clone(),
+            };
+            spawn(format!("xnet-seal-{n}"), move || seal.run())?;
+            let open = Opener {
+                queue,
+                socket,
+                port,
+                mac: device.mac,
+                peers: peers.clone(),
+                counters: counters.clone(),
+            };
+            spawn(format!("xnet-open-{n}"), move || open.run())?;
+        }
+        // A socket of its own would get its share of the port's datagrams, and never read
+        // them: the timers send from an opener's.
+        let timers = Timers {
+            socket: first_socket.context("no queue")?,
+            port,
+            peers: peers.clone(),
+        };
+        spawn("xnet-seal-timers".into(), move || timers.run())?;
+        Ok(Self {
+            ifindex: device.ifindex,
+            peers,
+            counters,
+        })
+    }
+
+    /// The TAP device's name and ifindex: where the datapath sends what it wants sealed, and
+    /// where `decrypted_ingress` is attached.
+    pub fn device(&self) -> (&'static str, u32) {
+        (DEVICE_NAME, self.ifindex)
+    }
+
+    /// Makes the peers `wanted` (each host's underlay address and public key); returns the
+    /// addresses the worker can now seal for.
+    pub fn set_peers(
+        &self,
+        wanted: &[(Ipv4Addr, PublicKey)],
+    ) -> std::collections::BTreeSet<Ipv4Addr> {
+        self.peers.replace(wanted)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .with_context(|| format!("starting thread {name}"))?;
+    Ok(())
+}
+
+/// A UDP socket on `local`:`port`, sharing the port with the worker's others.
+fn bind(local: Ipv4Addr, port: u16) -> anyhow::Result<UdpSocket> {
+    let address = SocketAddr::V4(SocketAddrV4::new(local, port));
+    let context = || format!("binding the encryption worker's UDP socket to {address}");
+    let socket =
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).with_context(context)?;
+    socket.set_reuse_port(true).with_context(context)?;
+    // Best effort: the kernel caps them at net.core.{r,w}mem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&address.into()).with_context(context)?;
+    Ok(socket.into())
+}
+
+/// Sends `datagram` to `peer`'s worker. A full socket buffer or an unreachable host loses
+/// it, as the underlay would; the protocols above retransmit.
+fn send(socket: &UdpSocket, datagram: &[u8], peer: &Peer, port: u16) {
+    let _ = socket.send_to(datagram, SocketAddrV4::new(peer.address, port));
+}
+
+/// Logs a descriptor's error once per thread, and pauses so a lasting one does not spin.
+fn failed(what: &str, error: std::io::Error, warned: &mut bool) {
+    if !*warned {
+        warn!("encryption worker: {what}: {error}");
+        *warned = true;
+    }
+    thread::sleep(Duration::from_millis(10));
+}
+
+struct Sealer {
+    queue: Arc<SyncDevice>,
+    socket: Arc<UdpSocket>,
+    port: u16,
+    peers: Arc<Peers>,
+    counters: Arc<Counters>,
+}
+
+impl Sealer {
+    fn run(self) {
+        let mut frame = vec![0u8; BUFFER_LEN];
+        let mut sealed = vec![0u8; BUFFER_LEN];
+        let mut warned = false;
+        loop {
+            match self.queue.recv(&mut frame) {
+                Ok(len) => self.seal(&frame[..len], &mut sealed),
+                Err(e) => failed(&format!("reading {DEVICE_NAME}"), e, &mut warned),
+            }
+        }
+    }
+
+    /// Seals the IPv4 packet in `frame` for the host it is addressed to.
+    fn seal(&self, frame: &[u8], sealed: &mut [u8]) {
+        let Some(packet) = frame.get(ETH_LEN..) else {
+            return;
+        };
+        let Some(destination) = ipv4_address(packet, 16) else {
+            return;
+        };
+        let Some(peer) = self.peers.get(destination) else {
+            count(&self.counters.no_peer);
+            return;
+        };
+        let mut session = peer.session();
+        match session.encapsulate(packet, sealed) {
+            // Sealed; or, with no session yet, the packet is queued and this is the
+            // handshake that starts one.
+            TunnResult::WriteToNetwork(datagram) => {
+                send(&self.socket, datagram, &peer, self.port);
+                count(&self.counters.sealed);
+            }
+            TunnResult::Err(_) => count(&self.counters.no_peer),
+            _ => {}
+        }
+    }
+}
+
+struct Opener {
+    queue: Arc<SyncDevice>,
+    socket: Arc<UdpSocket>,
+    port: u16,
+    /// The TAP device's MAC: the destination of the frames written into it.
+    mac: [u8; 6],
+    peers: Arc<Peers>,
+    counters: Arc<Counters>,
+}
+
+impl Opener {
+    fn run(self) {
+        let mut datagram = vec![0u8; BUFFER_LEN];
+        let mut frame = vec![0u8; BUFFER_LEN];
+        frame[..6].copy_from_slice(&self.mac);
+        frame[12..ETH_LEN].copy_from_slice(&ETHERTYPE_IPV4);
+        let mut warned = false;
+        loop {
+            match self.socket.recv_from(&mut datagram) {
+                Ok((len, SocketAddr::V4(from))) => {
+                    self.open(&datagram[..len], *from.ip(), &mut frame)
+                }
+                Ok(_) => count(&self.counters.from_stranger),
+                Err(e) => failed("receiving", e, &mut warned),
+            }
+        }
+    }
+
+    /// Opens a datagram from `from` and writes what it carried into the TAP device, in
+    /// `frame` behind its Ethernet header.
+    fn open(&self, datagram: &[u8], from: Ipv4Addr, frame: &mut [u8]) {
+        let Some(peer) = self.peers.get(from) else {
+            count(&self.counters.from_stranger);
+            return;
+        };
+        let mut session = peer.session();
+        let (_, body) = frame.split_at_mut(ETH_LEN);
+        let mut result = session.decapsulate(Some(IpAddr::V4(from)), datagram, body);
+        let len = loop {
+            match result {
+                // A handshake reply, a cookie, or packets queued until the session existed:
+                // sent, then boringtun is asked for more until it has none.
+                TunnResult::WriteToNetwork(reply) => {
+                    send(&self.socket, reply, &peer, self.port);
+                    result = session.decapsulate(None, &[], body);
+                }
+                TunnResult::WriteToTunnelV4(packet, source) => {
+                    if source != peer.address {
+                        count(&self.counters.spoofed_source);
+                        return;
+                    }
+                    break packet.len();
+                }
+                TunnResult::WriteToTunnelV6(..) => {
+                    count(&self.counters.spoofed_source);
+                    return;
+                }
+                TunnResult::Err(WireGuardError::ConnectionExpired) | TunnResult::Done => return,
+                TunnResult::Err(error) => {
+                    count(&self.counters.rejected);
+                    // Sealed with a session this host does not have (this host restarted, and
+                    // the sender has not noticed yet): a handshake now gives both ends a new
+                    // one within a round trip, rather than after the sender's own timeout
+                    // (15 s). boringtun starts at most one at a time.
+                    let stale = matches!(
+                        error,
+                        WireGuardError::NoCurrentSession | WireGuardError::WrongIndex
+                    );
+                    if stale
+                        && let TunnResult::WriteToNetwork(initiation) =
+                            session.format_handshake_initiation(body, false)
+                    {
+                        send(&self.socket, initiation, &peer, self.port);
+                    }
+                    return;
+                }
+            }
+        };
+        drop(session);
+        match self.queue.send(&frame[..ETH_LEN + len]) {
+            Ok(_) => count(&self.counters.opened),
+            Err(e) => warn!("encryption worker: writing {DEVICE_NAME}: {e}"),
+        }
+    }
+}
+
+struct Timers {
+    socket: Arc<UdpSocket>,
+    port: u16,
+    peers: Arc<Peers>,
+}
+
+impl Timers {
+    fn run(self) {
+        let mut out = vec![0u8; BUFFER_LEN];
+        loop {
+            thread::sleep(TIMER_TICK);
+            for peer in self.peers.all() {
+                let mut session = peer.session();
+                if let TunnResult::WriteToNetwork(datagram) = session.update_timers(&mut out) {
+                    send(&self.socket, datagram, &peer, self.port);
+                }
+            }
+        }
+    }
+}
+
+/// The IPv4 address at `offset` of `packet`, if it is an IPv4 packet that long.
+fn ipv4_address(packet: &[u8], offset: usize) -> Option<Ipv4Addr> {
+    if packet.first()? >> 4 != 4 {
+        return None;
+    }
+    let bytes: [u8; 4] = packet.get(offset..offset + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(bytes))
+}
