@@ -62,7 +62,8 @@ enum Task {
     Bench {
         /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
         /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp,
-        /// vxlan-mech-rr, overlay-pps, overlay-tcp, overlay-rr, overlay-scale
+        /// vxlan-mech-rr, overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp,
+        /// overlay-encrypted-rr, overlay-scale
         scenarios: Vec<String>,
         /// One round of short measurements
         #[arg(long)]

@@ -40,6 +40,13 @@ use super::{
 const NETWORK: &str = "bench-ov";
 const SUBNET: &str = "10.98.0.0/24";
 const GATEWAY: &str = "10.98.0.1";
+/// xnet's encrypted overlay, beside the plain one on the same hosts.
+const ENCRYPTED_NETWORK: &str = "bench-ove";
+const ENCRYPTED_SUBNET: &str = "10.97.0.0/24";
+const ENCRYPTED_GATEWAY: &str = "10.97.0.1";
+/// Its containers' MTU: the plain overlay's less what sealing adds (IPv4, UDP, WireGuard's
+/// header and tag).
+const ENCRYPTED_OVERLAY_MTU: u32 = OVERLAY_MTU - 60;
 /// xnet-lab's underlay device in each host.
 const LAB_UPLINK: &str = "eth0";
 /// The swarm's hosts on their underlay (xnet-lab's addresses for its hosts).
@@ -52,6 +59,8 @@ const REACHABLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// xnet on two simulated hosts of a cluster.
 pub struct XnetCluster {
     pub pair: TwoHosts,
+    /// The same hosts' containers on an encrypted overlay (`--opt encrypted`).
+    pub encrypted: TwoHosts,
     // Its drop stops the xnetds and etcd and removes every namespace, pin and directory.
     _lab: xnet_lab::Lab,
 }
@@ -63,56 +72,108 @@ impl XnetCluster {
             etcd_members: 1,
             ..Spec::new(format!("{run_id}-ov"), bin_dir)
         })?;
-        let create = [
+        let plain = Overlay {
+            network: NETWORK,
+            subnet: SUBNET,
+            gateway: GATEWAY,
+            options: &[],
+            mtu: OVERLAY_MTU,
+            names: ["a", "b"],
+        };
+        let encrypted = Overlay {
+            network: ENCRYPTED_NETWORK,
+            subnet: ENCRYPTED_SUBNET,
+            gateway: ENCRYPTED_GATEWAY,
+            options: &["--opt", "encrypted"],
+            mtu: ENCRYPTED_OVERLAY_MTU,
+            names: ["ea", "eb"],
+        };
+        let pair = overlay_pair(&lab, &plain)?;
+        let encrypted = overlay_pair(&lab, &encrypted)?;
+        Ok(Self {
+            pair,
+            encrypted,
+            _lab: lab,
+        })
+    }
+}
+
+/// One overlay network of [`XnetCluster`] and its two containers.
+struct Overlay<'a> {
+    network: &'a str,
+    subnet: &'a str,
+    gateway: &'a str,
+    /// More `network create` arguments.
+    options: &'a [&'a str],
+    /// The containers' MTU it implies.
+    mtu: u32,
+    /// The container on `h1`, the one on `h2`.
+    names: [&'a str; 2],
+}
+
+/// `overlay` made on `h1`, its containers on `h1` and `h2`, which reach each other.
+fn overlay_pair(lab: &xnet_lab::Lab, overlay: &Overlay) -> anyhow::Result<TwoHosts> {
+    let Overlay {
+        network,
+        subnet,
+        gateway,
+        options,
+        mtu,
+        names,
+    } = *overlay;
+    let create = [
+        &[
             "network",
             "create",
             "-d",
             "overlay",
             "--attachable",
             "--subnet",
-            SUBNET,
+            subnet,
             "--gateway",
-            GATEWAY,
-            NETWORK,
+            gateway,
+        ],
+        options,
+        &[network],
+    ]
+    .concat();
+    xnet(lab, "h1", &create)?;
+    for (host, name) in [("h1", names[0]), ("h2", names[1])] {
+        let run = [
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--",
+            "sleep",
+            "infinity",
         ];
-        xnet(&lab, "h1", &create)?;
-        for (host, name) in [("h1", "a"), ("h2", "b")] {
-            let run = [
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                NETWORK,
-                "--",
-                "sleep",
-                "infinity",
-            ];
-            // h2 knows the network once its watch has mirrored it from the store.
-            let mut last = Ok(String::new());
-            eventually(REACHABLE_TIMEOUT, || {
-                last = xnet(&lab, host, &run);
-                last.is_ok()
-            });
-            last?;
-        }
-        let hosts = [lab.host("h1")?.netns_path(), lab.host("h2")?.netns_path()];
-        let pair = TwoHosts {
-            a: xnet_container(&lab, "h1", "a")?,
-            b: xnet_container(&lab, "h2", "b")?,
-            a_veth_ns: hosts[0].clone(),
-            hosts,
-            underlay: LAB_UPLINK,
-        };
-        reachable(&pair).with_context(|| {
-            format!(
-                "xnetd logs:\nh1:\n{}\nh2:\n{}",
-                log_tail(&lab, "h1"),
-                log_tail(&lab, "h2")
-            )
-        })?;
-        Ok(Self { pair, _lab: lab })
+        // h2 knows the network once its watch has mirrored it from the store.
+        let mut last = Ok(String::new());
+        eventually(REACHABLE_TIMEOUT, || {
+            last = xnet(lab, host, &run);
+            last.is_ok()
+        });
+        last?;
     }
+    let hosts = [lab.host("h1")?.netns_path(), lab.host("h2")?.netns_path()];
+    let pair = TwoHosts {
+        a: xnet_container(lab, "h1", names[0])?,
+        b: xnet_container(lab, "h2", names[1])?,
+        a_veth_ns: hosts[0].clone(),
+        hosts,
+        underlay: LAB_UPLINK,
+    };
+    reachable(&pair, mtu).with_context(|| {
+        format!(
+            "xnetd logs:\nh1:\n{}\nh2:\n{}",
+            log_tail(lab, "h1"),
+            log_tail(lab, "h2")
+        )
+    })?;
+    Ok(pair)
 }
 
 /// `xnet ARGS` on `host` of `lab`, which must succeed; its stdout.
@@ -143,11 +204,11 @@ fn xnet_container(lab: &xnet_lab::Lab, host: &str, name: &str) -> anyhow::Result
 }
 
 /// Waits until A's pings reach B, and checks the MTU every side shares.
-fn reachable(pair: &TwoHosts) -> anyhow::Result<()> {
+fn reachable(pair: &TwoHosts, mtu: u32) -> anyhow::Result<()> {
     for c in [&pair.a, &pair.b] {
         ensure!(
-            c.mtu == OVERLAY_MTU,
-            "container {} has MTU {}, not {OVERLAY_MTU}",
+            c.mtu == mtu,
+            "container {} has MTU {}, not {mtu}",
             c.netns.display(),
             c.mtu
         );
@@ -252,7 +313,7 @@ impl SwarmLab {
         lab.pair.a = a;
         lab.pair.b = b;
         lab.pair.a_veth_ns = a_sandbox;
-        reachable(&lab.pair).with_context(|| {
+        reachable(&lab.pair, OVERLAY_MTU).with_context(|| {
             format!(
                 "dockerd logs:\nmanager:\n{}\nworker:\n{}",
                 lab.engines[0].log_tail(),

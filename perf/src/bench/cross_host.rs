@@ -14,7 +14,10 @@
 //! - `overlay-pps`: 64-byte UDP, one flow, from A's generator to B's TC sink;
 //! - `overlay-tcp`: iperf3, 1 and 4 streams, and 1 stream over the veth underlay, with what
 //!   TCP lost and how big the packets on the underlay and into the container are;
-//! - `overlay-rr`: 1-byte TCP ping-pong, unpinned and with both ends on one CPU.
+//! - `overlay-rr`: 1-byte TCP ping-pong, unpinned and with both ends on one CPU;
+//! - `overlay-encrypted-tcp` and `overlay-encrypted-rr` (issue #14): the same measurements on
+//!   xnet's encrypted overlay against its plain overlay on the same two hosts, with what the
+//!   whole machine's CPUs spent per Gbit/s.
 
 use std::net::SocketAddrV4;
 
@@ -22,7 +25,8 @@ use super::{
     container::TwoHosts,
     overlay::SegmentedUnderlay,
     scenarios::{
-        Case, Effort, GroOn, HIGHER_MPPS, RR_METRICS, RR_PORT, Sender, ping_pong_on, send_and_count,
+        Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, Metric, RR_METRICS, RR_PORT, Sender,
+        ping_pong_on, send_and_count,
     },
     side::Side,
     sys,
@@ -114,6 +118,77 @@ pub fn overlay_rr(effort: &Effort) -> Vec<Case> {
         .map(|&(cpu, name)| Case {
             name: format!("overlay-rr/{name}"),
             sides: SIDES,
+            metrics: RR_METRICS,
+            measure: Box::new(move |lab, side, effort| {
+                let pair = lab.two_hosts(side);
+                let _wire = SegmentedUnderlay::new(pair)?;
+                let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
+                let (server, client) = (&pair.b.netns, &pair.a.netns);
+                ping_pong_on(server, client, target, 1, effort.rr_seconds, cpu)
+            }),
+        })
+        .collect()
+}
+
+/// The encrypted overlay against the plain one, on the same hosts.
+const ENCRYPTED_SIDES: &[Side] = &[Side::XnetEncryptedOverlay, Side::XnetPlainOverlay];
+
+/// [`TCP_METRICS`] and what the transfer cost the machine: the CPU cores it kept busy (all
+/// of them: senders, receivers, softirqs, the encryption workers) per Gbit/s carried.
+const ENCRYPTED_TCP_METRICS: &[Metric] = &[
+    TCP_METRICS[0],
+    TCP_METRICS[1],
+    TCP_METRICS[2],
+    TCP_METRICS[3],
+    TCP_METRICS[4],
+    Metric {
+        suffix: "/cpu-per-gbps",
+        unit: "CPU cores per Gbit/s",
+        better: Better::Lower,
+        compare: Compare::Ratio,
+    },
+];
+
+/// iperf3 from A to B over a wire on the encrypted overlay and on the plain one: 1 and 4
+/// streams (the smoke run keeps 1).
+pub fn overlay_encrypted_tcp(effort: &Effort) -> Vec<Case> {
+    let variants: &[(u32, &str)] = if effort.smoke {
+        &[(1, "1stream")]
+    } else {
+        &[(1, "1stream"), (4, "4streams")]
+    };
+    variants
+        .iter()
+        .map(|&(streams, name)| Case {
+            name: format!("overlay-encrypted-tcp/{name}"),
+            sides: ENCRYPTED_SIDES,
+            metrics: ENCRYPTED_TCP_METRICS,
+            measure: Box::new(move |lab, side, effort| {
+                let busy = sys::BusyCpus::start()?;
+                let mut sample =
+                    tcp_across(lab.two_hosts(side), streams, effort.tcp_seconds, true)?;
+                let cores = busy.cores()?;
+                sample.values.push(cores / sample.values[0]);
+                Ok(sample)
+            }),
+        })
+        .collect()
+}
+
+/// 1-byte TCP ping-pong over a wire on the encrypted overlay and on the plain one, unpinned
+/// and with both ends on one CPU (the smoke run leaves the pinned case out).
+pub fn overlay_encrypted_rr(effort: &Effort) -> Vec<Case> {
+    let one_cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+    let placements: &[(Option<usize>, &str)] = if effort.smoke {
+        &[(None, "1B")]
+    } else {
+        &[(None, "1B"), (Some(one_cpu), "1B-one-cpu")]
+    };
+    placements
+        .iter()
+        .map(|&(cpu, name)| Case {
+            name: format!("overlay-encrypted-rr/{name}"),
+            sides: ENCRYPTED_SIDES,
             metrics: RR_METRICS,
             measure: Box::new(move |lab, side, effort| {
                 let pair = lab.two_hosts(side);

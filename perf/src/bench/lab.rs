@@ -492,7 +492,9 @@ fn kind(side: Side) -> Kind {
         Side::Xnet => Kind::Xnet,
         Side::XnetCluster => Kind::SimulatedCluster,
         Side::DockerReal => Kind::Docker,
-        Side::XnetOverlay => Kind::XnetCluster,
+        Side::XnetOverlay | Side::XnetEncryptedOverlay | Side::XnetPlainOverlay => {
+            Kind::XnetCluster
+        }
         Side::DockerOverlay => Kind::DockerOverlay,
         Side::DockerRealOverlay => Kind::Swarm,
         Side::VxlanBridge
@@ -617,7 +619,13 @@ impl Lab {
     pub fn two_hosts(&self, side: Side) -> &TwoHosts {
         const BUILT: &str = "the labs of the sides measured are built";
         match kind(side) {
-            Kind::XnetCluster => &self.xnet_cluster.as_ref().expect(BUILT).pair,
+            Kind::XnetCluster => {
+                let cluster = self.xnet_cluster.as_ref().expect(BUILT);
+                match side {
+                    Side::XnetEncryptedOverlay => &cluster.encrypted,
+                    _ => &cluster.pair,
+                }
+            }
             Kind::DockerOverlay => &self.docker_overlay.as_ref().expect(BUILT).ends,
             Kind::Swarm => &self.swarm.as_ref().expect(BUILT).pair,
             Kind::Overlay => self.overlay().pair(side),

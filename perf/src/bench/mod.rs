@@ -48,6 +48,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("overlay-pps", cross_host::overlay_pps),
     ("overlay-tcp", cross_host::overlay_tcp),
     ("overlay-rr", cross_host::overlay_rr),
+    ("overlay-encrypted-tcp", cross_host::overlay_encrypted_tcp),
+    ("overlay-encrypted-rr", cross_host::overlay_encrypted_rr),
     ("overlay-scale", scale::overlay_scale),
 ];
 
@@ -62,7 +64,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
-    /// overlay-pps, overlay-tcp, overlay-rr, overlay-scale.
+    /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
+    /// overlay-scale.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -301,7 +304,9 @@ fn labs_of(sides: &[Side]) -> String {
             | Side::VxlanTunnelKey
             | Side::VxlanAdjustRoom
             | Side::VxlanAdjustRoomXdp => "the VXLAN mechanisms (two hosts each)",
-            Side::XnetOverlay => "xnet's cluster of two hosts",
+            Side::XnetOverlay | Side::XnetEncryptedOverlay | Side::XnetPlainOverlay => {
+                "xnet's cluster of two hosts"
+            }
             Side::DockerOverlay => "Docker's overlay rebuilt on two hosts",
             Side::DockerRealOverlay => "real Docker's swarm of two engines",
             _ => "the Docker-like bridge",

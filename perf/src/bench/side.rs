@@ -49,6 +49,11 @@ pub enum Side {
     /// Real Docker's overlay: two private engines of the machine's installation in a swarm,
     /// on a switch as xnet's hosts are, a container of each on an attachable overlay network.
     DockerRealOverlay,
+    /// xnet's encrypted overlay (`--opt encrypted`, issue #14) on the hosts of
+    /// [`Side::XnetOverlay`], a container of each host on it.
+    XnetEncryptedOverlay,
+    /// xnet's plain overlay on the same hosts: what encryption is compared with.
+    XnetPlainOverlay,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -88,12 +93,17 @@ impl Side {
             Side::XnetOverlay => "xnet-overlay",
             Side::DockerOverlay => "docker-overlay",
             Side::DockerRealOverlay => "docker-real-overlay",
+            Side::XnetEncryptedOverlay => "xnet-encrypted-overlay",
+            Side::XnetPlainOverlay => "xnet-plain-overlay",
         }
     }
 
     pub fn role(self) -> Role {
         match self {
-            Side::Xnet | Side::XnetCluster | Side::XnetOverlay => Role::Ours,
+            Side::Xnet | Side::XnetCluster | Side::XnetOverlay | Side::XnetEncryptedOverlay => {
+                Role::Ours
+            }
+            Side::XnetPlainOverlay => Role::Baseline,
             Side::DockerBridge
             | Side::DockerDnat
             | Side::IptablesBatch
@@ -129,6 +139,8 @@ impl Side {
             Side::VxlanAdjustRoomXdp => "C-xdp: adjust_room, decap at XDP",
             Side::DockerOverlay => "A: Docker's overlay rebuilt (bridge + vxlan device)",
             Side::DockerRealOverlay => "Docker 20.10 (swarm, overlay driver)",
+            Side::XnetEncryptedOverlay => "xnet, encrypted overlay: median [min–max]",
+            Side::XnetPlainOverlay => "xnet, plain overlay (same hosts)",
         }
     }
 
@@ -136,6 +148,8 @@ impl Side {
     pub fn short(self) -> &'static str {
         match self {
             Side::Xnet | Side::XnetCluster | Side::XnetOverlay => "xnet",
+            Side::XnetEncryptedOverlay => "encrypted",
+            Side::XnetPlainOverlay => "plain",
             Side::DockerBridge => "bridge",
             Side::PeerHop => "ceiling",
             Side::XdpHop => "XDP hop",

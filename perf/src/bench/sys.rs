@@ -219,3 +219,42 @@ pub fn kill_processes_in(netns: &Path) {
         }
     }
 }
+
+/// The machine's CPU time from `/proc/stat` at a start, to tell how many cores were busy
+/// (not idle, not waiting for I/O) on average until [`BusyCpus::cores`].
+pub struct BusyCpus {
+    start: (u64, u64),
+}
+
+impl BusyCpus {
+    pub fn start() -> anyhow::Result<Self> {
+        Ok(Self {
+            start: cpu_times()?,
+        })
+    }
+
+    /// The cores busy on average since the start (0 to the number of CPUs).
+    pub fn cores(&self) -> anyhow::Result<f64> {
+        let (busy, total) = cpu_times()?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let total = total.saturating_sub(self.start.1).max(1) as f64;
+        Ok(busy.saturating_sub(self.start.0) as f64 / total * cpus)
+    }
+}
+
+/// (busy, total) jiffies of all CPUs: `/proc/stat`'s first line; idle and iowait are not busy.
+fn cpu_times() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ensure!(fields.len() >= 5, "short cpu line in /proc/stat");
+    // user nice system idle iowait irq softirq steal (guest time is in user already).
+    let total: u64 = fields.iter().take(8).sum();
+    Ok((total - fields[3] - fields[4], total))
+}
