@@ -25,6 +25,8 @@ pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
 /// tcx ingress of the encryption worker's device (`xnet-crypt`): VXLAN the worker decrypted,
 /// checked and delivered as if it had arrived on the underlay.
 pub const PROG_DECRYPTED_INGRESS: &str = "decrypted_ingress";
+/// XDP of the encryption worker's device: what the worker decrypted, decapsulated before GRO.
+pub const PROG_DECRYPTED_XDP: &str = "decrypted_xdp";
 
 /// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`): the host's
 /// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the

@@ -3,17 +3,38 @@
 //! the worker authenticated, decrypted and checked to come from the host whose key sealed
 //! them, and writes here, one Ethernet frame each.
 //!
-//! [`decrypted_ingress`] gives them the checks VXLAN from the underlay gets
-//! (`encap::from_underlay`), except that an encrypted network's VNI is accepted here, and
-//! delivers them into their container the same way. Nothing else is accepted on this device.
+//! They take the uplink's two steps: [`decrypted_xdp`] (the device's XDP hook, which the kernel
+//! runs on each frame the worker writes) checks and decapsulates unicast and leaves a note, so
+//! that GRO (the device has NAPI) merges a flow's packets; [`decrypted_ingress`] (tcx) hands
+//! the merged skb to its container, and decapsulates what XDP left (replicas). Both give the
+//! checks VXLAN from the underlay gets (`encap`), except that an encrypted network's VNI is
+//! accepted here. Nothing else is accepted on this device.
 
-use aya_ebpf::{bindings::TC_ACT_SHOT, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, xdp_action::XDP_DROP},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use xnet_common::DropReason;
 
 use crate::{
     encap::{self, Arrival},
     stats,
 };
+
+/// XDP of the encryption worker's device: decrypted unicast VXLAN for this host is checked and
+/// decapsulated (a note left for `decrypted_ingress`), replicas pass; anything else is dropped
+/// and counted.
+#[xdp]
+pub fn decrypted_xdp(ctx: XdpContext) -> u32 {
+    let reason = match encap::frame_from_underlay(&ctx, Arrival::Decrypted).unpack() {
+        Ok(Some(verdict)) => return verdict as u32,
+        Ok(None) => DropReason::MalformedVxlan,
+        Err(reason) => reason,
+    };
+    stats::count_drop(None, reason);
+    XDP_DROP
+}
 
 /// tcx ingress of the encryption worker's device: decrypted VXLAN for this host goes to the
 /// endpoint it carries a frame for (or, a replica, to the network's members here); anything

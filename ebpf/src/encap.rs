@@ -549,14 +549,17 @@ fn strip(ctx: &TcContext, flags: u64, eth: &EthHdr) -> Result<(), DropReason> {
 /// uplink whose driver keeps no XDP metadata, pass unchanged: `from_underlay` decapsulates
 /// them.
 ///
+/// `arrival` as for `from_underlay`: the encryption worker's device runs this too, on what
+/// the worker decrypted, so its flows get GRO as well.
+///
 /// Not inlined, as `from_underlay`.
 #[inline(never)]
-pub fn frame_from_underlay(ctx: &XdpContext) -> Outcome {
-    Outcome::pack(decapsulate_frame(ctx))
+pub fn frame_from_underlay(ctx: &XdpContext, arrival: Arrival) -> Outcome {
+    Outcome::pack(decapsulate_frame(ctx, arrival))
 }
 
 #[inline(always)]
-fn decapsulate_frame(ctx: &XdpContext) -> Result<Option<i32>, DropReason> {
+fn decapsulate_frame(ctx: &XdpContext, arrival: Arrival) -> Result<Option<i32>, DropReason> {
     let Some(tunnel) = maps::tunnel() else {
         return Ok(None);
     };
@@ -572,7 +575,7 @@ fn decapsulate_frame(ctx: &XdpContext) -> Result<Option<i32>, DropReason> {
         parse::frame_header::<Tunneled>(ctx, OUTER_LEN).ok_or(DropReason::MalformedVxlan)?;
     // SAFETY: as above.
     let tunneled = unsafe { *tunneled };
-    let from = sender(&outer, &tunneled, Arrival::InClear)?;
+    let from = sender(&outer, &tunneled, arrival)?;
     let ether_type = tunneled.inner_eth.ether_type;
     let owner = if ether_type == EtherType::Ipv4 as u16 {
         let ip =

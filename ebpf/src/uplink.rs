@@ -36,7 +36,7 @@ use crate::{
 /// it reads are always in the first buffer.
 #[xdp(frags)]
 pub fn uplink_xdp(ctx: XdpContext) -> u32 {
-    match encap::frame_from_underlay(&ctx).unpack() {
+    match encap::frame_from_underlay(&ctx, encap::Arrival::InClear).unpack() {
         Ok(Some(verdict)) => verdict as u32,
         Ok(None) => dnat::from_wire(&ctx),
         Err(reason) => {

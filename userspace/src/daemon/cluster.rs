@@ -5,7 +5,7 @@
 //! is still alive, so the others never see it leave), reads every network of global scope
 //! and mirrors them into its state and kernel, and follows the store's changes.
 
-use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+use std::{net::Ipv4Addr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use etcd_client::Event;
@@ -26,8 +26,12 @@ use crate::{
         store::{LEASE_TTL_SECONDS, Store, Taken, unavailable},
         view::ClusterView,
     },
-    encryption::{EncryptionWorker, worker::ENCRYPTION_PORT},
+    encryption::{
+        Device, EncryptionWorker,
+        worker::{DEVICE_NAME, ENCRYPTION_PORT, MAX_QUEUES},
+    },
     error::{Result, XnetError},
+    os::{netns, tap},
     state::{
         Membership, Network,
         host_key::HostKey,
@@ -37,6 +41,9 @@ use crate::{
     },
 };
 
+/// How long GRO on the encryption worker's device holds a packet for more of its flow: a
+/// little over the time between two of a fast flow's packets through the worker.
+const GRO_FLUSH_TIMEOUT_NS: &str = "50000";
 /// How soon to try a store that did not answer again.
 const RETRY: Duration = Duration::from_secs(2);
 /// How many times a new network chooses a free VNI and subnet while other hosts claim them
@@ -87,7 +94,7 @@ impl Inner {
             public_key: key.public_base64(),
         };
         info!(host = %host.name, address = %host.address, "member of the cluster at {}", config.endpoints.join(","));
-        let encryption = match self.start_encryption(key, address, interface.mtu) {
+        let encryption = match self.start_encryption(key, address, interface.mtu).await {
             Ok(worker) => Some(worker),
             Err(e) => {
                 warn!(
@@ -111,21 +118,45 @@ impl Inner {
         Ok(())
     }
 
-    /// Starts the encryption worker on this host's advertise address, its device's MTU the
-    /// underlay's `mtu`, and attaches `decrypted_ingress` to its device. Its peers come with
-    /// the cluster's view.
-    fn start_encryption(
+    /// Starts the encryption worker on this host's advertise address, with its TAP device:
+    /// one queue per CPU (up to [`MAX_QUEUES`]), the underlay's `mtu` (it carries outer
+    /// packets), IPv6 off (the kernel sends nothing of its own through it), GRO holding packets
+    /// for [`GRO_FLUSH_TIMEOUT_NS`] between the worker's writes (each write is a NAPI poll of
+    /// its own, whose end would flush GRO), and the datapath's programs attached. Its peers
+    /// come with the cluster's view.
+    async fn start_encryption(
         &mut self,
         key: &HostKey,
         address: Ipv4Addr,
         mtu: u32,
     ) -> anyhow::Result<EncryptionWorker> {
-        let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
-        let worker = EncryptionWorker::start(key.secret(), address, ENCRYPTION_PORT, mtu)?;
-        let (name, _) = worker.device();
-        self.kernel.datapath.attach_decrypted_ingress(name)?;
+        let queues = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_QUEUES);
+        let queues = tap::open(DEVICE_NAME, queues)
+            .with_context(|| format!("creating the TAP device {DEVICE_NAME}"))?;
+        let netlink = &self.kernel.netlink;
+        let link = netlink
+            .link_by_name(DEVICE_NAME)
+            .await?
+            .with_context(|| format!("{DEVICE_NAME} vanished"))?;
+        netlink.set_mtu(link.index, mtu).await?;
+        let ipv6_off = format!("ipv6/conf/{DEVICE_NAME}/disable_ipv6");
+        // Absent when the kernel has no IPv6: nothing to turn off then.
+        if Path::new("/proc/sys/net").join(&ipv6_off).exists() {
+            netns::write_sysctls(&[(ipv6_off.as_str(), "1")])?;
+        }
+        netns::write_device_attribute(DEVICE_NAME, "gro_flush_timeout", GRO_FLUSH_TIMEOUT_NS)?;
+        netlink.set_up(link.index).await?;
+        self.kernel.datapath.attach_decrypted(DEVICE_NAME)?;
+        let device = Device {
+            ifindex: link.index,
+            mac: link.mac,
+            queues,
+        };
+        let worker = EncryptionWorker::start(key.secret(), address, ENCRYPTION_PORT, device)?;
         info!(
-            device = name,
+            device = DEVICE_NAME,
             "encryption worker listening on {address}:{ENCRYPTION_PORT}"
         );
         Ok(worker)

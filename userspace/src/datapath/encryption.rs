@@ -1,19 +1,25 @@
 //! The encrypted overlay's side of the datapath: which hosts the encryption worker can seal
-//! for (`ENCRYPTION_PEERS`: underlay address → the worker's device), and the program on that
-//! device (`decrypted_ingress`). Neither outlives xnetd: the device goes with the worker's
-//! descriptors and the program's link with xnetd's, so this link is not pinned, and the map is
-//! emptied on start until the new worker says whom it can seal for.
+//! for (`ENCRYPTION_PEERS`: underlay address → the worker's device), and the programs on that
+//! device (`decrypted_xdp`, `decrypted_ingress`). Neither outlives xnetd: the device goes with
+//! the worker's descriptors and the programs' links with xnetd's, so these links are not
+//! pinned, and the map is emptied on start until the new worker says whom it can seal for.
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use anyhow::Context as _;
-use aya::programs::TcAttachType;
-use xnet_common::PROG_DECRYPTED_INGRESS;
+use aya::programs::{TcAttachType, Xdp, XdpMode};
+use xnet_common::{PROG_DECRYPTED_INGRESS, PROG_DECRYPTED_XDP};
 
 use super::{
     maps::Datapath,
-    object::{classifier, ignore_missing},
+    object::{classifier, ignore_missing, one_line_load_error, program},
 };
+
+pub(super) fn load_xdp(ebpf: &mut aya::Ebpf) -> anyhow::Result<()> {
+    program::<Xdp>(ebpf, PROG_DECRYPTED_XDP, "an XDP program")?
+        .load()
+        .map_err(|e| one_line_load_error(PROG_DECRYPTED_XDP, e))
+}
 
 impl Datapath {
     /// Makes `ENCRYPTION_PEERS` exactly `peers`, each to the worker's device `ifindex`.
@@ -70,9 +76,12 @@ impl Datapath {
         peers
     }
 
-    /// Attaches `decrypted_ingress` to the worker's device `ifname`, for as long as xnetd
-    /// runs (the link is the program's, not pinned).
-    pub fn attach_decrypted_ingress(&mut self, ifname: &str) -> anyhow::Result<()> {
+    /// Attaches `decrypted_xdp` and `decrypted_ingress` to the worker's device `ifname`, for
+    /// as long as xnetd runs (the links are the programs', not pinned).
+    pub fn attach_decrypted(&mut self, ifname: &str) -> anyhow::Result<()> {
+        program::<Xdp>(&mut self.ebpf, PROG_DECRYPTED_XDP, "an XDP program")?
+            .attach(ifname, XdpMode::Default)
+            .with_context(|| format!("attaching {PROG_DECRYPTED_XDP} to {ifname}"))?;
         classifier(&mut self.ebpf, PROG_DECRYPTED_INGRESS)?
             .attach(ifname, TcAttachType::Ingress)
             .with_context(|| format!("attaching {PROG_DECRYPTED_INGRESS} to {ifname}"))?;

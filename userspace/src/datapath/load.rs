@@ -15,7 +15,7 @@ use xnet_common::{
 };
 
 use super::{
-    host,
+    encryption, host,
     maps::Datapath,
     object::{EBPF_OBJECT, classifier, one_line_load_error, remove_file_if_exists, take_map},
     uplink,
@@ -50,6 +50,7 @@ impl Datapath {
                 .map_err(|e| one_line_load_error(name, e))?;
         }
         uplink::load_xdp(&mut ebpf)?;
+        encryption::load_xdp(&mut ebpf)?;
         host::load_hooks(&mut ebpf)?;
         Ok(Self {
             endpoints: take_map(&mut ebpf, MAP_ENDPOINTS)?,

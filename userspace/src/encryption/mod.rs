@@ -9,12 +9,13 @@
 //! writes it into its own TAP device, where `decrypted_ingress` checks it as VXLAN from the
 //! underlay and delivers it.
 //!
-//! - [`device`]: the TAP device (multi-queue: one queue per worker thread);
+//! The TAP device itself is OS plumbing (`os::tap`: multi-queue, NAPI, non-blocking); the
+//! daemon makes it and attaches the datapath's programs to it (`daemon::cluster`).
+//!
 //! - [`peers`]: the other hosts, one WireGuard session each, keyed by underlay address;
 //! - [`worker`]: the threads (seal, open, timers) and their counters.
 
-pub mod device;
 pub mod peers;
 pub mod worker;
 
-pub use worker::{Counters, EncryptionWorker};
+pub use worker::{Counters, Device, EncryptionWorker};

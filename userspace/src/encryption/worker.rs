@@ -31,23 +31,22 @@ use boringtun::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
-use tun_rs::SyncDevice;
 
-use super::{
-    device::{self, DEVICE_NAME},
-    peers::{Peer, Peers},
-};
+use super::peers::{Peer, Peers};
+use crate::os::tap::TapQueue;
 
 /// The UDP port the workers listen on, on each host's advertise address: WireGuard's.
 pub const ENCRYPTION_PORT: u16 = 51820;
+/// The worker's TAP device.
+pub const DEVICE_NAME: &str = "xnet-crypt";
+/// At most this many queues of the device, and threads of each kind.
+pub const MAX_QUEUES: usize = 8;
 /// What sealing adds to a packet: UDP and IPv4 headers, WireGuard's data header (16 bytes)
 /// and tag (16), and up to 15 bytes of padding to a multiple of 16 (none when the overlay's
 /// MTU leaves the packet a multiple of 16, as its default does). The overlay's default MTU
 /// subtracts the first four.
 pub const SEALING_OVERHEAD: u32 = 20 + 8 + 16 + 16;
 
-/// At most this many queues and threads of each kind.
-const MAX_QUEUES: usize = 8;
 const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 /// The largest datagram, and room for what sealing adds.
@@ -91,6 +90,15 @@ fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The worker's TAP device, made and set up by the daemon.
+pub struct Device {
+    pub ifindex: u32,
+    /// The destination MAC of the frames the worker writes into it.
+    pub mac: [u8; 6],
+    /// One seal thread and one open thread each.
+    pub queues: Vec<TapQueue>,
+}
+
 /// The running worker.
 pub struct EncryptionWorker {
     ifindex: u32,
@@ -99,18 +107,14 @@ pub struct EncryptionWorker {
 }
 
 impl EncryptionWorker {
-    /// Starts the worker: its TAP device (MTU `mtu`, the underlay's), its UDP sockets on
-    /// `local`:`port`, and its threads, with no peers yet. `secret` is this host's private key.
+    /// Starts the worker on `device`, with its UDP sockets on `local`:`port` and its threads,
+    /// and no peers yet. `secret` is this host's private key.
     pub fn start(
         secret: StaticSecret,
         local: Ipv4Addr,
         port: u16,
-        mtu: u16,
+        device: Device,
     ) -> anyhow::Result<Self> {
-        let queues = thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_QUEUES);
-        let device = device::create(queues, mtu)?;
         let peers = Arc::new(Peers::new(secret));
         let counters = Arc::new(Counters::default());
         let mut first_socket = None;
@@ -209,7 +213,7 @@ fn failed(what: &str, error: std::io::Error, warned: &mut bool) {
 }
 
 struct Sealer {
-    queue: Arc<SyncDevice>,
+    queue: Arc<TapQueue>,
     socket: Arc<UdpSocket>,
     port: u16,
     peers: Arc<Peers>,
@@ -222,7 +226,7 @@ impl Sealer {
         let mut sealed = vec![0u8; BUFFER_LEN];
         let mut warned = false;
         loop {
-            match self.queue.recv(&mut frame) {
+            match self.queue.read(&mut frame) {
                 Ok(len) => self.seal(&frame[..len], &mut sealed),
                 Err(e) => failed(&format!("reading {DEVICE_NAME}"), e, &mut warned),
             }
@@ -256,7 +260,7 @@ impl Sealer {
 }
 
 struct Opener {
-    queue: Arc<SyncDevice>,
+    queue: Arc<TapQueue>,
     socket: Arc<UdpSocket>,
     port: u16,
     /// The TAP device's MAC: the destination of the frames written into it.
@@ -334,7 +338,7 @@ impl Opener {
             }
         };
         drop(session);
-        match self.queue.send(&frame[..ETH_LEN + len]) {
+        match self.queue.write(&frame[..ETH_LEN + len]) {
             Ok(_) => count(&self.counters.opened),
             Err(e) => warn!("encryption worker: writing {DEVICE_NAME}: {e}"),
         }

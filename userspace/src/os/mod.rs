@@ -1,11 +1,13 @@
 //! OS plumbing: network namespaces and the links, addresses and routes inside them, all
 //! through netlink (rtnetlink) and namespace syscalls (nix), and the one device feature xnet
-//! sets (ethtool ioctl). No shelling out to `ip` or `ethtool`.
+//! sets (ethtool ioctl); the encryption worker's TAP device (`tap`). No shelling out to `ip` or
+//! `ethtool`.
 
 pub mod bpffs;
 pub mod ethtool;
 pub mod link;
 pub mod netns;
 pub mod sockets;
+pub mod tap;
 
 pub use link::Netlink;

@@ -137,3 +137,46 @@ pub fn dir_for_socket(socket: &Path) -> PathBuf {
         .unwrap_or_else(|| Path::new("/run/xnet"))
         .join("netns")
 }
+
+/// Writes `value` to `/sys/class/net/<device>/<attribute>` of the calling thread's network
+/// namespace. /sys shows the namespace of whoever mounted it (for a daemon started with
+/// `nsenter --net`, the machine's), so this mounts a sysfs of its own: on a thread of its own,
+/// in a mount namespace of its own (slave to the machine's, so nothing propagates back), gone
+/// with the thread.
+pub fn write_device_attribute(device: &str, attribute: &str, value: &str) -> anyhow::Result<()> {
+    let netns = fs::File::open("/proc/thread-self/ns/net").context("opening this namespace")?;
+    let (device, attribute, value) = (device.to_string(), attribute.to_string(), value.to_string());
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).context("entering the namespace")?;
+        unshare(CloneFlags::CLONE_NEWNS).context("unsharing the mount namespace")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .context("making the mounts private")?;
+        let dir = std::env::temp_dir().join(format!("xnet-sysfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let written = mount(
+            Some("sysfs"),
+            &dir,
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .context("mounting sysfs")
+        .and_then(|()| {
+            let path = dir.join("class/net").join(&device).join(&attribute);
+            let result = fs::write(&path, &value)
+                .with_context(|| format!("writing {value} to {attribute} of {device}"));
+            let _ = umount2(&dir, MntFlags::MNT_DETACH);
+            result
+        });
+        let _ = fs::remove_dir(&dir);
+        written
+    })
+    .join()
+    .map_err(|_| anyhow!("sysfs thread panicked"))?
+}
