@@ -1,12 +1,14 @@
 //! The worker's threads, each blocking on one descriptor, with no locks between them but a
 //! peer's session:
 //!
-//! - `xnet-seal-N` reads a frame from TAP queue N, seals its IPv4 packet for the host it is
-//!   addressed to, and sends it from UDP socket N;
-//! - `xnet-open-N` receives a datagram on UDP socket N (all N share one port,
-//!   `SO_REUSEPORT`, so the kernel spreads hosts over them), opens it with the session of the
-//!   host it came from, and writes the packet into the TAP device (or sends the handshake
-//!   reply boringtun asks for);
+//! - `xnet-seal-N` waits for a frame on TAP queue N, takes what else is queued there (up to
+//!   [`BATCH_FRAMES`]), seals each frame's IPv4 packet for the host it is addressed to, and
+//!   sends each host's sealed datagrams of one size together, from UDP socket N, as one buffer
+//!   the kernel segments (`UDP_SEGMENT`);
+//! - `xnet-open-N` receives on UDP socket N (all N share one port, `SO_REUSEPORT`, so the
+//!   kernel spreads hosts over them) what GRO coalesced of one host's datagrams (`UDP_GRO`),
+//!   opens each with that host's session, and writes the packet into the TAP device (or sends
+//!   the handshake reply boringtun asks for);
 //! - `xnet-seal-timers` runs each session's timers every 250 ms (handshake retries, rekeying,
 //!   keepalives), as boringtun asks.
 //!
@@ -15,7 +17,8 @@
 //! host that sealed it are dropped and counted ([`Counters`]).
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    io,
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -29,11 +32,10 @@ use boringtun::{
     noise::{TunnResult, errors::WireGuardError},
     x25519::{PublicKey, StaticSecret},
 };
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
 
 use super::peers::{Peer, Peers};
-use crate::os::tap::TapQueue;
+use crate::os::{tap::TapQueue, udp::SegmentingSocket};
 
 /// The UDP port the workers listen on, on each host's advertise address: WireGuard's.
 pub const ENCRYPTION_PORT: u16 = 51820;
@@ -46,14 +48,16 @@ pub const MAX_QUEUES: usize = 8;
 /// MTU leaves the packet a multiple of 16, as its default does). The overlay's default MTU
 /// subtracts the first four.
 pub const SEALING_OVERHEAD: u32 = 20 + 8 + 16 + 16;
+/// How many frames a seal thread takes from its queue before sending.
+pub const BATCH_FRAMES: usize = 64;
 
 const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-/// The largest datagram, and room for what sealing adds.
-const BUFFER_LEN: usize = 65536 + 64;
+/// The largest frame or datagram.
+const PACKET_LEN: usize = 65536;
+/// The most one send carries (with its headers under UDP's 64 KiB).
+const BATCH_BYTES: usize = 60000;
 const TIMER_TICK: Duration = Duration::from_millis(250);
-/// Socket buffers deep enough for a burst of a fast flow.
-const SOCKET_BUFFER: usize = 4 << 20;
 
 /// The worker's counts, for `xnet stats`.
 #[derive(Default)]
@@ -119,7 +123,11 @@ impl EncryptionWorker {
         let counters = Arc::new(Counters::default());
         let mut first_socket = None;
         for (n, queue) in device.queues.into_iter().enumerate() {
-            let socket = Arc::new(bind(local, port)?);
+            let address = SocketAddrV4::new(local, port);
+            let socket = SegmentingSocket::bind_shared(address).with_context(|| {
+                format!("binding the encryption worker's UDP socket to {address}")
+            })?;
+            let socket = Arc::new(socket);
             first_socket.get_or_insert_with(|| socket.clone());
             let queue = Arc::new(queue);
             let seal = Sealer {
@@ -183,28 +191,15 @@ fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<(
     Ok(())
 }
 
-/// A UDP socket on `local`:`port`, sharing the port with the worker's others.
-fn bind(local: Ipv4Addr, port: u16) -> anyhow::Result<UdpSocket> {
-    let address = SocketAddr::V4(SocketAddrV4::new(local, port));
-    let context = || format!("binding the encryption worker's UDP socket to {address}");
-    let socket =
-        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).with_context(context)?;
-    socket.set_reuse_port(true).with_context(context)?;
-    // Best effort: the kernel caps them at net.core.{r,w}mem_max.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.bind(&address.into()).with_context(context)?;
-    Ok(socket.into())
-}
-
 /// Sends `datagram` to `peer`'s worker. A full socket buffer or an unreachable host loses
 /// it, as the underlay would; the protocols above retransmit.
-fn send(socket: &UdpSocket, datagram: &[u8], peer: &Peer, port: u16) {
-    let _ = socket.send_to(datagram, SocketAddrV4::new(peer.address, port));
+fn send(socket: &SegmentingSocket, datagram: &[u8], peer: &Peer, port: u16) {
+    let to = SocketAddrV4::new(peer.address, port);
+    let _ = socket.send_segments(datagram, datagram.len(), to);
 }
 
 /// Logs a descriptor's error once per thread, and pauses so a lasting one does not spin.
-fn failed(what: &str, error: std::io::Error, warned: &mut bool) {
+fn failed(what: &str, error: io::Error, warned: &mut bool) {
     if !*warned {
         warn!("encryption worker: {what}: {error}");
         *warned = true;
@@ -212,9 +207,76 @@ fn failed(what: &str, error: std::io::Error, warned: &mut bool) {
     thread::sleep(Duration::from_millis(10));
 }
 
+/// Sealed datagrams waiting to be sent together: one host's, all of one size but the last.
+struct Batch {
+    buf: Vec<u8>,
+    used: usize,
+    /// The size of each datagram (the first's).
+    size: usize,
+    /// The last datagram is shorter: nothing more may follow it.
+    closed: bool,
+    to: Option<SocketAddrV4>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; BATCH_BYTES + PACKET_LEN],
+            used: 0,
+            size: 0,
+            closed: false,
+            to: None,
+        }
+    }
+
+    /// Where the next datagram for `to` goes: behind the batch's, or at the start of a new
+    /// batch once the one waiting is sent (another host's, full, or closed).
+    fn room_for(&mut self, to: SocketAddrV4, socket: &SegmentingSocket) -> &mut [u8] {
+        if self.to != Some(to) || self.closed || self.used + self.size > BATCH_BYTES {
+            self.send(socket);
+            self.to = Some(to);
+        }
+        &mut self.buf[self.used..]
+    }
+
+    /// Takes the datagram of `len` bytes just written where [`Batch::room_for`] said.
+    fn commit(&mut self, len: usize, socket: &SegmentingSocket) {
+        if self.used == 0 {
+            self.size = len;
+        } else if len > self.size {
+            // Longer than the batch's datagrams: it starts a batch of its own.
+            let start = self.used;
+            let to = self.to;
+            self.send(socket);
+            self.buf.copy_within(start..start + len, 0);
+            self.to = to;
+            self.size = len;
+        } else if len < self.size {
+            self.closed = true;
+        }
+        self.used += len;
+    }
+
+    /// Sends what waits, as one buffer the kernel segments; where it refuses (a path MTU
+    /// smaller than the datagrams, say), one datagram at a time.
+    fn send(&mut self, socket: &SegmentingSocket) {
+        if let Some(to) = self.to.filter(|_| self.used > 0) {
+            let datagrams = &self.buf[..self.used];
+            if socket.send_segments(datagrams, self.size, to).is_err() && self.used > self.size {
+                for datagram in datagrams.chunks(self.size) {
+                    let _ = socket.send_segments(datagram, datagram.len(), to);
+                }
+            }
+        }
+        self.used = 0;
+        self.closed = false;
+        self.to = None;
+    }
+}
+
 struct Sealer {
     queue: Arc<TapQueue>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<SegmentingSocket>,
     port: u16,
     peers: Arc<Peers>,
     counters: Arc<Counters>,
@@ -222,19 +284,33 @@ struct Sealer {
 
 impl Sealer {
     fn run(self) {
-        let mut frame = vec![0u8; BUFFER_LEN];
-        let mut sealed = vec![0u8; BUFFER_LEN];
+        let mut frame = vec![0u8; PACKET_LEN];
+        let mut batch = Batch::new();
         let mut warned = false;
         loop {
             match self.queue.read(&mut frame) {
-                Ok(len) => self.seal(&frame[..len], &mut sealed),
-                Err(e) => failed(&format!("reading {DEVICE_NAME}"), e, &mut warned),
+                Ok(len) => self.seal(&frame[..len], &mut batch),
+                Err(e) => {
+                    failed(&format!("reading {DEVICE_NAME}"), e, &mut warned);
+                    continue;
+                }
             }
+            for _ in 1..BATCH_FRAMES {
+                match self.queue.try_read(&mut frame) {
+                    Ok(Some(len)) => self.seal(&frame[..len], &mut batch),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed(&format!("reading {DEVICE_NAME}"), e, &mut warned);
+                        break;
+                    }
+                }
+            }
+            batch.send(&self.socket);
         }
     }
 
-    /// Seals the IPv4 packet in `frame` for the host it is addressed to.
-    fn seal(&self, frame: &[u8], sealed: &mut [u8]) {
+    /// Seals the IPv4 packet in `frame` for the host it is addressed to, into `batch`.
+    fn seal(&self, frame: &[u8], batch: &mut Batch) {
         let Some(packet) = frame.get(ETH_LEN..) else {
             return;
         };
@@ -246,11 +322,13 @@ impl Sealer {
             return;
         };
         let mut session = peer.session();
-        match session.encapsulate(packet, sealed) {
+        let to = SocketAddrV4::new(peer.address, self.port);
+        match session.encapsulate(packet, batch.room_for(to, &self.socket)) {
             // Sealed; or, with no session yet, the packet is queued and this is the
             // handshake that starts one.
             TunnResult::WriteToNetwork(datagram) => {
-                send(&self.socket, datagram, &peer, self.port);
+                let len = datagram.len();
+                batch.commit(len, &self.socket);
                 count(&self.counters.sealed);
             }
             TunnResult::Err(_) => count(&self.counters.no_peer),
@@ -261,7 +339,7 @@ impl Sealer {
 
 struct Opener {
     queue: Arc<TapQueue>,
-    socket: Arc<UdpSocket>,
+    socket: Arc<SegmentingSocket>,
     port: u16,
     /// The TAP device's MAC: the destination of the frames written into it.
     mac: [u8; 6],
@@ -271,22 +349,22 @@ struct Opener {
 
 impl Opener {
     fn run(self) {
-        let mut datagram = vec![0u8; BUFFER_LEN];
-        let mut frame = vec![0u8; BUFFER_LEN];
+        let mut datagrams = vec![0u8; PACKET_LEN];
+        let mut frame = vec![0u8; PACKET_LEN];
         frame[..6].copy_from_slice(&self.mac);
         frame[12..ETH_LEN].copy_from_slice(&ETHERTYPE_IPV4);
         let mut warned = false;
         loop {
-            match self.socket.recv_from(&mut datagram) {
-                Ok((len, SocketAddr::V4(from))) => {
-                    self.open(&datagram[..len], *from.ip(), &mut frame)
+            match self.socket.recv_segments(&mut datagrams) {
+                Ok((len, size, from)) => {
+                    for datagram in datagrams[..len].chunks(size) {
+                        self.open(datagram, *from.ip(), &mut frame);
+                    }
                 }
-                Ok(_) => count(&self.counters.from_stranger),
                 Err(e) => failed("receiving", e, &mut warned),
             }
         }
     }
-
     /// Opens a datagram from `from` and writes what it carried into the TAP device, in
     /// `frame` behind its Ethernet header.
     fn open(&self, datagram: &[u8], from: Ipv4Addr, frame: &mut [u8]) {
@@ -346,14 +424,14 @@ impl Opener {
 }
 
 struct Timers {
-    socket: Arc<UdpSocket>,
+    socket: Arc<SegmentingSocket>,
     port: u16,
     peers: Arc<Peers>,
 }
 
 impl Timers {
     fn run(self) {
-        let mut out = vec![0u8; BUFFER_LEN];
+        let mut out = vec![0u8; PACKET_LEN];
         loop {
             thread::sleep(TIMER_TICK);
             for peer in self.peers.all() {

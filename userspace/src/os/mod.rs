@@ -1,7 +1,7 @@
 //! OS plumbing: network namespaces and the links, addresses and routes inside them, all
 //! through netlink (rtnetlink) and namespace syscalls (nix), and the one device feature xnet
-//! sets (ethtool ioctl); the encryption worker's TAP device (`tap`). No shelling out to `ip` or
-//! `ethtool`.
+//! sets (ethtool ioctl); the encryption worker's TAP device (`tap`) and UDP sockets with the
+//! kernel's segmentation offloads (`udp`). No shelling out to `ip` or `ethtool`.
 
 pub mod bpffs;
 pub mod ethtool;
@@ -9,5 +9,6 @@ pub mod link;
 pub mod netns;
 pub mod sockets;
 pub mod tap;
+pub mod udp;
 
 pub use link::Netlink;

@@ -20,14 +20,24 @@ impl TapQueue {
     /// The next frame the kernel sent out of the device, into `buf`; waits for one.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if let Some(len) = self.try_read(buf)? {
+                return Ok(len);
+            }
+            self.wait_readable()?;
+        }
+    }
+
+    /// The next frame, if one is there.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
             // SAFETY: reading into a buffer we own, of its length.
             let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n >= 0 {
-                return Ok(n as usize);
+                return Ok(Some(n as usize));
             }
             let error = io::Error::last_os_error();
             match error.kind() {
-                io::ErrorKind::WouldBlock => self.wait_readable()?,
+                io::ErrorKind::WouldBlock => return Ok(None),
                 io::ErrorKind::Interrupted => {}
                 _ => return Err(error),
             }
