@@ -276,8 +276,24 @@ pub struct EndpointIpamConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatsReport {
     pub containers: Vec<ContainerStats>,
-    /// By drop reason name.
+    /// By drop reason name (the encryption worker's too).
     pub drops: BTreeMap<String, u64>,
+    /// The encryption worker's, on a cluster member that runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionStats>,
+}
+
+/// What the encryption worker of encrypted overlays has done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptionStats {
+    /// The hosts (underlay addresses) it can seal for: the other members with a key.
+    pub peers: Vec<String>,
+    /// Packets sealed and sent to other hosts; opened and handed to the datapath.
+    pub sealed: u64,
+    pub opened: u64,
+    /// Handshakes completed with other hosts: each a new session key (the first with a host,
+    /// WireGuard's rekey every two minutes under traffic, after either side restarted).
+    pub handshakes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -435,6 +435,15 @@ async fn stats(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Re
     if !drops.is_empty() {
         println!("datapath drops: {}", drops.join(" "));
     }
+    if let Some(e) = &report.encryption {
+        println!(
+            "encryption: {} peer(s), {} sealed, {} opened, {} handshake(s)",
+            e.peers.len(),
+            e.sealed,
+            e.opened,
+            e.handshakes
+        );
+    }
     Ok(())
 }
 

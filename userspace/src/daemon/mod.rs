@@ -30,7 +30,10 @@ mod ports;
 mod remotes;
 mod start;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, Notify};
@@ -39,8 +42,8 @@ use tracing::warn;
 use self::inner::Inner;
 use crate::{
     api::types::{
-        AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, NetworkConnect,
-        NetworkCreate, NetworkInspect, PortRange, StatsReport,
+        AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, EncryptionStats,
+        NetworkConnect, NetworkCreate, NetworkInspect, PortRange, StatsReport,
     },
     datapath::Datapath,
     drivers::{self, Kernel},
@@ -245,7 +248,21 @@ impl Daemon {
         for (reason, count) in worker.map(|w| w.counters().drops()).into_iter().flatten() {
             *drops.entry(reason.to_string()).or_default() += count;
         }
-        StatsReport { containers, drops }
+        let encryption = worker.map(|w| {
+            let counters = w.counters();
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            EncryptionStats {
+                peers: w.peers().iter().map(ToString::to_string).collect(),
+                sealed: load(&counters.sealed),
+                opened: load(&counters.opened),
+                handshakes: load(&counters.handshakes),
+            }
+        });
+        StatsReport {
+            containers,
+            drops,
+            encryption,
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub const SEALING_OVERHEAD: u32 = 20 + 8 + 16 + 16;
 pub const BATCH_FRAMES: usize = 64;
 
 const ETH_LEN: usize = 14;
+/// WireGuard's message types (the first byte of a datagram).
+const HANDSHAKE_INITIATION: u8 = 1;
+const HANDSHAKE_RESPONSE: u8 = 2;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 /// The largest frame or datagram.
 const PACKET_LEN: usize = 65536;
@@ -75,6 +78,8 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// A packet sealed by one host whose source is another address.
     pub spoofed_source: AtomicU64,
+    /// Handshakes completed: a response to ours accepted, or an initiation answered.
+    pub handshakes: AtomicU64,
 }
 
 impl Counters {
@@ -180,6 +185,13 @@ impl EncryptionWorker {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The hosts it can seal for, ordered.
+    pub fn peers(&self) -> Vec<Ipv4Addr> {
+        let mut peers: Vec<_> = self.peers.all().iter().map(|p| p.address).collect();
+        peers.sort();
+        peers
     }
 }
 
@@ -375,6 +387,15 @@ impl Opener {
         let mut session = peer.session();
         let (_, body) = frame.split_at_mut(ETH_LEN);
         let mut result = session.decapsulate(Some(IpAddr::V4(from)), datagram, body);
+        // An initiation answered (boringtun's answer is to be sent) or a response to ours
+        // accepted (its queued packets, or nothing, follow): a new session either way.
+        let handshake = matches!(
+            datagram.first(),
+            Some(&(HANDSHAKE_INITIATION | HANDSHAKE_RESPONSE))
+        );
+        if handshake && !matches!(result, TunnResult::Err(_)) {
+            count(&self.counters.handshakes);
+        }
         let len = loop {
             match result {
                 // A handshake reply, a cookie, or packets queued until the session existed:

@@ -2,8 +2,9 @@
 //! UDP) between three hosts, and a packet capture of the underlay that finds a marker sent
 //! between containers in clear on a plain overlay and never on the encrypted one; attacks on
 //! the underlay (cleartext VXLAN with the network's VNI, a replayed sealed datagram, one from
-//! a host that is no member) dropped and counted; and a host's xnetd killed (its worker with
-//! it) and restarted, on either side, with nothing in clear meanwhile and traffic back after.
+//! a host that is no member) dropped and counted; a host's xnetd killed (its worker with it)
+//! and restarted, on either side, with nothing in clear meanwhile and traffic back after; and
+//! WireGuard's rekey (every two minutes) under a TCP stream that never stalls.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -18,6 +19,7 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
+use serde_json::Value;
 use xnet_dockerlab::skip;
 use xnet_lab::{Lab, eventually};
 
@@ -25,7 +27,7 @@ use crate::{
     inspect, lab, ok,
     overlay::{
         address, cannot_reach, drops, in_container, iperf, reaches, run_sleeper, send_from,
-        send_to_port, vxlan_frame,
+        send_to_port, spawn_in, vxlan_frame,
     },
 };
 
@@ -337,5 +339,65 @@ fn an_encrypted_overlay_fails_closed_while_a_hosts_worker_is_dead_and_resumes_af
     assert!(
         !udp_payloads(&frames, h1, SEALED_PORT).is_empty(),
         "nothing captured"
+    );
+}
+
+/// Handshakes `host`'s encryption worker has completed.
+fn handshakes(lab: &Lab, host: &str) -> u64 {
+    let stats: Value =
+        serde_json::from_str(&ok(lab, host, &["stats", "--format", "json"])).unwrap();
+    stats["encryption"]["handshakes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no encryption stats on {host}: {stats}"))
+}
+
+/// WireGuard makes a new session key every two minutes under traffic (REKEY_AFTER_TIME): a
+/// TCP stream across the rekey gets a new handshake and never stalls, and TCP delivers all it
+/// sent. (Slow by nature: 130 seconds.)
+#[test]
+fn keys_rotate_under_a_tcp_stream_that_never_stalls() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    create_overlay(&lab, "h1", "enc", true);
+    run_sleeper(&lab, "h1", "a", "enc");
+    run_sleeper(&lab, "h2", "b", "enc");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+    let before = handshakes(&lab, "h1");
+    assert!(before >= 1, "the first handshake");
+    let mut server = spawn_in(&lab, "h2", "b", &["iperf3", "-s", "-1"]);
+    let client = [
+        "exec", "a", "--", "iperf3", "-c", &b4, "-t", "130", "-b", "50M", "-J",
+    ];
+    let mut out = None;
+    // The server may still be starting.
+    eventually(Duration::from_secs(10), || {
+        let run = lab.xnet("h1", &client).unwrap();
+        let ok = run.status.success();
+        out = Some(run);
+        ok
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let intervals = report["intervals"].as_array().expect("iperf3 intervals");
+    assert!(intervals.len() >= 125, "{} intervals", intervals.len());
+    for (second, interval) in intervals.iter().enumerate() {
+        let bytes = interval["sum"]["bytes"].as_u64().unwrap();
+        assert!(bytes > 0, "the stream stalled in second {second}");
+    }
+    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap();
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    assert!(
+        received * 100 >= sent * 99,
+        "received {received} of {sent} bytes"
+    );
+    assert!(
+        handshakes(&lab, "h1") > before,
+        "no new handshake after 130 s of traffic"
     );
 }

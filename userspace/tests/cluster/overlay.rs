@@ -85,7 +85,7 @@ pub(crate) fn drops(lab: &Lab, host: &str, reason: &str) -> u64 {
 }
 
 /// Starts `cmd` inside container `name` of `host` in the background.
-fn spawn_in(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> Child {
+pub(crate) fn spawn_in(lab: &Lab, host: &str, name: &str, cmd: &[&str]) -> Child {
     let xnet = std::path::Path::new(crate::XNETD).with_file_name("xnet");
     lab.command(host, xnet)
         .unwrap()

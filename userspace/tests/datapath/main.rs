@@ -23,8 +23,8 @@ use xnet::datapath::EBPF_OBJECT;
 use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, EndpointCounters, MAP_DROP_STATS,
     MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, NAT_PORT_COUNT,
-    NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_DECRYPTED_INGRESS, PROG_ENDPOINT_EGRESS,
-    PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
+    NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_DECRYPTED_INGRESS, PROG_DECRYPTED_XDP,
+    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
 };
 use xnet_dockerlab::skip;
 
@@ -84,6 +84,7 @@ impl Datapath {
                 prog(&mut ebpf, name).load()?;
             }
             xdp_prog(&mut ebpf).load()?;
+            xdp_named(&mut ebpf, PROG_DECRYPTED_XDP).load()?;
             Ok(ebpf)
         })();
         // A program the verifier refuses must not leave the maps it pinned behind.
@@ -159,6 +160,11 @@ impl Datapath {
         run_on(xdp_prog(&mut self.ebpf), frame)
     }
 
+    /// The same for XDP program `program`.
+    fn run_xdp_named(&mut self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        run_on(xdp_named(&mut self.ebpf, program), frame)
+    }
+
     fn ingress(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         self.run(PROG_ENDPOINT_INGRESS, frame)
     }
@@ -219,10 +225,11 @@ fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
 }
 
 fn xdp_prog(ebpf: &mut Ebpf) -> &mut Xdp {
-    ebpf.program_mut(PROG_UPLINK_XDP)
-        .unwrap()
-        .try_into()
-        .unwrap()
+    xdp_named(ebpf, PROG_UPLINK_XDP)
+}
+
+fn xdp_named<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name).unwrap().try_into().unwrap()
 }
 
 fn run_on<P>(program: &P, frame: &[u8]) -> (u32, Vec<u8>)

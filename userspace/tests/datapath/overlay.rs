@@ -22,7 +22,8 @@ use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, FloodVteps, MAP_ENCRYPTED_VNIS, MAP_ENCRYPTION_PEERS,
     MAP_FLOOD_VTEPS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6, MAP_TUNNEL,
     MAP_VNIS, MAP_VTEPS, MAX_FLOOD_VTEPS, MAX_NEIGHBORS, MemberKey, Neighbor, Neighbor6Key,
-    NeighborKey, PROG_DECRYPTED_INGRESS, PROG_UPLINK_INGRESS, Tunnel, Vtep, link_local_of,
+    NeighborKey, PROG_DECRYPTED_INGRESS, PROG_DECRYPTED_XDP, PROG_UPLINK_INGRESS, Tunnel, Vtep,
+    link_local_of,
 };
 use xnet_dockerlab::skip;
 
@@ -413,8 +414,16 @@ fn an_encrypted_networks_frames_never_cross_hosts_in_clear() {
         &udp_from_me(REMOTE_C_MAC, REMOTE_C_IP),
         DropReason::Unencrypted,
     );
-    // In: what the worker decrypted goes through the same checks, the encrypted VNI welcome,
-    // and into the endpoint.
+    // In: what the worker decrypted goes through the same checks, the encrypted VNI welcome:
+    // at the device's XDP hook, decapsulated with the note for GRO and tcx, as at the
+    // uplink's; at its tcx hook (replicas, drivers without metadata), into the endpoint.
+    let (verdict, out) = dp.run_xdp_named(PROG_DECRYPTED_XDP, &from_b(&inner));
+    assert_eq!(verdict, XDP_PASS, "decapsulated");
+    let (note, frame) = out.split_at(NOTE_LEN);
+    assert_eq!(&note[..4], NOTE_MAGIC, "the note for decrypted_ingress");
+    assert_eq!(frame, &inner[..]);
+    let (verdict, _) = dp.run_xdp_named(PROG_DECRYPTED_XDP, &inner);
+    assert_eq!(verdict, XDP_DROP, "not VXLAN");
     let (verdict, out) = dp.run(PROG_DECRYPTED_INGRESS, &from_b(&inner));
     assert_eq!(verdict, TC_ACT_REDIRECT, "delivered");
     assert_eq!(out, inner);
