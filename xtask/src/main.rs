@@ -63,7 +63,7 @@ enum Task {
         /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
         /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp,
         /// vxlan-mech-rr, overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp,
-        /// overlay-encrypted-rr, overlay-scale
+        /// overlay-encrypted-rr, overlay-encrypted-pings, overlay-scale
         scenarios: Vec<String>,
         /// One round of short measurements
         #[arg(long)]

@@ -203,6 +203,63 @@ fn xnet_container(lab: &xnet_lab::Lab, host: &str, name: &str) -> anyhow::Result
     probe_container(&lab.host(host)?.netns_path(), sandbox.into())
 }
 
+/// Overlay `network` (subnet and gateway, more `options`) made by the swarm's manager
+/// (`engines[0]`), container `names[i]` run on `engines[i]`: the pair, its hosts left unset.
+fn swarm_pair(
+    engines: &[Engine],
+    network: &str,
+    (subnet, gateway): (&str, &str),
+    options: &[&str],
+    names: [&str; 2],
+) -> anyhow::Result<TwoHosts> {
+    let create = [
+        &[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            "--subnet",
+            subnet,
+            "--gateway",
+            gateway,
+        ],
+        options,
+        &[network],
+    ]
+    .concat();
+    engines[0].run(&create)?;
+    for (engine, name) in engines.iter().zip(names) {
+        let image = engine.busybox_image()?;
+        engine.run(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            image,
+            "sleep",
+            "infinity",
+        ])?;
+    }
+    let mut ends = Vec::new();
+    for (engine, name) in engines.iter().zip(names) {
+        let netns = engine.netns_of(name)?;
+        let sandbox = veth_peer_netns(&netns, &engine.netns_dir())?;
+        ends.push((probe_container(&sandbox, netns)?, sandbox));
+    }
+    let (b, _) = ends.pop().expect("two containers");
+    let (a, a_veth_ns) = ends.pop().expect("two containers");
+    Ok(TwoHosts {
+        a,
+        b,
+        a_veth_ns,
+        hosts: [PathBuf::new(), PathBuf::new()],
+        underlay: UNDERLAY,
+    })
+}
+
 /// Waits until A's pings reach B, and checks the MTU every side shares.
 fn reachable(pair: &TwoHosts, mtu: u32) -> anyhow::Result<()> {
     for c in [&pair.a, &pair.b] {
@@ -229,6 +286,9 @@ fn reachable(pair: &TwoHosts, mtu: u32) -> anyhow::Result<()> {
 /// Real Docker's overlay: two private engines in a swarm.
 pub struct SwarmLab {
     pub pair: TwoHosts,
+    /// Two more containers, on an encrypted overlay (`--opt encrypted`), which Docker makes
+    /// without a word even where its IPsec cannot work: not checked for reachability.
+    pub encrypted: TwoHosts,
     /// The manager first; dropped in reverse (see `Drop`), each while its namespace exists.
     engines: Vec<Engine>,
     // Hosts, then the switch.
@@ -237,18 +297,22 @@ pub struct SwarmLab {
 
 /// Docker's names for A and B (it wants at least two characters).
 const SWARM_CONTAINERS: [&str; 2] = ["ov-a", "ov-b"];
+/// And for those on the encrypted overlay.
+const SWARM_ENCRYPTED_CONTAINERS: [&str; 2] = ["ove-a", "ove-b"];
 
 impl SwarmLab {
     pub fn up(run_id: &str) -> anyhow::Result<Self> {
         let prefix = format!("{run_id}-swarm");
+        let unset = || TwoHosts {
+            a: placeholder(),
+            b: placeholder(),
+            a_veth_ns: PathBuf::new(),
+            hosts: [PathBuf::new(), PathBuf::new()],
+            underlay: UNDERLAY,
+        };
         let mut lab = Self {
-            pair: TwoHosts {
-                a: placeholder(),
-                b: placeholder(),
-                a_veth_ns: PathBuf::new(),
-                hosts: [PathBuf::new(), PathBuf::new()],
-                underlay: UNDERLAY,
-            },
+            pair: unset(),
+            encrypted: unset(),
             engines: Vec::new(),
             _netns: Vec::new(),
         };
@@ -276,43 +340,23 @@ impl SwarmLab {
         let (manager, worker) = (&lab.engines[0], &lab.engines[1]);
         let token = manager.init_swarm(SWARM_HOSTS[0])?;
         worker.join_swarm(&token, SWARM_HOSTS[1], SWARM_HOSTS[0])?;
-        manager.run(&[
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            "--subnet",
-            SUBNET,
-            "--gateway",
-            GATEWAY,
+        let hosts = lab.pair.hosts.clone();
+        lab.pair = swarm_pair(
+            &lab.engines,
             NETWORK,
-        ])?;
-        for (engine, name) in lab.engines.iter().zip(SWARM_CONTAINERS) {
-            let image = engine.busybox_image()?;
-            engine.run(&[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                NETWORK,
-                image,
-                "sleep",
-                "infinity",
-            ])?;
-        }
-        let mut ends = Vec::new();
-        for (engine, name) in lab.engines.iter().zip(SWARM_CONTAINERS) {
-            let netns = engine.netns_of(name)?;
-            let sandbox = veth_peer_netns(&netns, &engine.netns_dir())?;
-            ends.push((probe_container(&sandbox, netns)?, sandbox));
-        }
-        let (b, _) = ends.pop().expect("two containers");
-        let (a, a_sandbox) = ends.pop().expect("two containers");
-        lab.pair.a = a;
-        lab.pair.b = b;
-        lab.pair.a_veth_ns = a_sandbox;
+            (SUBNET, GATEWAY),
+            &[],
+            SWARM_CONTAINERS,
+        )?;
+        lab.pair.hosts = hosts.clone();
+        lab.encrypted = swarm_pair(
+            &lab.engines,
+            ENCRYPTED_NETWORK,
+            (ENCRYPTED_SUBNET, ENCRYPTED_GATEWAY),
+            &["--opt", "encrypted"],
+            SWARM_ENCRYPTED_CONTAINERS,
+        )?;
+        lab.encrypted.hosts = hosts;
         reachable(&lab.pair, OVERLAY_MTU).with_context(|| {
             format!(
                 "dockerd logs:\nmanager:\n{}\nworker:\n{}",

@@ -25,8 +25,8 @@ use super::{
     container::TwoHosts,
     overlay::SegmentedUnderlay,
     scenarios::{
-        Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, Metric, RR_METRICS, RR_PORT, Sender,
-        ping_pong_on, send_and_count,
+        Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, Metric, RR_METRICS, RR_PORT, Sample,
+        Sender, ping_pong_on, send_and_count,
     },
     side::Side,
     sys,
@@ -199,4 +199,48 @@ pub fn overlay_encrypted_rr(effort: &Effort) -> Vec<Case> {
             }),
         })
         .collect()
+}
+
+/// Pings A sends B in `overlay-encrypted-pings`, 200 ms apart.
+const PINGS: u32 = 20;
+
+/// Whether an encrypted overlay carries anything at all: xnet's, and real Docker's, whose
+/// kernel IPsec this machine's kernel lacks (Docker makes the network and runs the containers
+/// without a word; its log holds warnings).
+const PING_METRICS: &[Metric] = &[Metric {
+    suffix: "",
+    unit: "% of 20 pings lost",
+    better: Better::Lower,
+    compare: Compare::Ratio,
+}];
+
+/// [`PINGS`] pings from A to B across the encrypted overlay: what share is lost.
+pub fn overlay_encrypted_pings(_: &Effort) -> Vec<Case> {
+    vec![Case {
+        name: "overlay-encrypted-pings/lost".into(),
+        sides: &[Side::XnetEncryptedOverlay, Side::DockerRealEncryptedOverlay],
+        metrics: PING_METRICS,
+        measure: Box::new(|lab, side, _| {
+            let pair = lab.two_hosts(side);
+            let mut ping = sys::in_netns(&pair.a.netns, "ping");
+            let count = PINGS.to_string();
+            let b = pair.b.ip.to_string();
+            ping.args(["-c", &count, "-i", "0.2", "-W", "1", &b]);
+            // ping exits 1 when nothing came back: the summary says how much did.
+            let out = ping.output()?;
+            let summary = String::from_utf8_lossy(&out.stdout);
+            let received = summary
+                .lines()
+                .find(|l| l.contains("packets transmitted"))
+                .and_then(|l| l.split(", ").nth(1))
+                .and_then(|part| part.split_whitespace().next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| anyhow::anyhow!("no ping summary: {summary}"))?;
+            let lost = f64::from(PINGS - received.min(PINGS)) * 100.0 / f64::from(PINGS);
+            Ok(Sample {
+                values: vec![lost],
+                frames: None,
+            })
+        }),
+    }]
 }

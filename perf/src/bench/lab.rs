@@ -496,7 +496,7 @@ fn kind(side: Side) -> Kind {
             Kind::XnetCluster
         }
         Side::DockerOverlay => Kind::DockerOverlay,
-        Side::DockerRealOverlay => Kind::Swarm,
+        Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => Kind::Swarm,
         Side::VxlanBridge
         | Side::VxlanTunnelKey
         | Side::VxlanAdjustRoom
@@ -627,7 +627,13 @@ impl Lab {
                 }
             }
             Kind::DockerOverlay => &self.docker_overlay.as_ref().expect(BUILT).ends,
-            Kind::Swarm => &self.swarm.as_ref().expect(BUILT).pair,
+            Kind::Swarm => {
+                let swarm = self.swarm.as_ref().expect(BUILT);
+                match side {
+                    Side::DockerRealEncryptedOverlay => &swarm.encrypted,
+                    _ => &swarm.pair,
+                }
+            }
             Kind::Overlay => self.overlay().pair(side),
             Kind::Xnet | Kind::Bridge | Kind::Docker | Kind::SimulatedCluster => {
                 panic!("{} is measured on one host", side.label())

@@ -50,6 +50,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("overlay-rr", cross_host::overlay_rr),
     ("overlay-encrypted-tcp", cross_host::overlay_encrypted_tcp),
     ("overlay-encrypted-rr", cross_host::overlay_encrypted_rr),
+    (
+        "overlay-encrypted-pings",
+        cross_host::overlay_encrypted_pings,
+    ),
     ("overlay-scale", scale::overlay_scale),
 ];
 
@@ -65,7 +69,7 @@ pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
-    /// overlay-scale.
+    /// overlay-encrypted-pings, overlay-scale.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -308,7 +312,9 @@ fn labs_of(sides: &[Side]) -> String {
                 "xnet's cluster of two hosts"
             }
             Side::DockerOverlay => "Docker's overlay rebuilt on two hosts",
-            Side::DockerRealOverlay => "real Docker's swarm of two engines",
+            Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => {
+                "real Docker's swarm of two engines"
+            }
             _ => "the Docker-like bridge",
         };
         if !names.contains(&name) {

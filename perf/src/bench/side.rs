@@ -54,6 +54,9 @@ pub enum Side {
     XnetEncryptedOverlay,
     /// xnet's plain overlay on the same hosts: what encryption is compared with.
     XnetPlainOverlay,
+    /// Real Docker's encrypted overlay (`--opt encrypted`) on the swarm of
+    /// [`Side::DockerRealOverlay`]: kernel IPsec, which this machine's kernel lacks.
+    DockerRealEncryptedOverlay,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -95,6 +98,7 @@ impl Side {
             Side::DockerRealOverlay => "docker-real-overlay",
             Side::XnetEncryptedOverlay => "xnet-encrypted-overlay",
             Side::XnetPlainOverlay => "xnet-plain-overlay",
+            Side::DockerRealEncryptedOverlay => "docker-real-encrypted-overlay",
         }
     }
 
@@ -115,7 +119,9 @@ impl Side {
             Side::UserlandProxy | Side::IptablesPerRule => Role::SecondBaseline,
             Side::PeerHop | Side::UplinkDrop => Role::Ceiling,
             Side::XdpHop => Role::Reference,
-            Side::DockerReal | Side::DockerRealOverlay => Role::Docker,
+            Side::DockerReal | Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => {
+                Role::Docker
+            }
         }
     }
 
@@ -141,6 +147,7 @@ impl Side {
             Side::DockerRealOverlay => "Docker 20.10 (swarm, overlay driver)",
             Side::XnetEncryptedOverlay => "xnet, encrypted overlay: median [min–max]",
             Side::XnetPlainOverlay => "xnet, plain overlay (same hosts)",
+            Side::DockerRealEncryptedOverlay => "Docker 20.10 (swarm, overlay --opt encrypted)",
         }
     }
 
@@ -158,7 +165,9 @@ impl Side {
             Side::IptablesBatch => "batch",
             Side::IptablesPerRule => "per rule",
             Side::UplinkDrop => "ceiling",
-            Side::DockerReal | Side::DockerRealOverlay => "Docker",
+            Side::DockerReal | Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => {
+                "Docker"
+            }
             Side::VxlanBridge | Side::DockerOverlay => "A",
             Side::VxlanTunnelKey => "B",
             Side::VxlanAdjustRoom => "C",

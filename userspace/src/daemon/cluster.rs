@@ -43,7 +43,7 @@ use crate::{
 
 /// How long GRO on the encryption worker's device holds a packet for more of its flow: a
 /// little over the time between two of a fast flow's packets through the worker.
-const GRO_FLUSH_TIMEOUT_NS: &str = "10000";
+const GRO_FLUSH_TIMEOUT_NS: &str = "200000";
 /// How soon to try a store that did not answer again.
 const RETRY: Duration = Duration::from_secs(2);
 /// How many times a new network chooses a free VNI and subnet while other hosts claim them
