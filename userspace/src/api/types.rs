@@ -136,6 +136,11 @@ pub struct NetworkInspect {
     /// Overlay networks only: the hosts with endpoints on it (Docker's swarm shows them so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<Vec<Peer>>,
+    /// Encrypted overlays only (xnet's, not Docker's): whether this host encrypts the
+    /// network's traffic to each of its other hosts, and if not, why (its traffic to them is
+    /// dropped, never sent in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// A host of the cluster with endpoints on an overlay network.

@@ -9,7 +9,7 @@ use boringtun::x25519::PublicKey;
 use tracing::warn;
 
 use super::inner::Inner;
-use crate::state::host_key::parse_public;
+use crate::state::{Network, host_key::parse_public};
 
 impl Inner {
     /// Makes the worker's peers the other live hosts of the view that have a public key, then
@@ -36,5 +36,47 @@ impl Inner {
         let peers = worker.set_peers(&wanted);
         let (_, ifindex) = worker.device();
         self.kernel.datapath.set_encryption_peers(ifindex, &peers)
+    }
+}
+
+impl Inner {
+    /// What `inspect` says of an encrypted overlay's encryption on this host: encrypting to
+    /// every other host with endpoints on it, or which ones it cannot encrypt to and why.
+    /// `None` for any other network.
+    pub(super) fn encryption_status(&self, net: &Network) -> Option<String> {
+        if !net.is_encrypted() {
+            return None;
+        }
+        let cluster = self.cluster.as_ref()?;
+        let Some(worker) = &cluster.encryption else {
+            return Some(
+                "not encrypting: the encryption worker did not start (xnetd's log says why); \
+                 traffic to other hosts is dropped, counted as unencrypted"
+                    .into(),
+            );
+        };
+        let sealed = worker.peers();
+        let others: Vec<_> = cluster
+            .view
+            .hosts_on(&net.id)
+            .filter(|h| h.id != cluster.host.id)
+            .collect();
+        let missing: Vec<String> = others
+            .iter()
+            .filter(|h| !sealed.contains(&h.address))
+            .map(|h| format!("{} ({})", h.name, h.address))
+            .collect();
+        Some(if missing.is_empty() {
+            format!(
+                "encrypting: WireGuard to {} other host(s) of the network",
+                others.len()
+            )
+        } else {
+            format!(
+                "not encrypting to {}: no usable public key; traffic to them is dropped, \
+                 counted as unencrypted",
+                missing.join(", ")
+            )
+        })
     }
 }

@@ -70,6 +70,7 @@ impl Inner {
             options: net.options.clone(),
             labels: BTreeMap::new(),
             peers: self.peers(net),
+            encryption: self.encryption_status(net),
         })
     }
 
@@ -126,6 +127,7 @@ impl Inner {
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
             peers: None,
+            encryption: None,
         }
     }
 

@@ -24,7 +24,7 @@ use xnet_dockerlab::skip;
 use xnet_lab::{Lab, eventually};
 
 use crate::{
-    inspect, lab, ok,
+    in_netns, inspect, lab, ok, store_of,
     overlay::{
         address, cannot_reach, drops, in_container, iperf, reaches, run_sleeper, send_from,
         send_to_port, spawn_in, vxlan_frame,
@@ -195,6 +195,10 @@ fn an_encrypted_overlay_carries_traffic_between_three_hosts_and_never_in_clear()
     assert_eq!(container_mtu(&lab, "h1", "a"), 1390);
     assert_eq!(container_mtu(&lab, "h2", "b"), 1390);
     assert_eq!(container_mtu(&lab, "h1", "pa"), 1450);
+    // And says it encrypts to the two other hosts (only xnet's encrypted networks say so).
+    assert!(eventually(Duration::from_secs(10), || encryption(&lab, "h1", "enc")
+        .starts_with("encrypting: WireGuard to 2 other host(s)")));
+    assert_eq!(inspect(&lab, "h1", "plain").unwrap().get("Encryption"), None);
     // Between hosts, every pair; on one host too.
     let b4 = address(&lab, "h2", "b", "IPAddress");
     let c4 = address(&lab, "h3", "c", "IPAddress");
@@ -400,4 +404,70 @@ fn keys_rotate_under_a_tcp_stream_that_never_stalls() {
         handshakes(&lab, "h1") > before,
         "no new handshake after 130 s of traffic"
     );
+}
+
+/// What `inspect` on `host` says of network `name`'s encryption.
+fn encryption(lab: &Lab, host: &str, name: &str) -> String {
+    let net = inspect(lab, host, name).unwrap();
+    net["Encryption"].as_str().unwrap_or_default().to_string()
+}
+
+/// Rewrites `host`'s record in the store, under its own lease, with `public_key`.
+fn publish_key(lab: &Lab, host: &str, public_key: String) {
+    let state = lab.host(host).unwrap().state_dir.join("state.json");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let (id, lease) = (
+        state["cluster"]["host_id"].as_str().unwrap().to_string(),
+        state["cluster"]["lease"].as_i64().unwrap(),
+    );
+    let h1 = lab.host("h1").unwrap();
+    let (urls, address) = (lab.etcd_urls(), h1.address);
+    in_netns(h1.netns_path(), async move || {
+        let mut store = store_of(urls, "observer", address).await;
+        let mut record = store
+            .hosts()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|h| h.id == id)
+            .unwrap();
+        record.public_key = public_key;
+        store.join(&record, Some(lease)).await.unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// A member that published no usable key (an older xnetd) gets nothing of an encrypted
+/// network: what would go to it is dropped and counted, `inspect` names it, and once it
+/// publishes one the traffic flows.
+#[test]
+fn a_host_without_a_public_key_gets_nothing_in_clear_and_inspect_says_so() {
+    if skip::unless_root() {
+        return;
+    }
+    let lab = lab(2, 1);
+    create_overlay(&lab, "h1", "enc", true);
+    run_sleeper(&lab, "h1", "a", "enc");
+    run_sleeper(&lab, "h2", "b", "enc");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+    let key = lab
+        .host("h2")
+        .map(|h| xnet::state::host_key::HostKey::load_or_create(&h.state_dir).unwrap())
+        .unwrap()
+        .public_base64();
+    publish_key(&lab, "h2", String::new());
+    assert!(
+        eventually(Duration::from_secs(10), || encryption(&lab, "h1", "enc")
+            .starts_with("not encrypting to h2 (")),
+        "{}",
+        encryption(&lab, "h1", "enc")
+    );
+    let before = drops(&lab, "h1", "unencrypted");
+    assert!(cannot_reach(&lab, "h1", "a", &b4));
+    assert!(drops(&lab, "h1", "unencrypted") > before);
+    publish_key(&lab, "h2", key);
+    assert!(reaches(&lab, "h1", "a", &b4), "not back with h2's key");
+    assert!(encryption(&lab, "h1", "enc").starts_with("encrypting"));
 }
