@@ -24,11 +24,12 @@ use xnet_dockerlab::skip;
 use xnet_lab::{Lab, eventually};
 
 use crate::{
-    in_netns, inspect, lab, ok, store_of,
+    in_netns, inspect, lab, ok,
     overlay::{
         address, cannot_reach, drops, in_container, iperf, reaches, run_sleeper, send_from,
         send_to_port, spawn_in, vxlan_frame,
     },
+    store_of,
 };
 
 /// The encryption workers' UDP port.
@@ -196,9 +197,14 @@ fn an_encrypted_overlay_carries_traffic_between_three_hosts_and_never_in_clear()
     assert_eq!(container_mtu(&lab, "h2", "b"), 1390);
     assert_eq!(container_mtu(&lab, "h1", "pa"), 1450);
     // And says it encrypts to the two other hosts (only xnet's encrypted networks say so).
-    assert!(eventually(Duration::from_secs(10), || encryption(&lab, "h1", "enc")
-        .starts_with("encrypting: WireGuard to 2 other host(s)")));
-    assert_eq!(inspect(&lab, "h1", "plain").unwrap().get("Encryption"), None);
+    assert!(eventually(Duration::from_secs(10), || encryption(
+        &lab, "h1", "enc"
+    )
+    .starts_with("encrypting: WireGuard to 2 other host(s)")));
+    assert_eq!(
+        inspect(&lab, "h1", "plain").unwrap().get("Encryption"),
+        None
+    );
     // Between hosts, every pair; on one host too.
     let b4 = address(&lab, "h2", "b", "IPAddress");
     let c4 = address(&lab, "h3", "c", "IPAddress");
