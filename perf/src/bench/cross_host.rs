@@ -107,6 +107,11 @@ pub fn overlay_tcp(effort: &Effort) -> Vec<Case> {
 /// waits for an idle CPU's wakeup whenever the ends land on different CPUs, which hides the
 /// path's own cost; see `vxlan-mech-rr`). The smoke run leaves the pinned case out.
 pub fn overlay_rr(effort: &Effort) -> Vec<Case> {
+    rr_over_wire("overlay-rr", SIDES, effort)
+}
+
+/// The cases of a ping-pong scenario `scenario` between the pairs of `sides`, over a wire.
+fn rr_over_wire(scenario: &str, sides: &'static [Side], effort: &Effort) -> Vec<Case> {
     let one_cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
     let placements: &[(Option<usize>, &str)] = if effort.smoke {
         &[(None, "1B")]
@@ -116,8 +121,8 @@ pub fn overlay_rr(effort: &Effort) -> Vec<Case> {
     placements
         .iter()
         .map(|&(cpu, name)| Case {
-            name: format!("overlay-rr/{name}"),
-            sides: SIDES,
+            name: format!("{scenario}/{name}"),
+            sides,
             metrics: RR_METRICS,
             measure: Box::new(move |lab, side, effort| {
                 let pair = lab.two_hosts(side);
@@ -178,27 +183,7 @@ pub fn overlay_encrypted_tcp(effort: &Effort) -> Vec<Case> {
 /// 1-byte TCP ping-pong over a wire on the encrypted overlay and on the plain one, unpinned
 /// and with both ends on one CPU (the smoke run leaves the pinned case out).
 pub fn overlay_encrypted_rr(effort: &Effort) -> Vec<Case> {
-    let one_cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
-    let placements: &[(Option<usize>, &str)] = if effort.smoke {
-        &[(None, "1B")]
-    } else {
-        &[(None, "1B"), (Some(one_cpu), "1B-one-cpu")]
-    };
-    placements
-        .iter()
-        .map(|&(cpu, name)| Case {
-            name: format!("overlay-encrypted-rr/{name}"),
-            sides: ENCRYPTED_SIDES,
-            metrics: RR_METRICS,
-            measure: Box::new(move |lab, side, effort| {
-                let pair = lab.two_hosts(side);
-                let _wire = SegmentedUnderlay::new(pair)?;
-                let target = SocketAddrV4::new(pair.b.ip, RR_PORT);
-                let (server, client) = (&pair.b.netns, &pair.a.netns);
-                ping_pong_on(server, client, target, 1, effort.rr_seconds, cpu)
-            }),
-        })
-        .collect()
+    rr_over_wire("overlay-encrypted-rr", ENCRYPTED_SIDES, effort)
 }
 
 /// Pings A sends B in `overlay-encrypted-pings`, 200 ms apart.

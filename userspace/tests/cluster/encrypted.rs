@@ -49,6 +49,18 @@ fn create_overlay(lab: &Lab, host: &str, name: &str, encrypted: bool) {
     ok(lab, host, &args);
 }
 
+/// A lab of two hosts with the encrypted overlay `enc`, container `a` on h1 and `b` on h2,
+/// which reach each other; and b's address.
+fn encrypted_pair() -> (Lab, String) {
+    let lab = lab(2, 1);
+    create_overlay(&lab, "h1", "enc", true);
+    run_sleeper(&lab, "h1", "a", "enc");
+    run_sleeper(&lab, "h2", "b", "enc");
+    let b4 = address(&lab, "h2", "b", "IPAddress");
+    assert!(reaches(&lab, "h1", "a", &b4));
+    (lab, b4)
+}
+
 /// The MTU of container `name`'s interface on `host`, as `ip link` shows it (`/sys` in the
 /// container is still the host's).
 fn container_mtu(lab: &Lab, host: &str, name: &str) -> u32 {
@@ -256,11 +268,7 @@ fn attacks_on_an_encrypted_overlays_underlay_are_dropped_and_counted() {
     if skip::unless_root() {
         return;
     }
-    let lab = lab(2, 1);
-    create_overlay(&lab, "h1", "enc", true);
-    run_sleeper(&lab, "h1", "a", "enc");
-    run_sleeper(&lab, "h2", "b", "enc");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
+    let (lab, b4) = encrypted_pair();
     let (h1, h2) = (
         lab.host("h1").unwrap().address,
         lab.host("h2").unwrap().address,
@@ -319,12 +327,7 @@ fn an_encrypted_overlay_fails_closed_while_a_hosts_worker_is_dead_and_resumes_af
     if skip::unless_root() {
         return;
     }
-    let mut lab = lab(2, 1);
-    create_overlay(&lab, "h1", "enc", true);
-    run_sleeper(&lab, "h1", "a", "enc");
-    run_sleeper(&lab, "h2", "b", "enc");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &b4));
+    let (mut lab, b4) = encrypted_pair();
     let capture = Capture::start(&lab, "h2", &["udp"]);
     // h1's xnetd, and its encryption worker, die (SIGKILL): the datapath keeps running, and
     // a's pings to b are dropped, never sent in clear.
@@ -369,31 +372,27 @@ fn keys_rotate_under_a_tcp_stream_that_never_stalls() {
     if skip::unless_root() {
         return;
     }
-    let lab = lab(2, 1);
-    create_overlay(&lab, "h1", "enc", true);
-    run_sleeper(&lab, "h1", "a", "enc");
-    run_sleeper(&lab, "h2", "b", "enc");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &b4));
+    let (lab, b4) = encrypted_pair();
     let before = handshakes(&lab, "h1");
     assert!(before >= 1, "the first handshake");
+    // One test and the server ends; the client starts once it listens (a client refused by
+    // a server still starting would not be retried against a one-shot server safely).
     let mut server = spawn_in(&lab, "h2", "b", &["iperf3", "-s", "-1"]);
+    let listening = ["exec", "b", "--", "ss", "-Hltn", "sport = :5201"];
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            !lab.xnet("h2", &listening).unwrap().stdout.is_empty()
+        }),
+        "iperf3's server did not start"
+    );
     let client = [
         "exec", "a", "--", "iperf3", "-c", &b4, "-t", "130", "-b", "50M", "-J",
     ];
-    let mut out = None;
-    // The server may still be starting.
-    eventually(Duration::from_secs(10), || {
-        let run = lab.xnet("h1", &client).unwrap();
-        let ok = run.status.success();
-        out = Some(run);
-        ok
-    });
-    let _ = server.kill();
+    let run = lab.xnet("h1", &client).unwrap();
+    let report: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&run.stderr)));
     let _ = server.wait();
-    let out = out.unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(report.get("error").is_none(), "iperf3: {}", report["error"]);
     let intervals = report["intervals"].as_array().expect("iperf3 intervals");
     assert!(intervals.len() >= 125, "{} intervals", intervals.len());
     for (second, interval) in intervals.iter().enumerate() {
@@ -452,12 +451,7 @@ fn a_host_without_a_public_key_gets_nothing_in_clear_and_inspect_says_so() {
     if skip::unless_root() {
         return;
     }
-    let lab = lab(2, 1);
-    create_overlay(&lab, "h1", "enc", true);
-    run_sleeper(&lab, "h1", "a", "enc");
-    run_sleeper(&lab, "h2", "b", "enc");
-    let b4 = address(&lab, "h2", "b", "IPAddress");
-    assert!(reaches(&lab, "h1", "a", &b4));
+    let (lab, b4) = encrypted_pair();
     let key = lab
         .host("h2")
         .map(|h| xnet::state::host_key::HostKey::load_or_create(&h.state_dir).unwrap())
