@@ -34,12 +34,10 @@ impl Inner {
             }
         }
         let peers = worker.set_peers(&wanted);
-        let (_, ifindex) = worker.device();
+        let ifindex = worker.ifindex();
         self.kernel.datapath.set_encryption_peers(ifindex, &peers)
     }
-}
 
-impl Inner {
     /// What `inspect` says of an encrypted overlay's encryption on this host: encrypting to
     /// every other host with endpoints on it, or which ones it cannot encrypt to and why.
     /// `None` for any other network.

@@ -30,10 +30,7 @@ mod ports;
 mod remotes;
 mod start;
 
-use std::{
-    collections::BTreeMap,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, Notify};
@@ -249,13 +246,12 @@ impl Daemon {
             *drops.entry(reason.to_string()).or_default() += count;
         }
         let encryption = worker.map(|w| {
-            let counters = w.counters();
-            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            let work = w.counters().work();
             EncryptionStats {
                 peers: w.peers().iter().map(ToString::to_string).collect(),
-                sealed: load(&counters.sealed),
-                opened: load(&counters.opened),
-                handshakes: load(&counters.handshakes),
+                sealed: work.sealed,
+                opened: work.opened,
+                handshakes: work.handshakes,
             }
         });
         StatsReport {

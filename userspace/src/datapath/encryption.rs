@@ -64,18 +64,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// The hosts the datapath seals for, ordered.
-    pub fn encryption_peers(&self) -> Vec<Ipv4Addr> {
-        let mut peers: Vec<_> = self
-            .encryption_peers
-            .keys()
-            .filter_map(Result::ok)
-            .map(Ipv4Addr::from)
-            .collect();
-        peers.sort();
-        peers
-    }
-
     /// Attaches `decrypted_xdp` and `decrypted_ingress` to the worker's device `ifname`, for
     /// as long as xnetd runs (the links are the programs', not pinned).
     pub fn attach_decrypted(&mut self, ifname: &str) -> anyhow::Result<()> {

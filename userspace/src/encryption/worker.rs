@@ -82,10 +82,16 @@ pub struct Counters {
     pub handshakes: AtomicU64,
 }
 
+/// What the worker has done, read from its [`Counters`] at one moment.
+pub struct Work {
+    pub sealed: u64,
+    pub opened: u64,
+    pub handshakes: u64,
+}
+
 impl Counters {
     /// The drops, by the names `xnet stats` shows (`unencrypted` is the datapath's too).
     pub fn drops(&self) -> [(&'static str, u64); 4] {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         [
             ("unencrypted", load(&self.no_peer)),
             ("encrypted-from-stranger", load(&self.from_stranger)),
@@ -93,6 +99,19 @@ impl Counters {
             ("encrypted-spoofed-source", load(&self.spoofed_source)),
         ]
     }
+
+    /// The packets sealed and opened, and the handshakes.
+    pub fn work(&self) -> Work {
+        Work {
+            sealed: load(&self.sealed),
+            opened: load(&self.opened),
+            handshakes: load(&self.handshakes),
+        }
+    }
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 fn count(counter: &AtomicU64) {
@@ -168,10 +187,9 @@ impl EncryptionWorker {
         })
     }
 
-    /// The TAP device's name and ifindex: where the datapath sends what it wants sealed, and
-    /// where `decrypted_ingress` is attached.
-    pub fn device(&self) -> (&'static str, u32) {
-        (DEVICE_NAME, self.ifindex)
+    /// The TAP device's ifindex: where the datapath sends what it wants sealed.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
     }
 
     /// Makes the peers `wanted` (each host's underlay address and public key); returns the
