@@ -10,6 +10,8 @@
 /// Program attached to the tcx ingress hook of a container's host-side veth: every frame a
 /// container sends passes through it.
 pub const PROG_ENDPOINT_INGRESS: &str = "endpoint_ingress";
+/// The same hook for a container of a LAN network (macvlan, ipvlan, [`ENDPOINT_LAN`]).
+pub const PROG_LAN_ENDPOINT_INGRESS: &str = "lan_endpoint_ingress";
 /// Program attached to the tcx egress hook of a container's host-side veth: frames the host
 /// stack sends to the container (frames redirected from other containers skip this hook).
 pub const PROG_ENDPOINT_EGRESS: &str = "endpoint_egress";
@@ -27,6 +29,11 @@ pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
 pub const PROG_DECRYPTED_INGRESS: &str = "decrypted_ingress";
 /// XDP of the encryption worker's device: what the worker decrypted, decapsulated before GRO.
 pub const PROG_DECRYPTED_XDP: &str = "decrypted_xdp";
+
+/// tcx ingress of a macvlan or ipvlan network's parent device (`-o parent=IFACE[.VID]`): frames
+/// from the LAN for the containers on it, found by destination MAC (macvlan) or address
+/// (ipvlan), untagged, delivered; everything else goes on to the next program or the host.
+pub const PROG_PARENT_INGRESS: &str = "parent_ingress";
 
 /// Programs attached to the root cgroup (`connect4`, `sendmsg4`, `recvmsg4`, `getpeername4`): the host's
 /// own sockets reach published ports on 127.0.0.1 and the host's addresses, translated at the
@@ -238,6 +245,85 @@ pub const ENDPOINT_INTERNAL: u32 = 1 << 1;
 /// The endpoint's network has IPv6 (`--ipv6`): `ipv6` and `gateway6` are set, and the datapath
 /// forwards IPv6 and answers neighbour discovery for it. Without it IPv6 frames are dropped.
 pub const ENDPOINT_IPV6: u32 = 1 << 2;
+
+/// The endpoint's network is a LAN network (macvlan or ipvlan): its container sits on the LAN
+/// of a parent device, with an address of that LAN; its network's [`LanNetwork`] says how.
+/// No NAT, no gateway on the host, no published ports.
+pub const ENDPOINT_LAN: u32 = 1 << 3;
+
+/// `LAN_NETWORKS`: network id (`u32`) -> [`LanNetwork`], for every macvlan and ipvlan network.
+pub const MAP_LAN_NETWORKS: &str = "LAN_NETWORKS";
+/// `LAN_PARENTS`: [`LanParentKey`] -> network id (`u32`): the layer-2 network (macvlan, or
+/// ipvlan in l2 mode) on a parent device and VLAN, at most one (xnetd refuses a second):
+/// where the LAN's broadcasts and multicasts, and macvlan's unicast, are demultiplexed.
+pub const MAP_LAN_PARENTS: &str = "LAN_PARENTS";
+/// `LAN_MACS`: [`LanMacKey`] -> [`Neighbor`]: a macvlan network's containers by their own MAC.
+pub const MAP_LAN_MACS: &str = "LAN_MACS";
+/// `LAN_SUBNETS` / `LAN_SUBNETS6`: LPM tries, the subnets of ipvlan l3 networks (`[u8; 4]` /
+/// `[u8; 16]` keys) -> network id: how a routed frame finds its network. (A layer-2 LAN
+/// network's subnet is the LAN's own, which other containers reach through NAT, so it is not
+/// in `SUBNETS`.)
+pub const MAP_LAN_SUBNETS: &str = "LAN_SUBNETS";
+pub const MAP_LAN_SUBNETS6: &str = "LAN_SUBNETS6";
+
+/// How a LAN network's containers meet their LAN (`LAN_NETWORKS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanNetwork {
+    /// The parent device's ifindex; 0: no parent, the members reach only each other.
+    pub parent: u32,
+    /// The host's IPv4 address on the parent, which containers reach through the datapath
+    /// when [`LAN_HOST_ACCESS`] is set (zeros: none).
+    pub host_ipv4: [u8; 4],
+    /// The parent's MAC: every container's MAC on an ipvlan network.
+    pub parent_mac: [u8; 6],
+    /// The 802.1Q VLAN id its frames carry on the parent (`parent=IFACE.VID`); 0: untagged.
+    pub vlan: u16,
+    /// `LAN_MODE_*`: what containers of the network may say to each other.
+    pub mode: u8,
+    /// `LAN_*` flags.
+    pub flags: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Containers on the parent reach each other directly (macvlan `bridge`, ipvlan flag
+/// `bridge`).
+pub const LAN_MODE_BRIDGE: u8 = 0;
+/// They never reach each other (macvlan `private`, ipvlan flag `private`).
+pub const LAN_MODE_PRIVATE: u8 = 1;
+/// Their traffic to each other goes out to the LAN, whose switch must send it back
+/// (`vepa`).
+pub const LAN_MODE_VEPA: u8 = 2;
+/// One container owns the parent (macvlan `passthru`); the datapath treats it as `bridge`.
+pub const LAN_MODE_PASSTHRU: u8 = 3;
+
+/// An ipvlan network: containers share the parent's MAC and are told apart by address.
+pub const LAN_IPVLAN: u8 = 1 << 0;
+/// ipvlan in l3 (or l3s) mode: routed by address, no broadcast, multicast or ARP; a container's
+/// frames to the LAN go to the next hop the host's FIB gives on the parent.
+pub const LAN_L3: u8 = 1 << 1;
+/// `-o xnet.host_access=true`: the host and the containers reach each other through the
+/// datapath (Docker's macvlan cannot: moby#21735).
+pub const LAN_HOST_ACCESS: u8 = 1 << 2;
+
+/// Key of `LAN_PARENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LanParentKey {
+    pub ifindex: u32,
+    /// 0: untagged.
+    pub vlan: u16,
+    pub _pad: [u8; 2],
+}
+
+/// Key of `LAN_MACS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LanMacKey {
+    pub network_id: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
 
 /// The link-local address (fe80::/64) Linux gives an interface with MAC `mac` (modified
 /// EUI-64, `addr_gen_mode` 0, which xnetd sets on every interface of an IPv6 network). Both
@@ -520,11 +606,15 @@ pub enum DropReason {
     /// VXLAN in clear with the VNI of an encrypted overlay network: only encrypted traffic
     /// may carry it.
     CleartextVxlan = 26,
+    /// Traffic between containers of a macvlan or ipvlan network in `private` mode.
+    LanPrivate = 27,
+    /// Broadcast, multicast or ARP from a container of an ipvlan network in l3 mode.
+    LanL3Group = 28,
 }
 
 impl DropReason {
     /// Every reason, in index order (sizes `DROP_STATS`, names the counters in `xnet stats`).
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::UnknownEndpoint,
         DropReason::Truncated,
         DropReason::SpoofedMac,
@@ -552,6 +642,8 @@ impl DropReason {
         DropReason::UnreachableVtep,
         DropReason::Unencrypted,
         DropReason::CleartextVxlan,
+        DropReason::LanPrivate,
+        DropReason::LanL3Group,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -583,6 +675,8 @@ impl DropReason {
             DropReason::UnreachableVtep => "unreachable-vtep",
             DropReason::Unencrypted => "unencrypted",
             DropReason::CleartextVxlan => "cleartext-vxlan",
+            DropReason::LanPrivate => "lan-private",
+            DropReason::LanL3Group => "l3-group",
         }
     }
 }
@@ -616,6 +710,9 @@ mod pod {
     unsafe impl aya::Pod for super::Tunnel {}
     unsafe impl aya::Pod for super::Vtep {}
     unsafe impl aya::Pod for super::FloodVteps {}
+    unsafe impl aya::Pod for super::LanNetwork {}
+    unsafe impl aya::Pod for super::LanParentKey {}
+    unsafe impl aya::Pod for super::LanMacKey {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
@@ -624,6 +721,9 @@ const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Neighbor6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 24);
 const _: () = assert!(core::mem::size_of::<Tunnel>() == 12);
+const _: () = assert!(core::mem::size_of::<LanNetwork>() == 24);
+const _: () = assert!(core::mem::size_of::<LanParentKey>() == 8);
+const _: () = assert!(core::mem::size_of::<LanMacKey>() == 12);
 const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
 const _: () = assert!(core::mem::size_of::<FloodVteps>() == 8 + 4 * MAX_FLOOD_VTEPS as usize);
 const _: () = assert!(core::mem::size_of::<EndpointCounters>() == 40);

@@ -9,7 +9,7 @@ use crate::{flood, maps, outcome::Outcome, parse};
 
 const HTYPE_ETHERNET: u16 = 1;
 const PTYPE_IPV4: u16 = 0x0800;
-const OPER_REQUEST: u16 = 1;
+pub const OPER_REQUEST: u16 = 1;
 const OPER_REPLY: u16 = 2;
 
 /// Handles an ARP frame sent by `endpoint`: requests for the gateway or for another endpoint of
@@ -28,16 +28,7 @@ fn answer(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, Dro
     let arp: *const ArpHdr = parse::header(ctx, EthHdr::LEN).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole ArpHdr lies inside the packet; copied out.
     let mut arp = unsafe { *arp };
-    if arp.htype() != HTYPE_ETHERNET || arp.ptype() != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4
-    {
-        return Err(DropReason::MalformedArp);
-    }
-    if arp.sha != endpoint.mac {
-        return Err(DropReason::SpoofedMac);
-    }
-    if arp.spa != endpoint.ipv4 {
-        return Err(DropReason::SpoofedIp);
-    }
+    check_from(&arp, endpoint)?;
     match arp.oper() {
         OPER_REPLY => Ok(TC_ACT_OK),
         OPER_REQUEST => {
@@ -66,13 +57,29 @@ fn answer(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, Dro
     }
 }
 
+/// Checks an ARP frame `endpoint` sent: Ethernet and IPv4, its own MAC and address as sender.
+#[inline(always)]
+pub fn check_from(arp: &ArpHdr, endpoint: &Endpoint) -> Result<(), DropReason> {
+    if arp.htype() != HTYPE_ETHERNET || arp.ptype() != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4
+    {
+        return Err(DropReason::MalformedArp);
+    }
+    if arp.sha != endpoint.mac {
+        return Err(DropReason::SpoofedMac);
+    }
+    if arp.spa != endpoint.ipv4 {
+        return Err(DropReason::SpoofedIp);
+    }
+    Ok(())
+}
+
 /// Rewrites a request into the reply `answer_mac` would send, Ethernet header included.
 ///
 /// Written with `bpf_skb_store_bytes`, not through packet pointers: a program that writes
 /// packet data directly gets a prologue that makes every skb's head writable, a cost the
 /// forwarding fast path would pay on every frame for the sake of this rare one.
 #[inline(always)]
-fn turn_into_reply(
+pub fn turn_into_reply(
     ctx: &TcContext,
     arp: &mut ArpHdr,
     answer_mac: [u8; 6],

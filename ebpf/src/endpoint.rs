@@ -13,7 +13,7 @@ use aya_ebpf::{
 use network_types::eth::{EthHdr, EtherType};
 use xnet_common::{DropReason, Endpoint};
 
-use crate::{arp, forward, maps, parse, stats};
+use crate::{arp, forward, lan, maps, parse, stats};
 
 /// tcx ingress of a container's host-side veth: frames the container sends.
 #[classifier]
@@ -26,6 +26,27 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     };
     match from_container(&ctx, ifindex, endpoint) {
         Ok(action) => action,
+        Err(reason) => {
+            stats::count_drop(Some(endpoint.slot), reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+/// tcx ingress of the host-side veth of a container on a LAN network (macvlan, ipvlan): its
+/// own program, so the bridge path above pays nothing for LAN networks and the reverse.
+#[classifier]
+pub fn lan_endpoint_ingress(ctx: TcContext) -> i32 {
+    let ifindex = ingress_ifindex(&ctx);
+    let Some(endpoint) = maps::endpoint(ifindex) else {
+        stats::count_drop(None, DropReason::UnknownEndpoint);
+        return TC_ACT_SHOT;
+    };
+    match lan::from_container(&ctx, ifindex, endpoint).verdict() {
+        Ok(action) => {
+            stats::count_tx(endpoint.slot, ctx.len());
+            action
+        }
         Err(reason) => {
             stats::count_drop(Some(endpoint.slot), reason);
             TC_ACT_SHOT

@@ -30,9 +30,10 @@ pub fn from_another_host(ctx: &TcContext, network_id: u32) -> i32 {
     TC_ACT_SHOT
 }
 
-/// A copy of the frame to every member of network `network_id` but the one behind `except`.
+/// A copy of the frame to every member of network `network_id` but the one behind `except`
+/// (0: nobody is left out); the frame itself is left to the caller.
 #[inline(always)]
-fn copy_to_members(ctx: &TcContext, network_id: u32, except: u32) {
+pub fn copy_to_members(ctx: &TcContext, network_id: u32, except: u32) {
     let members = maps::member_count(network_id).min(MAX_FLOOD);
     for slot in 0..MAX_FLOOD {
         if slot >= members {

@@ -1,16 +1,20 @@
 //! xnet's kernel-side programs, arranged by attach point (where a packet enters), one entry
 //! file each:
 //!
-//! - [`endpoint`]: the tcx hooks of each container's host-side veth;
+//! - [`endpoint`]: the tcx hooks of each container's host-side veth (bridge and overlay
+//!   networks, and LAN networks: macvlan, ipvlan);
 //! - [`uplink`]: the XDP and tcx ingress hooks of the host's uplink;
 //! - [`host`]: the socket hooks (root cgroup) for the host's own connections to published ports;
+//! - [`parent`]: the tcx ingress hook of a macvlan or ipvlan network's parent device (frames
+//!   from the LAN for its containers);
 //! - [`crypt`]: the tcx ingress hook of the encryption worker's device (encrypted overlays:
 //!   what the worker decrypted);
 //!
 //! and one module per concern that those entry points share:
 //!
 //! - deciding: [`forward`] (a container's IPv4 and IPv6: to a peer, to the host, to the
-//!   outside);
+//!   outside) and [`lan`] (LAN networks: a container's frames switched or routed to a sibling,
+//!   the host or the LAN; the LAN's frames demultiplexed to their container);
 //! - answering in place: [`arp`] (the ARP responder) and [`nd`] (the neighbour discovery
 //!   responder and ND policing);
 //! - translating: [`sock_dnat`] (published ports for the host's own sockets), [`dnat`]
@@ -29,10 +33,6 @@
 //!
 //! Every import points further down these lists, so no module imports one that imports it
 //! back.
-//!
-//! Where the drivers still to come fit: a macvlan or ipvlan parent device gets an entry file,
-//! `parent`, for its hooks, which finds the endpoint a frame is for (by MAC or by address) and
-//! hands it to `deliver`.
 #![no_std]
 #![no_main]
 
@@ -47,11 +47,13 @@ mod flood;
 mod forward;
 mod host;
 mod ipv6;
+mod lan;
 mod maps;
 mod nat;
 mod nd;
 mod outcome;
 mod packet;
+mod parent;
 mod parse;
 mod sock_dnat;
 mod stats;

@@ -7,11 +7,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use xnet_common::{
-    DropReason, Endpoint, EndpointCounters, FloodVteps, FlowKeyV4, FlowKeyV6, MAX_ENDPOINTS,
-    MAX_NAT_FLOWS, MAX_NEIGHBORS, MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4,
-    NatReplyV6, Neighbor, Neighbor6Key, NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4,
-    PublishedFlowV6, PublishedV4, PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6,
-    Tunnel, Uplink, Vtep,
+    DropReason, Endpoint, EndpointCounters, FloodVteps, FlowKeyV4, FlowKeyV6, LanMacKey,
+    LanNetwork, LanParentKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MAX_NEIGHBORS, MAX_PUBLISHED,
+    MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
+    PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4, PublishedV6,
+    SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink, Vtep,
 };
 
 #[map]
@@ -207,4 +207,65 @@ pub fn is_vtep(address: [u8; 4]) -> bool {
 pub fn flood_vteps(network_id: u32) -> Option<&'static FloodVteps> {
     // SAFETY: as for `endpoint`.
     unsafe { FLOOD_VTEPS.get(network_id) }
+}
+
+// LAN networks (macvlan, ipvlan): few networks, few parents; allocated per entry.
+#[map]
+pub static LAN_NETWORKS: HashMap<u32, LanNetwork> =
+    HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static LAN_PARENTS: HashMap<LanParentKey, u32> =
+    HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static LAN_MACS: HashMap<LanMacKey, Neighbor> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static LAN_SUBNETS: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
+
+#[map]
+pub static LAN_SUBNETS6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_ENDPOINTS, 0);
+
+/// How the LAN network `network_id` (macvlan or ipvlan) meets its LAN: by reference.
+#[inline(always)]
+pub fn lan_network(network_id: u32) -> Option<&'static LanNetwork> {
+    // SAFETY: as for `endpoint`.
+    unsafe { LAN_NETWORKS.get(network_id) }
+}
+
+/// The layer-2 LAN network on parent `ifindex`, VLAN `vlan` (0: untagged), if any.
+#[inline(always)]
+pub fn lan_network_on(ifindex: u32, vlan: u16) -> Option<u32> {
+    let key = LanParentKey {
+        ifindex,
+        vlan,
+        _pad: [0; 2],
+    };
+    // SAFETY: as for `endpoint`.
+    unsafe { LAN_PARENTS.get(key).copied() }
+}
+
+/// The container of macvlan network `network_id` whose MAC is `mac`.
+#[inline(always)]
+pub fn lan_mac(network_id: u32, mac: [u8; 6]) -> Option<Neighbor> {
+    let key = LanMacKey {
+        network_id,
+        mac,
+        _pad: [0; 2],
+    };
+    // SAFETY: as for `endpoint`.
+    unsafe { LAN_MACS.get(key).copied() }
+}
+
+/// The ipvlan l3 network whose subnet holds `ipv4`.
+#[inline(always)]
+pub fn l3_network_of(ipv4: [u8; 4]) -> Option<u32> {
+    LAN_SUBNETS.get(Key::new(32, ipv4)).copied()
+}
+
+/// The ipvlan l3 network whose subnet holds `ipv6`.
+#[inline(always)]
+pub fn l3_network_of6(ipv6: [u8; 16]) -> Option<u32> {
+    LAN_SUBNETS6.get(Key::new(128, ipv6)).copied()
 }

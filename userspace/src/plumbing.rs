@@ -1,4 +1,4 @@
-//! An endpoint's kernel side, for the drivers whose endpoints are veth pairs (bridge today):
+//! An endpoint's kernel side, for the drivers whose endpoints are veth pairs (all of them):
 //! the pair in the daemon's namespace, the container end named, addressed, routed and moved
 //! into the sandbox (or left for Docker to move), the host end up and routed to. The driver
 //! puts its map entries in between: the host end comes up only once the datapath knows it, so
@@ -56,14 +56,25 @@ pub enum Placement<'a> {
     Docker,
 }
 
+/// How the container reaches what is outside its subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultRoute {
+    /// `default via GATEWAY` (bridge, overlay, macvlan, ipvlan l2).
+    ViaGateway,
+    /// `default dev IFACE`, with ARP off on the link (ipvlan l3): every destination is on the
+    /// link, addressed to the container's own MAC, and the datapath routes by address.
+    OnLink,
+}
+
 /// Creates the endpoint's veth pair in the daemon's namespace and fills in the host end's
-/// ifindex and MAC; then sets the container end up for `placement`. Returns the container
-/// end's name when it is left for Docker.
+/// ifindex and MAC; then sets the container end up for `placement`, routed as `route` says.
+/// Returns the container end's name when it is left for Docker.
 pub async fn make_pair(
     netlink: &Netlink,
     placement: Placement<'_>,
     ep: &mut Endpoint,
     net: &Network,
+    route: DefaultRoute,
 ) -> Result<Option<String>> {
     let peer_name = peer_name(ep);
     netlink.create_veth(&ep.host_ifname, &peer_name).await?;
@@ -89,7 +100,7 @@ pub async fn make_pair(
     match placement {
         Placement::Namespace(sandbox) => {
             netlink.move_to_netns(peer.index, sandbox).await?;
-            configure_container_end(sandbox, &peer_name, ep, net).await?;
+            configure_container_end(sandbox, &peer_name, ep, net, route).await?;
             Ok(None)
         }
         Placement::Docker => {
@@ -104,12 +115,13 @@ pub async fn make_pair(
 }
 
 /// Names, addresses and brings up the container end inside its namespace, with a default
-/// route via the gateway unless the namespace has one.
+/// route (as `route` says) unless the namespace has one.
 async fn configure_container_end(
     sandbox: &Path,
     peer_name: &str,
     ep: &Endpoint,
     net: &Network,
+    route: DefaultRoute,
 ) -> Result<()> {
     let inside = Netlink::in_netns(sandbox)?;
     let link = inside
@@ -127,9 +139,15 @@ async fn configure_container_end(
     for a in &addresses {
         inside.add_address(link.index, a.ip, a.prefix_len).await?;
     }
+    if route == DefaultRoute::OnLink {
+        inside.set_noarp(link.index).await?;
+    }
     inside.set_up(link.index).await?;
     for a in &addresses {
-        inside.ensure_default_route(a.gateway).await?;
+        match route {
+            DefaultRoute::ViaGateway => inside.ensure_default_route(a.gateway).await?,
+            DefaultRoute::OnLink => inside.ensure_default_device_route(a.ip, link.index).await?,
+        }
     }
     Ok(())
 }

@@ -16,6 +16,10 @@ pub struct NetworkCreate {
     pub gateways: Vec<String>,
     #[serde(default)]
     pub ip_ranges: Vec<String>,
+    /// `--aux-address NAME=IP`: addresses IPAM never hands out (a router, a printer of the
+    /// LAN), by name.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, String>,
     /// `--ipv6`: IPv6 besides IPv4.
     #[serde(default)]
     pub enable_ipv6: bool,
@@ -167,6 +171,13 @@ pub struct IpamConfig {
     pub gateway: String,
     #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<String>,
+    /// `--aux-address` of this family, by name (Docker's `AuxiliaryAddresses`).
+    #[serde(
+        rename = "AuxiliaryAddresses",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -199,7 +199,8 @@ pub struct AttachArgs {
 
 #[derive(Debug, Args)]
 pub struct NetworkCreateArgs {
-    /// Driver that manages the network: bridge, or overlay (needs xnetd --cluster-store).
+    /// Driver that manages the network: bridge, overlay (needs xnetd --cluster-store),
+    /// macvlan or ipvlan (-o parent=IFACE[.VID]; --subnet required).
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR form, one per address family; chosen from the default pools when
@@ -213,6 +214,9 @@ pub struct NetworkCreateArgs {
     /// Hand out addresses from this sub-range of the subnet of its family only.
     #[arg(long)]
     pub ip_range: Vec<String>,
+    /// Reserve an address of the subnet (NAME=IP): never handed to a container.
+    #[arg(long = "aux-address", value_name = "NAME=IP", value_parser = parse_key_value)]
+    pub aux_address: Vec<(String, String)>,
     /// IPv6 besides IPv4 (a /64 of a unique local prefix unless an IPv6 --subnet is given).
     #[arg(long)]
     pub ipv6: bool,
@@ -225,7 +229,10 @@ pub struct NetworkCreateArgs {
     pub attachable: bool,
     /// Driver options: com.docker.network.bridge.enable_icc=false,
     /// com.docker.network.driver.mtu=N; for overlays
-    /// com.docker.network.driver.overlay.vxlanid_list=N and encrypted.
+    /// com.docker.network.driver.overlay.vxlanid_list=N and encrypted; for macvlan
+    /// parent=IFACE[.VID], macvlan_mode=bridge|private|vepa|passthru; for ipvlan parent,
+    /// ipvlan_mode=l2|l3|l3s, ipvlan_flag=bridge|private|vepa; for both
+    /// xnet.host_access=true.
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub opt: Vec<(String, String)>,
     pub name: String,

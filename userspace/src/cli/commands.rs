@@ -174,6 +174,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                         subnets: args.subnet,
                         gateways: args.gateway,
                         ip_ranges: args.ip_range,
+                        aux_addresses: args.aux_address.into_iter().collect(),
                         enable_ipv6: args.ipv6,
                         internal: args.internal,
                         attachable: args.attachable,

@@ -111,6 +111,7 @@ impl ClusterNetwork {
             docker: None,
             vni: Some(self.vni),
             attachable: self.attachable,
+            aux_addresses: BTreeMap::new(),
         }
     }
 }

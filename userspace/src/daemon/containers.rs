@@ -85,6 +85,7 @@ impl Inner {
         };
         // Host ports are resolved before anything is made, so a conflict leaves nothing.
         if !specs.is_empty() {
+            self.check_driver_publishes(net.as_ref().map(|(n, _)| n))?;
             let ipv6 = check_publishable(&container, net.as_ref().map(|(n, _)| n))?;
             container.ports = self.resolve_ports(&container.name, ipv6, &specs)?;
         }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tracing::info;
 use xnet_common::MAX_ENDPOINTS;
 
@@ -194,6 +195,7 @@ impl Inner {
             .state
             .endpoints_on(&net.name)
             .map(|(_, e)| e.ipv4)
+            .chain(ipam::aux_in::<Ipv4Net>(&net.aux_addresses).map(|(_, ip)| ip))
             .collect();
         let ipv4 = ipam::allocate(&net.ipv4, &used, ips.ipv4)?;
         let ipv6 = match (&net.ipv6, ips.ipv6) {
@@ -209,6 +211,7 @@ impl Inner {
                     .state
                     .endpoints_on(&net.name)
                     .filter_map(|(_, e)| e.ipv6)
+                    .chain(ipam::aux_in::<Ipv6Net>(&net.aux_addresses).map(|(_, ip)| ip))
                     .collect();
                 Some(ipam::allocate(config, &used, requested)?)
             }
@@ -262,7 +265,7 @@ impl Inner {
             .with_context(|| format!("endpoint on unknown network {}", ep.network))?;
         let net = net.clone();
         let driver = self.driver(&net)?;
-        driver.unplumb_endpoint(&mut self.kernel, ep).await?;
+        driver.unplumb_endpoint(&mut self.kernel, ep, &net).await?;
         if net.vni.is_some() {
             self.withdraw_global_endpoint(&net, &ep.id, &ep.addresses())
                 .await;

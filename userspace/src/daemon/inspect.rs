@@ -16,7 +16,9 @@ use crate::{
     error::Result,
     state::{
         Container, DEFAULT_NETWORK, Endpoint, HOST_NETWORK, IpConfig, NONE_NETWORK, Network,
-        Sandbox, ipam::Subnet, ports::PortMapping,
+        Sandbox,
+        ipam::{self, Subnet},
+        ports::PortMapping,
     },
 };
 
@@ -60,8 +62,8 @@ impl Inner {
             ipam: Ipam {
                 driver: "default".into(),
                 options: BTreeMap::new(),
-                config: std::iter::once(ipam_config(&net.ipv4))
-                    .chain(net.ipv6.as_ref().map(ipam_config))
+                config: std::iter::once(ipam_config(&net.ipv4, net))
+                    .chain(net.ipv6.as_ref().map(|c| ipam_config(c, net)))
                     .collect(),
             },
             internal: net.internal,
@@ -209,12 +211,17 @@ impl Inner {
     }
 }
 
-/// One family's entry of a network's `IPAM.Config`.
-fn ipam_config<N: Subnet>(config: &IpConfig<N>) -> IpamConfig {
+/// One family's entry of a network's `IPAM.Config`, with `net`'s auxiliary addresses of that
+/// family.
+fn ipam_config<N: Subnet>(config: &IpConfig<N>, net: &Network) -> IpamConfig {
+    let aux_addresses = ipam::aux_in::<N>(&net.aux_addresses)
+        .map(|(name, ip)| (name.clone(), ip.to_string()))
+        .collect();
     IpamConfig {
         subnet: config.subnet.to_string(),
         gateway: config.gateway.to_string(),
         ip_range: config.ip_range.map(|r| r.to_string()),
+        aux_addresses,
     }
 }
 

@@ -10,7 +10,7 @@ use super::inner::{Inner, Target};
 use crate::{
     api::types::NetworkCreate,
     cluster::records::ClusterNetwork,
-    drivers::{self, Attachment, BRIDGE, Scope},
+    drivers::{self, Addressing, Attachment, BRIDGE, Scope},
     error::{Result, XnetError},
     plumbing::HOST_VETH_PREFIX,
     state::{
@@ -21,6 +21,9 @@ use crate::{
         rules::{refuse_docker_network, validate_name},
     },
 };
+
+/// How a taken subnet of one of xnet's networks names its owner ("network NAME").
+const NETWORK_OWNER: &str = "network ";
 
 impl Inner {
     /// The pre-defined networks every Docker engine has: `bridge` (a network of the bridge
@@ -65,7 +68,7 @@ impl Inner {
     pub(crate) async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
         let mut taken = (Vec::new(), Vec::new());
         for n in self.state.networks.values() {
-            let owner = format!("network {}", n.name);
+            let owner = format!("{NETWORK_OWNER}{}", n.name);
             if let Some(v6) = &n.ipv6 {
                 taken.1.push(Taken {
                     subnet: v6.subnet,
@@ -158,7 +161,17 @@ impl Inner {
                 .await;
         }
         let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
-        let (taken4, taken6) = self.taken_subnets().await?;
+        let (mut taken4, mut taken6) = self.taken_subnets().await?;
+        if driver.addressing() == Addressing::Lan {
+            // The LAN's subnet is the host's too, often: only xnet's networks are in the way.
+            if want4.subnet.is_none() {
+                return Err(XnetError::invalid(format!(
+                    "a {driver_name} network needs --subnet: the subnet of its parent's LAN"
+                )));
+            }
+            taken4.retain(|t| t.owner.starts_with(NETWORK_OWNER));
+            taken6.retain(|t| t.owner.starts_with(NETWORK_OWNER));
+        }
         // Beside a Docker engine, xnet's own networks keep out of the pools Docker's IPAM
         // hands out (it knows only Docker's networks).
         let pool = match self.docker {
@@ -173,6 +186,7 @@ impl Inner {
             None
         };
         let network = network_record(req, driver_name, &options, ipv4, ipv6)?;
+        driver.check_network(&network, &self.state.networks)?;
         self.install_network(network).await
     }
 
@@ -264,6 +278,7 @@ pub(super) fn network_record(
     ipv4: IpConfig<Ipv4Net>,
     ipv6: Option<IpConfig<Ipv6Net>>,
 ) -> Result<Network> {
+    let aux_addresses = ipam::aux_addresses(&req.aux_addresses, &ipv4, ipv6.as_ref())?;
     Ok(Network {
         id: random_id()?,
         name: req.name,
@@ -279,5 +294,6 @@ pub(super) fn network_record(
         docker: None,
         vni: None,
         attachable: req.attachable,
+        aux_addresses,
     })
 }

@@ -51,6 +51,20 @@ impl Inner {
     }
 
     /// The network the container's published ports lead into (its first endpoint's).
+    /// Refuses publishing on a network whose driver has no published ports (macvlan, ipvlan:
+    /// their containers are on the LAN with addresses of their own).
+    pub(crate) fn check_driver_publishes(&self, net: Option<&Network>) -> Result<()> {
+        if let Some(net) = net
+            && !self.driver(net)?.publishes_ports()
+        {
+            return Err(XnetError::invalid(format!(
+                "published ports are not supported on {} network {}: its containers are on the LAN with addresses of their own",
+                net.driver, net.name
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn publish_network(&self, c: &Container) -> Option<&Network> {
         c.endpoints
             .first()
@@ -111,6 +125,7 @@ impl Inner {
         let container = self.state.container(name_or_id)?.clone();
         refuse_docker_container(&container, "docker run -p")?;
         let specs = parse_specs(specs)?;
+        self.check_driver_publishes(self.publish_network(&container))?;
         let ipv6 = check_publishable(&container, self.publish_network(&container))?;
         let added = self.resolve_ports(&container.name, ipv6, &specs)?;
         let objects: Vec<KernelObject> = added.iter().map(KernelObject::reserved_ports).collect();

@@ -3,7 +3,12 @@
 //! removed: objects a request that died with the daemon was making, endpoints and namespaces
 //! that vanished, map entries, link pins and namespace pins no record owns.
 
-use std::{collections::BTreeSet, fs, net::IpAddr, path::PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    fs,
+    net::IpAddr,
+    path::PathBuf,
+};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -11,6 +16,7 @@ use tracing::{info, warn};
 
 use super::{containers::HOST_SANDBOX, inner::Inner};
 use crate::{
+    drivers,
     os::{ethtool, netns},
     plumbing,
     state::{Container, KernelObject, Sandbox, State},
@@ -78,6 +84,7 @@ impl Inner {
         self.state.forget_unjoined_docker_endpoints();
         self.reconcile_ports()?;
         self.prune_datapath()?;
+        self.prune_unicast_filters().await?;
         for net in &networks {
             self.sync_members(&net.name)?;
         }
@@ -194,7 +201,33 @@ impl Inner {
         for pin in datapath.stale_link_pins(&live)? {
             fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
         }
-        Ok(())
+        // LAN networks: entries of networks and macvlan containers the state no longer has,
+        // and parents' links no network explains.
+        let networks: HashSet<u32> = known_ids.iter().copied().collect();
+        let mut macs = HashSet::new();
+        for ep in self.state.endpoints() {
+            let net = &self.state.networks[&ep.network];
+            if drivers::macvlan_parent(net).is_some() {
+                macs.insert((net.datapath_id, ep.mac.0));
+            }
+        }
+        datapath.prune_lan(&networks, &macs)
+    }
+
+    /// Leaves in each macvlan parent's unicast filter only the MACs of its containers.
+    async fn prune_unicast_filters(&self) -> anyhow::Result<()> {
+        let mut by_parent: BTreeMap<String, HashSet<[u8; 6]>> = BTreeMap::new();
+        for net in self.state.networks.values() {
+            if let Some(parent) = drivers::macvlan_parent(net) {
+                by_parent.entry(parent).or_default();
+            }
+        }
+        for ep in self.state.endpoints() {
+            if let Some(parent) = drivers::macvlan_parent(&self.state.networks[&ep.network]) {
+                by_parent.entry(parent).or_default().insert(ep.mac.0);
+            }
+        }
+        drivers::prune_unicast_filters(&self.kernel, &by_parent).await
     }
 
     /// Unpins the namespaces in the daemon's netns directory that no container owns (the

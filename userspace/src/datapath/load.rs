@@ -8,10 +8,11 @@ use aya::{EbpfLoader, maps::MapInfo};
 use tracing::warn;
 use xnet_common::{
     MAP_DROP_STATS, MAP_ENCRYPTED_VNIS, MAP_ENCRYPTION_PEERS, MAP_ENDPOINT_STATS, MAP_ENDPOINTS,
-    MAP_FLOOD_VTEPS, MAP_HOST_NETNS, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS, MAP_NEIGHBORS6,
-    MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS, MAP_SUBNETS6, MAP_TUNNEL, MAP_UPLINK, MAP_VNIS,
-    MAP_VTEPS, PROG_DECRYPTED_INGRESS, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
-    PROG_UPLINK_INGRESS,
+    MAP_FLOOD_VTEPS, MAP_HOST_NETNS, MAP_LAN_MACS, MAP_LAN_NETWORKS, MAP_LAN_PARENTS,
+    MAP_LAN_SUBNETS, MAP_LAN_SUBNETS6, MAP_MEMBER_COUNT, MAP_MEMBERS, MAP_NEIGHBORS,
+    MAP_NEIGHBORS6, MAP_PUBLISHED, MAP_PUBLISHED6, MAP_SUBNETS, MAP_SUBNETS6, MAP_TUNNEL,
+    MAP_UPLINK, MAP_VNIS, MAP_VTEPS, PROG_DECRYPTED_INGRESS, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PROG_PARENT_INGRESS, PROG_UPLINK_INGRESS,
 };
 
 use super::{
@@ -44,6 +45,8 @@ impl Datapath {
             PROG_ENDPOINT_EGRESS,
             PROG_UPLINK_INGRESS,
             PROG_DECRYPTED_INGRESS,
+            PROG_LAN_ENDPOINT_INGRESS,
+            PROG_PARENT_INGRESS,
         ] {
             classifier(&mut ebpf, name)?
                 .load()
@@ -72,6 +75,11 @@ impl Datapath {
             encryption_peers: take_map(&mut ebpf, MAP_ENCRYPTION_PEERS)?,
             vteps: take_map(&mut ebpf, MAP_VTEPS)?,
             flood_vteps: take_map(&mut ebpf, MAP_FLOOD_VTEPS)?,
+            lan_networks: take_map(&mut ebpf, MAP_LAN_NETWORKS)?,
+            lan_parents: take_map(&mut ebpf, MAP_LAN_PARENTS)?,
+            lan_macs: take_map(&mut ebpf, MAP_LAN_MACS)?,
+            lan_subnets: take_map(&mut ebpf, MAP_LAN_SUBNETS)?,
+            lan_subnets6: take_map(&mut ebpf, MAP_LAN_SUBNETS6)?,
             ebpf,
             links_dir,
         })

@@ -20,9 +20,10 @@ use aya::{
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
-    DropReason, ENDPOINT_IPV6, Endpoint, EndpointCounters, FloodVteps, MemberKey, Neighbor,
-    Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PublishKeyV4,
-    PublishKeyV6, PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
+    DropReason, ENDPOINT_IPV6, ENDPOINT_LAN, Endpoint, EndpointCounters, FloodVteps, LanMacKey,
+    LanNetwork, LanParentKey, MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS,
+    PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PublishKeyV4, PublishKeyV6, PublishedV4,
+    PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
 };
 
 use super::object::{adopt_pinned, classifier, ignore_missing, remove_file_if_exists, repin};
@@ -56,6 +57,11 @@ pub struct Datapath {
     pub(super) encryption_peers: HashMap<MapData, [u8; 4], u32>,
     pub(super) vteps: HashMap<MapData, [u8; 4], Vtep>,
     pub(super) flood_vteps: HashMap<MapData, u32, FloodVteps>,
+    pub(super) lan_networks: HashMap<MapData, u32, LanNetwork>,
+    pub(super) lan_parents: HashMap<MapData, LanParentKey, u32>,
+    pub(super) lan_macs: HashMap<MapData, LanMacKey, Neighbor>,
+    pub(super) lan_subnets: LpmTrie<MapData, [u8; 4], u32>,
+    pub(super) lan_subnets6: LpmTrie<MapData, [u8; 16], u32>,
     pub(super) links_dir: PathBuf,
 }
 
@@ -85,7 +91,7 @@ impl Datapath {
                 .insert(key, neighbor, 0)
                 .context("writing NEIGHBORS6")?;
         }
-        for (program, hook) in hooks() {
+        for (program, hook) in hooks(ep.flags) {
             let pin = self.link_pin(entry.ifindex, hook);
             self.attach(program, hook, &entry.ifname, &pin)?;
         }
@@ -191,7 +197,7 @@ impl Datapath {
     /// entries that still point at this endpoint. Every step tolerates a part that is already
     /// gone, so this also cleans up after a half-finished add (which writes `ENDPOINTS` first).
     pub fn remove_endpoint(&mut self, ifindex: u32) -> anyhow::Result<()> {
-        for (_, hook) in hooks() {
+        for (_, hook) in hooks(0) {
             // The pin is the link's only holder: removing it detaches the program.
             remove_file_if_exists(&self.link_pin(ifindex, hook))?;
         }
@@ -289,10 +295,16 @@ impl Datapath {
     }
 }
 
-/// Which program goes on which hook of a container's host-side veth.
-fn hooks() -> [(&'static str, TcAttachType); 2] {
+/// Which program goes on which hook of a container's host-side veth, for an endpoint with
+/// `flags` (a LAN network's has its own ingress program).
+fn hooks(flags: u32) -> [(&'static str, TcAttachType); 2] {
+    let ingress = if flags & ENDPOINT_LAN != 0 {
+        PROG_LAN_ENDPOINT_INGRESS
+    } else {
+        PROG_ENDPOINT_INGRESS
+    };
     [
-        (PROG_ENDPOINT_INGRESS, TcAttachType::Ingress),
+        (ingress, TcAttachType::Ingress),
         (PROG_ENDPOINT_EGRESS, TcAttachType::Egress),
     ]
 }
@@ -357,7 +369,7 @@ fn prune<K: Pod + Eq + Hash>(
 
 /// Inserts `octets/prefix_len -> value` into `trie`, or removes the key (`None`; a key already
 /// gone is fine).
-fn update_trie<const N: usize>(
+pub(super) fn update_trie<const N: usize>(
     trie: &mut LpmTrie<MapData, [u8; N], u32>,
     octets: [u8; N],
     prefix_len: u8,

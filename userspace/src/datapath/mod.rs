@@ -5,6 +5,7 @@
 
 mod encryption;
 mod host;
+mod lan;
 mod load;
 mod maps;
 mod object;

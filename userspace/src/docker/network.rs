@@ -175,6 +175,7 @@ impl Inner {
             docker: Some(DockerOwned { named: false }),
             vni: None,
             attachable: false,
+            aux_addresses: BTreeMap::new(),
         };
         self.install_network(network).await?;
         Ok(())

@@ -62,6 +62,17 @@ pub enum Attachment {
     Endpoints(&'static dyn EndpointDriver),
 }
 
+/// Whose subnets a driver's networks have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// Subnets of their own, picked from xnet's pools when not given, clear of everything the
+    /// host routes (bridge, overlay).
+    Private,
+    /// The subnet of a LAN the host may already be on (macvlan, ipvlan): `--subnet` is
+    /// required and only other xnet networks' subnets are in the way.
+    Lan,
+}
+
 /// A driver whose networks have addresses and endpoints. Every call tolerates what is already
 /// there or already gone, so the daemon can undo a half-made object and redo a whole one
 /// after a restart with the same calls.
@@ -73,6 +84,22 @@ pub trait EndpointDriver: Sync {
         options: &BTreeMap<String, String>,
         ipv6: bool,
     ) -> Result<NetworkOptions>;
+
+    /// Whose subnets its networks have.
+    fn addressing(&self) -> Addressing {
+        Addressing::Private
+    }
+
+    /// Whether containers whose first network is one of its may publish ports (`-p`).
+    fn publishes_ports(&self) -> bool {
+        true
+    }
+
+    /// Checks a new network against the existing ones (`existing`, by name), before anything
+    /// is made.
+    fn check_network(&self, _net: &Network, _existing: &BTreeMap<String, Network>) -> Result<()> {
+        Ok(())
+    }
 
     /// Makes the network's host-wide objects (gateway addresses, datapath entries). Also
     /// called on every start, for every network, to make the kernel match again.
@@ -92,8 +119,13 @@ pub trait EndpointDriver: Sync {
         net: &Network,
     ) -> Result<Option<String>>;
 
-    /// Undoes [`Self::plumb_endpoint`] as far as it got.
-    async fn unplumb_endpoint(&self, kernel: &mut Kernel, ep: &Endpoint) -> anyhow::Result<()>;
+    /// Undoes [`Self::plumb_endpoint`] (of `ep`, on `net`) as far as it got.
+    async fn unplumb_endpoint(
+        &self,
+        kernel: &mut Kernel,
+        ep: &Endpoint,
+        net: &Network,
+    ) -> anyhow::Result<()>;
 
     /// After a restart: whether the endpoint survived (then its entries are written again and
     /// its pinned programs adopted) or must be forgotten.

@@ -7,6 +7,7 @@
 //! - `host`: `--network host`, the daemon's own namespace;
 //! - `null`: `--network none`, a namespace with loopback only;
 //! - `overlay`: networks of global scope, shared by the hosts of a cluster (`--cluster-store`);
+//! - `macvlan` and `ipvlan` (`lan`): containers directly on a parent device's LAN;
 //!
 //! and `veth_network`, what bridge and overlay share (veth endpoints, gateways on loopback).
 //!
@@ -16,15 +17,24 @@
 mod bridge;
 mod driver;
 mod host;
+mod lan;
 mod null;
 mod overlay;
 mod veth_network;
 
 pub use bridge::BRIDGE;
-pub use driver::{Attachment, Driver, EndpointDriver, Kernel, Scope};
+pub use driver::{Addressing, Attachment, Driver, EndpointDriver, Kernel, Scope};
+pub use lan::{macvlan_parent, prune_unicast_filters};
 
 /// Every driver, in the order `network ls` shows their pre-defined networks.
-static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null, &overlay::Overlay];
+static DRIVERS: &[&dyn Driver] = &[
+    &bridge::Bridge,
+    &host::Host,
+    &null::Null,
+    &overlay::Overlay,
+    &lan::MACVLAN_DRIVER,
+    &lan::IPVLAN_DRIVER,
+];
 
 /// The driver called `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn Driver> {

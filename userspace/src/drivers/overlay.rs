@@ -90,7 +90,12 @@ impl EndpointDriver for Overlay {
         veth_network::plumb_endpoint(kernel, placement, ep, net).await
     }
 
-    async fn unplumb_endpoint(&self, kernel: &mut Kernel, ep: &Endpoint) -> anyhow::Result<()> {
+    async fn unplumb_endpoint(
+        &self,
+        kernel: &mut Kernel,
+        ep: &Endpoint,
+        _net: &Network,
+    ) -> anyhow::Result<()> {
         veth_network::unplumb_endpoint(kernel, ep).await
     }
 
@@ -101,7 +106,7 @@ impl EndpointDriver for Overlay {
         ep: &Endpoint,
         net: &Network,
     ) -> anyhow::Result<bool> {
-        veth_network::adopt_endpoint(kernel, container, ep, net).await
+        veth_network::adopt_endpoint(kernel, container, ep, &self.endpoint_entry(ep, net)).await
     }
 
     fn endpoint_entry(&self, ep: &Endpoint, net: &Network) -> EndpointEntry {

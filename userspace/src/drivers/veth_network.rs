@@ -16,7 +16,7 @@ use super::driver::Kernel;
 use crate::{
     datapath::EndpointEntry,
     error::Result,
-    plumbing::{self, Placement},
+    plumbing::{self, DefaultRoute, Placement},
     state::{Container, Endpoint, Network},
 };
 
@@ -55,7 +55,14 @@ pub async fn plumb_endpoint(
     ep: &mut Endpoint,
     net: &Network,
 ) -> Result<Option<String>> {
-    let handed_to_docker = plumbing::make_pair(&kernel.netlink, placement, ep, net).await?;
+    let handed_to_docker = plumbing::make_pair(
+        &kernel.netlink,
+        placement,
+        ep,
+        net,
+        DefaultRoute::ViaGateway,
+    )
+    .await?;
     kernel.datapath.add_endpoint(&endpoint_entry(ep, net))?;
     plumbing::bring_up_host_end(&kernel.netlink, ep, net).await?;
     Ok(handed_to_docker)
@@ -69,13 +76,13 @@ pub async fn unplumb_endpoint(kernel: &mut Kernel, ep: &Endpoint) -> anyhow::Res
     plumbing::delete_pair(&kernel.netlink, ep).await
 }
 
-/// After a restart: the endpoint's entries written again (its pinned programs adopted) if its
-/// pair survived.
+/// After a restart: the endpoint's entries (`entry`) written again (its pinned programs
+/// adopted) if its pair survived.
 pub async fn adopt_endpoint(
     kernel: &mut Kernel,
     container: &Container,
     ep: &Endpoint,
-    net: &Network,
+    entry: &EndpointEntry,
 ) -> anyhow::Result<bool> {
     let survived = plumbing::pair_survived(
         &kernel.netlink,
@@ -85,7 +92,7 @@ pub async fn adopt_endpoint(
     )
     .await?;
     if survived {
-        kernel.datapath.add_endpoint(&endpoint_entry(ep, net))?;
+        kernel.datapath.add_endpoint(entry)?;
     }
     Ok(survived)
 }

@@ -15,6 +15,7 @@ use rtnetlink::{
         AddressFamily,
         address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
         link::{LinkAttribute, LinkMessage},
+        neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState},
         route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
     },
 };
@@ -287,6 +288,99 @@ impl Netlink {
             .await
     }
 
+    /// Adds `default dev LINK` (on-link, no gateway: ipvlan l3, whose container routes by
+    /// address through its one link) unless the namespace has a default route of `family`'s.
+    pub async fn ensure_default_device_route(
+        &self,
+        family: IpAddr,
+        index: u32,
+    ) -> anyhow::Result<()> {
+        let any = IpNet::new(unspecified(family), 0).expect("0 is a valid prefix");
+        if self.routes().await?.iter().any(|r| r.destination == any) {
+            return Ok(());
+        }
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(unspecified(family), 0)
+            .context("default route")?
+            .output_interface(index)
+            .scope(RouteScope::Link)
+            .build();
+        self.add_route(route, || format!("adding default route dev {index}"))
+            .await
+    }
+
+    /// Turns ARP (and neighbour discovery) off on link `index`: its neighbours are "reached"
+    /// at its own MAC, as on ipvlan l3's links.
+    pub async fn set_noarp(&self, index: u32) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(index).arp(false).build();
+        self.set_link(msg, || format!("turning ARP off on link {index}"))
+            .await
+    }
+
+    /// Adds `mac` to link `index`'s unicast filter, as the kernel's macvlan does for its own
+    /// MACs (`bridge fdb add MAC dev LINK self permanent`): a device with a filter takes frames
+    /// for that MAC from then on; one without goes promiscuous. Already there is fine.
+    pub async fn add_unicast_filter(&self, index: u32, mac: [u8; 6]) -> anyhow::Result<()> {
+        let request = self
+            .handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Own);
+        match request.execute().await {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            other => {
+                other.with_context(|| format!("adding {} to link {index}'s filter", mac_text(mac)))
+            }
+        }
+    }
+
+    /// Undoes [`Self::add_unicast_filter`]; already gone is fine.
+    pub async fn remove_unicast_filter(&self, index: u32, mac: [u8; 6]) -> anyhow::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        match self.handle.neighbours().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::ENODEV =>
+            {
+                Ok(())
+            }
+            other => other
+                .with_context(|| format!("removing {} from link {index}'s filter", mac_text(mac))),
+        }
+    }
+
+    /// The MACs added to link `index`'s unicast filter (its own fdb entries, `self permanent`).
+    pub async fn unicast_filters(&self, index: u32) -> anyhow::Result<Vec<[u8; 6]>> {
+        let messages: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute()
+            .try_collect()
+            .await
+            .context("listing the forwarding database")?;
+        Ok(messages
+            .iter()
+            .filter(|m| {
+                m.header.ifindex == index
+                    && m.header.flags.contains(NeighbourFlags::Own)
+                    && m.header.state == NeighbourState::Permanent
+            })
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(mac) => mac.as_slice().try_into().ok(),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// IPv4 and IPv6 routes of the main table.
     pub async fn routes(&self) -> anyhow::Result<Vec<RouteInfo>> {
         // An unspecified family dumps every family's routes.
@@ -368,6 +462,11 @@ impl Netlink {
             .await
             .with_context(what)
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
 }
 
 /// `0.0.0.0` or `::`, in `ip`'s family.

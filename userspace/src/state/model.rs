@@ -153,6 +153,9 @@ pub struct Network {
     /// record here mirrors the cluster store's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// Addresses IPAM never hands out (`--aux-address NAME=IP`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, IpAddr>,
     /// Standalone containers may join it (`--attachable`): a global network without it takes
     /// none, as Docker's swarm overlays take only services.
     #[serde(default)]

@@ -16,6 +16,19 @@ pub const OPT_VXLANID: &str = "com.docker.network.driver.overlay.vxlanid_list";
 /// key's presence is what counts, whatever its value.
 pub const OPT_ENCRYPTED: &str = "encrypted";
 
+/// The parent device of a macvlan or ipvlan network: `IFACE`, or `IFACE.VID` for VLAN VID on
+/// IFACE.
+pub const OPT_PARENT: &str = "parent";
+/// A macvlan network's mode: `bridge` (Docker's default), `private`, `vepa` or `passthru`.
+pub const OPT_MACVLAN_MODE: &str = "macvlan_mode";
+/// An ipvlan network's mode: `l2` (Docker's default), `l3` or `l3s`.
+pub const OPT_IPVLAN_MODE: &str = "ipvlan_mode";
+/// An ipvlan network's flag: `bridge` (Docker's default), `private` or `vepa`.
+pub const OPT_IPVLAN_FLAG: &str = "ipvlan_flag";
+/// xnet's own: the host and the containers of a macvlan or ipvlan network reach each other
+/// (`true`), which Docker's macvlan cannot (`false`, the default).
+pub const OPT_HOST_ACCESS: &str = "xnet.host_access";
+
 /// Whether a network with `options` is encrypted: [`OPT_ENCRYPTED`] is there, whatever its
 /// value.
 pub fn is_encrypted(options: &BTreeMap<String, String>) -> bool {
@@ -79,6 +92,9 @@ pub fn parse(
             }
             // Its presence is its meaning (`is_encrypted`): any value is taken.
             OPT_ENCRYPTED => {}
+            // A LAN network's: checked by its driver (`drivers::lan`), which knows the values.
+            OPT_PARENT | OPT_MACVLAN_MODE | OPT_IPVLAN_MODE | OPT_IPVLAN_FLAG | OPT_HOST_ACCESS => {
+            }
             _ => unreachable!("every accepted key has a rule above"),
         }
     }

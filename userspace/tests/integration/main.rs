@@ -9,6 +9,7 @@ mod crash;
 mod egress;
 mod errors;
 mod ipv6;
+mod lan;
 mod lifecycle;
 mod logging;
 mod networks;

@@ -2,6 +2,8 @@
 //! `--ip-range` sorted into families, each checked (canonical, inside its subnet, overlapping
 //! nothing taken), and a subnet picked from a pool where none was given.
 
+use std::{collections::BTreeMap, net::IpAddr};
+
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
@@ -92,6 +94,42 @@ pub fn configure<N: Subnet>(
             .map(|text| parse_ip_range(text, subnet))
             .transpose()?,
     })
+}
+
+/// Parses `--aux-address NAME=IP` values: each a host address of the network's IPv4 subnet or
+/// of its IPv6 one (`ipv6`), and not its gateway.
+pub fn aux_addresses(
+    given: &BTreeMap<String, String>,
+    ipv4: &IpConfig<Ipv4Net>,
+    ipv6: Option<&IpConfig<Ipv6Net>>,
+) -> Result<BTreeMap<String, IpAddr>> {
+    given
+        .iter()
+        .map(|(name, text)| {
+            let ip: IpAddr = text.parse().map_err(|_| {
+                XnetError::invalid(format!("invalid --aux-address {name}={text}: not an address"))
+            })?;
+            let inside = match ip {
+                IpAddr::V4(a) => ipv4.subnet.is_host_address(a) && a != ipv4.gateway,
+                IpAddr::V6(a) => ipv6.is_some_and(|c| c.subnet.is_host_address(a) && a != c.gateway),
+            };
+            if !inside {
+                return Err(XnetError::invalid(format!(
+                    "invalid --aux-address {name}={ip}: not a host address of the network's subnets (nor its gateway)"
+                )));
+            }
+            Ok((name.clone(), ip))
+        })
+        .collect()
+}
+
+/// The auxiliary addresses of the family of `N`.
+pub fn aux_in<N: Subnet>(
+    aux: &BTreeMap<String, IpAddr>,
+) -> impl Iterator<Item = (&String, N::Addr)> {
+    // Every address of the family parses as its `Addr`; the others do not.
+    aux.iter()
+        .filter_map(|(name, ip)| Some((name, ip.to_string().parse().ok()?)))
 }
 
 /// Parses a CIDR in canonical form (the network address, not a host address inside it).

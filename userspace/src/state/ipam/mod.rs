@@ -15,6 +15,6 @@ mod subnet;
 mod testing;
 
 pub use allocate::allocate;
-pub use configure::{Requested, by_family, configure, gateway};
+pub use configure::{Requested, aux_addresses, aux_in, by_family, configure, gateway};
 pub use pools::{default_pool, overlay_pool, pool_beside_docker, ula_pool, ula_prefix};
 pub use subnet::{IpConfig, Subnet, Taken};
