@@ -80,7 +80,7 @@ impl Inner {
             Target::Network(net, driver) => {
                 refuse_docker_network(&net, &format!("docker run --network {}", net.name))?;
                 check_attachable(&net)?;
-                Some((net, driver))
+                Some((*net, driver))
             }
         };
         // Host ports are resolved before anything is made, so a conflict leaves nothing.
@@ -106,7 +106,7 @@ impl Inner {
                     "cannot attach to the {name} network: it has no datapath"
                 )));
             }
-            Target::Network(net, driver) => (net, driver),
+            Target::Network(net, driver) => (*net, driver),
         };
         refuse_docker_network(&net, &format!("docker network connect {}", net.name))?;
         check_attachable(&net)?;

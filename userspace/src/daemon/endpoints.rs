@@ -58,7 +58,7 @@ impl Inner {
                     "cannot connect a container to the {name} network"
                 )));
             }
-            Target::Network(net, driver) => (net, driver),
+            Target::Network(net, driver) => (*net, driver),
         };
         if container.sandbox == Sandbox::Host {
             return Err(XnetError::invalid(format!(
@@ -112,7 +112,7 @@ impl Inner {
                     container.name
                 )));
             }
-            Target::Network(net, _) => net,
+            Target::Network(net, _) => *net,
         };
         refuse_docker_network(&net, &format!("docker network disconnect {}", net.name))?;
         refuse_docker_container(&container, "docker network disconnect")?;

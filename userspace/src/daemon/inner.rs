@@ -68,7 +68,8 @@ pub(crate) enum Target {
         host_namespace: bool,
     },
     /// A network with addresses and endpoints, and the driver that makes them.
-    Network(Network, &'static dyn EndpointDriver),
+    /// (Boxed: a network record is large beside the other variant.)
+    Network(Box<Network>, &'static dyn EndpointDriver),
 }
 
 impl Inner {
@@ -132,7 +133,7 @@ impl Inner {
             return Ok(target);
         }
         let net = self.state.network(name_or_id)?;
-        Ok(Target::Network(net.clone(), self.driver(net)?))
+        Ok(Target::Network(Box::new(net.clone()), self.driver(net)?))
     }
 
     /// The pre-defined network without a record that `name_or_id` denotes, if any.

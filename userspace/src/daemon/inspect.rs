@@ -30,7 +30,7 @@ impl Inner {
                 driver,
                 host_namespace,
             } => return Ok(self.recordless_inspect(name, driver, host_namespace)),
-            Target::Network(net, _) => net,
+            Target::Network(net, _) => *net,
         };
         let net = &net;
         let containers = self

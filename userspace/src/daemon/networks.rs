@@ -223,7 +223,7 @@ impl Inner {
                     "{name} is a pre-defined network and cannot be removed"
                 )));
             }
-            Target::Network(net, _) => net,
+            Target::Network(net, _) => *net,
         };
         refuse_docker_network(&net, "docker network rm")?;
         if net.name == DEFAULT_NETWORK {

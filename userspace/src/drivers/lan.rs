@@ -187,10 +187,8 @@ impl LanConfig {
                 .transpose()
         };
         let (l3, isolation) = if ipvlan {
-            let l3 = match choice(OPT_IPVLAN_MODE, &["l2", "l3", "l3s"])?.unwrap_or("l2") {
-                "l2" => false,
-                _ => true,
-            };
+            // l3s is l3 here: its netfilter hook has no counterpart in the datapath.
+            let l3 = choice(OPT_IPVLAN_MODE, &["l2", "l3", "l3s"])?.is_some_and(|m| m != "l2");
             let isolation = match choice(OPT_IPVLAN_FLAG, &["bridge", "private", "vepa"])? {
                 Some("private") => Isolation::Private,
                 Some("vepa") => Isolation::Vepa,

@@ -3,9 +3,11 @@
 //! on the loopback device (ifindex 1), so the endpoint under test is keyed by ifindex 1.
 //!
 //! This file holds the harness and the IPv4 tests; `ipv6` the IPv6 ones (ND, forwarding,
-//! isolation, NAT66); `publish` those of published ports; `overlay` VXLAN between hosts.
+//! isolation, NAT66); `publish` those of published ports; `overlay` VXLAN between hosts;
+//! `lan` macvlan and ipvlan networks.
 
 mod ipv6;
+mod lan;
 mod overlay;
 mod publish;
 
@@ -24,7 +26,8 @@ use xnet_common::{
     DropReason, ENDPOINT_ICC_OFF, ENDPOINT_INTERNAL, Endpoint, EndpointCounters, MAP_DROP_STATS,
     MAP_ENDPOINT_STATS, MAP_ENDPOINTS, MAP_NEIGHBORS, MAP_SUBNETS, MAP_UPLINK, NAT_PORT_COUNT,
     NAT_PORT_FIRST, Neighbor, NeighborKey, PROG_DECRYPTED_INGRESS, PROG_DECRYPTED_XDP,
-    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
+    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PROG_PARENT_INGRESS,
+    PROG_UPLINK_INGRESS, PROG_UPLINK_XDP, Uplink,
 };
 use xnet_dockerlab::skip;
 
@@ -80,6 +83,8 @@ impl Datapath {
                 PROG_ENDPOINT_EGRESS,
                 PROG_UPLINK_INGRESS,
                 PROG_DECRYPTED_INGRESS,
+                PROG_LAN_ENDPOINT_INGRESS,
+                PROG_PARENT_INGRESS,
             ] {
                 prog(&mut ebpf, name).load()?;
             }

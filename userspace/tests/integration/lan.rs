@@ -487,7 +487,10 @@ fn ipvlan_l3_routes_between_subnets_and_from_the_lan() {
     assert!(host.reaches(&lan, &b), "the LAN cannot reach b");
     // No broadcast from an l3 container.
     let before = drops(&host, "l3-group");
-    let _ = host.in_container(&sa, &["ping", "-b", "-c", "1", "-W", "1", "255.255.255.255"]);
+    let _ = host.in_container(
+        &sa,
+        &["ping", "-b", "-c", "1", "-W", "1", "255.255.255.255"],
+    );
     assert!(drops(&host, "l3-group") > before);
 }
 
