@@ -32,6 +32,7 @@ use xnet_dockerlab::Engine;
 use super::{
     cluster::{SwarmLab, XnetCluster},
     container::{Container, Pair, TwoHosts, placeholder, probe_container},
+    lan::LanLab,
     overlay::{OverlayLab, OverlayPair, docker_overlay_on_switch},
     side::Side,
     synthetic_cluster::{ClusterLab, ClusterSize},
@@ -472,6 +473,9 @@ pub struct Lab {
     docker_overlay: Option<OverlayPair>,
     /// Real Docker's swarm, where needed and an engine can run.
     pub swarm: Option<SwarmLab>,
+    /// The LAN scenarios' LAN, kernel macvlan host and xnet networks (on the xnet lab's host,
+    /// whose drop removes their containers).
+    lan: Option<LanLab>,
 }
 
 /// The labs that sides are measured on.
@@ -485,6 +489,7 @@ enum Kind {
     XnetCluster,
     DockerOverlay,
     Swarm,
+    Lan,
 }
 
 fn kind(side: Side) -> Kind {
@@ -497,6 +502,7 @@ fn kind(side: Side) -> Kind {
         }
         Side::DockerOverlay => Kind::DockerOverlay,
         Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => Kind::Swarm,
+        Side::XnetMacvlan | Side::XnetIpvlan | Side::KernelMacvlan => Kind::Lan,
         Side::VxlanBridge
         | Side::VxlanTunnelKey
         | Side::VxlanAdjustRoom
@@ -527,13 +533,19 @@ impl Lab {
             xnet_cluster: None,
             docker_overlay: None,
             swarm: None,
+            lan: None,
         };
         if needs(Kind::Bridge) {
             let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
             lab.bridge = Some(bridge);
         }
-        if needs(Kind::Xnet) {
+        // The LAN networks are the xnet lab's daemon's.
+        if needs(Kind::Xnet) || needs(Kind::Lan) {
             lab.xnet = Some(XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?);
+        }
+        if needs(Kind::Lan) {
+            let lan = LanLab::up(run_id, lab.xnet()).context("setting up the LAN lab")?;
+            lab.lan = Some(lan);
         }
         if needs(Kind::Docker) {
             lab.docker = match Engine::unavailable() {
@@ -607,6 +619,13 @@ impl Lab {
             .expect("the overlay lab is built for the sides that need it")
     }
 
+    /// The LAN lab, as [`Lab::xnet`].
+    pub fn lan(&self) -> &LanLab {
+        self.lan
+            .as_ref()
+            .expect("the LAN lab is built for the sides that need it")
+    }
+
     /// The simulated cluster, as [`Lab::xnet`].
     pub fn cluster(&self) -> &ClusterLab {
         self.simulated
@@ -635,7 +654,7 @@ impl Lab {
                 }
             }
             Kind::Overlay => self.overlay().pair(side),
-            Kind::Xnet | Kind::Bridge | Kind::Docker | Kind::SimulatedCluster => {
+            Kind::Xnet | Kind::Bridge | Kind::Docker | Kind::SimulatedCluster | Kind::Lan => {
                 panic!("{} is measured on one host", side.label())
             }
         }
@@ -652,6 +671,7 @@ impl Lab {
             Kind::XnetCluster => self.xnet_cluster.is_some(),
             Kind::DockerOverlay => self.docker_overlay.is_some(),
             Kind::Swarm => self.swarm.is_some(),
+            Kind::Lan => self.lan.is_some(),
         }
     }
 

@@ -6,6 +6,7 @@ mod cluster;
 mod container;
 mod cross_host;
 mod lab;
+mod lan;
 mod overlay;
 mod ports;
 mod publish;
@@ -55,6 +56,11 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         cross_host::overlay_encrypted_pings,
     ),
     ("overlay-scale", scale::overlay_scale),
+    ("macvlan-pps", lan::macvlan_pps),
+    ("macvlan-tcp", lan::macvlan_tcp),
+    ("macvlan-rr", lan::macvlan_rr),
+    ("ipvlan-pps", lan::ipvlan_pps),
+    ("ipvlan-tcp", lan::ipvlan_tcp),
 ];
 
 #[derive(Debug, Parser)]
@@ -69,7 +75,8 @@ pub struct BenchArgs {
     /// Scenarios to run (default: all): bridge-pps, bridge-tcp, bridge-rr, publish-pps,
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
-    /// overlay-encrypted-pings, overlay-scale.
+    /// overlay-encrypted-pings, overlay-scale, macvlan-pps, macvlan-tcp, macvlan-rr,
+    /// ipvlan-pps, ipvlan-tcp.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -314,6 +321,9 @@ fn labs_of(sides: &[Side]) -> String {
             Side::DockerOverlay => "Docker's overlay rebuilt on two hosts",
             Side::DockerRealOverlay | Side::DockerRealEncryptedOverlay => {
                 "real Docker's swarm of two engines"
+            }
+            Side::XnetMacvlan | Side::XnetIpvlan | Side::KernelMacvlan => {
+                "a LAN with xnet's macvlan and ipvlan networks and the kernel's macvlan"
             }
             _ => "the Docker-like bridge",
         };

@@ -57,6 +57,13 @@ pub enum Side {
     /// Real Docker's encrypted overlay (`--opt encrypted`) on the swarm of
     /// [`Side::DockerRealOverlay`]: kernel IPsec, which this machine's kernel lacks.
     DockerRealEncryptedOverlay,
+    /// A container on an xnet macvlan network (issue #15), reached from the LAN.
+    XnetMacvlan,
+    /// A container on an xnet ipvlan network (l2), reached from the LAN.
+    XnetIpvlan,
+    /// The kernel's macvlan driver in bridge mode, what Docker's macvlan driver builds (this
+    /// kernel has no ipvlan module: the ipvlan rows compare with it too).
+    KernelMacvlan,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -99,14 +106,21 @@ impl Side {
             Side::XnetEncryptedOverlay => "xnet-encrypted-overlay",
             Side::XnetPlainOverlay => "xnet-plain-overlay",
             Side::DockerRealEncryptedOverlay => "docker-real-encrypted-overlay",
+            Side::XnetMacvlan => "xnet-macvlan",
+            Side::XnetIpvlan => "xnet-ipvlan",
+            Side::KernelMacvlan => "kernel-macvlan",
         }
     }
 
     pub fn role(self) -> Role {
         match self {
-            Side::Xnet | Side::XnetCluster | Side::XnetOverlay | Side::XnetEncryptedOverlay => {
-                Role::Ours
-            }
+            Side::Xnet
+            | Side::XnetCluster
+            | Side::XnetOverlay
+            | Side::XnetEncryptedOverlay
+            | Side::XnetMacvlan
+            | Side::XnetIpvlan => Role::Ours,
+            Side::KernelMacvlan => Role::Baseline,
             Side::XnetPlainOverlay => Role::Baseline,
             Side::DockerBridge
             | Side::DockerDnat
@@ -148,13 +162,21 @@ impl Side {
             Side::XnetEncryptedOverlay => "xnet, encrypted overlay: median [min–max]",
             Side::XnetPlainOverlay => "xnet, plain overlay (same hosts)",
             Side::DockerRealEncryptedOverlay => "Docker 20.10 (swarm, overlay --opt encrypted)",
+            Side::XnetMacvlan => "xnet macvlan: median [min–max]",
+            Side::XnetIpvlan => "xnet ipvlan: median [min–max]",
+            Side::KernelMacvlan => "kernel macvlan, bridge mode (Docker's macvlan; no ipvlan here)",
         }
     }
 
     /// How the table's ratio columns name it.
     pub fn short(self) -> &'static str {
         match self {
-            Side::Xnet | Side::XnetCluster | Side::XnetOverlay => "xnet",
+            Side::Xnet
+            | Side::XnetCluster
+            | Side::XnetOverlay
+            | Side::XnetMacvlan
+            | Side::XnetIpvlan => "xnet",
+            Side::KernelMacvlan => "kernel macvlan",
             Side::XnetEncryptedOverlay => "encrypted",
             Side::XnetPlainOverlay => "plain",
             Side::DockerBridge => "bridge",

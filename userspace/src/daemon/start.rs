@@ -47,7 +47,12 @@ impl Inner {
         let networks: Vec<_> = self.state.networks.values().cloned().collect();
         for net in &networks {
             let driver = self.driver(net)?;
-            driver.add_network(&mut self.kernel, net).await?;
+            // One network the kernel cannot give what it needs (a macvlan network's parent
+            // that is gone) must not keep every other from being served: its traffic stays
+            // dropped (fail closed) and the log says why.
+            if let Err(e) = driver.add_network(&mut self.kernel, net).await {
+                warn!(network = %net.name, "the network could not be set up: {e:#}");
+            }
         }
         let known: Vec<IpNet> = networks
             .iter()

@@ -793,3 +793,56 @@ fn a_killed_daemon_leaves_lan_containers_reachable_and_a_restart_cleans_up() {
     assert!(parent_pins(&host).is_empty());
     assert!(host.cannot_reach(&lan, &a));
 }
+
+#[test]
+fn macvlan_networks_are_dual_stack_with_ipv6() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut host = Host::start();
+    let lan = with_lan(&mut host);
+    sh(&[
+        "ip",
+        "-n",
+        &lan_name(&host),
+        "addr",
+        "add",
+        "fd00:50::1/64",
+        "dev",
+        "br0",
+        "nodad",
+    ]);
+    host.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--ipv6",
+        "--subnet",
+        "192.168.50.0/24",
+        "--subnet",
+        "fd00:50::/64",
+        "--gateway",
+        "fd00:50::1",
+        "-o",
+        "parent=lan0",
+        "mv6",
+    ]);
+    host.run_sleeper("a", &["--network", "mv6"]);
+    host.run_sleeper("b", &["--network", "mv6"]);
+    let ip6 = |name: &str| {
+        let c = host.inspect(name);
+        c["NetworkSettings"]["Networks"]["mv6"]["GlobalIPv6Address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a6, b6) = (ip6("a"), ip6("b"));
+    let sa = host.sandbox("a");
+    assert!(host.reaches(&lan, &a6), "the LAN cannot reach a over IPv6");
+    assert!(
+        host.reaches(&sa, "fd00:50::1"),
+        "a cannot reach the LAN's router over IPv6"
+    );
+    assert!(host.reaches(&sa, &b6), "a cannot reach b over IPv6");
+}
