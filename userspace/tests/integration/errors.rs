@@ -52,7 +52,9 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
             "network create -d overlay x",
             "needs a cluster: start xnetd with --cluster-store",
         ),
-        ("network create -d macvlan x", "not supported"),
+        ("network create -d weave x", "not supported"),
+        // Issue #15: a LAN network's subnet is its LAN's, which xnet cannot pick.
+        ("network create -d macvlan x", "needs --subnet"),
         ("network create bad/name", "invalid network name"),
         (
             "run --name b --network n90 --ip 10.90.0.5 -- true",
