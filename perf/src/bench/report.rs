@@ -245,16 +245,18 @@ impl Row {
 /// (and way of comparing), with a column for each side its rows measured and a ratio column
 /// for each side xnet is compared with.
 pub fn table(rows: &[Row]) -> String {
-    /// Rows that share a table: their baseline and how they compare with it (rows against
-    /// targets share one, whatever their targets).
+    /// Rows that share a table: their baseline, their side of xnet (one baseline may serve
+    /// two, as the kernel's macvlan serves xnet's macvlan and ipvlan) and how they compare
+    /// (rows against targets share one, whatever their targets).
     type Group<'a> = (
-        (Option<Side>, std::mem::Discriminant<Compare>),
+        (Option<Side>, Option<Side>, std::mem::Discriminant<Compare>),
         Vec<&'a Row>,
     );
     let mut groups: Vec<Group> = Vec::new();
     for row in rows {
         let key = (
             row.role(Role::Baseline).map(|s| s.side),
+            row.role(Role::Ours).map(|s| s.side),
             std::mem::discriminant(&row.compare),
         );
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -264,7 +266,7 @@ pub fn table(rows: &[Row]) -> String {
     }
     groups
         .iter()
-        .map(|((baseline, _), rows)| match rows[0].compare {
+        .map(|((baseline, _, _), rows)| match rows[0].compare {
             Compare::Target(_) => table_of_targets(rows),
             compare => table_of(rows, *baseline, compare),
         })
