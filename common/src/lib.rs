@@ -253,9 +253,10 @@ pub const ENDPOINT_LAN: u32 = 1 << 3;
 
 /// `LAN_NETWORKS`: network id (`u32`) -> [`LanNetwork`], for every macvlan and ipvlan network.
 pub const MAP_LAN_NETWORKS: &str = "LAN_NETWORKS";
-/// `LAN_PARENTS`: [`LanParentKey`] -> network id (`u32`): the layer-2 network (macvlan, or
-/// ipvlan in l2 mode) on a parent device and VLAN, at most one (xnetd refuses a second):
-/// where the LAN's broadcasts and multicasts, and macvlan's unicast, are demultiplexed.
+/// `LAN_PARENTS`: [`LanParentKey`] -> [`LanParent`]: the layer-2 network (macvlan, or ipvlan
+/// in l2 mode) on a parent device and VLAN, at most one (xnetd refuses a second), with what
+/// demultiplexing its frames needs, so a frame from the LAN costs this lookup and its
+/// container's.
 pub const MAP_LAN_PARENTS: &str = "LAN_PARENTS";
 /// `LAN_MACS`: [`LanMacKey`] -> [`Neighbor`]: a macvlan network's containers by their own MAC.
 pub const MAP_LAN_MACS: &str = "LAN_MACS";
@@ -314,6 +315,18 @@ pub struct LanParentKey {
     /// 0: untagged.
     pub vlan: u16,
     pub _pad: [u8; 2],
+}
+
+/// Value of `LAN_PARENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanParent {
+    pub network_id: u32,
+    /// `LAN_*` flags of the network (`LAN_IPVLAN` tells how its containers are found).
+    pub flags: u8,
+    pub _pad: u8,
+    /// The parent's MAC: an ipvlan network's frames from the LAN are addressed to it.
+    pub parent_mac: [u8; 6],
 }
 
 /// Key of `LAN_MACS`.
@@ -712,6 +725,7 @@ mod pod {
     unsafe impl aya::Pod for super::FloodVteps {}
     unsafe impl aya::Pod for super::LanNetwork {}
     unsafe impl aya::Pod for super::LanParentKey {}
+    unsafe impl aya::Pod for super::LanParent {}
     unsafe impl aya::Pod for super::LanMacKey {}
 }
 
@@ -723,6 +737,7 @@ const _: () = assert!(core::mem::size_of::<Neighbor>() == 24);
 const _: () = assert!(core::mem::size_of::<Tunnel>() == 12);
 const _: () = assert!(core::mem::size_of::<LanNetwork>() == 24);
 const _: () = assert!(core::mem::size_of::<LanParentKey>() == 8);
+const _: () = assert!(core::mem::size_of::<LanParent>() == 12);
 const _: () = assert!(core::mem::size_of::<LanMacKey>() == 12);
 const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
 const _: () = assert!(core::mem::size_of::<FloodVteps>() == 8 + 4 * MAX_FLOOD_VTEPS as usize);

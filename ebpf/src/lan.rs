@@ -361,11 +361,11 @@ pub fn from_parent(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     if dst_mac[0] & 1 != 0 {
         // Broadcast and multicast reach every member of the layer-2 network there (l3
         // networks hear none), and the host, as with the kernel's macvlan.
-        let Some(network_id) = maps::lan_network_on(ifindex, vlan) else {
+        let Some(layer2) = maps::lan_network_on(ifindex, vlan) else {
             return Ok(TC_ACT_UNSPEC);
         };
         untag(ctx, vlan)?;
-        flood::copy_to_members(ctx, network_id, 0);
+        flood::copy_to_members(ctx, layer2.network_id, 0);
         retag(ctx, vlan)?;
         return Ok(TC_ACT_UNSPEC);
     }
@@ -385,23 +385,20 @@ fn container_for(
     dst_mac: [u8; 6],
     ether_type: u16,
 ) -> Result<Option<Neighbor>, DropReason> {
-    let Some(destination) = destination_of(ctx, ether_type)? else {
-        // Not ARP or IP: macvlan containers still get what is sent to their MAC.
-        return Ok(maps::lan_network_on(ifindex, vlan).and_then(|n| maps::lan_mac(n, dst_mac)));
-    };
-    if let Some(network_id) = maps::lan_network_on(ifindex, vlan) {
-        let Some(lan) = maps::lan_network(network_id) else {
-            return Ok(None);
-        };
-        if lan.flags & LAN_IPVLAN == 0 {
-            return Ok(maps::lan_mac(network_id, dst_mac));
+    if let Some(layer2) = maps::lan_network_on(ifindex, vlan) {
+        if layer2.flags & LAN_IPVLAN == 0 {
+            // macvlan: by MAC alone, whatever the frame carries.
+            return Ok(maps::lan_mac(layer2.network_id, dst_mac));
         }
-        if dst_mac != lan.parent_mac {
+        if dst_mac != layer2.parent_mac {
             return Ok(None);
         }
-        return Ok(neighbor_of(network_id, destination));
+        return Ok(destination_of(ctx, ether_type)?.and_then(|d| neighbor_of(layer2.network_id, d)));
     }
     // l3 networks: routed to the parent's MAC, found by address.
+    let Some(destination) = destination_of(ctx, ether_type)? else {
+        return Ok(None);
+    };
     let owner = match destination {
         Destination::V4(ip) => maps::l3_network_of(ip),
         Destination::V6(ip) => maps::l3_network_of6(ip),

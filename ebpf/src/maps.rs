@@ -8,10 +8,10 @@ use aya_ebpf::{
 };
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FloodVteps, FlowKeyV4, FlowKeyV6, LanMacKey,
-    LanNetwork, LanParentKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MAX_NEIGHBORS, MAX_PUBLISHED,
-    MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey,
-    PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4, PublishedV6,
-    SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink, Vtep,
+    LanNetwork, LanParent, LanParentKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MAX_NEIGHBORS,
+    MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key,
+    NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4,
+    PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink, Vtep,
 };
 
 #[map]
@@ -215,7 +215,7 @@ pub static LAN_NETWORKS: HashMap<u32, LanNetwork> =
     HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
 
 #[map]
-pub static LAN_PARENTS: HashMap<LanParentKey, u32> =
+pub static LAN_PARENTS: HashMap<LanParentKey, LanParent> =
     HashMap::pinned(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
 
 #[map]
@@ -236,7 +236,7 @@ pub fn lan_network(network_id: u32) -> Option<&'static LanNetwork> {
 
 /// The layer-2 LAN network on parent `ifindex`, VLAN `vlan` (0: untagged), if any.
 #[inline(always)]
-pub fn lan_network_on(ifindex: u32, vlan: u16) -> Option<u32> {
+pub fn lan_network_on(ifindex: u32, vlan: u16) -> Option<LanParent> {
     let key = LanParentKey {
         ifindex,
         vlan,

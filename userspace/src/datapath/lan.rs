@@ -9,7 +9,7 @@ use std::{collections::HashSet, fs, path::PathBuf};
 use anyhow::Context as _;
 use aya::programs::TcAttachType;
 use ipnet::IpNet;
-use xnet_common::{LanMacKey, LanNetwork, LanParentKey, Neighbor, PROG_PARENT_INGRESS};
+use xnet_common::{LanMacKey, LanNetwork, LanParent, LanParentKey, Neighbor, PROG_PARENT_INGRESS};
 
 use super::{
     maps::{Datapath, update_trie},
@@ -34,8 +34,14 @@ impl Datapath {
             .context("writing LAN_NETWORKS")?;
         if layer2 {
             if lan.parent != 0 {
+                let parent = LanParent {
+                    network_id,
+                    flags: lan.flags,
+                    _pad: 0,
+                    parent_mac: lan.parent_mac,
+                };
                 self.lan_parents
-                    .insert(parent_key(&lan), network_id, 0)
+                    .insert(parent_key(&lan), parent, 0)
                     .context("writing LAN_PARENTS")?;
             }
         } else {
@@ -53,7 +59,7 @@ impl Datapath {
             return Ok(());
         };
         let key = parent_key(&lan);
-        if self.lan_parents.get(&key, 0).ok() == Some(network_id) {
+        if self.lan_parents.get(&key, 0).ok().map(|p| p.network_id) == Some(network_id) {
             ignore_missing(self.lan_parents.remove(&key)).context("removing from LAN_PARENTS")?;
         }
         for subnet in subnets {

@@ -21,9 +21,9 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, ENDPOINT_LAN, Endpoint, EndpointCounters, FloodVteps, LanMacKey,
-    LanNetwork, LanParentKey, MemberKey, Neighbor, Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS,
-    PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PublishKeyV4, PublishKeyV6, PublishedV4,
-    PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
+    LanNetwork, LanParent, LanParentKey, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
+    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PublishKeyV4,
+    PublishKeyV6, PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
 };
 
 use super::object::{adopt_pinned, classifier, ignore_missing, remove_file_if_exists, repin};
@@ -58,7 +58,7 @@ pub struct Datapath {
     pub(super) vteps: HashMap<MapData, [u8; 4], Vtep>,
     pub(super) flood_vteps: HashMap<MapData, u32, FloodVteps>,
     pub(super) lan_networks: HashMap<MapData, u32, LanNetwork>,
-    pub(super) lan_parents: HashMap<MapData, LanParentKey, u32>,
+    pub(super) lan_parents: HashMap<MapData, LanParentKey, LanParent>,
     pub(super) lan_macs: HashMap<MapData, LanMacKey, Neighbor>,
     pub(super) lan_subnets: LpmTrie<MapData, [u8; 4], u32>,
     pub(super) lan_subnets6: LpmTrie<MapData, [u8; 16], u32>,

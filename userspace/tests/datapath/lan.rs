@@ -7,7 +7,7 @@
 use aya::maps::{HashMap, MapData};
 use xnet_common::{
     DropReason, ENDPOINT_LAN, LAN_IPVLAN, LAN_L3, LAN_MODE_BRIDGE, LAN_MODE_PRIVATE, LanMacKey,
-    LanNetwork, LanParentKey, MAP_LAN_MACS, MAP_LAN_NETWORKS, MAP_LAN_PARENTS, Neighbor,
+    LanNetwork, LanParent, LanParentKey, MAP_LAN_MACS, MAP_LAN_NETWORKS, MAP_LAN_PARENTS, Neighbor,
     PROG_LAN_ENDPOINT_INGRESS, PROG_PARENT_INGRESS,
 };
 use xnet_dockerlab::skip;
@@ -44,14 +44,20 @@ impl Datapath {
         };
         networks.insert(NET, lan, 0).unwrap();
         if flags & LAN_L3 == 0 {
-            let mut parents: HashMap<&mut MapData, LanParentKey, u32> =
+            let mut parents: HashMap<&mut MapData, LanParentKey, LanParent> =
                 HashMap::try_from(self.ebpf.map_mut(MAP_LAN_PARENTS).unwrap()).unwrap();
             let key = LanParentKey {
                 ifindex: LOOPBACK,
                 vlan,
                 _pad: [0; 2],
             };
-            parents.insert(key, NET, 0).unwrap();
+            let parent = LanParent {
+                network_id: NET,
+                flags,
+                _pad: 0,
+                parent_mac: PARENT_MAC,
+            };
+            parents.insert(key, parent, 0).unwrap();
         }
         let key = |network_id, ipv4| xnet_common::NeighborKey { network_id, ipv4 };
         self.add_neighbors(
