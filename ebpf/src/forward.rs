@@ -105,13 +105,7 @@ pub fn ipv6_from_container(
     if ip.vcf[0] >> 4 != 6 {
         return Err(DropReason::MalformedIp);
     }
-    // Its address, its link-local address, or (duplicate-address probes and early multicast
-    // listener reports, which go to groups only) the unspecified address.
-    let src = ip.src_addr;
-    let own_source = ipv6::same(&src, &endpoint.ipv6)
-        || ipv6::same(&src, &link_local_of(endpoint.mac))
-        || (to_group && ipv6::is_unspecified(&src));
-    if !own_source {
+    if !ipv6::is_own_source(endpoint, &ip.src_addr, to_group) {
         return Err(DropReason::SpoofedIp);
     }
     if let Some(action) = nd::from_container(ctx, ifindex, endpoint, &ip, to_group).unpack()? {

@@ -1,6 +1,18 @@
 //! IPv6 address tests. Written as two 64-bit compares: comparing `[u8; 16]` with `==` may
 //! compile to a call to `memcmp`, which the BPF target does not have.
 
+use xnet_common::{Endpoint, link_local_of};
+
+/// Whether `src` may be the source of an IPv6 packet `endpoint` sent: its address, its
+/// link-local address, or (duplicate-address probes and early multicast listener reports,
+/// which go to groups only, `to_group`) the unspecified address.
+#[inline(always)]
+pub fn is_own_source(endpoint: &Endpoint, src: &[u8; 16], to_group: bool) -> bool {
+    same(src, &endpoint.ipv6)
+        || same(src, &link_local_of(endpoint.mac))
+        || (to_group && is_unspecified(src))
+}
+
 /// `::1`.
 pub const LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 

@@ -30,13 +30,14 @@ use network_types::{
 };
 use xnet_common::{
     DropReason, ENDPOINT_INTERNAL, ENDPOINT_IPV6, Endpoint, LAN_HOST_ACCESS, LAN_IPVLAN, LAN_L3,
-    LAN_MODE_PRIVATE, LAN_MODE_VEPA, LanNetwork, Neighbor, link_local_of,
+    LAN_MODE_PRIVATE, LAN_MODE_VEPA, LanNetwork, Neighbor,
 };
 
 use crate::{arp, deliver, flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6, parse};
 
-/// The 802.1Q tag's EtherType.
+/// The 802.1Q tag's EtherType, and 802.1ad's (QinQ's outer tag).
 const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
 /// `skb->pkt_type` of a frame addressed to this host.
 const PACKET_HOST: u32 = 0;
 /// ICMPv6 messages only routers send.
@@ -131,11 +132,7 @@ fn checked_ipv6(
     if ip.vcf[0] >> 4 != 6 {
         return Err(DropReason::MalformedIp);
     }
-    let src = ip.src_addr;
-    let own_source = ipv6::same(&src, &endpoint.ipv6)
-        || ipv6::same(&src, &link_local_of(endpoint.mac))
-        || (to_group && ipv6::is_unspecified(&src));
-    if !own_source {
+    if !ipv6::is_own_source(endpoint, &ip.src_addr, to_group) {
         return Err(DropReason::SpoofedIp);
     }
     if ip.next_hdr == IPPROTO_ICMPV6 {
@@ -324,11 +321,14 @@ fn neighbor_of(network_id: u32, destination: Destination) -> Option<Neighbor> {
 /// on to the host (`TC_ACT_UNSPEC`: the next program on the hook, then the host's stack).
 #[inline(always)]
 pub fn from_parent(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    // The kernel takes a VLAN tag off into the skb before tc runs; the test runner leaves it
-    // in the frame. Move it to the skb first (pop, push), so that both look alike below.
+    // SAFETY: `skb` is the context the kernel passed in; this field is readable at tc.
+    let tag_in_skb = unsafe { (*ctx.skb.skb).vlan_present } != 0;
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
+    // The kernel takes a VLAN tag off into the skb before tc runs; the test runner leaves it
+    // in the frame. Move such a tag to the skb first (pop, push), so that both look alike
+    // below. Only the outer tag: one behind a tag the kernel took off stays in the frame.
     // SAFETY: bounds checked.
-    if unsafe { (*eth).ether_type } == ETH_P_8021Q.to_be() {
+    if !tag_in_skb && unsafe { (*eth).ether_type } == ETH_P_8021Q.to_be() {
         let tci: u16 = ctx
             .load::<u16>(EthHdr::LEN)
             .map_err(|_| DropReason::Truncated)?;
@@ -341,7 +341,7 @@ pub fn from_parent(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
             return Err(DropReason::Truncated);
         }
     }
-    // SAFETY: `skb` is the context the kernel passed in; these fields are readable at tc.
+    // SAFETY: as above.
     let (vlan_present, vlan_tci, vlan_proto) = unsafe {
         let skb = ctx.skb.skb;
         ((*skb).vlan_present, (*skb).vlan_tci, (*skb).vlan_proto)
@@ -358,6 +358,11 @@ pub fn from_parent(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds checked.
     let (dst_mac, ether_type) = unsafe { ((*eth).dst_addr, (*eth).ether_type) };
+    if ether_type == ETH_P_8021Q.to_be() || ether_type == ETH_P_8021AD.to_be() {
+        // A second tag: no network's frame (taking only the outer one off would let a frame
+        // of one VLAN carry another's tag into a container).
+        return Ok(TC_ACT_UNSPEC);
+    }
     if dst_mac[0] & 1 != 0 {
         // Broadcast and multicast reach every member of the layer-2 network there (l3
         // networks hear none), and the host, as with the kernel's macvlan.

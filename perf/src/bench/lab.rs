@@ -32,7 +32,7 @@ use xnet_dockerlab::Engine;
 use super::{
     cluster::{SwarmLab, XnetCluster},
     container::{Container, Pair, TwoHosts, placeholder, probe_container},
-    lan::LanLab,
+    lan_lab::LanLab,
     overlay::{OverlayLab, OverlayPair, docker_overlay_on_switch},
     side::Side,
     synthetic_cluster::{ClusterLab, ClusterSize},
@@ -544,7 +544,9 @@ impl Lab {
             lab.xnet = Some(XnetLab::up(run_id, xnet_bin_dir).context("setting up xnet")?);
         }
         if needs(Kind::Lan) {
-            let lan = LanLab::up(run_id, lab.xnet()).context("setting up the LAN lab")?;
+            let xnet = lab.xnet();
+            let lan = LanLab::up(run_id, &xnet.pair.host, &|args| xnet.xnet(args))
+                .context("setting up the LAN lab")?;
             lab.lan = Some(lan);
         }
         if needs(Kind::Docker) {

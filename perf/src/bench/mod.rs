@@ -7,6 +7,7 @@ mod container;
 mod cross_host;
 mod lab;
 mod lan;
+mod lan_lab;
 mod overlay;
 mod ports;
 mod publish;

@@ -431,13 +431,7 @@ impl EndpointDriver for Lan {
         if let Some(link) = &parent
             && !config.ipvlan
         {
-            kernel
-                .datapath
-                .add_lan_mac(net.datapath_id, ep.mac.0, lan_neighbor(ep))?;
-            kernel
-                .netlink
-                .add_unicast_filter(link.index, ep.mac.0)
-                .await?;
+            register_mac(kernel, net, ep, link.index).await?;
         }
         if let Some(mtu) = on_lan.mtu {
             kernel.netlink.set_mtu(ep.host_ifindex, mtu).await?;
@@ -496,13 +490,7 @@ impl EndpointDriver for Lan {
             && !config.ipvlan
             && let Some(link) = self.parent_of(kernel, &config).await?
         {
-            kernel
-                .datapath
-                .add_lan_mac(net.datapath_id, ep.mac.0, lan_neighbor(ep))?;
-            kernel
-                .netlink
-                .add_unicast_filter(link.index, ep.mac.0)
-                .await?;
+            register_mac(kernel, net, ep, link.index).await?;
         }
         Ok(survived)
     }
@@ -514,16 +502,26 @@ impl EndpointDriver for Lan {
     }
 }
 
-/// A macvlan container as `LAN_MACS` has it.
-fn lan_neighbor(ep: &Endpoint) -> Neighbor {
-    Neighbor {
+/// Makes a macvlan container known by its MAC: in `LAN_MACS`, and in the unicast filter of
+/// its network's parent (`parent`, an ifindex).
+async fn register_mac(
+    kernel: &mut Kernel,
+    net: &Network,
+    ep: &Endpoint,
+    parent: u32,
+) -> anyhow::Result<()> {
+    let container = Neighbor {
         ifindex: ep.host_ifindex,
         mac: ep.mac.0,
         _pad: [0; 2],
         slot: ep.slot,
         vtep: [0; 4],
         vni: 0,
-    }
+    };
+    kernel
+        .datapath
+        .add_lan_mac(net.datapath_id, ep.mac.0, container)?;
+    kernel.netlink.add_unicast_filter(parent, ep.mac.0).await
 }
 
 /// On start: the parents' unicast filters hold exactly the MACs of the macvlan containers
@@ -563,13 +561,7 @@ pub fn macvlan_parent(net: &Network) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::state::options::tests::opts;
 
     #[test]
     fn parents_name_a_device_and_maybe_a_vlan() {

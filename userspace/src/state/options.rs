@@ -120,10 +120,11 @@ fn parse_mtu(value: &str, ipv6: bool) -> Result<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// `-o` options from pairs.
+    pub(crate) fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -144,6 +144,16 @@ fn frames_from_the_lan_reach_only_their_container_on_their_vlan_untagged() {
         ("untagged", to_me.clone()),
         ("VLAN 60", tagged(&to_me, 0x8100, 60)),
         ("QinQ", tagged(&to_me, 0x88a8, VLAN)),
+        // VLAN hopping: a frame of VLAN 60 that carries VLAN 50's tag inside, and the
+        // reverse order.
+        (
+            "VLAN 60 around 50",
+            tagged(&tagged(&to_me, 0x8100, VLAN), 0x8100, 60),
+        ),
+        (
+            "VLAN 50 around 60",
+            tagged(&tagged(&to_me, 0x8100, 60), 0x8100, VLAN),
+        ),
         ("another network's MAC", tagged(&stranger, 0x8100, VLAN)),
         ("an unknown MAC", tagged(&unknown, 0x8100, VLAN)),
     ] {

@@ -42,6 +42,15 @@ fn with_lan(host: &mut Host) -> String {
     path
 }
 
+/// Creates network `name` of `driver` on `host` with the rest of `args` (its subnet and
+/// options).
+fn create(host: &Host, driver: &str, name: &str, args: &[&str]) {
+    let mut full = vec!["network", "create", "-d", driver];
+    full.extend_from_slice(args);
+    full.push(name);
+    host.ok(&full);
+}
+
 /// Plugs `host` into the LAN namespace `lan` (its name): a veth `parent` in the host whose
 /// other end `port` is a port of the LAN's bridge.
 fn plug(host: &Host, lan: &str, parent: &str, port: &str) {
@@ -153,21 +162,21 @@ fn macvlan_containers_are_on_the_lan_with_their_own_mac_and_address() {
     let mut host = Host::start();
     let lan = with_lan(&mut host);
     // The subnet is the host's own LAN (lan0 has 192.168.50.254/24): a LAN network may have it.
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "macvlan",
-        "--subnet",
-        "192.168.50.0/24",
-        "--gateway",
-        "192.168.50.1",
-        "--aux-address",
-        "printer=192.168.50.2",
-        "-o",
-        "parent=lan0",
         "mv",
-    ]);
+        &[
+            "--subnet",
+            "192.168.50.0/24",
+            "--gateway",
+            "192.168.50.1",
+            "--aux-address",
+            "printer=192.168.50.2",
+            "-o",
+            "parent=lan0",
+        ],
+    );
     let net: Value = serde_json::from_str(&host.ok(&["network", "inspect", "mv"])).unwrap();
     let net = &net[0];
     assert_eq!(net["Driver"], "macvlan");
@@ -260,21 +269,21 @@ fn host_access_lets_host_and_containers_reach_each_other() {
     let mut host = Host::start();
     let lan = with_lan(&mut host);
     for (driver, name) in [("macvlan", "mv"), ("ipvlan", "iv")] {
-        host.ok(&[
-            "network",
-            "create",
-            "-d",
+        create(
+            &host,
             driver,
-            "--subnet",
-            "192.168.50.0/24",
-            "--gateway",
-            "192.168.50.1",
-            "-o",
-            "parent=lan0",
-            "-o",
-            "xnet.host_access=true",
             name,
-        ]);
+            &[
+                "--subnet",
+                "192.168.50.0/24",
+                "--gateway",
+                "192.168.50.1",
+                "-o",
+                "parent=lan0",
+                "-o",
+                "xnet.host_access=true",
+            ],
+        );
         host.run_sleeper("a", &["--network", name]);
         let (a, sa) = (host.ip_of("a"), host.sandbox("a"));
         assert!(
@@ -298,23 +307,23 @@ fn macvlan_modes_decide_what_containers_of_one_parent_say_to_each_other() {
     }
     let mut host = Host::start();
     let lan = with_lan(&mut host);
-    let create = |mode: &str| {
-        host.ok(&[
-            "network",
-            "create",
-            "-d",
+    let create_mode = |mode: &str| {
+        create(
+            &host,
             "macvlan",
-            "--subnet",
-            "192.168.50.0/24",
-            "-o",
-            "parent=lan0",
-            "-o",
-            &format!("macvlan_mode={mode}"),
             "mv",
-        ]);
+            &[
+                "--subnet",
+                "192.168.50.0/24",
+                "-o",
+                "parent=lan0",
+                "-o",
+                &format!("macvlan_mode={mode}"),
+            ],
+        );
     };
     // private: never to each other; the LAN still reaches both.
-    create("private");
+    create_mode("private");
     host.run_sleeper("a", &["--network", "mv"]);
     host.run_sleeper("b", &["--network", "mv"]);
     let (sa, b) = (host.sandbox("a"), host.ip_of("b"));
@@ -343,7 +352,7 @@ fn macvlan_modes_decide_what_containers_of_one_parent_say_to_each_other() {
     host.ok(&["network", "rm", "mv"]);
     // vepa: through the LAN's switch, which must send the frames back out of the port they
     // came in on (hairpin).
-    create("vepa");
+    create_mode("vepa");
     host.run_sleeper("a", &["--network", "mv"]);
     host.run_sleeper("b", &["--network", "mv"]);
     let (sa, b) = (host.sandbox("a"), host.ip_of("b"));
@@ -371,7 +380,7 @@ fn macvlan_modes_decide_what_containers_of_one_parent_say_to_each_other() {
     host.ok(&["rm", "-f", "a", "b"]);
     host.ok(&["network", "rm", "mv"]);
     // passthru: one container per parent.
-    create("passthru");
+    create_mode("passthru");
     host.run_sleeper("a", &["--network", "mv"]);
     let err = host.fails(&[
         "run",
@@ -395,17 +404,12 @@ fn ipvlan_containers_share_the_parents_mac() {
     }
     let mut host = Host::start();
     let lan = with_lan(&mut host);
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "ipvlan",
-        "--subnet",
-        "192.168.50.0/24",
-        "-o",
-        "parent=lan0",
         "iv",
-    ]);
+        &["--subnet", "192.168.50.0/24", "-o", "parent=lan0"],
+    );
     host.run_sleeper("a", &["--network", "iv"]);
     host.run_sleeper("b", &["--network", "iv"]);
     let (a, b) = (host.ip_of("a"), host.ip_of("b"));
@@ -444,19 +448,19 @@ fn ipvlan_l3_routes_between_subnets_and_from_the_lan() {
     let mut host = Host::start();
     let lan = with_lan(&mut host);
     for (name, subnet) in [("l3a", "10.60.0.0/24"), ("l3b", "10.61.0.0/24")] {
-        host.ok(&[
-            "network",
-            "create",
-            "-d",
+        create(
+            &host,
             "ipvlan",
-            "--subnet",
-            subnet,
-            "-o",
-            "parent=lan0",
-            "-o",
-            "ipvlan_mode=l3",
             name,
-        ]);
+            &[
+                "--subnet",
+                subnet,
+                "-o",
+                "parent=lan0",
+                "-o",
+                "ipvlan_mode=l3",
+            ],
+        );
         // The LAN routes the container subnets to the host, as it must for l3.
         sh(&[
             "ip",
@@ -533,17 +537,17 @@ fn a_vlan_parent_tags_its_frames_and_hears_only_its_vlan() {
     sh(&["ip", "-n", &lan_name(&h1), "link", "set", "port-h1", "up"]);
     sh(&["ip", "-n", &h1.ns, "link", "set", "upl", "up"]);
     let net = |host: &Host, parent: &str| {
-        host.ok(&[
-            "network",
-            "create",
-            "-d",
+        create(
+            host,
             "macvlan",
-            "--subnet",
-            "192.168.50.0/24",
-            "-o",
-            &format!("parent={parent}"),
             "v",
-        ]);
+            &[
+                "--subnet",
+                "192.168.50.0/24",
+                "-o",
+                &format!("parent={parent}"),
+            ],
+        );
     };
     net(&h1, "upl.50");
     net(&h2, "upl.50");
@@ -576,7 +580,7 @@ fn lan_networks_refuse_what_docker_refuses() {
     let mut host = Host::start();
     with_lan(&mut host);
     plug(&host, &lan_name(&host), "lan1", "port1");
-    let create = |args: &[&str]| {
+    let refused = |args: &[&str]| {
         let mut full = vec!["network", "create"];
         full.extend_from_slice(args);
         host.fails(&full)
@@ -660,20 +664,15 @@ fn lan_networks_refuse_what_docker_refuses() {
         ),
     ];
     for (args, expected) in cases {
-        let err = create(args);
+        let err = refused(args);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "macvlan",
-        "--subnet",
-        "192.168.60.0/24",
-        "-o",
-        "parent=lan0",
         "m",
-    ]);
+        &["--subnet", "192.168.60.0/24", "-o", "parent=lan0"],
+    );
     // The parent is in use, whatever the other network's driver or mode.
     for args in [
         &[
@@ -697,14 +696,14 @@ fn lan_networks_refuse_what_docker_refuses() {
             "y",
         ],
     ] {
-        let err = create(args);
+        let err = refused(args);
         assert!(
             err.contains("already using parent interface lan0"),
             "{args:?}: {err}"
         );
     }
     // An overlapping subnet on another parent.
-    let err = create(&[
+    let err = refused(&[
         "-d",
         "macvlan",
         "--subnet",
@@ -715,17 +714,12 @@ fn lan_networks_refuse_what_docker_refuses() {
     ]);
     assert!(err.contains("overlaps"), "{err}");
     // Another VLAN of the same device is another parent.
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "macvlan",
-        "--subnet",
-        "192.168.62.0/24",
-        "-o",
-        "parent=lan0.62",
         "v62",
-    ]);
+        &["--subnet", "192.168.62.0/24", "-o", "parent=lan0.62"],
+    );
     // Nothing half-made: only the two networks besides the pre-defined ones.
     let listed = host.ok(&["network", "ls", "--format", "json"]);
     let mut names: Vec<String> = listed
@@ -748,17 +742,12 @@ fn a_killed_daemon_leaves_lan_containers_reachable_and_a_restart_cleans_up() {
     }
     let mut host = Host::start();
     let lan = with_lan(&mut host);
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "macvlan",
-        "--subnet",
-        "192.168.50.0/24",
-        "-o",
-        "parent=lan0",
         "mv",
-    ]);
+        &["--subnet", "192.168.50.0/24", "-o", "parent=lan0"],
+    );
     host.run_sleeper("a", &["--network", "mv"]);
     let a = host.ip_of("a");
     assert!(host.reaches(&lan, &a));
@@ -812,22 +801,22 @@ fn macvlan_networks_are_dual_stack_with_ipv6() {
         "br0",
         "nodad",
     ]);
-    host.ok(&[
-        "network",
-        "create",
-        "-d",
+    create(
+        &host,
         "macvlan",
-        "--ipv6",
-        "--subnet",
-        "192.168.50.0/24",
-        "--subnet",
-        "fd00:50::/64",
-        "--gateway",
-        "fd00:50::1",
-        "-o",
-        "parent=lan0",
         "mv6",
-    ]);
+        &[
+            "--ipv6",
+            "--subnet",
+            "192.168.50.0/24",
+            "--subnet",
+            "fd00:50::/64",
+            "--gateway",
+            "fd00:50::1",
+            "-o",
+            "parent=lan0",
+        ],
+    );
     host.run_sleeper("a", &["--network", "mv6"]);
     host.run_sleeper("b", &["--network", "mv6"]);
     let ip6 = |name: &str| {
