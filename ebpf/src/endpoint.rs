@@ -80,6 +80,11 @@ fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<
     if src_mac != endpoint.mac {
         return Err(DropReason::SpoofedMac);
     }
+    // A VLAN tag the container wrote, which the kernel took into the skb before tc.
+    // SAFETY: `skb` is the context the kernel passed in; this field is readable at tc.
+    if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
+        return Err(DropReason::UnsupportedEtherType);
+    }
     // The group bit: broadcast or multicast.
     let to_group = dst_mac[0] & 1 != 0;
     let action = if ether_type == EtherType::Arp as u16 {

@@ -40,9 +40,11 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 /// `skb->pkt_type` of a frame addressed to this host.
 const PACKET_HOST: u32 = 0;
-/// ICMPv6 messages only routers send.
+/// ICMPv6 messages only routers send, and neighbour discovery's.
 const ROUTER_ADVERTISEMENT: u8 = 134;
 const REDIRECT: u8 = 137;
+const NEIGHBOR_SOLICITATION: u8 = 135;
+const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 
 /// The address a container's frame is for, as far as a LAN network looks (ARP: the target).
 #[derive(Clone, Copy)]
@@ -62,6 +64,12 @@ pub fn from_container(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Out
 fn decide(ctx: &TcContext, ifindex: u32, endpoint: &Endpoint) -> Result<i32, DropReason> {
     // Fail closed: an endpoint whose network is not (or no longer) described forwards nothing.
     let lan = maps::lan_network(endpoint.network_id).ok_or(DropReason::UnknownEndpoint)?;
+    // A tag the container wrote itself, which the kernel took into the skb before tc: it
+    // would leave on a VLAN of the container's choosing (or inside the network's own).
+    // SAFETY: `skb` is the context the kernel passed in; this field is readable at tc.
+    if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
+        return Err(DropReason::UnsupportedEtherType);
+    }
     let eth: *const EthHdr = parse::header(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: `header` checked that a whole EthHdr lies inside the packet.
     let (dst_mac, src_mac, ether_type) =
@@ -136,14 +144,41 @@ fn checked_ipv6(
         return Err(DropReason::SpoofedIp);
     }
     if ip.next_hdr == IPPROTO_ICMPV6 {
-        let icmp_type: u8 = ctx
-            .load(EthHdr::LEN + Ipv6Hdr::LEN)
-            .map_err(|_| DropReason::Truncated)?;
-        if icmp_type == ROUTER_ADVERTISEMENT || icmp_type == REDIRECT {
-            return Err(DropReason::RogueRouter);
-        }
+        police_icmpv6(ctx, endpoint)?;
     }
     Ok(ip.dst_addr)
+}
+
+/// Neighbour discovery a container sends onto its LAN speaks for itself only: no router's
+/// messages, an advertisement only for its own addresses, and a link-layer address option (of
+/// a solicitation or an advertisement) only with its own MAC. (The bridge path answers ND
+/// itself, `nd`; here the LAN's hosts and routers hear it.)
+#[inline(always)]
+fn police_icmpv6(ctx: &TcContext, endpoint: &Endpoint) -> Result<(), DropReason> {
+    const ICMP: usize = EthHdr::LEN + Ipv6Hdr::LEN;
+    let icmp_type: u8 = ctx.load(ICMP).map_err(|_| DropReason::Truncated)?;
+    match icmp_type {
+        ROUTER_ADVERTISEMENT | REDIRECT => Err(DropReason::RogueRouter),
+        NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => {
+            if icmp_type == NEIGHBOR_ADVERTISEMENT {
+                let target: [u8; 16] = ctx.load(ICMP + 8).map_err(|_| DropReason::MalformedNd)?;
+                if !ipv6::is_own_source(endpoint, &target, false) {
+                    return Err(DropReason::MalformedNd);
+                }
+            }
+            // The first option, if any: source (1) or target (2) link-layer address.
+            if let Ok(option) = ctx.load::<[u8; 8]>(ICMP + 24)
+                && (option[0] == 1 || option[0] == 2)
+                && [
+                    option[2], option[3], option[4], option[5], option[6], option[7],
+                ] != endpoint.mac
+            {
+                return Err(DropReason::MalformedNd);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Layer 2: by destination MAC, as the kernel's macvlan switches.
@@ -168,8 +203,14 @@ fn switch(
         return out_of_parent(ctx, endpoint, lan);
     }
     if dst_mac == endpoint.host_mac {
-        // Only a container with host access learns that MAC (the ARP answer above).
-        if lan.flags & LAN_HOST_ACCESS != 0 {
+        // Only a container with host access learns that MAC (the ARP answer above), and only
+        // the host's address on the parent is reached through it: the host is no router
+        // into its other networks.
+        let to_host = match destination {
+            Destination::V4(ip) => ip == lan.host_ipv4,
+            Destination::V6(_) => false,
+        };
+        if lan.flags & LAN_HOST_ACCESS != 0 && to_host {
             return Ok(TC_ACT_OK);
         }
         return Err(DropReason::NoRoute);
@@ -228,9 +269,11 @@ fn route(
         return Ok(unsafe { bpf_redirect_neigh(lan.parent, core::ptr::null_mut(), 0, 0) } as i32);
     };
     // An l3 network on the same parent and VLAN (this one or another) is one routing domain.
+    // (Networks without a parent, internal ones among them, are each a domain of their own.)
     let same_domain = network_id == endpoint.network_id
-        || maps::lan_network(network_id)
-            .is_some_and(|other| other.parent == lan.parent && other.vlan == lan.vlan);
+        || (lan.parent != 0
+            && maps::lan_network(network_id)
+                .is_some_and(|other| other.parent == lan.parent && other.vlan == lan.vlan));
     if !same_domain {
         return Err(DropReason::OtherNetwork);
     }

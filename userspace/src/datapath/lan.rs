@@ -7,7 +7,7 @@
 use std::{collections::HashSet, fs, path::PathBuf};
 
 use anyhow::Context as _;
-use aya::programs::TcAttachType;
+use aya::programs::{LinkOrder, TcAttachType};
 use ipnet::IpNet;
 use xnet_common::{LanMacKey, LanNetwork, LanParent, LanParentKey, Neighbor, PROG_PARENT_INGRESS};
 
@@ -33,6 +33,14 @@ impl Datapath {
             .insert(network_id, lan, 0)
             .context("writing LAN_NETWORKS")?;
         if layer2 {
+            // A parent device seen under two names (renamed, or an alternative name) is still
+            // one parent: its VLAN takes one layer-2 network.
+            if let Ok(other) = self.lan_parents.get(&parent_key(&lan), 0)
+                && other.network_id != network_id
+                && lan.parent != 0
+            {
+                anyhow::bail!("the parent device (and VLAN) is already another network's");
+            }
             if lan.parent != 0 {
                 let parent = LanParent {
                     network_id,
@@ -74,9 +82,18 @@ impl Datapath {
     }
 
     /// Attaches `parent_ingress` to parent `ifname` (`ifindex`), or adopts the pinned link.
+    /// First among the hook's programs: it passes on (`TC_ACT_UNSPEC`) what is not a
+    /// container's, where `uplink_ingress` (on a parent that is also the uplink) ends the
+    /// chain with `TC_ACT_OK`.
     pub fn attach_parent(&mut self, ifname: &str, ifindex: u32) -> anyhow::Result<()> {
         let pin = self.parent_pin(ifindex);
-        self.attach(PROG_PARENT_INGRESS, TcAttachType::Ingress, ifname, &pin)
+        self.attach_ordered(
+            PROG_PARENT_INGRESS,
+            TcAttachType::Ingress,
+            ifname,
+            &pin,
+            LinkOrder::first(),
+        )
     }
 
     /// A macvlan container, found by its MAC on its network.
@@ -129,6 +146,23 @@ impl Datapath {
         }
         for subnet in stale_subnets {
             self.update_lan_subnet(subnet, None)?;
+        }
+        // Parent entries that no longer match their network's parent (a device made anew has
+        // a new ifindex).
+        let stale_parents: Vec<LanParentKey> = self
+            .lan_parents
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, parent)| {
+                !self
+                    .lan_networks
+                    .get(&parent.network_id, 0)
+                    .is_ok_and(|lan| parent_key(&lan) == *key)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale_parents {
+            ignore_missing(self.lan_parents.remove(&key)).context("removing from LAN_PARENTS")?;
         }
         let stale_macs: Vec<LanMacKey> = self
             .lan_macs

@@ -15,7 +15,11 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{TcAttachType, links::FdLink, tc::SchedClassifierLink},
+    programs::{
+        LinkOrder, TcAttachType,
+        links::FdLink,
+        tc::{SchedClassifierLink, TcAttachOptions},
+    },
     util::nr_cpus,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -181,12 +185,25 @@ impl Datapath {
         ifname: &str,
         pin: &Path,
     ) -> anyhow::Result<()> {
+        self.attach_ordered(program, hook, ifname, pin, LinkOrder::default())
+    }
+
+    /// [`Self::attach`] at `order` among the hook's programs (a new link only: an adopted one
+    /// keeps its place).
+    pub(super) fn attach_ordered(
+        &mut self,
+        program: &str,
+        hook: TcAttachType,
+        ifname: &str,
+        pin: &Path,
+        order: LinkOrder,
+    ) -> anyhow::Result<()> {
         let prog = classifier(&mut self.ebpf, program)?;
         let adopted = adopt_pinned(pin, |link: SchedClassifierLink| prog.attach_to_link(link))?;
         let link_id = match adopted {
             Some(link_id) => link_id,
             None => prog
-                .attach(ifname, hook)
+                .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(order))
                 .with_context(|| format!("attaching {program} to {ifname}"))?,
         };
         let link = FdLink::try_from(prog.take_link(link_id)?).context("tcx link expected")?;

@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use tracing::warn;
 use xnet_common::{
     ENDPOINT_LAN, LAN_HOST_ACCESS, LAN_IPVLAN, LAN_L3, LAN_MODE_BRIDGE, LAN_MODE_PASSTHRU,
     LAN_MODE_PRIVATE, LAN_MODE_VEPA, LanNetwork, Neighbor,
@@ -306,6 +307,13 @@ impl EndpointDriver for Lan {
         };
         let parsed = options::parse(options, keys, ipv6)?;
         LanConfig::parse(options, self.ipvlan)?;
+        if self.ipvlan && ipv6 {
+            // Its containers share the parent's MAC, so their link-local addresses would all
+            // be the parent's (and the host's own, with EUI-64 addresses).
+            return Err(XnetError::invalid(
+                "ipvlan networks are IPv4 only in xnet: their containers share the parent's MAC, and with it one link-local IPv6 address",
+            ));
+        }
         Ok(parsed)
     }
 
@@ -351,7 +359,11 @@ impl EndpointDriver for Lan {
 
     async fn add_network(&self, kernel: &mut Kernel, net: &Network) -> anyhow::Result<()> {
         let config = self.config(net)?;
-        let parent = self.parent_of(kernel, &config).await?;
+        // `--internal`: no traffic through the parent, so the datapath has none.
+        let parent = match net.internal {
+            true => None,
+            false => self.parent_of(kernel, &config).await?,
+        };
         let mut flags = 0;
         if config.ipvlan {
             flags |= LAN_IPVLAN;
@@ -410,11 +422,10 @@ impl EndpointDriver for Lan {
             )));
         }
         let parent = self.parent_of(kernel, &config).await?;
-        if config.ipvlan
-            && let Some(link) = &parent
-        {
+        match &parent {
             // Every ipvlan container has the parent's MAC.
-            ep.mac = Mac(link.mac);
+            Some(link) if config.ipvlan => ep.mac = Mac(link.mac),
+            _ => ep.mac = lan_mac(ep.ipv4),
         }
         // The LAN's MTU unless the network says otherwise.
         let mut on_lan = net.clone();
@@ -428,7 +439,7 @@ impl EndpointDriver for Lan {
             plumbing::make_pair(&kernel.netlink, placement, ep, &on_lan, route).await?;
         let entry = self.endpoint_entry(ep, net);
         kernel.datapath.add_endpoint(&entry)?;
-        if let Some(link) = &parent
+        if let Some(link) = parent.as_ref().filter(|_| !net.internal)
             && !config.ipvlan
         {
             register_mac(kernel, net, ep, link.index).await?;
@@ -440,18 +451,26 @@ impl EndpointDriver for Lan {
         if let Some(host) = parent
             .as_ref()
             .and_then(|p| p.ipv4)
-            .filter(|_| config.host_access)
+            .filter(|_| config.host_access && !net.internal)
         {
             kernel
                 .netlink
                 .add_host_route(ep.ipv4.into(), ep.host_ifindex, host.into())
                 .await?;
         }
-        if let (Placement::Namespace(sandbox), Some(_)) = (placement, &config.parent) {
+        // Announced on its LAN (l3 has no ARP, and internal networks no LAN). Best effort: a
+        // neighbour that misses it learns the MAC at its next ARP.
+        if let (Placement::Namespace(sandbox), Some(_)) = (placement, &config.parent)
+            && !config.l3
+            && !net.internal
+        {
             let (ifname, mac, ipv4, ipv6) = (ep.ifname.clone(), ep.mac.0, ep.ipv4, ep.ipv6);
-            netns::run_in(sandbox, move || {
+            let announced = netns::run_in(sandbox, move || {
                 announce::announce(&ifname, mac, ipv4, ipv6)
-            })?;
+            });
+            if let Err(e) = announced {
+                warn!(interface = %ep.host_ifname, "announcing the container on its LAN: {e:#}");
+            }
         }
         Ok(handed_to_docker)
     }
@@ -486,11 +505,14 @@ impl EndpointDriver for Lan {
         let entry = self.endpoint_entry(ep, net);
         let survived = veth_network::adopt_endpoint(kernel, container, ep, &entry).await?;
         let config = self.config(net)?;
-        if survived
-            && !config.ipvlan
-            && let Some(link) = self.parent_of(kernel, &config).await?
-        {
-            register_mac(kernel, net, ep, link.index).await?;
+        if survived && !config.ipvlan && !net.internal {
+            // A parent that is gone leaves the container without its LAN, not the daemon
+            // without a start.
+            match self.parent_of(kernel, &config).await {
+                Ok(Some(link)) => register_mac(kernel, net, ep, link.index).await?,
+                Ok(None) => {}
+                Err(e) => warn!(network = %net.name, "{e:#}"),
+            }
         }
         Ok(survived)
     }
@@ -524,9 +546,21 @@ async fn register_mac(
     kernel.netlink.add_unicast_filter(parent, ep.mac.0).await
 }
 
+/// The first two bytes of a macvlan container's MAC (locally administered, then `X`), the
+/// four others its IPv4 address: unique on its LAN as the address is, and told apart from
+/// the MACs other software (Docker's 02:42:…, say) puts in the same parent's filter.
+const LAN_MAC_PREFIX: [u8; 2] = [0x02, 0x58];
+
+/// A macvlan container's MAC, from its address.
+fn lan_mac(ipv4: Ipv4Addr) -> Mac {
+    let [a, b, c, d] = ipv4.octets();
+    Mac([LAN_MAC_PREFIX[0], LAN_MAC_PREFIX[1], a, b, c, d])
+}
+
 /// On start: the parents' unicast filters hold exactly the MACs of the macvlan containers
-/// there (`macs`, by parent device). A MAC of xnet's scheme (02:42:…) that no container has
-/// was left by a request that died with the daemon; the admin's own entries stay.
+/// there (`macs`, by parent device). A MAC of xnet's scheme (`LAN_MAC_PREFIX`) that no
+/// container has was left by a request that died with the daemon; every other entry (the
+/// admin's, another program's macvlan devices') stays.
 pub async fn prune_unicast_filters(
     kernel: &Kernel,
     macs: &BTreeMap<String, HashSet<[u8; 6]>>,
@@ -536,7 +570,7 @@ pub async fn prune_unicast_filters(
             continue;
         };
         for mac in kernel.netlink.unicast_filters(link.index).await? {
-            if mac[..2] == [0x02, 0x42] && !keep.contains(&mac) {
+            if mac[..2] == LAN_MAC_PREFIX && !keep.contains(&mac) {
                 kernel
                     .netlink
                     .remove_unicast_filter(link.index, mac)

@@ -106,7 +106,7 @@ fn unicast_filter(host: &Host, link: &str) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("self permanent"))
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .filter(|mac| mac.starts_with("02:42"))
+        .filter(|mac| mac.starts_with("02:58"))
         .collect()
 }
 
@@ -673,6 +673,17 @@ fn lan_networks_refuse_what_docker_refuses() {
         "m",
         &["--subnet", "192.168.60.0/24", "-o", "parent=lan0"],
     );
+    let err = refused(&[
+        "-d",
+        "ipvlan",
+        "--ipv6",
+        "--subnet",
+        "192.168.61.0/24",
+        "-o",
+        "parent=lan1",
+        "y",
+    ]);
+    assert!(err.contains("IPv4 only"), "{err}");
     // The parent is in use, whatever the other network's driver or mode.
     for args in [
         &[
@@ -757,7 +768,33 @@ fn a_killed_daemon_leaves_lan_containers_reachable_and_a_restart_cleans_up() {
         host.reaches(&lan, &a),
         "the LAN lost a while xnetd was down"
     );
-    // A filter entry nothing owns (as a request that died with xnetd would leave).
+    // A filter entry of xnet's scheme nothing owns (as a request that died with xnetd would
+    // leave), and one of another program's (Docker's macvlan devices use 02:42:…), which is
+    // not xnet's to remove.
+    for mac in ["02:58:c0:a8:32:63", "02:42:c0:a8:32:64"] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &host.ns,
+            "bridge",
+            "fdb",
+            "add",
+            mac,
+            "dev",
+            "lan0",
+            "self",
+            "permanent",
+        ]);
+    }
+    host.start_daemon();
+    assert!(host.reaches(&lan, &a), "the LAN lost a after the restart");
+    assert_eq!(unicast_filter(&host, "lan0"), vec![mac_of(&host, "a")]);
+    let all = stdout(&host.in_host(&["bridge", "fdb", "show", "dev", "lan0"]));
+    assert!(
+        all.contains("02:42:c0:a8:32:64"),
+        "another program's entry went:\n{all}"
+    );
     sh(&[
         "ip",
         "netns",
@@ -765,16 +802,12 @@ fn a_killed_daemon_leaves_lan_containers_reachable_and_a_restart_cleans_up() {
         &host.ns,
         "bridge",
         "fdb",
-        "add",
-        "02:42:c0:a8:32:63",
+        "del",
+        "02:42:c0:a8:32:64",
         "dev",
         "lan0",
         "self",
-        "permanent",
     ]);
-    host.start_daemon();
-    assert!(host.reaches(&lan, &a), "the LAN lost a after the restart");
-    assert_eq!(unicast_filter(&host, "lan0"), vec![mac_of(&host, "a")]);
     host.ok(&["rm", "-f", "a"]);
     host.ok(&["network", "rm", "mv"]);
     assert!(unicast_filter(&host, "lan0").is_empty());
@@ -834,4 +867,98 @@ fn macvlan_networks_are_dual_stack_with_ipv6() {
         "a cannot reach the LAN's router over IPv6"
     );
     assert!(host.reaches(&sa, &b6), "a cannot reach b over IPv6");
+    // An advertisement for the router's address (poisoning the LAN's caches) is dropped.
+    let before = drops(&host, "malformed-nd");
+    let spoof = "import socket\n\
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n\
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)\n\
+        na = bytes([136, 0, 0, 0, 0x20, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, 'fd00:50::1')\n\
+        s.sendto(na, ('ff02::1', 0, 0, socket.if_nametoindex('eth0')))\n";
+    let out = host.in_container(&sa, &["python3", "-c", spoof]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(2), || drops(&host, "malformed-nd")
+            > before),
+        "a spoofed neighbour advertisement was not dropped"
+    );
+}
+
+#[test]
+fn a_container_cannot_tag_its_own_frames_onto_another_vlan() {
+    if skip::unless_root() {
+        return;
+    }
+    let mut host = Host::start();
+    let lan = with_lan(&mut host);
+    create(
+        &host,
+        "macvlan",
+        "mv",
+        &["--subnet", "192.168.50.0/24", "-o", "parent=lan0"],
+    );
+    host.run_sleeper("a", &["--network", "mv"]);
+    let mac = mac_of(&host, "a").replace(':', "");
+    let ip: String = host
+        .ip_of("a")
+        .split('.')
+        .map(|o| format!("{:02x}", o.parse::<u8>().unwrap()))
+        .collect();
+    // A gratuitous ARP (well-formed: untagged, the datapath would send it out) tagged with VID
+    // 60, written by the container itself: the kernel takes the tag into the skb before the
+    // datapath runs.
+    let arp = format!("00010800060400 01{mac}{ip}000000000000{ip}").replace(' ', "");
+    let tagged = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('eth0', 0))\n\
+         s.send(bytes.fromhex('ffffffffffff{mac}8100003c0806{arp}'))\n"
+    );
+    let capture = Capture::start(&host, &lan, "vlan");
+    let before = drops(&host, "unsupported-ethertype");
+    let out = host.in_container(&host.sandbox("a"), &["python3", "-c", &tagged]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(2), || drops(
+            &host,
+            "unsupported-ethertype"
+        ) > before),
+        "the tagged frame was not dropped"
+    );
+    let seen = capture.finish();
+    assert!(
+        !seen.contains("vlan 60"),
+        "the container's own tag reached the LAN:\n{seen}"
+    );
+}
+
+#[test]
+fn a_parent_that_is_also_the_uplink_serves_its_lan_and_the_nat() {
+    if skip::unless_root() {
+        return;
+    }
+    // The uplink's LAN is 10.200.0.0/24, the outside at 10.200.0.2 (see `Host::with_uplink`).
+    let host = Host::with_uplink();
+    create(
+        &host,
+        "macvlan",
+        "mv",
+        &[
+            "--subnet",
+            "10.200.0.0/24",
+            "--gateway",
+            "10.200.0.2",
+            "-o",
+            "parent=uplink0",
+        ],
+    );
+    host.run_sleeper("a", &["--network", "mv", "--ip", "10.200.0.50"]);
+    host.run_sleeper("b", &[]);
+    let outside = host.outside();
+    assert!(
+        host.reaches(&outside, "10.200.0.50"),
+        "the LAN cannot reach a"
+    );
+    assert!(host.reaches(&host.sandbox("a"), "10.200.0.2"));
+    // The uplink's own programs still see the rest: a bridge container's NAT replies.
+    assert!(host.reaches(&host.sandbox("b"), "10.200.0.2"), "NAT broke");
 }
