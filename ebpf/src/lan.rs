@@ -33,18 +33,13 @@ use xnet_common::{
     LAN_MODE_PRIVATE, LAN_MODE_VEPA, LanNetwork, Neighbor,
 };
 
-use crate::{arp, deliver, flood, ipv6, maps, outcome::Outcome, packet::IPPROTO_ICMPV6, parse};
+use crate::{arp, deliver, flood, ipv6, maps, nd, outcome::Outcome, packet::IPPROTO_ICMPV6, parse};
 
 /// The 802.1Q tag's EtherType, and 802.1ad's (QinQ's outer tag).
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 /// `skb->pkt_type` of a frame addressed to this host.
 const PACKET_HOST: u32 = 0;
-/// ICMPv6 messages only routers send, and neighbour discovery's.
-const ROUTER_ADVERTISEMENT: u8 = 134;
-const REDIRECT: u8 = 137;
-const NEIGHBOR_SOLICITATION: u8 = 135;
-const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 
 /// The address a container's frame is for, as far as a LAN network looks (ARP: the target).
 #[derive(Clone, Copy)]
@@ -144,41 +139,9 @@ fn checked_ipv6(
         return Err(DropReason::SpoofedIp);
     }
     if ip.next_hdr == IPPROTO_ICMPV6 {
-        police_icmpv6(ctx, endpoint)?;
+        nd::police_on_lan(ctx, endpoint)?;
     }
     Ok(ip.dst_addr)
-}
-
-/// Neighbour discovery a container sends onto its LAN speaks for itself only: no router's
-/// messages, an advertisement only for its own addresses, and a link-layer address option (of
-/// a solicitation or an advertisement) only with its own MAC. (The bridge path answers ND
-/// itself, `nd`; here the LAN's hosts and routers hear it.)
-#[inline(always)]
-fn police_icmpv6(ctx: &TcContext, endpoint: &Endpoint) -> Result<(), DropReason> {
-    const ICMP: usize = EthHdr::LEN + Ipv6Hdr::LEN;
-    let icmp_type: u8 = ctx.load(ICMP).map_err(|_| DropReason::Truncated)?;
-    match icmp_type {
-        ROUTER_ADVERTISEMENT | REDIRECT => Err(DropReason::RogueRouter),
-        NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => {
-            if icmp_type == NEIGHBOR_ADVERTISEMENT {
-                let target: [u8; 16] = ctx.load(ICMP + 8).map_err(|_| DropReason::MalformedNd)?;
-                if !ipv6::is_own_source(endpoint, &target, false) {
-                    return Err(DropReason::MalformedNd);
-                }
-            }
-            // The first option, if any: source (1) or target (2) link-layer address.
-            if let Ok(option) = ctx.load::<[u8; 8]>(ICMP + 24)
-                && (option[0] == 1 || option[0] == 2)
-                && [
-                    option[2], option[3], option[4], option[5], option[6], option[7],
-                ] != endpoint.mac
-            {
-                return Err(DropReason::MalformedNd);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Layer 2: by destination MAC, as the kernel's macvlan switches.
@@ -250,20 +213,17 @@ fn route(
     if to_group {
         return Err(DropReason::LanL3Group);
     }
-    let owner = match destination {
-        Destination::V4(ip) => {
-            if lan.flags & LAN_HOST_ACCESS != 0 && ip == lan.host_ipv4 {
-                return to_host(ctx, endpoint);
-            }
-            maps::l3_network_of(ip)
-        }
-        Destination::V6(ip) => maps::l3_network_of6(ip),
-    };
-    let Some(network_id) = owner else {
+    if let Destination::V4(ip) = destination
+        && lan.flags & LAN_HOST_ACCESS != 0
+        && ip == lan.host_ipv4
+    {
+        return to_host(ctx, endpoint);
+    }
+    let Some(network_id) = l3_network_of(destination) else {
         if !has_way_out(endpoint, lan) {
             return Err(DropReason::Internal);
         }
-        tag(ctx, lan)?;
+        tag(ctx, lan.vlan)?;
         // SAFETY: plain helper call; no neighbour parameters: the host's FIB picks the next
         // hop on the parent (or takes the destination as on-link when it has no route there).
         return Ok(unsafe { bpf_redirect_neigh(lan.parent, core::ptr::null_mut(), 0, 0) } as i32);
@@ -331,24 +291,31 @@ fn out_of_parent(
     if !has_way_out(endpoint, lan) {
         return Err(DropReason::Internal);
     }
-    tag(ctx, lan)?;
+    tag(ctx, lan.vlan)?;
     // SAFETY: plain helper call; flags 0: the parent's egress.
     Ok(unsafe { bpf_redirect(lan.parent, 0) } as i32)
 }
 
-/// Tags the frame with the network's VLAN (none: untouched). The tag goes into the skb's
+/// Tags the frame with VLAN `vlan` (0: untouched): a container's frame on its way out, or a
+/// frame from the LAN given back to the host after its copies. The tag goes into the skb's
 /// metadata; the parent's driver, or the kernel for a device without tag offload, writes it
 /// into the frame.
 #[inline(always)]
-fn tag(ctx: &TcContext, lan: &LanNetwork) -> Result<(), DropReason> {
-    if lan.vlan == 0 {
-        return Ok(());
-    }
+fn tag(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     // SAFETY: plain helper call on this program's skb.
-    if unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), lan.vlan) } != 0 {
+    if vlan != 0 && unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), vlan) } != 0 {
         return Err(DropReason::Truncated);
     }
     Ok(())
+}
+
+/// The ipvlan l3 network whose subnet holds `destination`.
+#[inline(always)]
+fn l3_network_of(destination: Destination) -> Option<u32> {
+    match destination {
+        Destination::V4(ip) => maps::l3_network_of(ip),
+        Destination::V6(ip) => maps::l3_network_of6(ip),
+    }
 }
 
 /// The container of network `network_id` that owns `destination`.
@@ -414,7 +381,7 @@ pub fn from_parent(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
         };
         untag(ctx, vlan)?;
         flood::copy_to_members(ctx, layer2.network_id, 0);
-        retag(ctx, vlan)?;
+        tag(ctx, vlan)?;
         return Ok(TC_ACT_UNSPEC);
     }
     let Some(peer) = container_for(ctx, ifindex, vlan, dst_mac, ether_type)? else {
@@ -447,11 +414,7 @@ fn container_for(
     let Some(destination) = destination_of(ctx, ether_type)? else {
         return Ok(None);
     };
-    let owner = match destination {
-        Destination::V4(ip) => maps::l3_network_of(ip),
-        Destination::V6(ip) => maps::l3_network_of6(ip),
-    };
-    let Some(network_id) = owner else {
+    let Some(network_id) = l3_network_of(destination) else {
         return Ok(None);
     };
     let on_this_parent = maps::lan_network(network_id)
@@ -488,16 +451,6 @@ fn destination_of(ctx: &TcContext, ether_type: u16) -> Result<Option<Destination
 fn untag(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     // SAFETY: plain helper call on this program's skb.
     if vlan != 0 && unsafe { bpf_skb_vlan_pop(ctx.skb.skb) } != 0 {
-        return Err(DropReason::Truncated);
-    }
-    Ok(())
-}
-
-/// Puts it back, for the host.
-#[inline(always)]
-fn retag(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
-    // SAFETY: plain helper call on this program's skb.
-    if vlan != 0 && unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), vlan) } != 0 {
         return Err(DropReason::Truncated);
     }
     Ok(())

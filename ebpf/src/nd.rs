@@ -135,8 +135,7 @@ fn police_and_answer(
         _ => return Err(DropReason::MalformedNd),
     };
     let target = message.target;
-    let own_target =
-        ipv6::same(&target, &endpoint.ipv6) || ipv6::same(&target, &link_local_of(endpoint.mac));
+    let own_target = ipv6::is_own_source(endpoint, &target, false);
     if icmp_type == NEIGHBOR_ADVERTISEMENT {
         // Advertising someone else's address is how neighbour caches get poisoned.
         if !own_target {
@@ -173,6 +172,35 @@ fn police_and_answer(
     // Out of the same host-side veth, i.e. back into the container that asked.
     // SAFETY: plain helper call; flags 0 means egress of `ifindex`.
     Ok(Some(unsafe { bpf_redirect(ifindex, 0) } as i32))
+}
+
+/// Polices the ICMPv6 a container of a LAN network (macvlan) sends onto its LAN, where no
+/// responder answers for it and the LAN's hosts and routers hear it: no router's messages, an
+/// advertisement only for its own addresses, and a link-layer address option (of a
+/// solicitation or an advertisement) only with its own MAC. Everything else passes.
+#[inline(always)]
+pub fn police_on_lan(ctx: &TcContext, endpoint: &Endpoint) -> Result<(), DropReason> {
+    let icmp_type: u8 = ctx.load(ICMP_OFF).map_err(|_| DropReason::Truncated)?;
+    match icmp_type {
+        ROUTER_ADVERTISEMENT | REDIRECT => Err(DropReason::RogueRouter),
+        NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => {
+            if icmp_type == NEIGHBOR_ADVERTISEMENT {
+                let message: NdMessage = ctx.load(ICMP_OFF).map_err(|_| DropReason::MalformedNd)?;
+                if !ipv6::is_own_source(endpoint, &message.target, false) {
+                    return Err(DropReason::MalformedNd);
+                }
+            }
+            // The first option, if any.
+            if let Ok(option) = ctx.load::<LlAddrOption>(ICMP_OFF + usize::from(BARE_LEN))
+                && (option.kind == OPT_SOURCE_LLADDR || option.kind == OPT_TARGET_LLADDR)
+                && option.mac != endpoint.mac
+            {
+                return Err(DropReason::MalformedNd);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Rewrites the solicitation into the advertisement `answer_mac`'s owner would send: the
