@@ -22,9 +22,6 @@ use crate::{
     },
 };
 
-/// How a taken subnet of one of xnet's networks names its owner ("network NAME").
-const NETWORK_OWNER: &str = "network ";
-
 impl Inner {
     /// The pre-defined networks every Docker engine has: `bridge` (a network of the bridge
     /// driver, made on first start), and `host` and `none` (no record, just an id).
@@ -66,20 +63,7 @@ impl Inner {
     /// route that is not one of ours (a Docker engine's 172.17.0.0/16 on docker0, the uplink's
     /// LAN, ...).
     pub(crate) async fn taken_subnets(&self) -> Result<(Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>)> {
-        let mut taken = (Vec::new(), Vec::new());
-        for n in self.state.networks.values() {
-            let owner = format!("{NETWORK_OWNER}{}", n.name);
-            if let Some(v6) = &n.ipv6 {
-                taken.1.push(Taken {
-                    subnet: v6.subnet,
-                    owner: owner.clone(),
-                });
-            }
-            taken.0.push(Taken {
-                subnet: n.ipv4.subnet,
-                owner,
-            });
-        }
+        let mut taken = self.network_subnets();
         let netlink = &self.kernel.netlink;
         let names: BTreeMap<u32, String> = netlink
             .links()
@@ -102,6 +86,26 @@ impl Inner {
             }
         }
         Ok(taken)
+    }
+
+    /// Our networks' subnets, per family: all a LAN network (whose subnet is its LAN's, often
+    /// one the host routes already) must not overlap.
+    fn network_subnets(&self) -> (Vec<Taken<Ipv4Net>>, Vec<Taken<Ipv6Net>>) {
+        let mut taken = (Vec::new(), Vec::new());
+        for n in self.state.networks.values() {
+            let owner = format!("network {}", n.name);
+            if let Some(v6) = &n.ipv6 {
+                taken.1.push(Taken {
+                    subnet: v6.subnet,
+                    owner: owner.clone(),
+                });
+            }
+            taken.0.push(Taken {
+                subnet: n.ipv4.subnet,
+                owner,
+            });
+        }
+        taken
     }
 
     /// The daemon's unique local /48, made on first use.
@@ -161,17 +165,18 @@ impl Inner {
                 .await;
         }
         let (want4, want6) = ipam::by_family(&req.subnets, &req.gateways, &req.ip_ranges)?;
-        let (mut taken4, mut taken6) = self.taken_subnets().await?;
-        if driver.addressing() == Addressing::Lan {
+        let (taken4, taken6) = match driver.addressing() {
+            Addressing::Private => self.taken_subnets().await?,
             // The LAN's subnet is the host's too, often: only xnet's networks are in the way.
-            if want4.subnet.is_none() {
-                return Err(XnetError::invalid(format!(
-                    "a {driver_name} network needs --subnet: the subnet of its parent's LAN"
-                )));
+            Addressing::Lan => {
+                if want4.subnet.is_none() {
+                    return Err(XnetError::invalid(format!(
+                        "a {driver_name} network needs --subnet: the subnet of its parent's LAN"
+                    )));
+                }
+                self.network_subnets()
             }
-            taken4.retain(|t| t.owner.starts_with(NETWORK_OWNER));
-            taken6.retain(|t| t.owner.starts_with(NETWORK_OWNER));
-        }
+        };
         // Beside a Docker engine, xnet's own networks keep out of the pools Docker's IPAM
         // hands out (it knows only Docker's networks).
         let pool = match self.docker {

@@ -142,7 +142,7 @@ impl Datapath {
             .map(|(subnet, _)| subnet)
             .collect();
         for id in stale {
-            self.remove_lan_network(id, &stale_subnets)?;
+            self.remove_lan_network(id, &[])?;
         }
         for subnet in stale_subnets {
             self.update_lan_subnet(subnet, None)?;

@@ -256,14 +256,9 @@ struct ParentLink {
 async fn parent_link(kernel: &Kernel, parent: &Parent) -> anyhow::Result<ParentLink> {
     let flag = format!("-o {OPT_PARENT}={parent}");
     let interface = kernel.netlink.interface(&flag, &parent.device).await?;
-    let link = kernel
-        .netlink
-        .link_by_name(&parent.device)
-        .await?
-        .with_context(|| format!("{flag}: no such interface"))?;
     Ok(ParentLink {
         index: interface.index,
-        mac: link.mac,
+        mac: interface.mac,
         mtu: interface.mtu,
         ipv4: interface.ipv4,
     })
@@ -331,12 +326,12 @@ impl EndpointDriver for Lan {
             return Ok(());
         };
         for other in existing.values() {
-            let Ok(other_config) = LanConfig::parse(&other.options, other.driver == IPVLAN) else {
-                continue;
-            };
             if other.driver != MACVLAN && other.driver != IPVLAN {
                 continue;
             }
+            let Ok(other_config) = LanConfig::parse(&other.options, other.driver == IPVLAN) else {
+                continue;
+            };
             let Some(other_parent) = &other_config.parent else {
                 continue;
             };
@@ -344,8 +339,9 @@ impl EndpointDriver for Lan {
             let passthru = [&config, &other_config]
                 .iter()
                 .any(|c| c.isolation == Isolation::Passthru);
+            // ipvlan l3 networks (only ipvlan has l3) with the same flag route to each other.
             let both_routed =
-                config.l3 && other_config.l3 && config.mode_name() == other_config.mode_name();
+                config.l3 && other_config.l3 && config.isolation == other_config.isolation;
             if (same_device && passthru) || (other_parent == parent && !both_routed) {
                 return Err(XnetError::conflict(format!(
                     "network {} is already using parent interface {other_parent} ({})",

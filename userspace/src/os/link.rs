@@ -41,6 +41,7 @@ pub struct LinkInfo {
 pub struct Interface {
     pub index: u32,
     pub name: String,
+    pub mac: [u8; 6],
     pub mtu: u32,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
@@ -206,6 +207,7 @@ impl Netlink {
         Ok(Interface {
             index: link.index,
             name: link.name,
+            mac: link.mac,
             mtu: link.mtu,
             ipv4,
             ipv6,
@@ -275,17 +277,15 @@ impl Netlink {
     /// Adds `default via GATEWAY` unless the namespace (a container's) already has a default
     /// route of the gateway's family; each family has its own.
     pub async fn ensure_default_route(&self, gateway: IpAddr) -> anyhow::Result<()> {
-        let any = IpNet::new(unspecified(gateway), 0).expect("0 is a valid prefix");
-        if self.routes().await?.iter().any(|r| r.destination == any) {
-            return Ok(());
-        }
         let route = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(unspecified(gateway), 0)
             .and_then(|r| r.gateway(gateway))
             .with_context(|| format!("default route via {gateway}"))?
             .build();
-        self.add_route(route, || format!("adding default route via {gateway}"))
-            .await
+        self.ensure_default(gateway, route, || {
+            format!("adding default route via {gateway}")
+        })
+        .await
     }
 
     /// Adds `default dev LINK` (on-link, no gateway: ipvlan l3, whose container routes by
@@ -295,18 +295,30 @@ impl Netlink {
         family: IpAddr,
         index: u32,
     ) -> anyhow::Result<()> {
-        let any = IpNet::new(unspecified(family), 0).expect("0 is a valid prefix");
-        if self.routes().await?.iter().any(|r| r.destination == any) {
-            return Ok(());
-        }
         let route = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(unspecified(family), 0)
             .context("default route")?
             .output_interface(index)
             .scope(RouteScope::Link)
             .build();
-        self.add_route(route, || format!("adding default route dev {index}"))
-            .await
+        self.ensure_default(family, route, || {
+            format!("adding default route dev {index}")
+        })
+        .await
+    }
+
+    /// Adds `route`, a default route of `family`'s, unless the namespace has one.
+    async fn ensure_default(
+        &self,
+        family: IpAddr,
+        route: RouteMessage,
+        what: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        let any = IpNet::new(unspecified(family), 0).expect("0 is a valid prefix");
+        if self.routes().await?.iter().any(|r| r.destination == any) {
+            return Ok(());
+        }
+        self.add_route(route, what).await
     }
 
     /// Turns ARP (and neighbour discovery) off on link `index`: its neighbours are "reached"

@@ -7,7 +7,7 @@
 use aya::maps::{HashMap, MapData};
 use xnet_common::{
     DropReason, ENDPOINT_LAN, LAN_IPVLAN, LAN_L3, LAN_MODE_BRIDGE, LAN_MODE_PRIVATE, LanMacKey,
-    LanNetwork, LanParent, LanParentKey, MAP_LAN_MACS, MAP_LAN_NETWORKS, MAP_LAN_PARENTS, Neighbor,
+    LanNetwork, LanParent, LanParentKey, MAP_LAN_MACS, MAP_LAN_NETWORKS, MAP_LAN_PARENTS,
     PROG_LAN_ENDPOINT_INGRESS, PROG_PARENT_INGRESS,
 };
 use xnet_dockerlab::skip;
@@ -68,28 +68,19 @@ impl Datapath {
             ],
         );
         if flags & LAN_IPVLAN == 0 {
-            let mut macs: HashMap<&mut MapData, LanMacKey, Neighbor> =
-                HashMap::try_from(self.ebpf.map_mut(MAP_LAN_MACS).unwrap()).unwrap();
-            for (network_id, ifindex, mac, slot) in [
-                (NET, ME_VETH, ME_MAC, ME_SLOT),
-                (NET, super::PEER_IFINDEX, PEER_MAC, PEER_SLOT),
-                (OTHER_NET, 43, STRANGER_MAC, 2),
-            ] {
-                let key = LanMacKey {
-                    network_id,
-                    mac,
-                    _pad: [0; 2],
-                };
-                let value = Neighbor {
-                    ifindex,
-                    mac,
-                    _pad: [0; 2],
-                    slot,
-                    vtep: [0; 4],
-                    vni: 0,
-                };
-                macs.insert(key, value, 0).unwrap();
-            }
+            let key = |network_id, mac| LanMacKey {
+                network_id,
+                mac,
+                _pad: [0; 2],
+            };
+            self.add_neighbors(
+                MAP_LAN_MACS,
+                [
+                    (key(NET, ME_MAC), ME_VETH, ME_MAC, ME_SLOT),
+                    (key(NET, PEER_MAC), super::PEER_IFINDEX, PEER_MAC, PEER_SLOT),
+                    (key(OTHER_NET, STRANGER_MAC), 43, STRANGER_MAC, 2),
+                ],
+            );
         }
     }
 
