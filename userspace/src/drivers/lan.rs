@@ -21,11 +21,13 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt,
     net::Ipv4Addr,
+    path::Path,
+    time::Duration,
 };
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use tracing::warn;
+use tracing::{debug, warn};
 use xnet_common::{
     ENDPOINT_LAN, LAN_HOST_ACCESS, LAN_IPVLAN, LAN_L3, LAN_MODE_BRIDGE, LAN_MODE_PASSTHRU,
     LAN_MODE_PRIVATE, LAN_MODE_VEPA, LanNetwork, Neighbor,
@@ -454,19 +456,12 @@ impl EndpointDriver for Lan {
                 .add_host_route(ep.ipv4.into(), ep.host_ifindex, host.into())
                 .await?;
         }
-        // Announced on its LAN (l3 has no ARP, and internal networks no LAN). Best effort: a
-        // neighbour that misses it learns the MAC at its next ARP.
+        // Announced on its LAN (l3 has no ARP, and internal networks no LAN).
         if let (Placement::Namespace(sandbox), Some(_)) = (placement, &config.parent)
             && !config.l3
             && !net.internal
         {
-            let (ifname, mac, ipv4, ipv6) = (ep.ifname.clone(), ep.mac.0, ep.ipv4, ep.ipv6);
-            let announced = netns::run_in(sandbox, move || {
-                announce::announce(&ifname, mac, ipv4, ipv6)
-            });
-            if let Err(e) = announced {
-                warn!(interface = %ep.host_ifname, "announcing the container on its LAN: {e:#}");
-            }
+            announce_on_join(sandbox, ep);
         }
         Ok(handed_to_docker)
     }
@@ -518,6 +513,47 @@ impl EndpointDriver for Lan {
         entry.endpoint.flags |= ENDPOINT_LAN;
         entry
     }
+}
+
+/// How many times a joining container is announced, and how far apart: Docker 28's defaults
+/// (`com.docker.network.advertise_addr_nmsgs` and `…_ms`). Best effort: a neighbour that misses
+/// them all learns the MAC at its next ARP.
+const ANNOUNCEMENTS: u32 = 3;
+const ANNOUNCEMENT_INTERVAL: Duration = Duration::from_millis(600);
+
+/// Announces the container from its namespace: the first time before its join returns, the
+/// others in the background, ending quietly if the container has gone meanwhile.
+fn announce_on_join(sandbox: &Path, ep: &Endpoint) {
+    let (sandbox, ifname) = (sandbox.to_owned(), ep.ifname.clone());
+    let (mac, ipv4, ipv6) = (ep.mac.0, ep.ipv4, ep.ipv6);
+    let send = move || {
+        let ifname = ifname.clone();
+        netns::run_in(&sandbox, move || {
+            announce::announce(&ifname, mac, ipv4, ipv6)
+        })
+    };
+    if let Err(e) = send() {
+        warn!(interface = %ep.host_ifname, "announcing the container on its LAN: {e:#}");
+        return;
+    }
+    let interface = ep.host_ifname.clone();
+    tokio::spawn(async move {
+        for _ in 1..ANNOUNCEMENTS {
+            tokio::time::sleep(ANNOUNCEMENT_INTERVAL).await;
+            let send = send.clone();
+            match tokio::task::spawn_blocking(send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(%interface, "announcing again (the container may have left): {e:#}");
+                    return;
+                }
+                Err(e) => {
+                    warn!(%interface, "announcing again: {e}");
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// Makes a macvlan container known by its MAC: in `LAN_MACS`, and in the unicast filter of

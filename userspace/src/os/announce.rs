@@ -2,11 +2,16 @@
 //! neighbour advertisement to all nodes), as Docker 28 does when a macvlan or ipvlan container
 //! joins: the LAN's switches and neighbours learn its MAC at once, not at their next ARP
 //! timeout. Runs in the calling thread's namespace (`netns::run_in` for a container's).
+//!
+//! An interface just set up drops what it sends until the kernel has activated its transmit
+//! queue (the link watcher does that a moment after the carrier comes on), so an announcement
+//! first waits for the interface to be running.
 
 use std::{
     io, mem,
     net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -32,12 +37,85 @@ pub fn announce(
     if ifindex == 0 {
         return Err(io::Error::last_os_error()).with_context(|| format!("looking up {ifname}"));
     }
+    let request = InterfaceRequest::new(&name)?;
+    // Announcing again later must not speak for an interface that has since changed hands.
+    if request.mac()? != mac {
+        anyhow::bail!("{ifname} no longer has the MAC announced");
+    }
+    request.wait_until_running()?;
     gratuitous_arp(ifindex, mac, ipv4).context("sending a gratuitous ARP")?;
     if let Some(ipv6) = ipv6 {
         unsolicited_advertisement(ifindex, mac, ipv6)
             .context("sending an unsolicited neighbour advertisement")?;
     }
     Ok(())
+}
+
+/// How long an interface may take to start running before its announcement is given up.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An `ifreq` for one interface and a socket to ask the kernel with.
+struct InterfaceRequest {
+    socket: OwnedFd,
+    name: [libc::c_char; libc::IFNAMSIZ],
+}
+
+impl InterfaceRequest {
+    fn new(name: &std::ffi::CStr) -> anyhow::Result<Self> {
+        let bytes = name.to_bytes_with_nul();
+        let mut padded = [0; libc::IFNAMSIZ];
+        if bytes.len() > padded.len() {
+            anyhow::bail!("interface name {name:?} is too long");
+        }
+        for (slot, byte) in padded.iter_mut().zip(bytes) {
+            *slot = *byte as libc::c_char;
+        }
+        let socket = checked_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+        Ok(Self {
+            socket,
+            name: padded,
+        })
+    }
+
+    /// The ifreq after `request` (SIOCGIF…) filled it.
+    fn ask(&self, request: libc::Ioctl) -> io::Result<libc::ifreq> {
+        // SAFETY: all zero is a valid ifreq.
+        let mut ifreq: libc::ifreq = unsafe { mem::zeroed() };
+        ifreq.ifr_name = self.name;
+        // SAFETY: the SIOCGIF requests read the name and write the union of the ifreq passed.
+        if unsafe { libc::ioctl(self.socket.as_raw_fd(), request, &mut ifreq) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ifreq)
+    }
+
+    fn mac(&self) -> anyhow::Result<[u8; 6]> {
+        let ifreq = self
+            .ask(libc::SIOCGIFHWADDR)
+            .context("reading the interface's MAC")?;
+        // SAFETY: SIOCGIFHWADDR filled the hardware address member of the union.
+        let data = unsafe { ifreq.ifr_ifru.ifru_hwaddr.sa_data };
+        Ok(std::array::from_fn(|i| data[i] as u8))
+    }
+
+    /// Waits for the interface to be running (`IFF_RUNNING`: up, carrier on, operational).
+    fn wait_until_running(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + RUNNING_TIMEOUT;
+        loop {
+            let ifreq = self
+                .ask(libc::SIOCGIFFLAGS)
+                .context("reading the interface's flags")?;
+            // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+            let flags = unsafe { ifreq.ifr_ifru.ifru_flags };
+            if flags & libc::IFF_RUNNING as libc::c_short != 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("the interface did not start running within {RUNNING_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// An ARP request for its own address (sender and target both `ip`), to the broadcast MAC:
