@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context as _;
 use axum::{
     Json, Router,
-    extract::{Path as UrlPath, Query, Request, State},
+    extract::{MatchedPath, Path as UrlPath, Query, Request, State},
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -88,7 +88,7 @@ pub async fn serve(
         .with_context(|| format!("serving {}", socket.display()))
 }
 
-/// Runs one request inside its own span, and logs how it ended.
+/// Runs one request inside its own span, logs how it ended and records how long it took.
 async fn request_span(request: Request, next: Next) -> Response {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -98,11 +98,18 @@ async fn request_span(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path()
     );
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(route) => route.as_str().to_string(),
+        None => "unmatched".to_string(),
+    };
+    let method = request.method().clone();
     async move {
         let started = Instant::now();
         let response = next.run(request).await;
         let status = response.status();
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        super::metrics::observe_request(&route, method.as_str(), elapsed);
+        let elapsed_ms = elapsed * 1000.0;
         if status.is_server_error() {
             warn!(status = status.as_u16(), elapsed_ms, "request failed");
         } else {

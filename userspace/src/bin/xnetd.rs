@@ -1,13 +1,13 @@
 //! `xnetd`: owns the eBPF datapath and serves the xnet API on a Unix socket.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::bail;
 use clap::Parser;
 use futures::FutureExt as _;
 use tracing::{error, info};
 use xnet::{
-    api::{DEFAULT_SOCKET, server},
+    api::{DEFAULT_SOCKET, metrics, server},
     cluster::config::{Advertise, ClusterConfig, parse_store_urls},
     daemon::{Config, Daemon, DockerConfig},
     docker,
@@ -63,6 +63,10 @@ struct Args {
     /// cluster's first host, 4789 by default; a host given another is refused.
     #[arg(long, value_name = "PORT", requires = "cluster_store")]
     data_path_port: Option<u16>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (Docker's flag; 127.0.0.1:9323 is
+    /// Docker's address). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// What to log: a level (error, warn, info, debug, trace) or `tracing` directives
     /// (`xnet::daemon=debug,info`).
     #[arg(long, env = "XNET_LOG", default_value = "info")]
@@ -89,6 +93,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xnetd must run as root (it creates namespaces and loads eBPF programs)");
     }
+    let metrics_listener = match args.metrics_addr {
+        Some(address) => Some(metrics::bind(address).await?),
+        None => None,
+    };
     let docker = match args.docker_plugin {
         Some(plugin) => {
             let valid = !plugin.is_empty()
@@ -148,6 +156,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         info!("stopping; the datapath keeps forwarding");
     }
     .shared();
+    if let Some(listener) = metrics_listener {
+        info!(address = %listener.local_addr()?, "serving metrics");
+        let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, daemon, shutdown).await {
+                error!("{e:#}");
+            }
+        });
+    }
     let api = server::serve(
         &config.socket,
         server::router(daemon.clone()),

@@ -13,7 +13,8 @@
 //! - `start`: making the kernel match the state when the daemon starts;
 //! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks);
 //! - `overlay`: endpoints on networks of global scope, this host's and the other hosts';
-//! - `remotes`: which remote endpoints and VTEPs the datapath has, from the cluster's view.
+//! - `remotes`: which remote endpoints and VTEPs the datapath has, from the cluster's view;
+//! - `observe`: what the metrics show.
 //!
 //! Docker's plugin protocols are served by [`crate::docker`] on the same lock.
 
@@ -25,6 +26,7 @@ mod endpoints;
 pub(crate) mod inner;
 mod inspect;
 mod networks;
+mod observe;
 mod overlay;
 mod ports;
 mod remotes;
@@ -49,6 +51,7 @@ use crate::{
     state::{Store, host_key::HostKey},
 };
 pub use config::{Config, DockerConfig};
+pub use observe::{Observation, Peer};
 
 pub struct Daemon {
     pub(crate) inner: Mutex<Inner>,
@@ -211,6 +214,12 @@ impl Daemon {
             .pid = Some(pid);
         inner.save()?;
         Ok(())
+    }
+
+    /// What a metrics scrape shows (`observe`).
+    pub async fn observe(&self) -> Observation {
+        let stats = self.stats().await;
+        self.inner.lock().await.observe(stats)
     }
 
     pub async fn stats(&self) -> StatsReport {

@@ -82,6 +82,7 @@ impl Datapath {
             lan_subnets6: take_map(&mut ebpf, MAP_LAN_SUBNETS6)?,
             ebpf,
             links_dir,
+            maps_dir,
         })
     }
 }

@@ -67,6 +67,8 @@ pub struct Datapath {
     pub(super) lan_subnets: LpmTrie<MapData, [u8; 4], u32>,
     pub(super) lan_subnets6: LpmTrie<MapData, [u8; 16], u32>,
     pub(super) links_dir: PathBuf,
+    /// Where the maps are pinned, by name (`fill`).
+    pub(super) maps_dir: PathBuf,
 }
 
 impl Datapath {

@@ -4,6 +4,7 @@
 //! stopped, and a restarted xnetd adopts what is pinned instead of tearing it down.
 
 mod encryption;
+mod fill;
 mod host;
 mod lan;
 mod load;
@@ -13,6 +14,7 @@ mod overlay;
 mod publish;
 mod uplink;
 
+pub use fill::MapFill;
 pub use maps::{Datapath, EndpointEntry};
 pub use object::EBPF_OBJECT;
 pub use overlay::{FloodSet, RemoteEndpoint};

@@ -12,6 +12,7 @@ mod ipv6;
 mod lan;
 mod lifecycle;
 mod logging;
+mod metrics;
 mod networks;
 mod ports;
 mod publish;
