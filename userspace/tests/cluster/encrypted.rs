@@ -24,7 +24,7 @@ use xnet_dockerlab::skip;
 use xnet_lab::{Lab, eventually};
 
 use crate::{
-    in_netns, inspect, lab, ok,
+    in_netns, inspect, lab, lab_with, ok,
     overlay::{
         address, cannot_reach, drops, in_container, iperf, reaches, run_sleeper, send_from,
         send_to_port, spawn_in, vxlan_frame,
@@ -190,7 +190,7 @@ fn an_encrypted_overlay_carries_traffic_between_three_hosts_and_never_in_clear()
     if skip::unless_root() {
         return;
     }
-    let lab = lab(3, 1);
+    let lab = lab_with(3, 1, &["--metrics-addr", METRICS]);
     create_overlay(&lab, "h1", "enc", true);
     create_overlay(&lab, "h1", "plain", false);
     run_sleeper(&lab, "h1", "a", "enc");
@@ -261,6 +261,30 @@ fn an_encrypted_overlay_carries_traffic_between_three_hosts_and_never_in_clear()
         udp_payloads(&encrypted, h1, 4789).is_empty(),
         "VXLAN in clear from h1"
     );
+    // The metrics show the cluster: the store up, two keyed peers, packets sealed.
+    let metrics = scrape(&lab, "h1");
+    assert!(metrics.contains("\nxnet_cluster_store_up 1\n"), "{metrics}");
+    let keyed_peers = metrics
+        .lines()
+        .filter(|l| l.starts_with("xnet_overlay_peer{") && l.contains("encryption=\"keyed\""))
+        .count();
+    assert_eq!(keyed_peers, 2, "{metrics}");
+    let sealed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("xnet_encryption_sealed_packets_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(sealed.is_some_and(|n| n >= 3), "{metrics}");
+}
+
+/// Where the encrypted lab's xnetds serve their metrics, each in its own namespace.
+const METRICS: &str = "127.0.0.1:9323";
+
+/// One scrape of `host`'s metrics.
+fn scrape(lab: &Lab, host: &str) -> String {
+    let url = format!("http://{METRICS}/metrics");
+    let out = lab.run(host, &["curl", "-sf", &url]).unwrap();
+    assert!(out.status.success(), "scraping {host}'s metrics failed");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

@@ -37,10 +37,16 @@ use xnet_lab::{Lab, Spec, eventually};
 const XNETD: &str = env!("CARGO_BIN_EXE_xnetd");
 
 fn lab(hosts: usize, etcd_members: usize) -> Lab {
+    lab_with(hosts, etcd_members, &[])
+}
+
+/// A lab whose xnetds get `xnetd_args` too.
+fn lab_with(hosts: usize, etcd_members: usize, xnetd_args: &[&str]) -> Lab {
     let bin_dir = Path::new(XNETD).parent().unwrap().to_path_buf();
     Lab::up(Spec {
         hosts,
         etcd_members,
+        xnetd_args: xnetd_args.iter().map(|a| a.to_string()).collect(),
         ..Spec::for_test(bin_dir)
     })
     .unwrap_or_else(|e| panic!("{e:#}"))
