@@ -550,6 +550,81 @@ pub struct EndpointCounters {
     pub drops: u64,
 }
 
+/// `MONITOR_EVENTS`: ring buffer of [`MonitorEvent`]s for `xnet monitor`, read by xnetd.
+pub const MAP_MONITOR_EVENTS: &str = "MONITOR_EVENTS";
+/// Its size in bytes: 4096 events of 64 bytes, a burst of about 0.2 s at the rate limit.
+pub const MONITOR_EVENTS_BYTES: u32 = 256 * 1024;
+/// `MONITOR`: array of one [`MonitorConfig`]: which events the programs write. All zero (no
+/// monitor attached) costs each packet one array read and a test.
+pub const MAP_MONITOR: &str = "MONITOR";
+/// `MONITOR_BUDGET`: per-CPU array of one [`MonitorBudget`]: the rate limit's window and the
+/// events lost to it.
+pub const MAP_MONITOR_BUDGET: &str = "MONITOR_BUDGET";
+
+/// [`MonitorConfig::kinds`]: drops are reported.
+pub const MONITOR_DROPS: u32 = 1 << 0;
+/// [`MonitorConfig::kinds`]: frames accepted from containers and delivered to them by the
+/// host are reported.
+pub const MONITOR_TRACE: u32 = 1 << 1;
+
+/// What `xnet monitor` asked the programs for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonitorConfig {
+    /// [`MONITOR_DROPS`] | [`MONITOR_TRACE`].
+    pub kinds: u32,
+    /// At most this many events per second on each CPU; the rest are lost, counted.
+    pub events_per_second: u32,
+}
+
+/// One CPU's rate-limit state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonitorBudget {
+    /// When the current one-second window began (`bpf_ktime_get_ns`).
+    pub window_start: u64,
+    /// Events written in it.
+    pub used: u64,
+    /// Events lost, ever: over the limit, or the ring buffer full.
+    pub lost: u64,
+}
+
+/// [`MonitorEvent::kind`]: the frame was dropped (`reason` says why).
+pub const EVENT_DROP: u8 = 1;
+/// [`MonitorEvent::kind`]: a container sent the frame and the datapath accepted it.
+pub const EVENT_FROM_CONTAINER: u8 = 2;
+/// [`MonitorEvent::kind`]: the host's stack delivered the frame to a container.
+pub const EVENT_TO_CONTAINER: u8 = 3;
+
+/// A datapath event: what happened to which frame, where. Addresses are in network byte
+/// order; IPv4 ones in the first four bytes. For ARP, the sender and target addresses and
+/// the operation in `dst_port`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorEvent {
+    /// `bpf_ktime_get_ns` (since boot).
+    pub time_ns: u64,
+    /// The interface the frame entered (its ifindex in the daemon's namespace).
+    pub ifindex: u32,
+    /// The frame's length.
+    pub len: u32,
+    /// [`EVENT_DROP`], [`EVENT_FROM_CONTAINER`] or [`EVENT_TO_CONTAINER`].
+    pub kind: u8,
+    /// For a drop, the [`DropReason`]; else 0.
+    pub reason: u8,
+    /// The IP protocol (TCP 6, UDP 17, ICMP 1, ICMPv6 58…); 0 for what is not IP.
+    pub protocol: u8,
+    pub _pad: u8,
+    /// The EtherType (host byte order).
+    pub ether_type: u16,
+    /// TCP, UDP or SCTP ports; ICMP's type and code (host byte order).
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub _pad2: [u8; 6],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
 /// Why the datapath dropped a frame; the index into `DROP_STATS`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -727,10 +802,16 @@ mod pod {
     unsafe impl aya::Pod for super::LanParentKey {}
     unsafe impl aya::Pod for super::LanParent {}
     unsafe impl aya::Pod for super::LanMacKey {}
+    unsafe impl aya::Pod for super::MonitorConfig {}
+    unsafe impl aya::Pod for super::MonitorBudget {}
+    unsafe impl aya::Pod for super::MonitorEvent {}
 }
 
 // A field added without its padding would change these sizes: fail the build, not the verifier.
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 64);
+const _: () = assert!(core::mem::size_of::<MonitorConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<MonitorBudget>() == 24);
+const _: () = assert!(core::mem::size_of::<MonitorEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Neighbor6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<Neighbor>() == 24);

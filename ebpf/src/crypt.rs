@@ -11,7 +11,6 @@
 //! accepted here. Nothing else is accepted on this device.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, xdp_action::XDP_DROP},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -19,7 +18,7 @@ use xnet_common::DropReason;
 
 use crate::{
     encap::{self, Arrival},
-    stats,
+    monitor,
 };
 
 /// XDP of the encryption worker's device: decrypted unicast VXLAN for this host is checked and
@@ -32,8 +31,7 @@ pub fn decrypted_xdp(ctx: XdpContext) -> u32 {
         Ok(None) => DropReason::MalformedVxlan,
         Err(reason) => reason,
     };
-    stats::count_drop(None, reason);
-    XDP_DROP
+    monitor::dropped_at_xdp(&ctx, reason)
 }
 
 /// tcx ingress of the encryption worker's device: decrypted VXLAN for this host goes to the
@@ -47,6 +45,5 @@ pub fn decrypted_ingress(ctx: TcContext) -> i32 {
         Ok(None) => DropReason::MalformedVxlan,
         Err(reason) => reason,
     };
-    stats::count_drop(None, reason);
-    TC_ACT_SHOT
+    monitor::dropped_at_tc(&ctx, None, reason)
 }

@@ -10,10 +10,7 @@
 //! change: the daemon publishes SCTP only with equal host and container ports).
 
 use aya_ebpf::{
-    bindings::{
-        BPF_ANY,
-        xdp_action::{XDP_DROP, XDP_PASS},
-    },
+    bindings::{BPF_ANY, xdp_action::XDP_PASS},
     helpers::{bpf_ktime_get_coarse_ns, bpf_redirect_neigh},
     maps::{LpmTrie, LruHashMap, lpm_trie::Key},
     programs::{TcContext, XdpContext},
@@ -30,10 +27,11 @@ use xnet_common::{
 use crate::{
     csum, deliver, ipv6,
     maps::{self, PUBLISH_FLOWS, PUBLISH6_FLOWS, PUBLISHED, PUBLISHED6},
+    monitor,
     nat::{self, NatFamily},
     outcome::Outcome,
     packet::{Family, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4, Packet, V4, V6},
-    parse, stats,
+    parse,
 };
 
 /// ICMP has no ports to publish: no ICMP type is accepted where `L4::of` asks for an echo type.
@@ -197,10 +195,7 @@ pub fn from_wire(ctx: &XdpContext) -> u32 {
     match translate_from_wire(ctx) {
         Ok(Some(verdict)) => verdict,
         Ok(None) => XDP_PASS,
-        Err(reason) => {
-            stats::count_drop(None, reason);
-            XDP_DROP
-        }
+        Err(reason) => monitor::dropped_at_xdp(ctx, reason),
     }
 }
 

@@ -5,31 +5,24 @@
 //! same network with `bpf_redirect_peer` (the skb keeps GSO and checksum offload, which is why
 //! this is TC and not XDP), hand frames for the gateway to the host stack, or drop.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::classifier,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use network_types::eth::{EthHdr, EtherType};
 use xnet_common::{DropReason, Endpoint};
 
-use crate::{arp, forward, lan, maps, parse, stats};
+use crate::{arp, forward, lan, maps, monitor, parse, stats};
 
 /// tcx ingress of a container's host-side veth: frames the container sends.
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     let ifindex = ingress_ifindex(&ctx);
     // Fail closed: a veth we have no endpoint for (mid-setup, mid-teardown) forwards nothing.
+    monitor::from_container(&ctx);
     let Some(endpoint) = maps::endpoint(ifindex) else {
-        stats::count_drop(None, DropReason::UnknownEndpoint);
-        return TC_ACT_SHOT;
+        return monitor::dropped_at_tc(&ctx, None, DropReason::UnknownEndpoint);
     };
     match from_container(&ctx, ifindex, endpoint) {
         Ok(action) => action,
-        Err(reason) => {
-            stats::count_drop(Some(endpoint.slot), reason);
-            TC_ACT_SHOT
-        }
+        Err(reason) => monitor::dropped_at_tc(&ctx, Some(endpoint.slot), reason),
     }
 }
 
@@ -38,19 +31,16 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn lan_endpoint_ingress(ctx: TcContext) -> i32 {
     let ifindex = ingress_ifindex(&ctx);
+    monitor::from_container(&ctx);
     let Some(endpoint) = maps::endpoint(ifindex) else {
-        stats::count_drop(None, DropReason::UnknownEndpoint);
-        return TC_ACT_SHOT;
+        return monitor::dropped_at_tc(&ctx, None, DropReason::UnknownEndpoint);
     };
     match lan::from_container(&ctx, ifindex, endpoint).verdict() {
         Ok(action) => {
             stats::count_tx(endpoint.slot, ctx.len());
             action
         }
-        Err(reason) => {
-            stats::count_drop(Some(endpoint.slot), reason);
-            TC_ACT_SHOT
-        }
+        Err(reason) => monitor::dropped_at_tc(&ctx, Some(endpoint.slot), reason),
     }
 }
 
@@ -61,6 +51,7 @@ pub fn lan_endpoint_ingress(ctx: TcContext) -> i32 {
 pub fn endpoint_egress(ctx: TcContext) -> i32 {
     if let Some(endpoint) = maps::endpoint(ingress_ifindex(&ctx)) {
         stats::count_rx(endpoint.slot, ctx.len());
+        monitor::to_container(&ctx);
     }
     TC_ACT_OK
 }

@@ -28,6 +28,8 @@
 //! - reading packets: [`parse`] (bounds-checked header access), [`packet`] (the packet model:
 //!   IPv4 and IPv6 as one `Family`, where ports and checksums sit), [`ipv6`] (address tests)
 //!   and [`csum`] (checksum updates for XDP, and folding sums);
+//! - reporting: [`monitor`] (drop and trace events for `xnet monitor`, rate-limited, through
+//!   a ring buffer);
 //! - state: [`stats`] (counters), [`outcome`] (results of the steps that run as BPF-to-BPF
 //!   calls) and [`maps`] (the maps, typed by `xnet-common`).
 //!
@@ -49,6 +51,7 @@ mod host;
 mod ipv6;
 mod lan;
 mod maps;
+mod monitor;
 mod nat;
 mod nd;
 mod outcome;

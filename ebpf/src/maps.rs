@@ -4,14 +4,15 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use xnet_common::{
     DropReason, Endpoint, EndpointCounters, FloodVteps, FlowKeyV4, FlowKeyV6, LanMacKey,
     LanNetwork, LanParent, LanParentKey, MAX_ENDPOINTS, MAX_NAT_FLOWS, MAX_NEIGHBORS,
-    MAX_PUBLISHED, MAX_VTEPS, MemberKey, NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key,
-    NeighborKey, PublishKeyV4, PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4,
-    PublishedV6, SockAddrV4, SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink, Vtep,
+    MAX_PUBLISHED, MAX_VTEPS, MONITOR_EVENTS_BYTES, MemberKey, MonitorBudget, MonitorConfig,
+    NatFlow, NatReplyV4, NatReplyV6, Neighbor, Neighbor6Key, NeighborKey, PublishKeyV4,
+    PublishKeyV6, PublishedFlowV4, PublishedFlowV6, PublishedV4, PublishedV6, SockAddrV4,
+    SockAddrV6, SockRevKeyV4, SockRevKeyV6, Tunnel, Uplink, Vtep,
 };
 
 #[map]
@@ -34,6 +35,15 @@ pub static ENDPOINT_STATS: PerCpuArray<EndpointCounters> = PerCpuArray::pinned(M
 
 #[map]
 pub static DROP_STATS: PerCpuArray<u64> = PerCpuArray::pinned(DropReason::ALL.len() as u32, 0);
+
+#[map]
+pub static MONITOR_EVENTS: RingBuf = RingBuf::pinned(MONITOR_EVENTS_BYTES, 0);
+
+#[map]
+pub static MONITOR: Array<MonitorConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static MONITOR_BUDGET: PerCpuArray<MonitorBudget> = PerCpuArray::pinned(1, 0);
 
 /// The endpoint behind host-side veth `ifindex`: a reference into the map, not a copy (the
 /// entry is 64 bytes, and the stack has 512 for everything).

@@ -6,9 +6,9 @@
 //! everything else go on: to the next program on the hook (the uplink's, when the parent is
 //! also the uplink) and to the host's stack.
 
-use aya_ebpf::{bindings::TC_ACT_SHOT, macros::classifier, programs::TcContext};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 
-use crate::{lan, stats};
+use crate::{lan, monitor};
 
 /// tcx ingress of a parent device.
 #[classifier]
@@ -17,9 +17,6 @@ pub fn parent_ingress(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     match lan::from_parent(&ctx, ifindex) {
         Ok(action) => action,
-        Err(reason) => {
-            stats::count_drop(None, reason);
-            TC_ACT_SHOT
-        }
+        Err(reason) => monitor::dropped_at_tc(&ctx, None, reason),
     }
 }

@@ -14,7 +14,7 @@
 //!   whose rewrites the tc checksum helpers handle for any skb the uplink hands us.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_DROP},
+    bindings::TC_ACT_OK,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -25,9 +25,9 @@ use network_types::{
 use xnet_common::DropReason;
 
 use crate::{
-    deliver, dnat, encap, ipv6, maps, nat,
+    deliver, dnat, encap, ipv6, maps, monitor, nat,
     packet::{Packet, V4, V6},
-    parse, stats,
+    parse,
 };
 
 /// XDP of the uplink: VXLAN for this host is decapsulated (or dropped, counted), frames to
@@ -39,10 +39,7 @@ pub fn uplink_xdp(ctx: XdpContext) -> u32 {
     match encap::frame_from_underlay(&ctx, encap::Arrival::InClear).unpack() {
         Ok(Some(verdict)) => verdict as u32,
         Ok(None) => dnat::from_wire(&ctx),
-        Err(reason) => {
-            stats::count_drop(None, reason);
-            XDP_DROP
-        }
+        Err(reason) => monitor::dropped_at_xdp(&ctx, reason),
     }
 }
 
@@ -53,10 +50,7 @@ pub fn uplink_xdp(ctx: XdpContext) -> u32 {
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     match from_outside(&ctx) {
         Ok(action) => action,
-        Err(reason) => {
-            stats::count_drop(None, reason);
-            TC_ACT_SHOT
-        }
+        Err(reason) => monitor::dropped_at_tc(&ctx, None, reason),
     }
 }
 

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request, body::Bytes};
+use hyper::{
+    Method, Request,
+    body::{Bytes, Incoming},
+};
 use hyper_util::rt::TokioIo;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -79,12 +82,56 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
+    /// `GET path`, a stream of JSON lines (`GET /monitor`): `each` gets every non-empty line
+    /// as it arrives, until the server ends the stream or `each` fails.
+    pub async fn get_lines(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut body = self.send(Method::GET, path, None::<&()>).await?;
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.with_context(|| format!("reading {}'s stream", self.server.name()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                if !line.trim().is_empty() {
+                    each(line.trim_end())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<T> {
+        let bytes = self
+            .send(method, path, body)
+            .await?
+            .collect()
+            .await?
+            .to_bytes();
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("decoding {}'s answer", self.server.name()))
+    }
+
+    /// Sends one request; the body of a successful answer (a failed one is its message).
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<Incoming> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| self.connect_error(e))?;
@@ -105,15 +152,15 @@ impl Client {
             .body(Full::new(body))?;
         let response = sender.send_request(request).await.with_context(talking)?;
         let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let body = response.into_body();
         if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|e| e.message)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             return Err(anyhow!(message));
         }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("decoding {}'s answer", self.server.name()))
+        Ok(body)
     }
 
     fn connect_error(&self, err: std::io::Error) -> anyhow::Error {

@@ -2,20 +2,22 @@
 //! serves Docker's plugin routes on theirs.
 
 use std::{
+    convert::Infallible,
     os::unix::fs::PermissionsExt as _,
     path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use axum::{
     Json, Router,
+    body::Body,
     extract::{MatchedPath, Path as UrlPath, Query, Request, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
@@ -23,8 +25,8 @@ use axum::{
 use tracing::{Instrument as _, debug, info_span, warn};
 
 use super::types::{
-    AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, NetworkConnect, NetworkCreate,
-    PortRange, PortsRequest, RemoveOptions,
+    AttachRequest, ContainerCreate, ContainerProcess, ErrorBody, MonitorQuery, NetworkConnect,
+    NetworkCreate, PortRange, PortsRequest, RemoveOptions,
 };
 use crate::{daemon::Daemon, error::XnetError};
 
@@ -66,6 +68,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/containers/{name}/publish", post(add_ports))
         .route("/containers/{name}/unpublish", post(remove_ports))
         .route("/stats", get(stats))
+        .route("/monitor", get(monitor))
         .route("/networks/{name}/connect", post(connect))
         .route("/networks/{name}/disconnect", post(disconnect))
         .route("/attached", post(attach))
@@ -134,6 +137,36 @@ fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         .with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// How long a monitor's stream may stay silent: an empty line then shows whether the client
+/// is still there (a write to a closed connection ends the stream and detaches the monitor).
+const MONITOR_KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// `GET /monitor`: the datapath's events as they happen, one JSON object per line, until the
+/// client goes.
+async fn monitor(
+    State(d): Shared,
+    Query(query): Query<MonitorQuery>,
+) -> Result<Response, XnetError> {
+    let subscription = d.attach_monitor(query).await?;
+    let lines = futures::stream::unfold(subscription, |mut subscription| async move {
+        let text = match tokio::time::timeout(MONITOR_KEEPALIVE, subscription.next()).await {
+            Err(_) => "\n".to_string(),
+            Ok(None) => return None,
+            Ok(Some(lines)) => lines
+                .iter()
+                .filter_map(|line| serde_json::to_string(line).ok())
+                .map(|json| json + "\n")
+                .collect(),
+        };
+        Some((Ok::<_, Infallible>(text), subscription))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 async fn list_networks(State(d): Shared) -> ApiResult<Vec<super::types::NetworkInspect>> {

@@ -323,3 +323,90 @@ pub struct ContainerStats {
     pub tx_bytes: u64,
     pub drops: u64,
 }
+
+/// `GET /monitor` (`xnet monitor`): which events to stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MonitorQuery {
+    /// `drop` or `trace`; both when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MonitorKind>,
+    /// Only events on this container's interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only events on this network's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MonitorKind {
+    /// Frames the datapath dropped.
+    Drop,
+    /// Frames containers sent (as they arrived) and the host delivered to them.
+    Trace,
+}
+
+/// One line of `GET /monitor`: a datapath event, or how many were lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum MonitorLine {
+    /// A frame was dropped (`reason`, the name `xnet stats` uses).
+    Drop {
+        #[serde(flatten)]
+        frame: MonitoredFrame,
+        reason: String,
+    },
+    /// A container sent a frame (before the datapath decided anything).
+    FromContainer {
+        #[serde(flatten)]
+        frame: MonitoredFrame,
+    },
+    /// The host's stack delivered a frame to a container.
+    ToContainer {
+        #[serde(flatten)]
+        frame: MonitoredFrame,
+    },
+    /// Events the datapath could not write since the last such line: over its rate limit, or
+    /// the ring buffer full. Of every monitor's, not only this one's filter.
+    Lost { count: u64 },
+}
+
+/// What an event says about its frame and where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoredFrame {
+    /// RFC 3339, UTC, microseconds.
+    pub time: String,
+    /// The interface the frame was on (a container's host-side veth, the uplink, a parent).
+    pub interface: String,
+    /// The container and network of that interface, when it is an endpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// `ipv4`, `ipv6`, `arp` or the EtherType in hex.
+    pub ether_type: String,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `sctp` or the number; absent when not IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// For ARP, the sender's and target's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Ports (TCP, UDP, SCTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
+    /// ICMP's (and ICMPv6's) type and code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    /// ARP's operation: `request`, `reply` or the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_operation: Option<String>,
+    /// The frame's length in bytes.
+    pub length: u32,
+}

@@ -67,6 +67,10 @@ struct Args {
     /// Docker's address). Off unless given.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// The most `xnet monitor` events the datapath writes per second on each CPU; the rest
+    /// are counted as lost, so a flood of drops never floods the monitor.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    monitor_rate: u32,
     /// What to log: a level (error, warn, info, debug, trace) or `tracing` directives
     /// (`xnet::daemon=debug,info`).
     #[arg(long, env = "XNET_LOG", default_value = "info")]
@@ -133,12 +137,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         uplink: args.uplink,
         docker,
         cluster,
+        monitor_rate: args.monitor_rate,
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);
     // Before serving, so the first requests find the cluster's store if it answers.
     let joined = daemon.join_cluster_now().await;
     tokio::spawn(daemon.clone().keep_in_cluster(joined));
+    tokio::spawn(daemon.clone().read_monitor_events());
     info!(socket = %config.socket.display(), "serving xnet's API");
     if let Some(docker) = &config.docker {
         info!(plugin = %docker.plugin, socket = %docker.socket.display(), "serving Docker's network plugin");

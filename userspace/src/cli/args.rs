@@ -45,6 +45,9 @@ pub enum Command {
     /// List a container's published ports (`NAME [PORT[/PROTO]]`), or publish (`add`) and
     /// withdraw (`rm`) them while it runs.
     Port(PortArgs),
+    /// Stream the datapath's events as they happen: drops with their reason, and (traced)
+    /// frames containers send and the host delivers to them. Ends with Ctrl-C.
+    Monitor(MonitorArgs),
     /// The container commands under Docker's `container` names (`container ls`, `container rm`,
     /// ...).
     #[command(subcommand)]
@@ -302,6 +305,30 @@ pub struct RmArgs {
     pub force: bool,
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Only drops, or only traced frames; both by default.
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<MonitorType>,
+    /// Only events on this container's interfaces.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Only events on this network's endpoints.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MonitorType {
+    /// Frames the datapath dropped.
+    Drop,
+    /// Frames containers sent and the host delivered to them.
+    Trace,
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{
     args::{
-        Cli, Command, ExecArgs, Format, FormatArgs, NetworkCommand, PortArgs, PortCommand,
-        PortSpecsArgs, RmArgs, RunArgs,
+        Cli, Command, ExecArgs, Format, FormatArgs, MonitorArgs, MonitorType, NetworkCommand,
+        PortArgs, PortCommand, PortSpecsArgs, RmArgs, RunArgs,
     },
     output::{print_inspect, print_rows, short_id},
     process::{Mode, spawn_failure_code, spawn_in, wait_exit_code},
@@ -18,9 +18,9 @@ use crate::{
     api::{
         client::Client,
         types::{
-            AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, NetworkConnect,
-            NetworkCreate, NetworkInspect, PortBinding, PortMap, PortRange, PortsRequest,
-            StatsReport,
+            AttachRequest, ContainerCreate, ContainerInspect, ContainerProcess, MonitorLine,
+            MonitoredFrame, NetworkConnect, NetworkCreate, NetworkInspect, PortBinding, PortMap,
+            PortRange, PortsRequest, StatsReport,
         },
     },
     state::HOST_NETWORK,
@@ -75,6 +75,7 @@ async fn execute(client: &Client, command: Command) -> anyhow::Result<i32> {
         })
         .await),
         Command::Port(args) => port(client, args).await.map(|()| 0),
+        Command::Monitor(args) => monitor(client, args).await.map(|()| 0),
         // Boxed: an async fn's future cannot contain itself.
         Command::Container(cmd) => Box::pin(execute(client, cmd.into())).await,
     }
@@ -382,6 +383,102 @@ async fn remove_each(client: &Client, names: &[String], path: impl Fn(&str) -> S
         }
     }
     code
+}
+
+async fn monitor(client: &Client, args: MonitorArgs) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(kind) = args.kind {
+        let kind = match kind {
+            MonitorType::Drop => "drop",
+            MonitorType::Trace => "trace",
+        };
+        query.push(format!("type={kind}"));
+    }
+    for (key, value) in [("container", &args.container), ("network", &args.network)] {
+        if let Some(value) = value {
+            query.push(format!("{key}={}", query_value(value)));
+        }
+    }
+    let path = match query.is_empty() {
+        true => "/monitor".to_string(),
+        false => format!("/monitor?{}", query.join("&")),
+    };
+    client
+        .get_lines(&path, |json| {
+            if args.format == Format::Json {
+                println!("{json}");
+                return Ok(());
+            }
+            let line: MonitorLine =
+                serde_json::from_str(json).context("decoding a monitor event")?;
+            println!("{}", monitor_text(&line));
+            Ok(())
+        })
+        .await
+}
+
+/// One event for people: time, what happened, where, and the frame.
+fn monitor_text(line: &MonitorLine) -> String {
+    let (what, frame) = match line {
+        MonitorLine::Drop { frame, reason } => (format!("drop ({reason})"), frame),
+        MonitorLine::FromContainer { frame } => ("from-container".to_string(), frame),
+        MonitorLine::ToContainer { frame } => ("to-container".to_string(), frame),
+        MonitorLine::Lost { count } => return format!("lost {count} event(s) to the rate limit"),
+    };
+    let MonitoredFrame {
+        time,
+        interface,
+        container,
+        network,
+        ether_type,
+        protocol,
+        source,
+        destination,
+        source_port,
+        destination_port,
+        icmp_type,
+        icmp_code,
+        arp_operation,
+        length,
+    } = frame;
+    let mut text = format!("{time} {what} on {interface}");
+    if let (Some(container), Some(network)) = (container, network) {
+        text += &format!(" ({container} on {network})");
+    }
+    let with_port = |address: &Option<String>, port: &Option<u16>| {
+        let address = address.clone().unwrap_or_else(|| "?".into());
+        match port {
+            Some(port) if address.contains(':') => format!("[{address}]:{port}"),
+            Some(port) => format!("{address}:{port}"),
+            None => address,
+        }
+    };
+    text += &format!(
+        ": {} {} -> {}",
+        protocol.as_deref().unwrap_or(ether_type),
+        with_port(source, source_port),
+        with_port(destination, destination_port)
+    );
+    if let (Some(kind), Some(code)) = (icmp_type, icmp_code) {
+        text += &format!(" type {kind} code {code}");
+    }
+    if let Some(operation) = arp_operation {
+        text += &format!(" {operation}");
+    }
+    text + &format!(", {length} bytes")
+}
+
+/// `value` percent-encoded for a query string (all but unreserved characters).
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn stats(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {

@@ -16,6 +16,8 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// Share networks of global scope with other hosts (`--cluster-store`).
     pub cluster: Option<ClusterConfig>,
+    /// The most monitor events the datapath writes per second on each CPU (`--monitor-rate`).
+    pub monitor_rate: u32,
 }
 
 /// xnetd as a Docker network plugin.

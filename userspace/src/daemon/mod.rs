@@ -14,7 +14,9 @@
 //! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks);
 //! - `overlay`: endpoints on networks of global scope, this host's and the other hosts';
 //! - `remotes`: which remote endpoints and VTEPs the datapath has, from the cluster's view;
-//! - `observe`: what the metrics show.
+//! - `observe`: what the metrics show;
+//! - `monitors` and `monitor`: `xnet monitor`, the attached monitors and the datapath's
+//!   events they get.
 //!
 //! Docker's plugin protocols are served by [`crate::docker`] on the same lock.
 
@@ -25,6 +27,8 @@ mod encryption;
 mod endpoints;
 pub(crate) mod inner;
 mod inspect;
+pub(crate) mod monitor;
+mod monitors;
 mod networks;
 mod observe;
 mod overlay;
@@ -38,7 +42,7 @@ use anyhow::Context as _;
 use tokio::sync::{Mutex, Notify};
 use tracing::warn;
 
-use self::inner::Inner;
+use self::{inner::Inner, monitors::MonitorHub};
 use crate::{
     api::types::{
         AttachRequest, ContainerCreate, ContainerInspect, ContainerStats, EncryptionStats,
@@ -57,6 +61,7 @@ pub struct Daemon {
     pub(crate) inner: Mutex<Inner>,
     /// Woken when Docker made something that wants a name (see `docker::names`).
     pub(crate) names_wanted: Notify,
+    pub(crate) monitor: MonitorHub,
 }
 
 impl Daemon {
@@ -119,6 +124,7 @@ impl Daemon {
         Ok(Self {
             inner: Mutex::new(inner),
             names_wanted: Notify::new(),
+            monitor: MonitorHub::new(config.monitor_rate),
         })
     }
 

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, Pod,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues,
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -25,9 +25,10 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use xnet_common::{
     DropReason, ENDPOINT_IPV6, ENDPOINT_LAN, Endpoint, EndpointCounters, FloodVteps, LanMacKey,
-    LanNetwork, LanParent, LanParentKey, MemberKey, Neighbor, Neighbor6Key, NeighborKey,
-    PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS, PROG_LAN_ENDPOINT_INGRESS, PublishKeyV4,
-    PublishKeyV6, PublishedV4, PublishedV6, Tunnel, Uplink, Vtep, link_local_of,
+    LanNetwork, LanParent, LanParentKey, MemberKey, MonitorBudget, MonitorConfig, Neighbor,
+    Neighbor6Key, NeighborKey, PROG_ENDPOINT_EGRESS, PROG_ENDPOINT_INGRESS,
+    PROG_LAN_ENDPOINT_INGRESS, PublishKeyV4, PublishKeyV6, PublishedV4, PublishedV6, Tunnel,
+    Uplink, Vtep, link_local_of,
 };
 
 use super::object::{adopt_pinned, classifier, ignore_missing, remove_file_if_exists, repin};
@@ -67,6 +68,10 @@ pub struct Datapath {
     pub(super) lan_subnets: LpmTrie<MapData, [u8; 4], u32>,
     pub(super) lan_subnets6: LpmTrie<MapData, [u8; 16], u32>,
     pub(super) links_dir: PathBuf,
+    pub(super) monitor: Array<MapData, MonitorConfig>,
+    pub(super) monitor_budget: PerCpuArray<MapData, MonitorBudget>,
+    /// Taken by the daemon's event reader (`take_monitor_events`).
+    pub(super) monitor_events: Option<RingBuf<MapData>>,
     /// Where the maps are pinned, by name (`fill`).
     pub(super) maps_dir: PathBuf,
 }

@@ -9,6 +9,7 @@ mod host;
 mod lan;
 mod load;
 mod maps;
+mod monitor;
 mod object;
 mod overlay;
 mod publish;
@@ -16,6 +17,7 @@ mod uplink;
 
 pub use fill::MapFill;
 pub use maps::{Datapath, EndpointEntry};
+pub use monitor::decode_event;
 pub use object::EBPF_OBJECT;
 pub use overlay::{FloodSet, RemoteEndpoint};
 pub use publish::PublishEntry;

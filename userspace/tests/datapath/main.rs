@@ -4,10 +4,11 @@
 //!
 //! This file holds the harness and the IPv4 tests; `ipv6` the IPv6 ones (ND, forwarding,
 //! isolation, NAT66); `publish` those of published ports; `overlay` VXLAN between hosts;
-//! `lan` macvlan and ipvlan networks.
+//! `lan` macvlan and ipvlan networks; `monitor` the events of `xnet monitor`.
 
 mod ipv6;
 mod lan;
+mod monitor;
 mod overlay;
 mod publish;
 

@@ -13,6 +13,7 @@ mod lan;
 mod lifecycle;
 mod logging;
 mod metrics;
+mod monitor;
 mod networks;
 mod ports;
 mod publish;
