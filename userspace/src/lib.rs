@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod docker;
 pub mod drivers;
 pub mod encryption;

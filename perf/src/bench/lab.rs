@@ -152,13 +152,18 @@ impl XnetLab {
 
     /// Runs the `xnet` CLI against this lab's daemon and returns what it printed.
     pub fn xnet(&self, args: &[&str]) -> anyhow::Result<String> {
-        sys::output(
-            Command::new(self.bin_dir.join("xnet"))
-                .arg("--host")
-                .arg(format!("unix://{}", self.socket().display()))
-                .args(args),
-        )
-        .with_context(|| format!("xnetd log:\n{}", self.daemon_log()))
+        sys::output(&mut self.xnet_command(args))
+            .with_context(|| format!("xnetd log:\n{}", self.daemon_log()))
+    }
+
+    /// The `xnet` CLI against this lab's daemon, to run or spawn.
+    pub fn xnet_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.bin_dir.join("xnet"));
+        command
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args);
+        command
     }
 
     fn container(&self, name: &str) -> anyhow::Result<Container> {
@@ -494,7 +499,7 @@ enum Kind {
 
 fn kind(side: Side) -> Kind {
     match side {
-        Side::Xnet => Kind::Xnet,
+        Side::Xnet | Side::XnetMonitored | Side::XnetUnmonitored => Kind::Xnet,
         Side::XnetCluster => Kind::SimulatedCluster,
         Side::DockerReal => Kind::Docker,
         Side::XnetOverlay | Side::XnetEncryptedOverlay | Side::XnetPlainOverlay => {

@@ -8,6 +8,7 @@ mod cross_host;
 mod lab;
 mod lan;
 mod lan_lab;
+mod monitor;
 mod overlay;
 mod ports;
 mod publish;
@@ -62,6 +63,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("macvlan-rr", lan::macvlan_rr),
     ("ipvlan-pps", lan::ipvlan_pps),
     ("ipvlan-tcp", lan::ipvlan_tcp),
+    ("monitor-cost", monitor::monitor_cost),
 ];
 
 #[derive(Debug, Parser)]
@@ -77,7 +79,7 @@ pub struct BenchArgs {
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
     /// overlay-encrypted-pings, overlay-scale, macvlan-pps, macvlan-tcp, macvlan-rr,
-    /// ipvlan-pps, ipvlan-tcp.
+    /// ipvlan-pps, ipvlan-tcp, monitor-cost.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -309,7 +311,7 @@ fn labs_of(sides: &[Side]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for side in sides {
         let name = match side {
-            Side::Xnet => "xnet",
+            Side::Xnet | Side::XnetMonitored | Side::XnetUnmonitored => "xnet",
             Side::XnetCluster => "a simulated cluster (etcd and one xnetd)",
             Side::DockerReal => "real Docker",
             Side::VxlanBridge

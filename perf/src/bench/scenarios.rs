@@ -272,7 +272,7 @@ impl Drop for GroOn<'_> {
     }
 }
 
-fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::Result<Sample> {
+pub fn packet_rate(pair: &Pair, side: Side, flows: u16, frames: Frames) -> anyhow::Result<Sample> {
     let _gro = GroOn::new(&pair.host, vec![&pair.a.host_veth, &pair.b.host_veth])?;
     let hop_hook = match side {
         Side::PeerHop => Some("tc"),

@@ -64,6 +64,11 @@ pub enum Side {
     /// The kernel's macvlan driver in bridge mode, what Docker's macvlan driver builds (this
     /// kernel has no ipvlan module: the ipvlan rows compare with it too).
     KernelMacvlan,
+    /// The real xnetd and CLI with `xnet monitor --type drop` attached, during a storm of
+    /// dropped frames (`monitor-cost`).
+    XnetMonitored,
+    /// The same storm with no monitor attached.
+    XnetUnmonitored,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -109,6 +114,8 @@ impl Side {
             Side::XnetMacvlan => "xnet-macvlan",
             Side::XnetIpvlan => "xnet-ipvlan",
             Side::KernelMacvlan => "kernel-macvlan",
+            Side::XnetMonitored => "xnet-monitored",
+            Side::XnetUnmonitored => "xnet-unmonitored",
         }
     }
 
@@ -119,8 +126,9 @@ impl Side {
             | Side::XnetOverlay
             | Side::XnetEncryptedOverlay
             | Side::XnetMacvlan
-            | Side::XnetIpvlan => Role::Ours,
-            Side::KernelMacvlan => Role::Baseline,
+            | Side::XnetIpvlan
+            | Side::XnetMonitored => Role::Ours,
+            Side::KernelMacvlan | Side::XnetUnmonitored => Role::Baseline,
             Side::XnetPlainOverlay => Role::Baseline,
             Side::DockerBridge
             | Side::DockerDnat
@@ -165,6 +173,8 @@ impl Side {
             Side::XnetMacvlan => "xnet macvlan: median [min–max]",
             Side::XnetIpvlan => "xnet ipvlan: median [min–max]",
             Side::KernelMacvlan => "kernel macvlan, bridge mode (Docker's macvlan; no ipvlan here)",
+            Side::XnetMonitored => "xnet, monitor attached, drop storm: median [min–max]",
+            Side::XnetUnmonitored => "xnet, no monitor, drop storm",
         }
     }
 
@@ -177,6 +187,8 @@ impl Side {
             | Side::XnetMacvlan
             | Side::XnetIpvlan => "xnet",
             Side::KernelMacvlan => "kernel macvlan",
+            Side::XnetMonitored => "monitored",
+            Side::XnetUnmonitored => "unmonitored",
             Side::XnetEncryptedOverlay => "encrypted",
             Side::XnetPlainOverlay => "plain",
             Side::DockerBridge => "bridge",

@@ -42,6 +42,9 @@ pub struct NetworkConnect {
     /// Static IPv6 address (`--ip6`).
     #[serde(default)]
     pub ip6: Option<String>,
+    /// More names on this network for the embedded DNS (`--alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// `xnet attach`: give a namespace that something else created an endpoint on a network.
@@ -69,6 +72,16 @@ pub struct ContainerCreate {
     #[serde(default)]
     pub publish: Vec<String>,
     pub command: Vec<String>,
+    /// More names on its network for the embedded DNS (`--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`, as given.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_option: Vec<String>,
 }
 
 /// `xnet port add` / `xnet port rm`: `-p` specs, as given.
@@ -206,6 +219,11 @@ pub struct ContainerInspect {
     pub state: ContainerState,
     pub host_config: HostConfig,
     pub network_settings: NetworkSettings,
+    /// The resolv.conf `run` and `exec` mount over the container's `/etc/resolv.conf`
+    /// (naming the embedded DNS); empty where xnet gives none (the host's network, Docker's
+    /// and attached containers).
+    #[serde(default)]
+    pub resolv_conf_path: String,
 }
 
 /// The parts of Docker's `HostConfig` xnet has.

@@ -71,6 +71,10 @@ struct Args {
     /// are counted as lost, so a flood of drops never floods the monitor.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     monitor_rate: u32,
+    /// The resolv.conf whose nameservers the containers' embedded DNS forwards other names
+    /// to, asked from the daemon's namespace (the host's).
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// What to log: a level (error, warn, info, debug, trace) or `tracing` directives
     /// (`xnet::daemon=debug,info`).
     #[arg(long, env = "XNET_LOG", default_value = "info")]
@@ -138,6 +142,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         docker,
         cluster,
         monitor_rate: args.monitor_rate,
+        resolv_conf: args.resolv_conf,
     };
     xnet::os::bpffs::ensure_mounted(&config.bpffs)?;
     let daemon = Arc::new(Daemon::start(&config).await?);

@@ -167,6 +167,9 @@ pub struct ConnectArgs {
     /// Static IPv6 address on that network (it needs IPv6).
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Another name for the container on this network, in the embedded DNS.
+    #[arg(long = "alias", value_name = "NAME")]
+    pub aliases: Vec<String>,
     pub network: String,
     pub container: String,
 }
@@ -274,6 +277,23 @@ pub struct RunArgs {
     /// (unlike Docker's `--expose`, which publishes nothing).
     #[arg(long, value_name = "HOST_PORT:CONTAINER_PORT[/PROTO]")]
     pub expose: Vec<String>,
+    /// Another name for the container on its network, in the embedded DNS.
+    #[arg(
+        long = "network-alias",
+        visible_alias = "net-alias",
+        value_name = "NAME"
+    )]
+    pub network_aliases: Vec<String>,
+    /// A resolver the embedded DNS forwards the container's other names to, instead of the
+    /// host's.
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A search domain of the container's resolv.conf.
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// An option of the container's resolv.conf (`ndots:2`).
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option: Vec<String>,
     /// Run the command in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,

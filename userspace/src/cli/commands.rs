@@ -217,6 +217,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                 container: args.container,
                 ip: args.ip,
                 ip6: args.ip6,
+                aliases: args.aliases,
             };
             client
                 .post::<_, ()>(&format!("{}/connect", network_path(&args.network)), &req)
@@ -227,6 +228,7 @@ async fn network(client: &Client, cmd: NetworkCommand) -> anyhow::Result<i32> {
                 container: args.container,
                 ip: None,
                 ip6: None,
+                aliases: Vec::new(),
             };
             client
                 .post::<_, ()>(&format!("{}/disconnect", network_path(&args.network)), &req)
@@ -258,6 +260,10 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
                 ip6: args.ip6,
                 publish: publish.clone(),
                 command: args.command.clone(),
+                aliases: args.network_aliases,
+                dns: args.dns,
+                dns_search: args.dns_search,
+                dns_option: args.dns_option,
             },
         )
         .await?;
@@ -273,6 +279,7 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
     };
     let child = match spawn_in(
         Path::new(&created.network_settings.sandbox_key),
+        resolv_conf(&created),
         &args.command,
         mode,
     ) {
@@ -302,14 +309,20 @@ async fn run_container(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
 
 async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<i32> {
     let container: ContainerInspect = client.get(&container_path(&args.name)).await?;
-    let sandbox = container.network_settings.sandbox_key;
-    match spawn_in(Path::new(&sandbox), &args.command, Mode::Foreground) {
+    let sandbox = &container.network_settings.sandbox_key;
+    let resolv = resolv_conf(&container);
+    match spawn_in(Path::new(sandbox), resolv, &args.command, Mode::Foreground) {
         Ok(child) => tokio::task::spawn_blocking(move || wait_exit_code(child)).await?,
         Err(err) => {
             eprintln!("xnet: failed to start {:?}: {err}", args.command[0]);
             Ok(spawn_failure_code(&err))
         }
     }
+}
+
+/// The resolv.conf the container's commands see, if xnet gives it one.
+fn resolv_conf(container: &ContainerInspect) -> Option<&Path> {
+    Some(Path::new(&container.resolv_conf_path)).filter(|p| !p.as_os_str().is_empty())
 }
 
 async fn ps(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The most monitor events the datapath writes per second on each CPU (`--monitor-rate`).
     pub monitor_rate: u32,
+    /// The host's resolv.conf: the embedded DNS forwards to its nameservers.
+    pub resolv_conf: PathBuf,
 }
 
 /// xnetd as a Docker network plugin.

@@ -10,6 +10,7 @@ use tracing::info;
 use super::{
     endpoints::StaticIps,
     inner::{Inner, Target},
+    resolv,
 };
 use crate::{
     api::types::{AttachRequest, ContainerCreate},
@@ -18,7 +19,7 @@ use crate::{
     os::{Netlink, netns},
     plumbing::{self, Placement},
     state::{
-        Container, DEFAULT_NETWORK, KernelObject, Network, Sandbox,
+        Container, DEFAULT_NETWORK, Endpoint, KernelObject, Network, Sandbox,
         ids::{now, random_id},
         rules::{
             check_attachable, check_publishable, parse_specs, refuse_docker_container,
@@ -66,7 +67,10 @@ impl Inner {
         // Checked on every network, also the host's, where they are then discarded (the CLI
         // warns, as Docker's does): the container already shares the host's ports.
         let specs = parse_specs(&req.publish)?;
+        let aliases = resolv::checked_aliases(&req.aliases)?;
+        let dns_config = resolv::dns_config(&req.dns, &req.dns_search, &req.dns_option)?;
         let mut container = self.new_container(req.name, Sandbox::Owned, req.command)?;
+        container.dns = dns_config;
         let net = match target {
             Target::Recordless {
                 host_namespace: true,
@@ -90,8 +94,15 @@ impl Inner {
             container.ports = self.resolve_ports(&container.name, ipv6, &specs)?;
         }
         // A fresh namespace has only loopback: its first interface is eth0.
-        self.build(container, NewSandbox::Fresh, net, ips, "eth0".into())
-            .await
+        self.build(
+            container,
+            NewSandbox::Fresh,
+            net,
+            ips,
+            "eth0".into(),
+            aliases,
+        )
+        .await
     }
 
     /// `xnet attach`: an endpoint for a namespace that something else made (a Docker,
@@ -131,6 +142,7 @@ impl Inner {
             Some((net, driver)),
             ips,
             ifname,
+            Vec::new(),
         )
         .await
     }
@@ -152,6 +164,7 @@ impl Inner {
             endpoints: Vec::new(),
             ports: Vec::new(),
             docker: None,
+            dns: Default::default(),
             name,
             id,
         })
@@ -167,10 +180,11 @@ impl Inner {
         net: Option<(Network, &'static dyn EndpointDriver)>,
         ips: StaticIps<'_>,
         ifname: String,
+        aliases: Vec<String>,
     ) -> Result<String> {
         if let Some((net, _)) = &net {
             let ep = self.new_endpoint(net, ips, ifname, &container.name).await?;
-            container.endpoints.push(ep);
+            container.endpoints.push(Endpoint { aliases, ..ep });
         }
         let objects = container.kernel_objects();
         self.begin(&objects)?;
@@ -187,6 +201,7 @@ impl Inner {
             }
             // Only now does the first endpoint have the host-side ifindex they lead to.
             self.publish_ports(&container, &container.ports)?;
+            self.write_resolv_conf(&container)?;
             Ok::<_, XnetError>(())
         }
         .await;
@@ -310,6 +325,7 @@ impl Inner {
         if matches!(container.sandbox, Sandbox::Owned | Sandbox::Attached) {
             netns::remove(&container.sandbox_key)?;
         }
+        self.remove_resolv_conf(container)?;
         Ok(())
     }
 }

@@ -75,11 +75,13 @@ impl Inner {
                 container.name, net.name
             )));
         }
+        let aliases = super::resolv::checked_aliases(&req.aliases)?;
         let ifname = plumbing::free_ifname(&container.sandbox_key).await?;
         let ips = StaticIps::new(&req.ip, &req.ip6);
         let mut ep = self
             .new_endpoint(&net, ips, ifname, &container.name)
             .await?;
+        ep.aliases = aliases;
         let objects = [ep.kernel_object()];
         self.begin(&objects)?;
         let placement = Placement::Namespace(&container.sandbox_key);
@@ -252,6 +254,7 @@ impl Inner {
             host_ifindex: 0,
             host_mac: Mac([0; 6]),
             slot,
+            aliases: Vec::new(),
         })
     }
 

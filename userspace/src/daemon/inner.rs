@@ -7,6 +7,7 @@ use std::{collections::BTreeSet, path::PathBuf};
 use tracing::warn;
 
 use super::config::DockerConfig;
+use crate::dns::DnsServers;
 use crate::{
     cluster::{
         config::ClusterConfig,
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     pub(crate) docker: Option<DockerConfig>,
     /// Set with `--cluster-store`: this host's membership of a cluster.
     pub(crate) cluster: Option<Cluster>,
+    /// The containers' embedded DNS servers, made to follow the state at every save.
+    pub(crate) dns: DnsServers,
 }
 
 /// The cluster as the daemon holds it.
@@ -74,7 +77,9 @@ pub(crate) enum Target {
 
 impl Inner {
     pub(crate) fn save(&self) -> anyhow::Result<()> {
-        self.store.save(&self.state)
+        self.store.save(&self.state)?;
+        self.dns.sync(&self.state);
+        Ok(())
     }
 
     /// Records, durably, that a request is about to make `objects`: if the daemon dies before

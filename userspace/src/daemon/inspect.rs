@@ -198,6 +198,10 @@ impl Inner {
                 running: status == "running",
                 pid: pid.unwrap_or(0),
             },
+            resolv_conf_path: self
+                .resolv_conf_of(c)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             host_config: HostConfig {
                 port_bindings: port_bindings(&c.ports),
             },

@@ -13,6 +13,7 @@
 //! - `start`: making the kernel match the state when the daemon starts;
 //! - `cluster`: this host in its cluster (joining, its lease, mirroring global networks);
 //! - `overlay`: endpoints on networks of global scope, this host's and the other hosts';
+//! - `resolv`: containers' resolv.conf files, their DNS flags and aliases checked;
 //! - `remotes`: which remote endpoints and VTEPs the datapath has, from the cluster's view;
 //! - `observe`: what the metrics show;
 //! - `monitors` and `monitor`: `xnet monitor`, the attached monitors and the datapath's
@@ -34,6 +35,7 @@ mod observe;
 mod overlay;
 mod ports;
 mod remotes;
+mod resolv;
 mod start;
 
 use std::collections::BTreeMap;
@@ -49,6 +51,7 @@ use crate::{
         NetworkConnect, NetworkCreate, NetworkInspect, PortRange, StatsReport,
     },
     datapath::Datapath,
+    dns::{DnsServers, resolvers_in},
     drivers::{self, Kernel},
     error::Result,
     os::{Netlink, netns, sockets},
@@ -99,6 +102,7 @@ impl Daemon {
             reserved_by_others,
             docker: config.docker.clone(),
             cluster: None,
+            dns: DnsServers::new(dns_resolvers(&config.resolv_conf)),
         };
         // A previous run's worker and its device died with it.
         inner.kernel.datapath.clear_encryption_peers()?;
@@ -116,6 +120,7 @@ impl Daemon {
             );
         }
         inner.reconcile().await?;
+        inner.prune_resolv_confs()?;
         inner
             .ensure_predefined_networks()
             .await
@@ -275,6 +280,19 @@ impl Daemon {
             encryption,
         }
     }
+}
+
+/// The host's resolvers for the embedded DNS to forward to (none, said in the log, if the
+/// file cannot be read: containers then resolve only each other).
+fn dns_resolvers(resolv_conf: &std::path::Path) -> Vec<std::net::SocketAddr> {
+    let resolvers = resolvers_in(resolv_conf).unwrap_or_else(|e| {
+        warn!("the embedded DNS forwards nowhere: {e:#}");
+        Vec::new()
+    });
+    if resolvers.is_empty() {
+        warn!(resolv_conf = %resolv_conf.display(), "no nameserver to forward containers' other names to");
+    }
+    resolvers
 }
 
 /// The uplink: `--uplink`, or in a cluster the interface of `--cluster-advertise`. VXLAN

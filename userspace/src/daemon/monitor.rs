@@ -239,7 +239,7 @@ impl Daemon {
         let clock = Clock::now();
         events
             .iter()
-            .map(|event| {
+            .filter_map(|event| {
                 let owner = endpoints.get(&event.ifindex).cloned();
                 let (container, network) = owner.unzip();
                 let frame = frame_of(event, &clock, container.clone(), network.clone());
@@ -251,19 +251,17 @@ impl Daemon {
                             reason: reason_name(event.reason),
                         },
                     ),
+                    EVENT_FROM_CONTAINER => (MONITOR_TRACE, MonitorLine::FromContainer { frame }),
                     EVENT_TO_CONTAINER => (MONITOR_TRACE, MonitorLine::ToContainer { frame }),
-                    _ => (MONITOR_TRACE, MonitorLine::FromContainer { frame }),
+                    // Not an event of this version's programs.
+                    _ => return None,
                 };
-                debug_assert!(matches!(
-                    event.kind,
-                    EVENT_DROP | EVENT_FROM_CONTAINER | EVENT_TO_CONTAINER
-                ));
-                Tagged {
+                Some(Tagged {
                     kind,
                     container,
                     network,
                     line,
-                }
+                })
             })
             .collect()
     }

@@ -393,6 +393,7 @@ impl Inner {
                 endpoints: Vec::new(),
                 ports: Vec::new(),
                 docker: Some(DockerOwned { named: false }),
+                dns: Default::default(),
             },
         };
         // Docker names them `eth<n>` in the order they join.

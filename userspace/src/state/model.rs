@@ -237,6 +237,21 @@ pub struct Container {
     /// A Docker container (`sandbox` is [`Sandbox::Docker`]).
     #[serde(default)]
     pub docker: Option<DockerOwned>,
+    /// Its resolv.conf beyond the embedded DNS (`--dns`, `--dns-search`, `--dns-option`).
+    #[serde(default)]
+    pub dns: DnsConfig,
+}
+
+/// A container's `--dns` (resolvers the embedded DNS forwards to instead of the host's),
+/// `--dns-search` and `--dns-option` (lines of its resolv.conf), as Docker has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 impl Container {
@@ -281,6 +296,10 @@ pub struct Endpoint {
     pub host_mac: Mac,
     /// Index of its counters in the datapath (unique among the daemon's endpoints).
     pub slot: u32,
+    /// More names the container answers to on this network in the embedded DNS
+    /// (`--network-alias`, `network connect --alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl Endpoint {

@@ -6,6 +6,7 @@ mod aliases;
 mod bridge;
 mod common;
 mod crash;
+mod dns;
 mod egress;
 mod errors;
 mod ipv6;
