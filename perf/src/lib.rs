@@ -10,12 +10,14 @@
 //! - [`proxy`] (`xnet-proxy`): a userland TCP proxy like docker-proxy, a baseline for
 //!   published ports;
 //! - [`vxlan`] (`xnet-vxlan`): one VXLAN mechanism's programs in one simulated host, for the
-//!   `vxlan-mech-*` scenarios.
+//!   `vxlan-mech-*` scenarios;
+//! - [`dnsq`] (`xnet-dnsq`): DNS query load against a container's embedded DNS.
 //!
 //! [`bench`] (`xnet-bench`) sets up xnet and the Docker-like bridge side by side, runs the
 //! scenarios, and reports.
 
 pub mod bench;
+pub mod dnsq;
 pub mod ebpf;
 pub mod frame;
 pub mod generator;

@@ -432,6 +432,11 @@ impl DockerLab {
         })
     }
 
+    /// B's name on Docker's network, which its embedded DNS answers.
+    pub fn name_of_b(&self) -> &'static str {
+        DOCKER_CONTAINERS[1]
+    }
+
     /// Has B send a frame (one ping to its gateway), so that Docker's bridge knows B's MAC
     /// and forwards the frames a packet-rate measurement sends B instead of flooding them
     /// (B only receives them): the bridge of a container that sent anything in the last five

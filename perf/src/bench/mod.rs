@@ -5,6 +5,7 @@
 mod cluster;
 mod container;
 mod cross_host;
+mod dns;
 mod lab;
 mod lan;
 mod lan_lab;
@@ -64,6 +65,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("ipvlan-pps", lan::ipvlan_pps),
     ("ipvlan-tcp", lan::ipvlan_tcp),
     ("monitor-cost", monitor::monitor_cost),
+    ("dns-qps", dns::dns_qps),
 ];
 
 #[derive(Debug, Parser)]
@@ -79,7 +81,7 @@ pub struct BenchArgs {
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
     /// overlay-encrypted-pings, overlay-scale, macvlan-pps, macvlan-tcp, macvlan-rr,
-    /// ipvlan-pps, ipvlan-tcp, monitor-cost.
+    /// ipvlan-pps, ipvlan-tcp, monitor-cost, dns-qps.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]

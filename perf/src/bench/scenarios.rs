@@ -139,26 +139,29 @@ pub const HIGHER_GBPS: &[Metric] = &[Metric {
     better: Better::Higher,
     compare: Compare::Ratio,
 }];
-pub const RR_METRICS: &[Metric] = &[
-    Metric {
-        suffix: "",
-        unit: "transactions/s",
-        better: Better::Higher,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        suffix: "/p50",
-        unit: "us",
-        better: Better::Lower,
-        compare: Compare::Ratio,
-    },
-    Metric {
-        suffix: "/p99",
-        unit: "us",
-        better: Better::Lower,
-        compare: Compare::Ratio,
-    },
-];
+pub const RR_METRICS: &[Metric] = &rate_and_latency("transactions/s");
+
+/// A rate in `unit` (higher is better) and its p50 and p99 latencies in microseconds.
+pub const fn rate_and_latency(unit: &'static str) -> [Metric; 3] {
+    const fn latency(suffix: &'static str) -> Metric {
+        Metric {
+            suffix,
+            unit: "us",
+            better: Better::Lower,
+            compare: Compare::Ratio,
+        }
+    }
+    [
+        Metric {
+            suffix: "",
+            unit,
+            better: Better::Higher,
+            compare: Compare::Ratio,
+        },
+        latency("/p50"),
+        latency("/p99"),
+    ]
+}
 
 const XNET_VS_BRIDGE_AND_DOCKER: &[Side] = &[Side::Xnet, Side::DockerBridge, Side::DockerReal];
 
