@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::Path};
 use anyhow::Context as _;
 
 use crate::{
-    error::Result,
+    error::{Result, XnetError},
     os::{Netlink, ethtool, netns},
     state::{Endpoint, Mac, Network, Sandbox},
 };
@@ -44,6 +44,32 @@ pub async fn free_ifname(sandbox: &Path) -> anyhow::Result<String> {
         .map(|n| format!("eth{n}"))
         .find(|name| !taken.contains(name))
         .expect("some ethN is free"))
+}
+
+/// `ifname`, if it is a valid interface name that the namespace at `sandbox` does not use.
+pub async fn check_free_ifname(sandbox: &Path, ifname: &str) -> Result<String> {
+    let valid = (1..16).contains(&ifname.len())
+        && ifname != "."
+        && ifname != ".."
+        && !ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(XnetError::invalid(format!(
+            "invalid interface name {ifname:?}"
+        )));
+    }
+    let taken = Netlink::in_netns(sandbox)?
+        .links()
+        .await?
+        .into_iter()
+        .any(|l| l.name == ifname);
+    if taken {
+        return Err(XnetError::conflict(format!(
+            "interface {ifname} already exists in that namespace"
+        )));
+    }
+    Ok(ifname.to_string())
 }
 
 /// Where the container end of an endpoint goes.

@@ -58,6 +58,13 @@ pub struct AttachRequest {
     /// Static IPv6 address (`--ip6`).
     #[serde(default)]
     pub ip6: Option<String>,
+    /// The interface's name in the namespace (CNI's `CNI_IFNAME`); the first free `ethN`
+    /// when absent.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// More names on the network for the embedded DNS (CNI's `aliases` capability).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -65,6 +65,8 @@ async fn execute(client: &Client, command: Command) -> anyhow::Result<i32> {
                 network: Some(args.network),
                 ip: args.ip,
                 ip6: args.ip6,
+                ifname: None,
+                aliases: Vec::new(),
             };
             let attached: ContainerInspect = client.post("/attached", &req).await?;
             println!("{}", attached.id);

@@ -133,8 +133,12 @@ impl Inner {
                 "that is the host's own network namespace; use --network host to run there",
             ));
         }
+        let aliases = resolv::checked_aliases(&req.aliases)?;
+        let ifname = match req.ifname {
+            Some(ifname) => plumbing::check_free_ifname(source, &ifname).await?,
+            None => plumbing::free_ifname(source).await?,
+        };
         let container = self.new_container(req.name, Sandbox::Attached, Vec::new())?;
-        let ifname = plumbing::free_ifname(source).await?;
         let ips = StaticIps::new(&req.ip, &req.ip6);
         self.build(
             container,
@@ -142,7 +146,7 @@ impl Inner {
             Some((net, driver)),
             ips,
             ifname,
-            Vec::new(),
+            aliases,
         )
         .await
     }

@@ -4,6 +4,7 @@
 
 mod aliases;
 mod bridge;
+mod cni;
 mod common;
 mod crash;
 mod dns;
