@@ -17,8 +17,9 @@ use crate::cmd;
 /// integration tests drive (busybox-static provides the programs of their container images;
 /// curl is the HTTP client of the Docker tests: busybox's wget crashes on the host's NSS),
 /// tcpdump (the encrypted overlay's capture of the underlay), the benchmarks' baseline needs (iptables, for Docker's rules), the cluster store of
-/// multi-host networks (etcd, 3.4 in Debian 12) and what the etcd client crate's build needs
-/// (protoc).
+/// multi-host networks (etcd, 3.4 in Debian 12), what the etcd client crate's build needs
+/// (protoc), and podman with the reference CNI plugins (the CNI plugin's test with a real
+/// runtime).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -36,6 +37,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "etcd-server",
     "protobuf-compiler",
+    "podman",
+    "containernetworking-plugins",
 ];
 
 /// Programs the tests run, and the package that provides each.
@@ -53,6 +56,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ss", "iproute2"),
     ("bridge", "iproute2"),
     ("iptables-restore", "iptables"),
+    ("podman", "podman"),
 ];
 
 /// rust-src because the eBPF crate is built with `-Z build-std=core`; rustfmt and clippy for lint.

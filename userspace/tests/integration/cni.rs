@@ -233,3 +233,161 @@ fn bad_invocations_get_the_specs_errors_and_change_nothing() {
     assert!(succeeded(&links));
     assert_eq!(String::from_utf8_lossy(&links.stdout).lines().count(), 1);
 }
+
+/// Real podman (Debian's, CNI backend) with storage, configuration and plugins of the test's
+/// own; its containers removed on drop.
+struct Podman {
+    dir: std::path::PathBuf,
+    containers: Vec<String>,
+}
+
+impl Podman {
+    /// Podman set up for network `xnetnet`, a conflist with the `xnet` plugin attaching to
+    /// xnet network `podnet`, and an image `xnet-busybox` imported from a busybox rootfs
+    /// (there is no registry here).
+    fn new(host: &Host) -> Self {
+        let dir = host.dir.join("podman");
+        for sub in ["rootfs/bin", "cni-bin", "cni-conf"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::os::unix::fs::symlink(CNI, dir.join("cni-bin/xnet")).unwrap();
+        // This machine's root lacks CAP_SYS_RESOURCE: podman's default limits (nofile
+        // 1048576) cannot be set, so its containers get lower ones.
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+                 [network]\nnetwork_backend = \"cni\"\n\
+                 cni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\n\
+                 network_config_dir = \"{}\"\n",
+                dir.join("cni-bin").display(),
+                dir.join("cni-conf").display()
+            ),
+        )
+        .unwrap();
+        let conflist = json!({
+            "cniVersion": "0.4.0",
+            "name": "xnetnet",
+            "plugins": [{
+                "type": "xnet",
+                "network": "podnet",
+                "socket": format!("unix://{}", host.socket().display()),
+                "capabilities": {"portMappings": true, "ips": true, "aliases": true},
+            }],
+        });
+        std::fs::write(dir.join("cni-conf/xnetnet.conflist"), conflist.to_string()).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "httpd", "wget", "ping", "cat"] {
+            std::os::unix::fs::symlink("busybox", dir.join("rootfs/bin").join(applet)).unwrap();
+        }
+        let tar = dir.join("rootfs.tar");
+        let packed = Command::new("tar")
+            .arg("-C")
+            .arg(dir.join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(packed.success());
+        let podman = Self {
+            dir,
+            containers: Vec::new(),
+        };
+        podman.ok(&["import", &tar.display().to_string(), "xnet-busybox"]);
+        podman
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("podman");
+        command
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn run(&mut self, name: &str, extra: &[&str], command: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(extra);
+        args.push("xnet-busybox");
+        args.extend_from_slice(command);
+        self.containers.push(name.to_string());
+        self.ok(&args);
+    }
+
+    /// Runs `command` in container `name`; whether it succeeded.
+    fn exec(&self, name: &str, command: &[&str]) -> bool {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(command);
+        self.command(&args).output().unwrap().status.success()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for name in &self.containers {
+            let _ = self.command(&["rm", "-f", "-t", "0", name]).output();
+        }
+    }
+}
+
+#[test]
+fn podman_runs_containers_on_an_xnet_network_through_the_plugin() {
+    if skip::unless_root() {
+        return;
+    }
+    let host = Host::start();
+    host.ok(&["network", "create", "--subnet", "10.88.0.0/24", "podnet"]);
+    host.ok(&["network", "create", "--subnet", "10.89.0.0/24", "other"]);
+    host.run_sleeper("stranger", &["--network", "other"]);
+    let stranger = host.ip_of("stranger");
+    let mut podman = Podman::new(&host);
+    podman.run(
+        "web",
+        &["--network", "xnetnet", "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80"],
+    );
+    podman.run("client", &["--network", "xnetnet"], &["sleep", "600"]);
+    // Both are xnet containers on podnet, named after podman's container ids.
+    let listed = host.ok(&["ps"]);
+    assert_eq!(listed.matches("podnet").count(), 2, "{listed}");
+    let web_ip = podman.ok(&[
+        "inspect",
+        "--format",
+        "{{(index .NetworkSettings.Networks \"xnetnet\").IPAddress}}",
+        "web",
+    ]);
+    let web_ip = web_ip.trim();
+    assert!(web_ip.starts_with("10.88.0."), "{web_ip}");
+    // The client reaches the server; nobody reaches another network.
+    let url = format!("http://{web_ip}:80/");
+    // busybox's wget fails on httpd's 404 for `/`, but only after a connection: ask for a
+    // page that exists.
+    assert!(podman.exec("web", &["sh", "-c", "echo hello > /index.html"]));
+    assert!(podman.exec("client", &["wget", "-q", "-O", "-", &url]));
+    assert!(!podman.exec("client", &["ping", "-c", "1", "-W", "1", &stranger]));
+    // The published port, from the host, as -p would publish it.
+    let out = host.in_host(&["curl", "-sf", "--max-time", "3", "http://127.0.0.1:8080/"]);
+    assert!(succeeded(&out), "the published port does not answer");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    // podman rm: DEL; nothing of xnet's left.
+    podman.ok(&["rm", "-f", "-t", "0", "web", "client"]);
+    podman.containers.clear();
+    assert!(!host.ok(&["ps", "-a"]).contains("cni-"));
+}
