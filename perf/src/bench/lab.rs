@@ -142,7 +142,8 @@ impl XnetLab {
         Ok(())
     }
 
-    fn socket(&self) -> PathBuf {
+    /// The daemon's API socket.
+    pub fn socket(&self) -> PathBuf {
         self.dir.join("xnet.sock")
     }
 
@@ -486,6 +487,8 @@ pub struct Lab {
     /// The LAN scenarios' LAN, kernel macvlan host and xnet networks (on the xnet lab's host,
     /// whose drop removes their containers).
     lan: Option<LanLab>,
+    /// The prefix of everything this run makes (namespaces, paths).
+    run_id: String,
 }
 
 /// The labs that sides are measured on.
@@ -504,7 +507,12 @@ enum Kind {
 
 fn kind(side: Side) -> Kind {
     match side {
-        Side::Xnet | Side::XnetMonitored | Side::XnetUnmonitored => Kind::Xnet,
+        // The reference CNI plugins need no lab: the scenario makes their namespace.
+        Side::Xnet
+        | Side::XnetMonitored
+        | Side::XnetUnmonitored
+        | Side::XnetCni
+        | Side::ReferenceCni => Kind::Xnet,
         Side::XnetCluster => Kind::SimulatedCluster,
         Side::DockerReal => Kind::Docker,
         Side::XnetOverlay | Side::XnetEncryptedOverlay | Side::XnetPlainOverlay => {
@@ -544,6 +552,7 @@ impl Lab {
             docker_overlay: None,
             swarm: None,
             lan: None,
+            run_id: run_id.to_string(),
         };
         if needs(Kind::Bridge) {
             let bridge = BridgeLab::up(run_id).context("setting up the bridge baseline")?;
@@ -603,6 +612,11 @@ impl Lab {
     }
 
     /// xnet's lab. Only called for sides that need it, which [`Lab::up`] then built.
+    /// The prefix of everything this run makes, for what a scenario makes of its own.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     pub fn xnet(&self) -> &XnetLab {
         self.xnet
             .as_ref()

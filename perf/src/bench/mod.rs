@@ -3,6 +3,7 @@
 //! again), and reports median/min/max per side and the ratio ours / baseline.
 
 mod cluster;
+mod cni;
 mod container;
 mod cross_host;
 mod dns;
@@ -66,6 +67,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("ipvlan-tcp", lan::ipvlan_tcp),
     ("monitor-cost", monitor::monitor_cost),
     ("dns-qps", dns::dns_qps),
+    ("cni-add", cni::cni_add),
 ];
 
 #[derive(Debug, Parser)]
@@ -81,7 +83,7 @@ pub struct BenchArgs {
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
     /// overlay-encrypted-pings, overlay-scale, macvlan-pps, macvlan-tcp, macvlan-rr,
-    /// ipvlan-pps, ipvlan-tcp, monitor-cost, dns-qps.
+    /// ipvlan-pps, ipvlan-tcp, monitor-cost, dns-qps, cni-add.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
@@ -313,7 +315,11 @@ fn labs_of(sides: &[Side]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for side in sides {
         let name = match side {
-            Side::Xnet | Side::XnetMonitored | Side::XnetUnmonitored => "xnet",
+            Side::Xnet
+            | Side::XnetMonitored
+            | Side::XnetUnmonitored
+            | Side::XnetCni
+            | Side::ReferenceCni => "xnet",
             Side::XnetCluster => "a simulated cluster (etcd and one xnetd)",
             Side::DockerReal => "real Docker",
             Side::VxlanBridge

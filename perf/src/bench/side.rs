@@ -69,6 +69,10 @@ pub enum Side {
     XnetMonitored,
     /// The same storm with no monitor attached.
     XnetUnmonitored,
+    /// `xnet-cni` against the xnet lab's daemon (`cni-add`).
+    XnetCni,
+    /// The reference CNI plugins, `bridge` + `host-local` chained with `portmap`.
+    ReferenceCni,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -116,6 +120,8 @@ impl Side {
             Side::KernelMacvlan => "kernel-macvlan",
             Side::XnetMonitored => "xnet-monitored",
             Side::XnetUnmonitored => "xnet-unmonitored",
+            Side::XnetCni => "xnet-cni",
+            Side::ReferenceCni => "reference-cni",
         }
     }
 
@@ -127,8 +133,9 @@ impl Side {
             | Side::XnetEncryptedOverlay
             | Side::XnetMacvlan
             | Side::XnetIpvlan
-            | Side::XnetMonitored => Role::Ours,
-            Side::KernelMacvlan | Side::XnetUnmonitored => Role::Baseline,
+            | Side::XnetMonitored
+            | Side::XnetCni => Role::Ours,
+            Side::KernelMacvlan | Side::XnetUnmonitored | Side::ReferenceCni => Role::Baseline,
             Side::XnetPlainOverlay => Role::Baseline,
             Side::DockerBridge
             | Side::DockerDnat
@@ -175,6 +182,8 @@ impl Side {
             Side::KernelMacvlan => "kernel macvlan, bridge mode (Docker's macvlan; no ipvlan here)",
             Side::XnetMonitored => "xnet, monitor attached, drop storm: median [min–max]",
             Side::XnetUnmonitored => "xnet, no monitor, drop storm",
+            Side::XnetCni => "xnet-cni: median [min–max]",
+            Side::ReferenceCni => "bridge + host-local + portmap (reference plugins)",
         }
     }
 
@@ -189,6 +198,8 @@ impl Side {
             Side::KernelMacvlan => "kernel macvlan",
             Side::XnetMonitored => "monitored",
             Side::XnetUnmonitored => "unmonitored",
+            Side::XnetCni => "xnet-cni",
+            Side::ReferenceCni => "reference",
             Side::XnetEncryptedOverlay => "encrypted",
             Side::XnetPlainOverlay => "plain",
             Side::DockerBridge => "bridge",

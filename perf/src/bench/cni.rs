@@ -1,0 +1,198 @@
+//! The CNI plugin (issue #16), `cni-add`: ADD then DEL of many pods (namespaces of the
+//! bench's own), each with one published port, through `xnet-cni` against the reference
+//! plugins podman and Kubernetes use, `bridge` (with `host-local` addresses) chained with
+//! `portmap` (iptables), as a runtime chains them: the time per pod.
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, ensure};
+use serde_json::{Value, json};
+
+use super::{
+    lab::Lab,
+    scenarios::{Better, Case, Compare, Effort, Metric, Sample},
+    side::Side,
+    sys::{self, Netns},
+};
+
+const SIDES: &[Side] = &[Side::XnetCni, Side::ReferenceCni];
+/// Where Debian's reference plugins are.
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+/// The reference side's pod subnet (xnet's pods go on the xnet lab's network).
+const REFERENCE_SUBNET: &str = "10.66.0.0/16";
+/// The first pod's published host port; the others follow.
+const FIRST_HOST_PORT: u16 = 30000;
+
+const PER_POD: &[Metric] = &[Metric {
+    suffix: "",
+    unit: "ms per pod",
+    better: Better::Lower,
+    compare: Compare::Ratio,
+}];
+
+pub fn cni_add(effort: &Effort) -> Vec<Case> {
+    let pods = if effort.smoke { 5 } else { 100 };
+    vec![Case {
+        name: format!("cni-add/{pods}pods"),
+        sides: SIDES,
+        metrics: PER_POD,
+        measure: Box::new(move |lab, side, _| measure(lab, side, pods)),
+    }]
+}
+
+/// One CNI plugin invocation: `command` with `conf` on stdin, in `netns` when given (the
+/// reference plugins make the bridge and the rules in the namespace they run in); the
+/// result.
+fn invoke(
+    plugin: &Path,
+    netns: Option<&Path>,
+    command: &str,
+    pod: (&str, &Path),
+    conf: &Value,
+) -> anyhow::Result<Value> {
+    let mut cmd = match netns {
+        Some(netns) => sys::in_netns(netns, plugin),
+        None => Command::new(plugin),
+    };
+    let mut child = cmd
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", pod.0)
+        .env("CNI_NETNS", pod.1)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", REFERENCE_PLUGINS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", plugin.display()))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(conf.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "{} {command}: {stdout} {}",
+        plugin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_str(stdout.trim()).unwrap_or(Value::Null))
+}
+
+/// How one side adds and deletes a pod.
+enum Plugins {
+    Xnet { plugin: PathBuf, conf: Value },
+    Reference { host: Netns, data_dir: PathBuf },
+}
+
+impl Plugins {
+    fn port_mapping(index: u16) -> Value {
+        json!({"portMappings": [{"hostPort": FIRST_HOST_PORT + index, "containerPort": 80, "protocol": "tcp"}]})
+    }
+
+    fn add(&self, index: u16, pod: (&str, &Path)) -> anyhow::Result<()> {
+        match self {
+            Plugins::Xnet { plugin, conf } => {
+                let mut conf = conf.clone();
+                conf["runtimeConfig"] = Self::port_mapping(index);
+                invoke(plugin, None, "ADD", pod, &conf).map(drop)
+            }
+            Plugins::Reference { host, data_dir } => {
+                let (bridge, portmap) = self.reference_confs(data_dir, index);
+                let netns = Some(host.path());
+                let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
+                let result = invoke(&bridge_plugin, netns.as_deref(), "ADD", pod, &bridge)?;
+                let mut portmap = portmap;
+                portmap["prevResult"] = result;
+                let portmap_plugin = Path::new(REFERENCE_PLUGINS).join("portmap");
+                invoke(&portmap_plugin, netns.as_deref(), "ADD", pod, &portmap).map(drop)
+            }
+        }
+    }
+
+    fn del(&self, index: u16, pod: (&str, &Path)) -> anyhow::Result<()> {
+        match self {
+            Plugins::Xnet { plugin, conf } => invoke(plugin, None, "DEL", pod, conf).map(drop),
+            Plugins::Reference { host, data_dir } => {
+                // A chain is deleted in reverse.
+                let (bridge, portmap) = self.reference_confs(data_dir, index);
+                let netns = Some(host.path());
+                let portmap_plugin = Path::new(REFERENCE_PLUGINS).join("portmap");
+                invoke(&portmap_plugin, netns.as_deref(), "DEL", pod, &portmap)?;
+                let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
+                invoke(&bridge_plugin, netns.as_deref(), "DEL", pod, &bridge).map(drop)
+            }
+        }
+    }
+
+    /// The reference chain's two configurations, as a runtime derives them from the
+    /// conflist.
+    fn reference_confs(&self, data_dir: &Path, index: u16) -> (Value, Value) {
+        let bridge = json!({
+            "cniVersion": "1.0.0",
+            "name": "bench-reference",
+            "type": "bridge",
+            "bridge": "cni-bench0",
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {"type": "host-local", "subnet": REFERENCE_SUBNET,
+                     "dataDir": data_dir.display().to_string()},
+        });
+        let portmap = json!({
+            "cniVersion": "1.0.0",
+            "name": "bench-reference",
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": Self::port_mapping(index),
+        });
+        (bridge, portmap)
+    }
+}
+
+fn measure(lab: &Lab, side: Side, pods: u16) -> anyhow::Result<Sample> {
+    let run_id = lab.run_id();
+    let plugins = match side {
+        Side::XnetCni => Plugins::Xnet {
+            plugin: sys::tool("xnet-cni"),
+            conf: json!({
+                "cniVersion": "1.0.0",
+                "name": "bench",
+                "type": "xnet",
+                "socket": lab.xnet().socket().display().to_string(),
+            }),
+        },
+        _ => {
+            let data_dir = std::env::temp_dir().join(format!("xnet-bench-{run_id}-host-local"));
+            Plugins::Reference {
+                host: Netns::create(format!("{run_id}-cni-ref"))?,
+                data_dir,
+            }
+        }
+    };
+    let namespaces: Vec<Netns> = (0..pods)
+        .map(|i| Netns::create(format!("{run_id}-pod{i}")))
+        .collect::<anyhow::Result<_>>()?;
+    let ids: Vec<String> = (0..pods).map(|i| format!("{run_id}pod{i}")).collect();
+    let started = Instant::now();
+    for (i, (netns, id)) in namespaces.iter().zip(&ids).enumerate() {
+        plugins.add(i as u16, (id, &netns.path()))?;
+    }
+    for (i, (netns, id)) in namespaces.iter().zip(&ids).enumerate() {
+        plugins.del(i as u16, (id, &netns.path()))?;
+    }
+    let per_pod = started.elapsed().as_secs_f64() * 1000.0 / f64::from(pods);
+    if let Plugins::Reference { data_dir, .. } = &plugins {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+    Ok(Sample {
+        values: vec![per_pod],
+        frames: None,
+    })
+}
