@@ -4,13 +4,13 @@
 
 use super::{
     lab::Lab,
-    scenarios::{Case, Effort, Metric, Sample, pair, rate_and_latency},
+    scenarios::{Case, Effort, Metric, Sample, rate_and_latency},
     side::Side,
     sys,
 };
 use crate::dnsq::DnsqReport;
 
-const SIDES: &[Side] = &[Side::Xnet, Side::DockerReal];
+const SIDES: &[Side] = &[Side::Xnet, Side::DockerDns];
 /// Queries A keeps in flight.
 const IN_FLIGHT: u16 = 8;
 
@@ -26,11 +26,10 @@ pub fn dns_qps(_: &Effort) -> Vec<Case> {
 }
 
 fn measure(lab: &Lab, side: Side, effort: &Effort) -> anyhow::Result<Sample> {
-    let pair = pair(lab, side);
     // Docker's names for the containers differ from xnet's (see `lab`).
-    let name = match side {
-        Side::DockerReal => lab.docker().name_of_b(),
-        _ => "b",
+    let (pair, name) = match side {
+        Side::DockerDns => (&lab.docker().pair, lab.docker().name_of_b()),
+        _ => (&lab.xnet().pair, "b"),
     };
     let report: DnsqReport = sys::report(
         sys::in_netns(&pair.a.netns, sys::tool("xnet-dnsq"))

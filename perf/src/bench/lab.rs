@@ -514,7 +514,7 @@ fn kind(side: Side) -> Kind {
         | Side::XnetCni
         | Side::ReferenceCni => Kind::Xnet,
         Side::XnetCluster => Kind::SimulatedCluster,
-        Side::DockerReal => Kind::Docker,
+        Side::DockerReal | Side::DockerDns => Kind::Docker,
         Side::XnetOverlay | Side::XnetEncryptedOverlay | Side::XnetPlainOverlay => {
             Kind::XnetCluster
         }

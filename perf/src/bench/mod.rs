@@ -321,7 +321,7 @@ fn labs_of(sides: &[Side]) -> String {
             | Side::XnetCni
             | Side::ReferenceCni => "xnet",
             Side::XnetCluster => "a simulated cluster (etcd and one xnetd)",
-            Side::DockerReal => "real Docker",
+            Side::DockerReal | Side::DockerDns => "real Docker",
             Side::VxlanBridge
             | Side::VxlanTunnelKey
             | Side::VxlanAdjustRoom

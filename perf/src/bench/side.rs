@@ -73,6 +73,8 @@ pub enum Side {
     XnetCni,
     /// The reference CNI plugins, `bridge` + `host-local` chained with `portmap`.
     ReferenceCni,
+    /// Real Docker's embedded DNS, on its lab's user-defined network (`dns-qps`).
+    DockerDns,
 }
 
 /// How a side enters the report; the tables' columns follow this order.
@@ -122,6 +124,7 @@ impl Side {
             Side::XnetUnmonitored => "xnet-unmonitored",
             Side::XnetCni => "xnet-cni",
             Side::ReferenceCni => "reference-cni",
+            Side::DockerDns => "docker-dns",
         }
     }
 
@@ -135,7 +138,9 @@ impl Side {
             | Side::XnetIpvlan
             | Side::XnetMonitored
             | Side::XnetCni => Role::Ours,
-            Side::KernelMacvlan | Side::XnetUnmonitored | Side::ReferenceCni => Role::Baseline,
+            Side::KernelMacvlan | Side::XnetUnmonitored | Side::ReferenceCni | Side::DockerDns => {
+                Role::Baseline
+            }
             Side::XnetPlainOverlay => Role::Baseline,
             Side::DockerBridge
             | Side::DockerDnat
@@ -184,6 +189,7 @@ impl Side {
             Side::XnetUnmonitored => "xnet, no monitor, drop storm",
             Side::XnetCni => "xnet-cni: median [min–max]",
             Side::ReferenceCni => "bridge + host-local + portmap (reference plugins)",
+            Side::DockerDns => "Docker 20.10's embedded DNS (user-defined network)",
         }
     }
 
@@ -200,6 +206,7 @@ impl Side {
             Side::XnetUnmonitored => "unmonitored",
             Side::XnetCni => "xnet-cni",
             Side::ReferenceCni => "reference",
+            Side::DockerDns => "Docker's DNS",
             Side::XnetEncryptedOverlay => "encrypted",
             Side::XnetPlainOverlay => "plain",
             Side::DockerBridge => "bridge",
