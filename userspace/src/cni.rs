@@ -4,7 +4,8 @@
 //!
 //! - `ADD`: `CNI_NETNS` attached to the xnet network the configuration names (as `xnet
 //!   attach` does), as interface `CNI_IFNAME`, with the `ips`, `portMappings` and `aliases`
-//!   capabilities; the result carries the interface, addresses, routes and DNS;
+//!   capabilities (and `K8S_POD_NAME` of `CNI_ARGS` as one more alias), and the embedded DNS served in the namespace; the result carries the
+//!   interface, addresses, routes and DNS (127.0.0.11);
 //! - `DEL`: the attachment removed; nothing to remove is success (DEL is idempotent);
 //! - `CHECK`: the attachment is there, on that network, with that interface;
 //! - `GC`: attachments of the network that `cni.dev/valid-attachments` does not list removed;
@@ -19,10 +20,13 @@ use std::{collections::BTreeMap, io::Read as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{
-    DEFAULT_SOCKET,
-    client::Client,
-    types::{AttachRequest, ContainerInspect, EndpointSettings, PortsRequest},
+use crate::{
+    api::{
+        DEFAULT_SOCKET,
+        client::Client,
+        types::{AttachRequest, ContainerInspect, EndpointSettings, PortsRequest},
+    },
+    dns::DNS_ADDRESS,
 };
 
 /// The versions this plugin speaks, oldest first.
@@ -110,7 +114,8 @@ struct RuntimeConfig {
     /// `ips`: addresses asked for, `ADDRESS[/PREFIX]`.
     #[serde(default)]
     ips: Vec<String>,
-    /// `aliases`: by network name, more names for the embedded DNS.
+    /// `aliases`: by CNI network name (the configuration's `name`), more names for the
+    /// embedded DNS (podman passes the container's name and its network aliases).
     #[serde(default)]
     aliases: BTreeMap<String, Vec<String>>,
 }
@@ -144,6 +149,9 @@ pub struct Invocation {
     pub container_id: Option<String>,
     pub netns: Option<String>,
     pub ifname: Option<String>,
+    /// `CNI_ARGS`, `KEY=VALUE;…`: podman passes the container's name as `K8S_POD_NAME`
+    /// (which the dnsname plugin answers to; here, another alias).
+    pub args: Vec<(String, String)>,
 }
 
 impl Invocation {
@@ -154,7 +162,28 @@ impl Invocation {
             container_id: var("CNI_CONTAINERID"),
             netns: var("CNI_NETNS"),
             ifname: var("CNI_IFNAME"),
+            args: var("CNI_ARGS")
+                .map(|args| {
+                    args.split(';')
+                        .filter_map(|pair| pair.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+
+    /// The pod's name, if the runtime gave one that can be a name in the DNS.
+    fn pod_name(&self) -> Option<String> {
+        let (_, name) = self.args.iter().find(|(k, _)| k == "K8S_POD_NAME")?;
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        valid.then(|| name.clone())
     }
 
     fn required(value: &Option<String>, name: &str) -> Result<String, CniError> {
@@ -237,9 +266,13 @@ async fn add(
         aliases: conf
             .runtime_config
             .aliases
-            .get(network)
+            .get(&conf.name)
             .cloned()
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(invocation.pod_name())
+            .collect(),
+        embedded_dns: true,
     };
     let attached: ContainerInspect = client
         .post("/attached", &request)
@@ -354,7 +387,7 @@ fn result(version: &str, ifname: &str, netns: &str, endpoint: &EndpointSettings)
         "interfaces": [{"name": ifname, "mac": addresses.mac_address, "sandbox": netns}],
         "ips": ips,
         "routes": routes,
-        "dns": {},
+        "dns": {"nameservers": [DNS_ADDRESS.to_string()]},
     })
 }
 

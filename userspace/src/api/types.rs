@@ -65,6 +65,10 @@ pub struct AttachRequest {
     /// More names on the network for the embedded DNS (CNI's `aliases` capability).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Serve the embedded DNS (127.0.0.11) in the namespace too (CNI pods; `xnet attach`
+    /// leaves another runtime's namespace alone).
+    #[serde(default)]
+    pub embedded_dns: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

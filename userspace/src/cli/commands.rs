@@ -67,6 +67,7 @@ async fn execute(client: &Client, command: Command) -> anyhow::Result<i32> {
                 ip6: args.ip6,
                 ifname: None,
                 aliases: Vec::new(),
+                embedded_dns: false,
             };
             let attached: ContainerInspect = client.post("/attached", &req).await?;
             println!("{}", attached.id);

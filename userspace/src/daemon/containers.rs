@@ -138,7 +138,8 @@ impl Inner {
             Some(ifname) => plumbing::check_free_ifname(source, &ifname).await?,
             None => plumbing::free_ifname(source).await?,
         };
-        let container = self.new_container(req.name, Sandbox::Attached, Vec::new())?;
+        let mut container = self.new_container(req.name, Sandbox::Attached, Vec::new())?;
+        container.embedded_dns = req.embedded_dns;
         let ips = StaticIps::new(&req.ip, &req.ip6);
         self.build(
             container,
@@ -169,6 +170,7 @@ impl Inner {
             ports: Vec::new(),
             docker: None,
             dns: Default::default(),
+            embedded_dns: false,
             name,
             id,
         })

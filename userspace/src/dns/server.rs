@@ -1,8 +1,8 @@
 //! One DNS server per container, at 127.0.0.11:53 (UDP and TCP) inside the container's
 //! namespace: sockets made there (on a throwaway thread that enters it) and served by the
 //! daemon's tasks, so no process runs per container. The servers follow the state: `sync`
-//! starts one for every container with a namespace of xnet's and stops those of containers
-//! gone, and swaps in the new directory.
+//! starts one for every container with a namespace of xnet's (and every CNI pod) and stops
+//! those of containers gone, and swaps in the new directory.
 
 use std::{
     collections::HashMap,
@@ -102,7 +102,8 @@ impl DnsServers {
                 .any(|c| c.id == *id && c.sandbox_key == server.sandbox)
         });
         for container in state.containers.values() {
-            if container.sandbox != Sandbox::Owned || running.contains_key(&container.id) {
+            let served = container.sandbox == Sandbox::Owned || container.embedded_dns;
+            if !served || running.contains_key(&container.id) {
                 continue;
             }
             match self.start(&container.id, &container.sandbox_key) {

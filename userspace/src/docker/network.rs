@@ -394,6 +394,7 @@ impl Inner {
                 ports: Vec::new(),
                 docker: Some(DockerOwned { named: false }),
                 dns: Default::default(),
+                embedded_dns: false,
             },
         };
         // Docker names them `eth<n>` in the order they join.

@@ -240,6 +240,10 @@ pub struct Container {
     /// Its resolv.conf beyond the embedded DNS (`--dns`, `--dns-search`, `--dns-option`).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// An attached namespace that gets the embedded DNS too (a CNI pod); xnet's own
+    /// containers always do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embedded_dns: bool,
 }
 
 /// A container's `--dns` (resolvers the embedded DNS forwards to instead of the host's),

@@ -103,6 +103,11 @@ fn pods_are_attached_published_checked_and_removed_in_every_version() {
         assert_eq!(result["ips"][0]["gateway"], "10.88.0.1");
         assert_eq!(result["ips"][0]["interface"], 0);
         assert_eq!(result["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(
+            result["dns"]["nameservers"],
+            json!(["127.0.0.11"]),
+            "{result}"
+        );
         match version {
             "0.4.0" => assert_eq!(result["ips"][0]["version"], "4", "{result}"),
             _ => assert!(result["ips"][0].get("version").is_none(), "{result}"),
@@ -375,12 +380,20 @@ fn podman_runs_containers_on_an_xnet_network_through_the_plugin() {
     ]);
     let web_ip = web_ip.trim();
     assert!(web_ip.starts_with("10.88.0."), "{web_ip}");
-    // The client reaches the server; nobody reaches another network.
+    // The client reaches the server, by its name through the embedded DNS (podman wrote
+    // the result's 127.0.0.11 into its resolv.conf) and by address; nobody reaches another
+    // network.
+    let resolv_conf = podman.ok(&["exec", "client", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv_conf.starts_with("nameserver 127.0.0.11\n"),
+        "{resolv_conf}"
+    );
     let url = format!("http://{web_ip}:80/");
     // busybox's wget fails on httpd's 404 for `/`, but only after a connection: ask for a
     // page that exists.
     assert!(podman.exec("web", &["sh", "-c", "echo hello > /index.html"]));
     assert!(podman.exec("client", &["wget", "-q", "-O", "-", &url]));
+    assert!(podman.exec("client", &["wget", "-q", "-O", "-", "http://web:80/"]));
     assert!(!podman.exec("client", &["ping", "-c", "1", "-W", "1", &stranger]));
     // The published port, from the host, as -p would publish it.
     let out = host.in_host(&["curl", "-sf", "--max-time", "3", "http://127.0.0.1:8080/"]);
