@@ -4,7 +4,8 @@
 //!
 //! - `ADD`: `CNI_NETNS` attached to the xnet network the configuration names (as `xnet
 //!   attach` does), as interface `CNI_IFNAME`, with the `ips`, `portMappings` and `aliases`
-//!   capabilities (and `K8S_POD_NAME` of `CNI_ARGS` as one more alias), and the embedded DNS served in the namespace; the result carries the
+//!   capabilities (and `K8S_POD_NAME` of `CNI_ARGS` as one more alias), and `mac` on bridge
+//!   networks, and the embedded DNS served in the namespace; the result carries the
 //!   interface, addresses, routes and DNS (127.0.0.11);
 //! - `DEL`: the attachment removed; nothing to remove is success (DEL is idempotent);
 //! - `CHECK`: the attachment is there, on that network, with that interface;
@@ -114,6 +115,9 @@ struct RuntimeConfig {
     /// `ips`: addresses asked for, `ADDRESS[/PREFIX]`.
     #[serde(default)]
     ips: Vec<String>,
+    /// `mac`: the interface's MAC.
+    #[serde(default)]
+    mac: Option<String>,
     /// `aliases`: by CNI network name (the configuration's `name`), more names for the
     /// embedded DNS (podman passes the container's name and its network aliases).
     #[serde(default)]
@@ -273,6 +277,7 @@ async fn add(
             .chain(invocation.pod_name())
             .collect(),
         embedded_dns: true,
+        mac: conf.runtime_config.mac.clone(),
     };
     let attached: ContainerInspect = client
         .post("/attached", &request)

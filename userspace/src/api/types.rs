@@ -69,6 +69,10 @@ pub struct AttachRequest {
     /// leaves another runtime's namespace alone).
     #[serde(default)]
     pub embedded_dns: bool,
+    /// The interface's MAC (CNI's `mac` capability); bridge networks only. Docker's scheme
+    /// (02:42 + the IPv4 address) when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

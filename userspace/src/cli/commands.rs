@@ -68,6 +68,7 @@ async fn execute(client: &Client, command: Command) -> anyhow::Result<i32> {
                 ifname: None,
                 aliases: Vec::new(),
                 embedded_dns: false,
+                mac: None,
             };
             let attached: ContainerInspect = client.post("/attached", &req).await?;
             println!("{}", attached.id);

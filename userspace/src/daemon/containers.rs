@@ -14,12 +14,12 @@ use super::{
 };
 use crate::{
     api::types::{AttachRequest, ContainerCreate},
-    drivers::EndpointDriver,
+    drivers::{BRIDGE, EndpointDriver},
     error::{Result, XnetError},
     os::{Netlink, netns},
     plumbing::{self, Placement},
     state::{
-        Container, DEFAULT_NETWORK, Endpoint, KernelObject, Network, Sandbox,
+        Container, DEFAULT_NETWORK, KernelObject, Mac, Network, Sandbox,
         ids::{now, random_id},
         rules::{
             check_attachable, check_publishable, parse_specs, refuse_docker_container,
@@ -35,6 +35,14 @@ const CONTAINER_SYSCTLS: &[(&str, &str)] = &[("ipv6/conf/default/disable_ipv6", 
 
 /// The name of the host namespace's pin, beside the containers' (Docker calls it `default`).
 pub(super) const HOST_SANDBOX: &str = "default";
+
+/// What a new container's first endpoint gets beyond its addresses.
+struct EndpointExtras {
+    /// More names for the embedded DNS.
+    aliases: Vec<String>,
+    /// A MAC asked for (checked: `Inner::free_mac`).
+    mac: Option<Mac>,
+}
 
 /// Where a container's namespace comes from.
 enum NewSandbox<'a> {
@@ -100,7 +108,7 @@ impl Inner {
             net,
             ips,
             "eth0".into(),
-            aliases,
+            EndpointExtras { aliases, mac: None },
         )
         .await
     }
@@ -138,6 +146,10 @@ impl Inner {
             Some(ifname) => plumbing::check_free_ifname(source, &ifname).await?,
             None => plumbing::free_ifname(source).await?,
         };
+        let mac = match &req.mac {
+            Some(mac) => Some(self.free_mac(&net, mac)?),
+            None => None,
+        };
         let mut container = self.new_container(req.name, Sandbox::Attached, Vec::new())?;
         container.embedded_dns = req.embedded_dns;
         let ips = StaticIps::new(&req.ip, &req.ip6);
@@ -147,9 +159,40 @@ impl Inner {
             Some((net, driver)),
             ips,
             ifname,
-            aliases,
+            EndpointExtras { aliases, mac },
         )
         .await
+    }
+
+    /// `mac` checked for an endpoint on `net`: a unicast MAC no endpoint of the network has,
+    /// on a bridge network (a LAN driver gives the MACs of its LAN, and an overlay's are
+    /// registered with the cluster).
+    fn free_mac(&self, net: &Network, mac: &str) -> Result<Mac> {
+        let parsed: Mac = mac
+            .parse()
+            .map_err(|_| XnetError::invalid(format!("invalid MAC address {mac:?}")))?;
+        if parsed.0[0] & 1 != 0 || parsed.0 == [0; 6] {
+            return Err(XnetError::invalid(format!(
+                "{mac} is not a unicast MAC address"
+            )));
+        }
+        if net.driver != BRIDGE || net.vni.is_some() {
+            return Err(XnetError::invalid(format!(
+                "a MAC address can be chosen on bridge networks only, not on {}",
+                net.name
+            )));
+        }
+        if self
+            .state
+            .endpoints_on(&net.name)
+            .any(|(_, e)| e.mac == parsed)
+        {
+            return Err(XnetError::conflict(format!(
+                "MAC address {mac} is already in use on network {}",
+                net.name
+            )));
+        }
+        Ok(parsed)
     }
 
     /// A container record with a new id and its sandbox key beside the daemon's socket.
@@ -186,11 +229,15 @@ impl Inner {
         net: Option<(Network, &'static dyn EndpointDriver)>,
         ips: StaticIps<'_>,
         ifname: String,
-        aliases: Vec<String>,
+        extras: EndpointExtras,
     ) -> Result<String> {
         if let Some((net, _)) = &net {
-            let ep = self.new_endpoint(net, ips, ifname, &container.name).await?;
-            container.endpoints.push(Endpoint { aliases, ..ep });
+            let mut ep = self.new_endpoint(net, ips, ifname, &container.name).await?;
+            ep.aliases = extras.aliases;
+            if let Some(mac) = extras.mac {
+                ep.mac = mac;
+            }
+            container.endpoints.push(ep);
         }
         let objects = container.kernel_objects();
         self.begin(&objects)?;

@@ -85,9 +85,11 @@ fn pods_are_attached_published_checked_and_removed_in_every_version() {
         let (id1, id2) = (format!("c{n}aaaa"), format!("c{n}bbbb"));
         let asked = format!("10.88.0.{}", 50 + n);
         let host_port = (8080 + n).to_string();
+        let mac = format!("02:11:22:33:44:5{n}");
         let runtime = json!({
             "portMappings": [{"hostPort": 8080 + n, "containerPort": 80, "protocol": "tcp"}],
             "ips": [format!("{asked}/24")],
+            "mac": mac,
             "aliases": {"podnet": ["svc"]},
         });
         let (ok, result) = cni(
@@ -99,6 +101,12 @@ fn pods_are_attached_published_checked_and_removed_in_every_version() {
         assert_eq!(result["cniVersion"], version);
         assert_eq!(result["interfaces"][0]["name"], "eth0", "{result}");
         assert_eq!(result["interfaces"][0]["sandbox"], pod1.as_str());
+        assert_eq!(result["interfaces"][0]["mac"], mac.as_str());
+        let link = host.in_container(&pod1, &["ip", "-o", "link", "show", "eth0"]);
+        assert!(
+            String::from_utf8_lossy(&link.stdout).contains(&mac),
+            "{link:?}"
+        );
         assert_eq!(result["ips"][0]["address"], format!("{asked}/24"));
         assert_eq!(result["ips"][0]["gateway"], "10.88.0.1");
         assert_eq!(result["ips"][0]["interface"], 0);
@@ -227,6 +235,11 @@ fn bad_invocations_get_the_specs_errors_and_change_nothing() {
     let outside = json!({"ips": ["10.99.0.5/24"]});
     assert_eq!(
         error_of("ADD", &env, &conf(&host, "1.0.0", "podnet", outside)),
+        100
+    );
+    let multicast = json!({"mac": "01:00:5e:00:00:01"});
+    assert_eq!(
+        error_of("ADD", &env, &conf(&host, "1.0.0", "podnet", multicast)),
         100
     );
     let no_daemon = json!({"cniVersion": "1.0.0", "name": "podnet", "type": "xnet",
