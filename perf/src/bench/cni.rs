@@ -1,7 +1,12 @@
-//! The CNI plugin (issue #16), `cni-add`: ADD then DEL of many pods (namespaces of the
-//! bench's own), each with one published port, through `xnet-cni` against the reference
-//! plugins podman and Kubernetes use, `bridge` (with `host-local` addresses) chained with
-//! `portmap` (iptables), as a runtime chains them: the time per pod.
+//! The CNI plugin (issue #16) against the reference plugins podman and Kubernetes use,
+//! `bridge` (with `host-local` addresses) chained with `portmap` (iptables), invoked as a
+//! runtime invokes them:
+//!
+//! - `cni-add`: ADD then DEL of many pods (namespaces of the bench's own), each with one
+//!   published port: the time per pod;
+//! - `cni-publish-pps`: 64-byte UDP from the outside to a pod's published port, through the
+//!   host's uplink: xnet-cni's pod on the xnet lab, the reference plugins' pod on the bridge
+//!   lab's host (its uplink, portmap's DNAT rules).
 
 use std::{
     io::Write as _,
@@ -15,9 +20,12 @@ use serde_json::{Value, json};
 
 use super::{
     lab::Lab,
-    scenarios::{Better, Case, Compare, Effort, Metric, Sample},
+    scenarios::{
+        Better, Case, Compare, Effort, GroOn, HIGHER_MPPS, Metric, Sample, Sender, send_and_count,
+    },
     side::Side,
     sys::{self, Netns},
+    uplink::{OUTSIDE_DEV, UPLINK, Uplink},
 };
 
 const SIDES: &[Side] = &[Side::XnetCni, Side::ReferenceCni];
@@ -88,13 +96,28 @@ fn invoke(
 
 /// How one side adds and deletes a pod.
 enum Plugins {
-    Xnet { plugin: PathBuf, conf: Value },
-    Reference { host: Netns, data_dir: PathBuf },
+    Xnet {
+        plugin: PathBuf,
+        conf: Value,
+    },
+    /// The reference chain, run in the host namespace `host`.
+    Reference {
+        host: PathBuf,
+        data_dir: PathBuf,
+    },
 }
 
 impl Plugins {
+    /// Pod `index`'s published port: TCP 80 on a host port of its own, or for the packet
+    /// rate UDP [`PPS_PORT`] on the same host port.
     fn port_mapping(index: u16) -> Value {
-        json!({"portMappings": [{"hostPort": FIRST_HOST_PORT + index, "containerPort": 80, "protocol": "tcp"}]})
+        let mapping = match index {
+            PPS_POD => json!({"hostPort": PPS_PORT, "containerPort": PPS_PORT, "protocol": "udp"}),
+            _ => {
+                json!({"hostPort": FIRST_HOST_PORT + index, "containerPort": 80, "protocol": "tcp"})
+            }
+        };
+        json!({"portMappings": [mapping]})
     }
 
     fn add(&self, index: u16, pod: (&str, &Path)) -> anyhow::Result<()> {
@@ -106,7 +129,7 @@ impl Plugins {
             }
             Plugins::Reference { host, data_dir } => {
                 let (bridge, portmap) = self.reference_confs(data_dir, index);
-                let netns = Some(host.path());
+                let netns = Some(host.clone());
                 let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
                 let result = invoke(&bridge_plugin, netns.as_deref(), "ADD", pod, &bridge)?;
                 let mut portmap = portmap;
@@ -123,7 +146,7 @@ impl Plugins {
             Plugins::Reference { host, data_dir } => {
                 // A chain is deleted in reverse.
                 let (bridge, portmap) = self.reference_confs(data_dir, index);
-                let netns = Some(host.path());
+                let netns = Some(host.clone());
                 let portmap_plugin = Path::new(REFERENCE_PLUGINS).join("portmap");
                 invoke(&portmap_plugin, netns.as_deref(), "DEL", pod, &portmap)?;
                 let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
@@ -156,9 +179,9 @@ impl Plugins {
     }
 }
 
-fn measure(lab: &Lab, side: Side, pods: u16) -> anyhow::Result<Sample> {
-    let run_id = lab.run_id();
-    let plugins = match side {
+/// The plugins of `side`, the reference ones run in the namespace `host`.
+fn plugins(lab: &Lab, side: Side, host: PathBuf) -> Plugins {
+    match side {
         Side::XnetCni => Plugins::Xnet {
             plugin: sys::tool("xnet-cni"),
             conf: json!({
@@ -168,14 +191,27 @@ fn measure(lab: &Lab, side: Side, pods: u16) -> anyhow::Result<Sample> {
                 "socket": lab.xnet().socket().display().to_string(),
             }),
         },
-        _ => {
-            let data_dir = std::env::temp_dir().join(format!("xnet-bench-{run_id}-host-local"));
-            Plugins::Reference {
-                host: Netns::create(format!("{run_id}-cni-ref"))?,
-                data_dir,
-            }
+        _ => Plugins::Reference {
+            host,
+            data_dir: std::env::temp_dir().join(format!("xnet-bench-{}-host-local", lab.run_id())),
+        },
+    }
+}
+
+impl Drop for Plugins {
+    fn drop(&mut self) {
+        if let Plugins::Reference { data_dir, .. } = self {
+            let _ = std::fs::remove_dir_all(data_dir);
         }
-    };
+    }
+}
+
+fn measure(lab: &Lab, side: Side, pods: u16) -> anyhow::Result<Sample> {
+    let run_id = lab.run_id();
+    // The reference plugins' pods get a host namespace of their own (their bridge, their
+    // rules); xnet-cni's go to the xnet lab's daemon.
+    let host = Netns::create(format!("{run_id}-cni-ref"))?;
+    let plugins = plugins(lab, side, host.path());
     let namespaces: Vec<Netns> = (0..pods)
         .map(|i| Netns::create(format!("{run_id}-pod{i}")))
         .collect::<anyhow::Result<_>>()?;
@@ -188,11 +224,56 @@ fn measure(lab: &Lab, side: Side, pods: u16) -> anyhow::Result<Sample> {
         plugins.del(i as u16, (id, &netns.path()))?;
     }
     let per_pod = started.elapsed().as_secs_f64() * 1000.0 / f64::from(pods);
-    if let Plugins::Reference { data_dir, .. } = &plugins {
-        let _ = std::fs::remove_dir_all(data_dir);
-    }
     Ok(Sample {
         values: vec![per_pod],
         frames: None,
     })
+}
+
+/// The pod index of the packet-rate case, and the UDP port its pod publishes.
+const PPS_POD: u16 = u16::MAX;
+const PPS_PORT: u16 = 10_000;
+
+pub fn cni_publish_pps(_: &Effort) -> Vec<Case> {
+    vec![Case {
+        name: "cni-publish-pps/1port".into(),
+        sides: SIDES,
+        metrics: HIGHER_MPPS,
+        measure: Box::new(publish_pps),
+    }]
+}
+
+fn publish_pps(lab: &Lab, side: Side, effort: &Effort) -> anyhow::Result<Sample> {
+    // xnet-cni's pod on the xnet lab; the reference pod on a host of its own with an uplink
+    // like the xnet lab's (no other rules in its way).
+    let reference = match side {
+        Side::XnetCni => None,
+        _ => {
+            let host = Netns::create(format!("{}-cni-ref", lab.run_id()))?;
+            let uplink = Uplink::up(&host, format!("{}-cni-ref-ext", lab.run_id()))?;
+            Some((uplink, host))
+        }
+    };
+    let (host, uplink): (PathBuf, &Uplink) = match &reference {
+        None => (lab.xnet().pair.host.clone(), &lab.xnet().uplink),
+        Some((uplink, host)) => (host.path(), uplink),
+    };
+    let plugins = plugins(lab, side, host.clone());
+    let pod = Netns::create(format!("{}-cni-pps-{}", lab.run_id(), side.label()))?;
+    let id = format!("{}pps", lab.run_id());
+    plugins.add(PPS_POD, (&id, &pod.path()))?;
+    let measured = (|| {
+        let _gro = GroOn::new(&host, vec![UPLINK])?;
+        let sender = Sender {
+            netns: &uplink.outside,
+            dev: OUTSIDE_DEV,
+            from: (uplink.outside_mac, uplink.outside_ip),
+            to: (uplink.host_mac, uplink.host_ip),
+            flows: 1,
+            dst_port: Some(PPS_PORT),
+        };
+        send_and_count(&sender, (&pod.path(), "eth0"), "tc", effort.frames)
+    })();
+    plugins.del(PPS_POD, (&id, &pod.path()))?;
+    measured
 }

@@ -68,6 +68,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("monitor-cost", monitor::monitor_cost),
     ("dns-qps", dns::dns_qps),
     ("cni-add", cni::cni_add),
+    ("cni-publish-pps", cni::cni_publish_pps),
 ];
 
 #[derive(Debug, Parser)]
@@ -83,7 +84,7 @@ pub struct BenchArgs {
     /// publish-tcp, publish-rr, publish-setup, vxlan-mech-pps, vxlan-mech-tcp, vxlan-mech-rr,
     /// overlay-pps, overlay-tcp, overlay-rr, overlay-encrypted-tcp, overlay-encrypted-rr,
     /// overlay-encrypted-pings, overlay-scale, macvlan-pps, macvlan-tcp, macvlan-rr,
-    /// ipvlan-pps, ipvlan-tcp, monitor-cost, dns-qps, cni-add.
+    /// ipvlan-pps, ipvlan-tcp, monitor-cost, dns-qps, cni-add, cni-publish-pps.
     pub scenarios: Vec<String>,
     /// One round of short measurements.
     #[arg(long)]
