@@ -3,7 +3,8 @@
 //! stdin; it asks xnetd over its socket, as the `xnet` CLI does:
 //!
 //! - `ADD`: `CNI_NETNS` attached to the xnet network the configuration names (as `xnet
-//!   attach` does), as interface `CNI_IFNAME`, with the `ips`, `portMappings` and `aliases`
+//!   attach` does; the network made first from the configuration's driver, subnet, gateway,
+//!   ICC and MTU if xnetd lacks it), as interface `CNI_IFNAME`, with the `ips`, `portMappings` and `aliases`
 //!   capabilities (and `K8S_POD_NAME` of `CNI_ARGS` as one more alias), and `mac` on bridge
 //!   networks, and the embedded DNS served in the namespace; the result carries the
 //!   interface, addresses, routes and DNS (127.0.0.11);
@@ -25,9 +26,10 @@ use crate::{
     api::{
         DEFAULT_SOCKET,
         client::Client,
-        types::{AttachRequest, ContainerInspect, EndpointSettings, PortsRequest},
+        types::{AttachRequest, ContainerInspect, EndpointSettings, NetworkCreate, PortsRequest},
     },
     dns::DNS_ADDRESS,
+    state::options::{OPT_ICC, OPT_MTU},
 };
 
 /// The versions this plugin speaks, oldest first.
@@ -98,6 +100,19 @@ struct NetConf {
     /// xnetd's socket (`unix:///path` or a path).
     #[serde(default)]
     socket: Option<String>,
+    /// How to make the network if xnetd does not have it yet (as `xnet network create`
+    /// would); an existing network is used as it is.
+    #[serde(default)]
+    driver: Option<String>,
+    #[serde(default)]
+    subnet: Option<String>,
+    #[serde(default)]
+    gateway: Option<String>,
+    /// Inter-container communication (default true, as Docker's).
+    #[serde(default)]
+    icc: Option<bool>,
+    #[serde(default)]
+    mtu: Option<u32>,
     #[serde(default)]
     runtime_config: RuntimeConfig,
     #[serde(default)]
@@ -259,6 +274,7 @@ async fn add(
     let netns = Invocation::required(&invocation.netns, "CNI_NETNS")?;
     let ifname = Invocation::required(&invocation.ifname, "CNI_IFNAME")?;
     let (ip, ip6) = requested_ips(conf)?;
+    ensure_network(client, conf, network).await?;
     let name = attachment_name(&id, &ifname);
     let request = AttachRequest {
         name: name.clone(),
@@ -301,6 +317,42 @@ async fn add(
         .get(network)
         .ok_or_else(|| CniError::new(code::REFUSED, "xnetd's answer lacks the network"))?;
     Ok(result(&conf.cni_version, &ifname, &netns, endpoint))
+}
+
+/// Makes `network` as the configuration describes it (driver, subnet, gateway, ICC, MTU),
+/// unless xnetd has it (or the configuration describes nothing: then it must exist).
+async fn ensure_network(client: &Client, conf: &NetConf, network: &str) -> Result<(), CniError> {
+    let described = conf.driver.is_some() || conf.subnet.is_some();
+    if !described {
+        return Ok(());
+    }
+    let path = format!("/networks/{network}");
+    match client.get::<Value>(&path).await {
+        Ok(_) => return Ok(()),
+        Err(e) if !e.to_string().contains("not found") => return Err(CniError::unreachable(e)),
+        Err(_) => {}
+    }
+    let mut options = BTreeMap::new();
+    if let Some(icc) = conf.icc {
+        options.insert(OPT_ICC.to_string(), icc.to_string());
+    }
+    if let Some(mtu) = conf.mtu {
+        options.insert(OPT_MTU.to_string(), mtu.to_string());
+    }
+    let create = NetworkCreate {
+        name: network.to_string(),
+        driver: conf.driver.clone(),
+        subnets: conf.subnet.iter().cloned().collect(),
+        gateways: conf.gateway.iter().cloned().collect(),
+        options,
+        ..Default::default()
+    };
+    match client.post::<_, Value>("/networks", &create).await {
+        Ok(_) => Ok(()),
+        // Another ADD made it meanwhile.
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(CniError::refused(e)),
+    }
 }
 
 /// A `portMappings` entry as a `-p` spec.

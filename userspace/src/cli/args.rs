@@ -168,7 +168,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub ip6: Option<String>,
     /// Another name for the container on this network, in the embedded DNS.
-    #[arg(long = "alias", value_name = "NAME")]
+    #[arg(long = "alias", visible_alias = "network-alias", value_name = "NAME")]
     pub aliases: Vec<String>,
     pub network: String,
     pub container: String,

@@ -156,6 +156,49 @@ fn pods_are_attached_published_checked_and_removed_in_every_version() {
         assert!(ok);
     }
 
+    // A network the configuration describes is made on the first ADD, with its subnet,
+    // ICC and MTU, then used as it is.
+    let (fresh1, fresh2) = (host.foreign_netns("fresh1"), host.foreign_netns("fresh2"));
+    let described = |id: &str, netns: &str| {
+        let mut conf = conf(&host, "1.0.0", "fresh", json!({}));
+        for (key, value) in [
+            ("subnet", json!("10.87.0.0/24")),
+            ("icc", json!(false)),
+            ("mtu", json!(1400)),
+        ] {
+            conf[key] = value;
+        }
+        cni("ADD", &pod_env(id, netns), &conf)
+    };
+    for (id, netns) in [("fresh1", &fresh1), ("fresh2", &fresh2)] {
+        let (ok, result) = described(id, netns);
+        assert!(ok, "{result}");
+        assert!(
+            result["ips"][0]["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.87.0."),
+            "{result}"
+        );
+    }
+    let fresh: Value = serde_json::from_str(&host.ok(&["network", "inspect", "fresh"])).unwrap();
+    assert_eq!(fresh[0]["IPAM"]["Config"][0]["Subnet"], "10.87.0.0/24");
+    assert_eq!(
+        fresh[0]["Options"]["com.docker.network.bridge.enable_icc"],
+        "false"
+    );
+    assert_eq!(fresh[0]["Options"]["com.docker.network.driver.mtu"], "1400");
+    // ICC off: the two pods do not reach each other.
+    let fresh2_ip = {
+        let inspect: Value =
+            serde_json::from_str(&host.ok(&["inspect", "cni-fresh2-eth0"])).unwrap();
+        inspect[0]["NetworkSettings"]["Networks"]["fresh"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(host.cannot_reach(&fresh1, &fresh2_ip));
+
     // GC keeps what the runtime lists and removes the network's other attachments.
     let (keep, drop) = (host.foreign_netns("keep"), host.foreign_netns("drop"));
     for (id, netns) in [("keeper", &keep), ("dropped", &drop)] {
