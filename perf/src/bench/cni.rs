@@ -25,7 +25,7 @@ use super::{
     },
     side::Side,
     sys::{self, Netns},
-    uplink::{OUTSIDE_DEV, UPLINK, Uplink},
+    uplink::{UPLINK, Uplink},
 };
 
 const SIDES: &[Side] = &[Side::XnetCni, Side::ReferenceCni];
@@ -264,14 +264,7 @@ fn publish_pps(lab: &Lab, side: Side, effort: &Effort) -> anyhow::Result<Sample>
     plugins.add(PPS_POD, (&id, &pod.path()))?;
     let measured = (|| {
         let _gro = GroOn::new(&host, vec![UPLINK])?;
-        let sender = Sender {
-            netns: &uplink.outside,
-            dev: OUTSIDE_DEV,
-            from: (uplink.outside_mac, uplink.outside_ip),
-            to: (uplink.host_mac, uplink.host_ip),
-            flows: 1,
-            dst_port: Some(PPS_PORT),
-        };
+        let sender = Sender::from_outside(uplink, PPS_PORT);
         send_and_count(&sender, (&pod.path(), "eth0"), "tc", effort.frames)
     })();
     plugins.del(PPS_POD, (&id, &pod.path()))?;

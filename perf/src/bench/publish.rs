@@ -22,7 +22,7 @@ use super::{
     },
     side::Side,
     sys::{self, Held},
-    uplink::{OUTSIDE_DEV, UPLINK, Uplink},
+    uplink::{UPLINK, Uplink},
 };
 
 /// First port of the UDP range published for the packet rate (host and container alike).
@@ -216,14 +216,7 @@ fn published_packet_rate(
             "tc",
         ),
     };
-    let sender = Sender {
-        netns: &uplink.outside,
-        dev: OUTSIDE_DEV,
-        from: (uplink.outside_mac, uplink.outside_ip),
-        to: (uplink.host_mac, uplink.host_ip),
-        flows: 1,
-        dst_port: Some(ports.last_host_port()),
-    };
+    let sender = Sender::from_outside(uplink, ports.last_host_port());
     // Delivered into B as skbs (through the veth's NAPI or the bridge), so counted at TC
     // ingress.
     send_and_count(&sender, receiver, sink_hook, frames)

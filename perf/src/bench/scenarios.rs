@@ -19,6 +19,7 @@ use super::{
     side::Side,
     synthetic_cluster::ClusterSize,
     sys::{self, Held},
+    uplink::{OUTSIDE_DEV, Uplink},
 };
 use crate::{frame::Mac, generator::GenReport, rr::RrReport, sink::SinkReport};
 
@@ -318,6 +319,21 @@ pub struct Sender<'a> {
     pub flows: u16,
     /// UDP destination port of flow 0 (default: the generator's).
     pub dst_port: Option<u16>,
+}
+
+impl<'a> Sender<'a> {
+    /// From the outside of `uplink` to the host's address on it, UDP port `dst_port`: the
+    /// path of traffic from another host to a published port.
+    pub fn from_outside(uplink: &'a Uplink, dst_port: u16) -> Self {
+        Self {
+            netns: &uplink.outside,
+            dev: OUTSIDE_DEV,
+            from: (uplink.outside_mac, uplink.outside_ip),
+            to: (uplink.host_mac, uplink.host_ip),
+            flows: 1,
+            dst_port: Some(dst_port),
+        }
+    }
 }
 
 /// Sends 64-byte UDP frames from `sender` and counts at the sink on `receiver`: a device
