@@ -17,18 +17,20 @@
 //! Versions 0.4.0 (which podman 4.3 writes), 1.0.0 and 1.1.0, with each one's result shape.
 //! Errors are the spec's JSON on stdout, with its codes, and a non-zero exit.
 
-use std::{collections::BTreeMap, io::Read as _};
+use std::{collections::BTreeMap, io::Read as _, path::Path};
 
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     api::{
         DEFAULT_SOCKET,
-        client::Client,
+        client::{Client, status_of},
         types::{AttachRequest, ContainerInspect, EndpointSettings, NetworkCreate, PortsRequest},
     },
     dns::DNS_ADDRESS,
+    os::netns,
     state::options::{OPT_ICC, OPT_MTU},
 };
 
@@ -329,7 +331,9 @@ async fn ensure_network(client: &Client, conf: &NetConf, network: &str) -> Resul
     let path = format!("/networks/{network}");
     match client.get::<Value>(&path).await {
         Ok(_) => return Ok(()),
-        Err(e) if !e.to_string().contains("not found") => return Err(CniError::unreachable(e)),
+        Err(e) if status_of(&e) != Some(StatusCode::NOT_FOUND) => {
+            return Err(CniError::unreachable(e));
+        }
         Err(_) => {}
     }
     let mut options = BTreeMap::new();
@@ -349,8 +353,14 @@ async fn ensure_network(client: &Client, conf: &NetConf, network: &str) -> Resul
     };
     match client.post::<_, Value>("/networks", &create).await {
         Ok(_) => Ok(()),
-        // Another ADD made it meanwhile.
-        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        // A conflict: another ADD may have made it meanwhile (else, say an overlapping
+        // subnet, the refusal stands).
+        Err(e) if status_of(&e) == Some(StatusCode::CONFLICT) => {
+            match client.get::<Value>(&path).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(CniError::refused(e)),
+            }
+        }
         Err(e) => Err(CniError::refused(e)),
     }
 }
@@ -457,7 +467,7 @@ async fn del(client: &Client, invocation: &Invocation) -> Result<(), CniError> {
         .await
     {
         // Gone already (or never made): DEL succeeds.
-        Err(e) if e.to_string().starts_with("No such container") => Ok(()),
+        Err(e) if status_of(&e) == Some(StatusCode::NOT_FOUND) => Ok(()),
         Err(e) => Err(CniError::unreachable(e)),
         Ok(_) => client
             .delete(&format!("/attached/{name}"))
@@ -481,7 +491,10 @@ async fn check(client: &Client, invocation: &Invocation, network: &str) -> Resul
         ));
     }
     if let Some(netns) = &invocation.netns
-        && !same_namespace(netns, &attached.network_settings.sandbox_key)
+        && !netns::same_namespace(
+            Path::new(netns),
+            Path::new(&attached.network_settings.sandbox_key),
+        )
     {
         return Err(CniError::new(
             code::REFUSED,
@@ -489,15 +502,6 @@ async fn check(client: &Client, invocation: &Invocation, network: &str) -> Resul
         ));
     }
     Ok(())
-}
-
-/// Whether two paths name the same network namespace (device and inode).
-fn same_namespace(a: &str, b: &str) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
 }
 
 async fn gc(client: &Client, conf: &NetConf, network: &str) -> Result<(), CniError> {

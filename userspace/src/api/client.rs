@@ -7,13 +7,33 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow, bail};
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
-    Method, Request,
+    Method, Request, StatusCode,
     body::{Bytes, Incoming},
 };
 use hyper_util::rt::TokioIo;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::types::ErrorBody;
+
+/// A request the server answered with an error: its status and its message (what is shown).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The status of a request's error, if the server answered one (not: it did not answer).
+pub fn status_of(error: &anyhow::Error) -> Option<StatusCode> {
+    error.downcast_ref::<ApiError>().map(|e| e.status)
+}
 
 pub struct Client {
     socket: PathBuf,
@@ -158,7 +178,7 @@ impl Client {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|e| e.message)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(anyhow!(message));
+            return Err(ApiError { status, message }.into());
         }
         Ok(body)
     }

@@ -2,7 +2,7 @@
 //! per network it is connected to. `run` (create), `attach`, `rm`, `detach`, and what they
 //! share: making everything a container needs in one go, or nothing.
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::path::Path;
 
 use anyhow::Context as _;
 use tracing::info;
@@ -136,7 +136,7 @@ impl Inner {
                 req.netns
             )));
         }
-        if same_file(source, Path::new("/proc/self/ns/net")) {
+        if netns::same_namespace(source, Path::new("/proc/self/ns/net")) {
             return Err(XnetError::invalid(
                 "that is the host's own network namespace; use --network host to run there",
             ));
@@ -398,11 +398,5 @@ async fn create_sandbox(path: &Path) -> anyhow::Result<()> {
 /// namespace (a recycled PID belongs to someone else and must never be signalled).
 pub(super) fn running_pid(c: &Container) -> Option<u32> {
     let pid = c.pid?;
-    same_file(Path::new(&format!("/proc/{pid}/ns/net")), &c.sandbox_key).then_some(pid)
-}
-
-/// Whether two paths name the same namespace (or file): same device and inode.
-fn same_file(a: &Path, b: &Path) -> bool {
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
+    netns::same_namespace(Path::new(&format!("/proc/{pid}/ns/net")), &c.sandbox_key).then_some(pid)
 }

@@ -129,6 +129,13 @@ pub fn is_pinned(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether two paths name the same namespace (or file): same device and inode.
+pub fn same_namespace(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// Where a daemon keeps the namespaces it pins: beside its socket, so a daemon with private
 /// paths never sees another's.
 pub fn dir_for_socket(socket: &Path) -> PathBuf {
