@@ -413,7 +413,7 @@ async fn monitor(client: &Client, args: MonitorArgs) -> anyhow::Result<()> {
     }
     for (key, value) in [("container", &args.container), ("network", &args.network)] {
         if let Some(value) = value {
-            query.push(format!("{key}={}", query_value(value)));
+            query.push(format!("{key}={}", encode(value)));
         }
     }
     let path = match query.is_empty() {
@@ -483,19 +483,6 @@ fn monitor_text(line: &MonitorLine) -> String {
         text += &format!(" {operation}");
     }
     text + &format!(", {length} bytes")
-}
-
-/// `value` percent-encoded for a query string (all but unreserved characters).
-fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn stats(client: &Client, FormatArgs { format }: FormatArgs) -> anyhow::Result<()> {
@@ -570,15 +557,19 @@ fn network_path(name: &str) -> String {
     format!("/networks/{}", encode(name))
 }
 
-/// Names are validated by the daemon; this only keeps a stray `/`, `?` or `%` from changing
-/// the request's meaning before it gets there.
-fn encode(segment: &str) -> String {
-    segment
-        .replace('%', "%25")
-        .replace('/', "%2F")
-        .replace('?', "%3F")
-        .replace('#', "%23")
-        .replace(' ', "%20")
+/// `value` percent-encoded for a URL's path segment or query (all but unreserved
+/// characters). Names are validated by the daemon; this keeps a stray `/`, `?`, `&` or `%`
+/// from changing the request's meaning before it gets there.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
