@@ -27,7 +27,7 @@ use xnet_common::{
 use super::{Daemon, monitors::Tagged};
 use crate::{
     api::types::{MonitorKind, MonitorLine, MonitorQuery, MonitoredFrame},
-    datapath::decode_event,
+    datapath::{MonitorReader, decode_event},
     error::Result,
 };
 
@@ -170,19 +170,23 @@ impl Daemon {
     }
 
     async fn follow_monitor_events(&self) -> anyhow::Result<()> {
-        let (ring, mut lost_seen) = {
+        let reader = {
             let mut inner = self.inner.lock().await;
             // No monitor is attached yet, whatever a killed daemon left asked for.
             inner
                 .kernel
                 .datapath
                 .set_monitor(0, self.monitor.events_per_second)?;
-            let datapath = &mut inner.kernel.datapath;
-            (datapath.take_monitor_events(), datapath.monitor_lost())
+            inner.kernel.datapath.take_monitor_reader()
         };
-        let Some(ring) = ring else {
+        let Some(MonitorReader {
+            events: ring,
+            losses,
+        }) = reader
+        else {
             return Ok(());
         };
+        let mut lost_seen = losses.lost();
         // SAFETY: the ring owns its map's descriptor, which stays open and the same for as
         // long as the `AsyncFd` owns the ring.
         let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -204,7 +208,7 @@ impl Daemon {
                     let _ = self.monitor.lines.send(Arc::new(batch));
                 }
                 _ = lost_tick.tick() => {
-                    let lost = self.inner.lock().await.kernel.datapath.monitor_lost();
+                    let lost = losses.lost();
                     let count = lost.saturating_sub(lost_seen);
                     lost_seen = lost;
                     if count > 0 && self.monitor.lines.receiver_count() > 0 {

@@ -18,7 +18,7 @@ use xnet_common::{
 
 use super::{
     encryption, host,
-    maps::Datapath,
+    maps::{Datapath, MonitorLosses, MonitorReader},
     object::{EBPF_OBJECT, classifier, one_line_load_error, remove_file_if_exists, take_map},
     uplink,
 };
@@ -82,8 +82,10 @@ impl Datapath {
             lan_subnets: take_map(&mut ebpf, MAP_LAN_SUBNETS)?,
             lan_subnets6: take_map(&mut ebpf, MAP_LAN_SUBNETS6)?,
             monitor: take_map(&mut ebpf, MAP_MONITOR)?,
-            monitor_budget: take_map(&mut ebpf, MAP_MONITOR_BUDGET)?,
-            monitor_events: Some(take_map(&mut ebpf, MAP_MONITOR_EVENTS)?),
+            monitor_reader: Some(MonitorReader {
+                events: take_map(&mut ebpf, MAP_MONITOR_EVENTS)?,
+                losses: MonitorLosses(take_map(&mut ebpf, MAP_MONITOR_BUDGET)?),
+            }),
             ebpf,
             links_dir,
             maps_dir,

@@ -69,11 +69,30 @@ pub struct Datapath {
     pub(super) lan_subnets6: LpmTrie<MapData, [u8; 16], u32>,
     pub(super) links_dir: PathBuf,
     pub(super) monitor: Array<MapData, MonitorConfig>,
-    pub(super) monitor_budget: PerCpuArray<MapData, MonitorBudget>,
-    /// Taken by the daemon's event reader (`take_monitor_events`).
-    pub(super) monitor_events: Option<RingBuf<MapData>>,
+    /// Taken by the daemon's event reader (`take_monitor_reader`).
+    pub(super) monitor_reader: Option<MonitorReader>,
     /// Where the maps are pinned, by name (`fill`).
     pub(super) maps_dir: PathBuf,
+}
+
+/// The ring of events and the programs' loss counts.
+pub struct MonitorReader {
+    pub events: RingBuf<MapData>,
+    pub losses: MonitorLosses,
+}
+
+/// `MONITOR_BUDGET`, read for its loss counts.
+pub struct MonitorLosses(pub(super) PerCpuArray<MapData, MonitorBudget>);
+
+impl MonitorLosses {
+    /// Events the programs could not write, ever (over the rate limit, or the ring full),
+    /// summed over CPUs.
+    pub fn lost(&self) -> u64 {
+        self.0
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().map(|b| b.lost).sum())
+            .unwrap_or(0)
+    }
 }
 
 impl Datapath {

@@ -16,7 +16,7 @@ mod publish;
 mod uplink;
 
 pub use fill::MapFill;
-pub use maps::{Datapath, EndpointEntry};
+pub use maps::{Datapath, EndpointEntry, MonitorLosses, MonitorReader};
 pub use monitor::decode_event;
 pub use object::EBPF_OBJECT;
 pub use overlay::{FloodSet, RemoteEndpoint};

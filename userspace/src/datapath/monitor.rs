@@ -1,12 +1,12 @@
 //! The monitor's maps as the daemon sees them (`xnet monitor`): which events the programs
-//! write (`MONITOR`), the events they could not (`MONITOR_BUDGET`), and the ring the events
-//! arrive in (`MONITOR_EVENTS`), which the daemon's reader takes out once.
+//! write (`MONITOR`); and, taken out once by the daemon's reader so that it needs no lock,
+//! the ring the events arrive in (`MONITOR_EVENTS`) and the count of those the programs
+//! could not write (`MONITOR_BUDGET`).
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use xnet_common::{MonitorConfig, MonitorEvent};
 
-use super::maps::Datapath;
+use super::maps::{Datapath, MonitorReader};
 
 impl Datapath {
     /// Asks the programs for events of `kinds` (`MONITOR_DROPS` | `MONITOR_TRACE`; 0: none),
@@ -19,18 +19,9 @@ impl Datapath {
         self.monitor.set(0, config, 0).context("writing MONITOR")
     }
 
-    /// Events the programs could not write, ever (over the rate limit, or the ring full),
-    /// summed over CPUs.
-    pub fn monitor_lost(&self) -> u64 {
-        self.monitor_budget
-            .get(&0, 0)
-            .map(|per_cpu| per_cpu.iter().map(|b| b.lost).sum())
-            .unwrap_or(0)
-    }
-
-    /// The ring of events, for the one reader; `None` once taken.
-    pub fn take_monitor_events(&mut self) -> Option<RingBuf<MapData>> {
-        self.monitor_events.take()
+    /// What the one reader of the events needs; `None` once taken.
+    pub fn take_monitor_reader(&mut self) -> Option<MonitorReader> {
+        self.monitor_reader.take()
     }
 }
 
