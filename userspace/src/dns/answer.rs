@@ -114,10 +114,7 @@ fn answer(request: &Message, code: ResponseCode, records: Vec<Record>) -> Reply 
     response.metadata.response_code = code;
     response.add_queries(request.queries.iter().cloned());
     response.add_answers(records);
-    match response.to_vec() {
-        Ok(bytes) => Reply::Answer(bytes),
-        Err(_) => Reply::Nothing,
-    }
+    encoded(&response)
 }
 
 /// `code` for bytes that are no DNS message: their header's id, when there is a header.
@@ -130,6 +127,11 @@ fn error_for_bytes(bytes: &[u8], code: ResponseCode) -> Reply {
     }
     let mut response = Message::error_msg(u16::from_be_bytes([id[0], id[1]]), OpCode::Query, code);
     response.metadata.recursion_available = true;
+    encoded(&response)
+}
+
+/// `response` on the wire (nothing, if it cannot be written).
+fn encoded(response: &Message) -> Reply {
     match response.to_vec() {
         Ok(bytes) => Reply::Answer(bytes),
         Err(_) => Reply::Nothing,
