@@ -94,6 +94,17 @@ fn invoke(
     Ok(serde_json::from_str(stdout.trim()).unwrap_or(Value::Null))
 }
 
+/// The reference plugin `conf` names (its `type`), run in the namespace `host`.
+fn reference(
+    host: &Path,
+    command: &str,
+    pod: (&str, &Path),
+    conf: &Value,
+) -> anyhow::Result<Value> {
+    let plugin = Path::new(REFERENCE_PLUGINS).join(conf["type"].as_str().unwrap_or_default());
+    invoke(&plugin, Some(host), command, pod, conf)
+}
+
 /// How one side adds and deletes a pod.
 enum Plugins {
     Xnet {
@@ -128,14 +139,9 @@ impl Plugins {
                 invoke(plugin, None, "ADD", pod, &conf).map(drop)
             }
             Plugins::Reference { host, data_dir } => {
-                let (bridge, portmap) = self.reference_confs(data_dir, index);
-                let netns = Some(host.clone());
-                let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
-                let result = invoke(&bridge_plugin, netns.as_deref(), "ADD", pod, &bridge)?;
-                let mut portmap = portmap;
-                portmap["prevResult"] = result;
-                let portmap_plugin = Path::new(REFERENCE_PLUGINS).join("portmap");
-                invoke(&portmap_plugin, netns.as_deref(), "ADD", pod, &portmap).map(drop)
+                let (bridge, mut portmap) = self.reference_confs(data_dir, index);
+                portmap["prevResult"] = reference(host, "ADD", pod, &bridge)?;
+                reference(host, "ADD", pod, &portmap).map(drop)
             }
         }
     }
@@ -146,11 +152,8 @@ impl Plugins {
             Plugins::Reference { host, data_dir } => {
                 // A chain is deleted in reverse.
                 let (bridge, portmap) = self.reference_confs(data_dir, index);
-                let netns = Some(host.clone());
-                let portmap_plugin = Path::new(REFERENCE_PLUGINS).join("portmap");
-                invoke(&portmap_plugin, netns.as_deref(), "DEL", pod, &portmap)?;
-                let bridge_plugin = Path::new(REFERENCE_PLUGINS).join("bridge");
-                invoke(&bridge_plugin, netns.as_deref(), "DEL", pod, &bridge).map(drop)
+                reference(host, "DEL", pod, &portmap)?;
+                reference(host, "DEL", pod, &bridge).map(drop)
             }
         }
     }
